@@ -1,0 +1,277 @@
+"""Server benchmark: /v1/batch vs single POSTs vs raw multi-row inserts, in one run.
+
+    .venv/bin/python bench/server.py                      # SQLite (the default store)
+    .venv/bin/python bench/server.py --db postgresql://postgres@127.0.0.1:5432/test
+
+(a) creates through POST /v1/batch, 100 per request, 8 concurrent clients: ops/s and
+    p50/p99 latency per request;
+(b) the same number of records created with single POSTs by 8 concurrent clients: req/s;
+(c) raw multi-row inserts of equivalent rows (100 per transaction) into the same kind of
+    database, no HTTP.
+Targets on SQLite: (a) >= 30 x (b) and (a) >= 40% of (c).
+
+The client is aiohttp (its CPU per request is ~4x lower than httpx here), so the figures
+measure the server rather than the client. Runs use a fresh database each time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def record_data(i: int) -> dict[str, Any]:
+    return {
+        "name": f"person {i}",
+        "email": f"p{i}@example.com",
+        "team": ["core", "web"][i % 2],
+        "age": 20 + i % 50,
+        "bio": "likes bulk APIs and fast batches",
+    }
+
+
+class ServerProcess:
+    def __init__(self, db_url: str, workdir: Path) -> None:
+        self.db_url, self.workdir = db_url, workdir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        env = {
+            **os.environ,
+            "BATCHOPS_RATE_LIMIT_REQUESTS": "0",
+            "BATCHOPS_RATE_LIMIT_OPERATIONS": "0",
+        }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "batchops",
+                "serve",
+                "--db",
+                self.db_url,
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=self.workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(300):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+def make_key(db_url: str, workdir: Path) -> str:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batchops",
+            "keys",
+            "create",
+            "--tenant",
+            f"bench-{uuid.uuid4().hex[:6]}",
+            "--db",
+            db_url,
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+async def run_batches(
+    url: str, key: str, n: int, per_request: int, clients: int
+) -> dict[str, float]:
+    bodies = [
+        orjson.dumps(
+            {
+                "operations": [
+                    {"type": "create", "collection": "bench_a", "data": record_data(i)}
+                    for i in range(start, min(n, start + per_request))
+                ]
+            }
+        )
+        for start in range(0, n, per_request)
+    ]
+    latencies: list[float] = []
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            t0 = time.perf_counter()
+            async with session.post(f"{url}/v1/batch", data=body, headers=headers) as resp:
+                await resp.read()
+                assert resp.status == 200, resp.status
+            latencies.append(time.perf_counter() - t0)
+
+    async with aiohttp.ClientSession() as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+    latencies.sort()
+    return {
+        "ops_per_s": n / elapsed,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    }
+
+
+async def run_singles(url: str, key: str, n: int, clients: int) -> dict[str, float]:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    counter = iter(range(n))
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        for i in counter:
+            body = orjson.dumps({"data": record_data(i)})
+            async with session.post(
+                f"{url}/v1/collections/bench_b/records", data=body, headers=headers
+            ) as resp:
+                await resp.read()
+                assert resp.status == 201, resp.status
+
+    async with aiohttp.ClientSession() as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+    return {"req_per_s": n / elapsed}
+
+
+def raw_rows(n: int) -> list[tuple[Any, ...]]:
+    from batchops.server.records.operations import new_record_id, now_iso
+
+    now = now_iso()
+    return [
+        ("bench", "bench_c", new_record_id(), orjson.dumps(record_data(i)).decode(), 1, now, now)
+        for i in range(n)
+    ]
+
+
+def raw_sqlite(path: Path, n: int, per_tx: int) -> float:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(
+        "CREATE TABLE raw (tenant TEXT, collection TEXT, id TEXT, data TEXT, version INT, "
+        "created_at TEXT, updated_at TEXT, PRIMARY KEY (tenant, collection, id))"
+    )
+    rows = raw_rows(n)
+    t0 = time.perf_counter()
+    for start in range(0, n, per_tx):
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO raw VALUES (?, ?, ?, ?, ?, ?, ?)", rows[start : start + per_tx]
+        )
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return n / elapsed
+
+
+def raw_postgres(url: str, n: int, per_tx: int) -> float:
+    import psycopg
+
+    rows = raw_rows(n)
+    with psycopg.connect(url, autocommit=True) as conn:
+        table = f"raw_{uuid.uuid4().hex[:8]}"
+        conn.execute(
+            f"CREATE TABLE {table} (tenant TEXT, collection TEXT, id TEXT, data JSONB, "
+            "version INT, created_at TEXT, updated_at TEXT, PRIMARY KEY (tenant, collection, id))"
+        )
+        try:
+            t0 = time.perf_counter()
+            for start in range(0, n, per_tx):
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.executemany(
+                        f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        rows[start : start + per_tx],
+                    )
+            elapsed = time.perf_counter() - t0
+        finally:
+            conn.execute(f"DROP TABLE {table}")
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", default=None, help="postgresql://… (default: a fresh SQLite file)")
+    parser.add_argument("-n", type=int, default=20_000, help="records for (a) and (c)")
+    parser.add_argument("--singles", type=int, default=10_000, help="records for (b)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
+        key = make_key(db_url, workdir)
+        a_runs, b_runs, c_runs = [], [], []
+        with ServerProcess(db_url, workdir) as server:
+            for _ in range(args.repeat):
+                a_runs.append(asyncio.run(run_batches(server.url, key, args.n, 100, args.clients)))
+                b_runs.append(asyncio.run(run_singles(server.url, key, args.singles, args.clients)))
+        for r in range(args.repeat):
+            if args.db:
+                c_runs.append(raw_postgres(args.db, args.n, 100))
+            else:
+                c_runs.append(raw_sqlite(workdir / f"raw{r}.db", args.n, 100))
+
+    a = statistics.median(r["ops_per_s"] for r in a_runs)
+    p50 = statistics.median(r["p50_ms"] for r in a_runs)
+    p99 = statistics.median(r["p99_ms"] for r in a_runs)
+    b = statistics.median(r["req_per_s"] for r in b_runs)
+    c = statistics.median(c_runs)
+    backend = "postgresql" if args.db else "sqlite"
+    print(f"backend: {backend}; medians of {args.repeat} runs; {args.clients} clients")
+    print(f"(a) /v1/batch x100      {a:>10,.0f} ops/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
+    print(f"(b) single POSTs        {b:>10,.0f} req/s")
+    print(f"(c) raw multi-row       {c:>10,.0f} rows/s")
+    print(f"(a)/(b) = {a / b:5.1f}x   (target >= 30x)")
+    print(f"(a)/(c) = {a / c:5.1%}    (target >= 40%)")
+
+
+if __name__ == "__main__":
+    main()

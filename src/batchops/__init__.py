@@ -1,0 +1,85 @@
+"""batchops: fast, safe bulk API work from both ends of the wire.
+
+Client side, the engine runs any async callable over many items::
+
+    import asyncio, batchops
+
+    async def main() -> None:
+        result = await batchops.batch_execute(range(100), fetch, max_concurrent=10)
+        print(result.summary)
+
+Server side, ``batchops serve`` runs a records service with ``POST /v1/batch``.
+"""
+
+from batchops._exceptions import (
+    APIError,
+    AuthenticationError,
+    BatchFailedError,
+    BatchopsError,
+    BatchTooLargeError,
+    CheckpointError,
+    ConflictError,
+    FailedDependencyError,
+    InternalServerError,
+    InvalidBatchRequestError,
+    InvalidRequestError,
+    ItemCancelledError,
+    ItemError,
+    ItemSkippedError,
+    ItemTimeoutError,
+    MethodNotAllowedError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    StoreError,
+    TransientStoreError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
+from batchops._results import BatchResult, Failure, FailureStatus, Result, Success, Summary
+from batchops.engine import Progress, RetryPolicy, batch_execute, batch_stream, chunked, run_batch
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BatchFailedError",
+    "BatchResult",
+    "BatchTooLargeError",
+    "BatchopsError",
+    "CheckpointError",
+    "ConflictError",
+    "FailedDependencyError",
+    "Failure",
+    "FailureStatus",
+    "InternalServerError",
+    "InvalidBatchRequestError",
+    "InvalidRequestError",
+    "ItemCancelledError",
+    "ItemError",
+    "ItemSkippedError",
+    "ItemTimeoutError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "Progress",
+    "RateLimitedError",
+    "Result",
+    "RetryPolicy",
+    "ServiceUnavailableError",
+    "StoreError",
+    "Success",
+    "Summary",
+    "TransientStoreError",
+    "UnsupportedMediaTypeError",
+    "ValidationError",
+    "__version__",
+    "batch_execute",
+    "batch_stream",
+    "chunked",
+    "run_batch",
+]

@@ -1,0 +1,5 @@
+"""``python -m batchops`` is the ``batchops`` command."""
+
+from batchops.cli import main
+
+main()

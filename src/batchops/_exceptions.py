@@ -1,0 +1,338 @@
+"""The one error tree of batchops.
+
+Every exception batchops raises (client side and server side) derives from
+:class:`BatchopsError`::
+
+    BatchopsError
+    ├── BatchFailedError          BatchResult.raise_on_failure(): lists every failure
+    ├── BatchContractError        a Batcher's batch_fn broke its contract (length, type)
+    ├── BatcherClosedError        load() on a Batcher after aclose()
+    ├── CircuitOpenError          a circuit breaker refuses calls for now (retry_after)
+    ├── CheckpointError           a checkpoint journal cannot be written or read
+    ├── ItemError                 set as Failure.error for items that never produced one
+    │   ├── ItemSkippedError      not started (fail-fast, continue_on_error=false)
+    │   ├── ItemCancelledError    cancelled while running
+    │   └── ItemTimeoutError      unfinished at the batch deadline or per-attempt timeout
+    ├── StoreError                a database problem the store could not hide
+    │   └── TransientStoreError   busy / locked / serialization failure: safe to retry
+    └── APIError                  an error envelope {"error": {code, message, details}}
+        ├── InvalidRequestError          400
+        │   └── InvalidBatchRequestError 400 INVALID_BATCH_REQUEST
+        ├── AuthenticationError          401
+        ├── PermissionDeniedError        403
+        ├── NotFoundError                404
+        ├── MethodNotAllowedError        405
+        ├── ConflictError                409
+        ├── PayloadTooLargeError         413
+        │   └── BatchTooLargeError       413 BATCH_TOO_LARGE
+        ├── UnsupportedMediaTypeError    415
+        ├── ValidationError              422
+        ├── FailedDependencyError        424
+        ├── RateLimitedError             429 (retry_after)
+        ├── InternalServerError          500
+        └── ServiceUnavailableError      503 (retry_after)
+
+:class:`APIError` is shared by both ends of the wire: the server raises it from the
+operations layer and renders it as the JSON envelope; the client parses an envelope back
+into the same class (see :func:`api_error_from_envelope`). It exposes ``status_code`` and
+``retry_after``, which is exactly what the engine's default retry policy looks at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BatchContractError",
+    "BatchFailedError",
+    "BatchTooLargeError",
+    "BatcherClosedError",
+    "BatchopsError",
+    "CheckpointError",
+    "CircuitOpenError",
+    "ConflictError",
+    "FailedDependencyError",
+    "InternalServerError",
+    "InvalidBatchRequestError",
+    "InvalidRequestError",
+    "ItemCancelledError",
+    "ItemError",
+    "ItemSkippedError",
+    "ItemTimeoutError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "ServiceUnavailableError",
+    "StoreError",
+    "TransientStoreError",
+    "UnsupportedMediaTypeError",
+    "ValidationError",
+    "api_error_from_envelope",
+]
+
+
+class BatchopsError(Exception):
+    """Base class of every error raised by batchops."""
+
+
+class BatchFailedError(BatchopsError):
+    """Raised by ``BatchResult.raise_on_failure()``; ``failures`` holds every failure.
+
+    The message lists each failed item (index, status and error), so one traceback tells
+    the whole story of a batch.
+    """
+
+    def __init__(self, message: str, failures: list[Any]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+class BatchContractError(BatchopsError):
+    """A Batcher's ``batch_fn`` broke its contract: one value per key, same order.
+
+    Every waiter of that batch gets this error; the message says what came back instead.
+    """
+
+
+class BatcherClosedError(BatchopsError):
+    """``load()`` was called on a Batcher after ``aclose()`` (or after its ``async with``)."""
+
+
+class CircuitOpenError(BatchopsError):
+    """A circuit breaker refuses calls for now; ``retry_after`` is seconds until a probe.
+
+    Raised at once, without calling the protected function, while the breaker is open
+    (and, when half-open, while its single probe call is running).
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class CheckpointError(BatchopsError):
+    """A checkpoint journal cannot be used: unwritable, corrupt, or a value is not JSON."""
+
+
+class ItemError(BatchopsError):
+    """Base for the errors batchops puts in ``Failure.error`` itself."""
+
+
+class ItemSkippedError(ItemError):
+    """The item was never started (fail-fast, or the batch stopped early)."""
+
+
+class ItemCancelledError(ItemError):
+    """The item was running when the batch was cancelled."""
+
+
+class ItemTimeoutError(ItemError, TimeoutError):
+    """The item did not finish in time (per attempt, or by the batch deadline)."""
+
+
+class StoreError(BatchopsError):
+    """A database error the store layer could not turn into something more precise."""
+
+
+class TransientStoreError(StoreError):
+    """The database was busy (locked, serialization failure, deadlock): retrying may work."""
+
+
+class APIError(BatchopsError):
+    """An error with an HTTP status and a machine-readable code.
+
+    Rendered on the wire as ``{"error": {"code", "message", "details"}}``.
+
+    >>> err = NotFoundError("record 'r1' not found", details={"id": "r1"})
+    >>> err.status_code, err.code
+    (404, 'NOT_FOUND')
+    """
+
+    status: ClassVar[int] = 500
+    default_code: ClassVar[str] = "INTERNAL_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.details: dict[str, Any] = dict(details or {})
+        self.status_code = status if status is not None else self.status
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    def to_envelope(self) -> dict[str, Any]:
+        """The JSON error envelope for this error."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.status_code}, {self.code!r}, {self.message!r})"
+
+
+class InvalidRequestError(APIError):
+    """400: the request is malformed; ``details["path"]`` names the faulty field."""
+
+    status = 400
+    default_code = "INVALID_REQUEST"
+
+
+class InvalidBatchRequestError(InvalidRequestError):
+    """400: the batch as a whole is rejected; nothing ran."""
+
+    default_code = "INVALID_BATCH_REQUEST"
+
+
+class AuthenticationError(APIError):
+    """401: no API key, or an unknown or revoked one."""
+
+    status = 401
+    default_code = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(APIError):
+    """403: the key is valid but may not do this."""
+
+    status = 403
+    default_code = "FORBIDDEN"
+
+
+class NotFoundError(APIError):
+    """404: no such record, collection, job or route (for this tenant)."""
+
+    status = 404
+    default_code = "NOT_FOUND"
+
+
+class MethodNotAllowedError(APIError):
+    """405: the path exists but not with this method."""
+
+    status = 405
+    default_code = "METHOD_NOT_ALLOWED"
+
+
+class ConflictError(APIError):
+    """409: an id that exists already, a version mismatch, an idempotent request in flight."""
+
+    status = 409
+    default_code = "CONFLICT"
+
+
+class PayloadTooLargeError(APIError):
+    """413: the request body is larger than the server accepts."""
+
+    status = 413
+    default_code = "PAYLOAD_TOO_LARGE"
+
+
+class BatchTooLargeError(PayloadTooLargeError):
+    """413: too many operations or too many bytes in one batch.
+
+    ``details`` carries ``limit`` and ``actual`` (and ``unit``: operations or bytes).
+    """
+
+    default_code = "BATCH_TOO_LARGE"
+
+
+class UnsupportedMediaTypeError(APIError):
+    """415: the body is not JSON (or not a supported encoding)."""
+
+    status = 415
+    default_code = "UNSUPPORTED_MEDIA_TYPE"
+
+
+class ValidationError(APIError):
+    """422: well-formed but invalid content; ``details["path"]`` names the field."""
+
+    status = 422
+    default_code = "VALIDATION_ERROR"
+
+
+class FailedDependencyError(APIError):
+    """424: not run because an operation it depends on failed (or was rolled back)."""
+
+    status = 424
+    default_code = "FAILED_DEPENDENCY"
+
+
+class RateLimitedError(APIError):
+    """429: slow down; ``retry_after`` says for how many seconds."""
+
+    status = 429
+    default_code = "RATE_LIMITED"
+
+
+class InternalServerError(APIError):
+    """500: a server bug. Never used for a client mistake."""
+
+    status = 500
+    default_code = "INTERNAL_ERROR"
+
+
+class ServiceUnavailableError(APIError):
+    """503: the service is overloaded or its database is busy; retry later."""
+
+    status = 503
+    default_code = "SERVICE_UNAVAILABLE"
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+    415: UnsupportedMediaTypeError,
+    422: ValidationError,
+    424: FailedDependencyError,
+    429: RateLimitedError,
+    500: InternalServerError,
+    503: ServiceUnavailableError,
+}
+
+_BY_CODE: dict[str, type[APIError]] = {
+    "INVALID_BATCH_REQUEST": InvalidBatchRequestError,
+    "BATCH_TOO_LARGE": BatchTooLargeError,
+}
+
+
+def api_error_from_envelope(
+    status: int,
+    envelope: Mapping[str, Any] | None,
+    *,
+    request_id: str | None = None,
+    retry_after: float | None = None,
+) -> APIError:
+    """Rebuild the most specific :class:`APIError` from a status and an error envelope.
+
+    >>> api_error_from_envelope(404, {"error": {"code": "NOT_FOUND", "message": "gone"}})
+    NotFoundError(404, 'NOT_FOUND', 'gone')
+    """
+    body: Mapping[str, Any] = {}
+    if envelope and isinstance(envelope.get("error"), Mapping):
+        body = envelope["error"]
+    code = str(body.get("code") or "")
+    cls = _BY_CODE.get(code) or _BY_STATUS.get(status) or APIError
+    details = body.get("details")
+    return cls(
+        str(body.get("message") or f"HTTP {status}"),
+        code=code or None,
+        details=details if isinstance(details, Mapping) else None,
+        status=status,
+        request_id=request_id,
+        retry_after=retry_after,
+    )

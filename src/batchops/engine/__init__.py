@@ -1,0 +1,35 @@
+"""The client-side batch engine: run any async callable over many items, safely.
+
+One engine (a bounded worker pool, :mod:`batchops.engine._core`) with thin layers:
+
+- :func:`batch_execute` — await every result, in input order (a ``BatchResult``);
+- :func:`batch_stream` — an async iterator of results as they finish;
+- :func:`run_batch` — the blocking facade for scripts and notebooks;
+- :func:`chunked` / :func:`achunked` — split items into batches by count or bytes.
+
+Tests drive time with :class:`VirtualClock` (``clock=`` on every function).
+"""
+
+from batchops.engine._chunk import achunked, chunked
+from batchops.engine._clock import Clock, MonotonicClock, TimerHandle, VirtualClock
+from batchops.engine._execute import batch_execute
+from batchops.engine._progress import Progress
+from batchops.engine._retry import RetryPolicy, is_overload, is_transient
+from batchops.engine._stream import batch_stream
+from batchops.engine._sync import run_batch
+
+__all__ = [
+    "Clock",
+    "MonotonicClock",
+    "Progress",
+    "RetryPolicy",
+    "TimerHandle",
+    "VirtualClock",
+    "achunked",
+    "batch_execute",
+    "batch_stream",
+    "chunked",
+    "is_overload",
+    "is_transient",
+    "run_batch",
+]

@@ -1,0 +1,98 @@
+"""``create_app(settings)``: the records service as an ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from batchops._exceptions import ServiceUnavailableError, StoreError, TransientStoreError
+from batchops.server.auth import Authenticator, create_api_key
+from batchops.server.batch.router import router as batch_router
+from batchops.server.deps import Services
+from batchops.server.http import JSONResponse, error_response, install_error_handlers
+from batchops.server.ratelimit import RateLimiter
+from batchops.server.records.router import router as records_router
+from batchops.server.settings import Settings
+from batchops.store import open_store
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The records service. The store opens (and migrates) when the app starts.
+
+    >>> app = create_app(Settings(db_url="sqlite:///tmp/example.db"))
+    """
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await open_store(settings.db_url)
+        try:
+            if settings.print_first_key:
+                await _first_key(store)
+            app.state.services = Services(
+                settings=settings,
+                store=store,
+                authenticator=Authenticator(store, ttl_s=settings.auth_cache_ttl_s),
+                limiter=RateLimiter(
+                    requests_per_minute=settings.rate_limit_requests_per_minute,
+                    operations_per_minute=settings.rate_limit_operations_per_minute,
+                ),
+            )
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(
+        title="batchops",
+        version="0.1.0",
+        summary="A records service whose POST /v1/batch runs many operations in one request.",
+        lifespan=lifespan,
+        default_response_class=JSONResponse,
+    )
+    install_error_handlers(app)
+
+    async def on_store_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, TransientStoreError):
+            return error_response(
+                ServiceUnavailableError(
+                    "the database is busy; retry shortly", code="STORE_BUSY", retry_after=1.0
+                )
+            )
+        return error_response(ServiceUnavailableError("the database failed", code="STORE_ERROR"))
+
+    app.add_exception_handler(StoreError, on_store_error)
+
+    @app.get("/healthz", tags=["service"], summary="Liveness and database reachability")
+    async def healthz(request: Request) -> dict[str, Any]:
+        services: Services = request.app.state.services
+        await services.store.run(lambda tx: tx.count_api_keys())
+        return {"status": "ok", "database": services.store.dialect}
+
+    app.include_router(records_router)
+    app.include_router(batch_router)
+    return app
+
+
+async def _first_key(store: Any) -> None:
+    """On first start with no key at all, create one and print it once."""
+
+    def make(tx: Any) -> str | None:
+        if tx.count_api_keys() > 0:
+            return None
+        key, _ = create_api_key(tx, "default", "created on first start")
+        return key
+
+    key = await store.run(make)
+    if key is not None:
+        print(
+            "batchops: no API key existed, so one was created for tenant 'default'.\n"
+            "batchops: it is shown only this once — keep it:\n"
+            f"BATCHOPS_API_KEY={key}",
+            flush=True,
+        )

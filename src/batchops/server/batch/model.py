@@ -1,0 +1,76 @@
+"""The internal model of a planned batch: what the planner produces and the executor runs.
+
+Both wire dialects (REST: ``method`` + ``path`` + ``body``; typed: ``type`` + ``collection``)
+normalise to one :class:`PlannedOp`. Strings anywhere in ``collection``, ``record_id``,
+``data``, ``query`` or ``params`` may still hold ``${name.path}`` references; the executor
+resolves them (``batchops.server.batch.refs.resolve``) just before the operation runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from batchops._exceptions import APIError
+
+__all__ = ["WRITE_TYPES", "BatchOptions", "BatchPlan", "OpType", "PlannedOp"]
+
+OpType: TypeAlias = Literal["create", "read", "update", "replace", "delete", "search", "list"]
+
+WRITE_TYPES: frozenset[str] = frozenset({"create", "update", "replace", "delete"})
+
+
+@dataclass(slots=True)
+class BatchOptions:
+    """``options`` of a batch request (defaults are the wire defaults)."""
+
+    atomic: bool = False
+    continue_on_error: bool = True
+    parallel: int = 1
+    timeout_ms: int | None = None
+    suppress_success: bool = False
+    validate_only: bool = False
+    max_retries: int = 0
+
+
+@dataclass(slots=True)
+class PlannedOp:
+    """One operation, normalised from either dialect.
+
+    ``params`` by type:
+
+    - create: ``{}`` (``record_id`` is the optional explicit id, ``data`` the record data)
+    - read: ``{}``
+    - update / replace: ``{}`` (``data`` is the merge patch / the new data)
+    - delete: ``{"hard": bool}``
+    - list: ``{"filters": {dot.path: scalar}, "limit": int, "cursor": str | None}``
+    - search: ``{"filters": {...}, "limit": int}`` (``query`` is the text)
+
+    ``if_match`` is the expected version (optimistic concurrency), None if not given.
+    """
+
+    index: int
+    type: OpType
+    collection: str
+    name: str | None = None
+    record_id: str | None = None
+    data: Any = None
+    query: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    if_match: int | None = None
+    depends_on: tuple[int, ...] = ()
+    references: tuple[int, ...] = ()
+    atomicity_group: str | None = None
+    has_references: bool = False
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """A validated batch. ``ops[i]`` is either a runnable :class:`PlannedOp` or the
+    :class:`APIError` that operation ``i`` answers with without running (for example a path
+    outside ``/v1/collections/``). Operations that depend on an invalid one get 424."""
+
+    ops: list[PlannedOp | APIError]
+    options: BatchOptions
+    names: dict[str, int]
+    cost: dict[str, int]

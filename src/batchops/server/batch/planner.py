@@ -1,0 +1,271 @@
+"""Plan a ``POST /v1/batch`` body: decode, validate, normalise, order. Pure, no I/O.
+
+:func:`plan_batch` turns the request body into a :class:`BatchPlan`:
+
+1. decode and check the shape (:func:`batchops.server.batch.wire.decode_batch`): any fault
+   rejects the whole batch (400 ``INVALID_BATCH_REQUEST`` with the JSON path; 413
+   ``BATCH_TOO_LARGE`` past ``max_operations``; 400 for an empty list);
+2. names (REST ``id`` / typed ``ref``) must be unique and referenceable
+   (:data:`batchops.server.batch.refs.NAME_RE`);
+3. ``depends_on`` names and ``${name...}`` references must name an *earlier* operation, so
+   the dependency graph is acyclic by construction; ``PlannedOp.depends_on`` is the union of
+   both (sorted indexes), ``references`` the referenced ones only;
+4. each operation is routed (:mod:`batchops.server.batch.routing`). A routing error (unknown
+   path, wrong method, missing data...) does not reject the batch: it takes the operation's
+   place in ``BatchPlan.ops`` and the rest still runs (dependents get 424 from the executor).
+   A ``/v1/batch`` path is the exception: the whole batch is rejected.
+
+``atomic: true`` together with ``atomicity_group`` on operations is allowed: the whole batch
+is one transaction and the groups add nothing ("atomic wins"). An operation may depend on
+an operation of another atomicity group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
+
+import msgspec
+
+from batchops._exceptions import APIError, InvalidBatchRequestError, InvalidRequestError
+from batchops.server.batch.model import BatchOptions, BatchPlan, PlannedOp
+from batchops.server.batch.refs import NAME_RE, has_templates, iter_templates
+from batchops.server.batch.routing import Route, route_rest, route_typed
+from batchops.server.batch.wire import (
+    DEFAULT_MAX_OPERATIONS,
+    BatchRequest,
+    WireOperation,
+    WireOptions,
+    decode_batch,
+    op_path,
+)
+
+__all__ = ["COST_WEIGHTS", "plan_batch", "plan_options", "plan_request"]
+
+COST_WEIGHTS: Final[Mapping[str, int]] = {
+    "read": 1,
+    "list": 1,
+    "create": 2,
+    "update": 2,
+    "replace": 2,
+    "delete": 2,
+    "search": 5,
+}
+"""Cost units per operation type: read/list 1, writes 2, search 5; an invalid op costs 0."""
+
+_COST_KIND: Final[Mapping[str, str]] = {
+    "read": "reads",
+    "list": "reads",
+    "create": "writes",
+    "update": "writes",
+    "replace": "writes",
+    "delete": "writes",
+    "search": "searches",
+}
+
+
+def plan_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -> BatchPlan:
+    """Decode and plan a ``POST /v1/batch`` body (see the module docstring for the steps).
+
+    ``BatchPlan.cost`` is ``{"operations", "reads", "writes", "searches", "invalid",
+    "units"}``: counts by kind (list counts as a read) and weighted units per
+    :data:`COST_WEIGHTS` (read/list 1, create/update/replace/delete 2, search 5; operations
+    that failed planning cost nothing), e.g. for rate limiting or ``meta.cost``.
+
+    Raises :class:`InvalidBatchRequestError` (400) or :class:`BatchTooLargeError` (413) when
+    the batch as a whole is rejected; per-operation problems are in ``BatchPlan.ops``.
+    """
+    return plan_request(decode_batch(body, max_operations=max_operations))
+
+
+def plan_request(request: BatchRequest) -> BatchPlan:
+    """Plan an already decoded request, as returned by :func:`decode_batch`."""
+    options = plan_options(request.options)
+    operations = request.operations
+    names = _collect_names(operations)
+    ops: list[PlannedOp | APIError] = [
+        _plan_op(index, op, names) for index, op in enumerate(operations)
+    ]
+    return BatchPlan(ops=ops, options=options, names=names, cost=_cost(ops))
+
+
+def plan_options(options: WireOptions) -> BatchOptions:
+    """Turn wire options into :class:`BatchOptions`, rejecting contradictory combinations.
+
+    An atomic batch stops at the first failure and rolls back, so ``continue_on_error`` is
+    set to False for it, and an explicit ``continue_on_error: true`` is rejected (400) rather
+    than silently ignored.
+    """
+    if options.atomic and options.continue_on_error is True:
+        raise InvalidBatchRequestError(
+            "options.continue_on_error cannot be true when options.atomic is true: an atomic "
+            "batch rolls back at the first failure; drop one of the two",
+            details={"path": "options.continue_on_error"},
+        )
+    continue_on_error = False if options.atomic else options.continue_on_error is not False
+    return BatchOptions(
+        atomic=options.atomic,
+        continue_on_error=continue_on_error,
+        parallel=options.parallel,
+        timeout_ms=options.timeout_ms,
+        suppress_success=options.suppress_success,
+        validate_only=options.validate_only,
+        max_retries=options.max_retries,
+    )
+
+
+def _collect_names(operations: list[WireOperation]) -> dict[str, int]:
+    names: dict[str, int] = {}
+    for index, op in enumerate(operations):
+        name = op.name
+        if name is None:
+            continue
+        field = "id" if op.is_rest else "ref"
+        if not NAME_RE.fullmatch(name):
+            raise InvalidBatchRequestError(
+                f"operation {index}: name {name!r} must be 1-128 characters without '.', '$', "
+                "'{', '}' or whitespace, so that ${name.field} can refer to it",
+                details={"path": op_path(index, field), "index": index, "name": name},
+            )
+        first = names.setdefault(name, index)
+        if first != index:
+            raise InvalidBatchRequestError(
+                f"operations {first} and {index} are both named {name!r}: names must be unique",
+                details={"path": op_path(index, field), "name": name, "indexes": [first, index]},
+            )
+    return names
+
+
+def _plan_op(index: int, op: WireOperation, names: dict[str, int]) -> PlannedOp | APIError:
+    if op.atomicity_group == "":
+        raise InvalidBatchRequestError(
+            f"operation {index}: atomicity_group must be a non-empty string",
+            details={"path": op_path(index, "atomicity_group"), "index": index},
+        )
+    depends_on: set[int] = set()
+    for position, name in enumerate(op.depends_on or ()):
+        target = names.get(name)
+        if target is None or target >= index:
+            path = op_path(index, f"depends_on[{position}]")
+            raise _not_earlier(index, name, target, path, "depends on")
+        depends_on.add(target)
+
+    references: set[int] = set()
+    has_references = False
+    for field, value in _template_fields(op):
+        if not has_templates(value):  # the common case: no walk, no path strings
+            continue
+        has_references = True  # escapes too: resolve() must unescape them
+        try:
+            found = iter_templates(value, op_path(index, field))
+        except InvalidRequestError as exc:  # a malformed ${...}: the batch cannot be planned
+            raise InvalidBatchRequestError(
+                f"operation {index}: {exc.message}", details=exc.details
+            ) from None
+        for item in found:
+            if item.name is None:
+                continue
+            target = names.get(item.name)
+            if target is None or target >= index:
+                raise _not_earlier(index, item.name, target, item.path, "refers to", item.reference)
+            references.add(target)
+
+    try:
+        route = _route(op)
+    except InvalidBatchRequestError as exc:
+        exc.details["path"] = op_path(index, exc.details.get("path", ""))
+        exc.details["index"] = index
+        raise
+    except APIError as exc:
+        # A per-operation error: it becomes this operation's result; the batch goes on.
+        exc.details["path"] = op_path(index, exc.details.get("path", ""))
+        return exc
+
+    return PlannedOp(
+        index=index,
+        type=route.type,
+        collection=route.collection,
+        name=op.name,
+        record_id=route.record_id,
+        data=route.data,
+        query=route.query,
+        params=route.params,
+        if_match=route.if_match,
+        depends_on=tuple(sorted(depends_on | references)),
+        references=tuple(sorted(references)),
+        atomicity_group=op.atomicity_group,
+        has_references=has_references,
+    )
+
+
+def _route(op: WireOperation) -> Route:
+    if op.method is not None:
+        assert op.path is not None  # decode_batch guarantees it
+        return route_rest(op.method, op.path, op.body, op.headers)
+    # decode_batch guarantees both for a typed operation
+    assert op.type is not None
+    assert op.collection is not None
+    return route_typed(
+        op.type,
+        op.collection,
+        record_id=op.id,
+        data=op.data,
+        query=op.query,
+        options=op.options,
+        if_match=op.if_match,
+    )
+
+
+def _template_fields(op: WireOperation) -> Iterator[tuple[str, Any]]:
+    """The wire fields that may hold ``${...}`` templates (what routing copies into the op)."""
+    if op.method is not None:
+        yield "path", op.path
+        if op.body is not msgspec.UNSET:
+            yield "body", op.body
+        return
+    yield "collection", op.collection
+    if op.id is not None:
+        yield "id", op.id
+    if op.data is not msgspec.UNSET:
+        yield "data", op.data
+    if op.query is not None:
+        yield "query", op.query
+    if op.options is not None:
+        yield "options", op.options
+
+
+def _not_earlier(
+    index: int,
+    name: str,
+    target: int | None,
+    path: str,
+    kind: str,
+    reference: str | None = None,
+) -> InvalidBatchRequestError:
+    if target is None:
+        why = f"no operation is named {name!r}"
+    elif target == index:
+        why = "an operation cannot depend on itself"
+    else:
+        why = f"{name!r} is operation {target}, which comes later"
+    details: dict[str, Any] = {"index": index, "path": path, "name": name}
+    if reference is not None:
+        details["reference"] = reference
+    return InvalidBatchRequestError(
+        f"operation {index} {kind} {name!r} at {path}: {why}; an operation may only depend "
+        "on earlier operations",
+        details=details,
+    )
+
+
+def _cost(ops: list[PlannedOp | APIError]) -> dict[str, int]:
+    cost = {"operations": len(ops), "reads": 0, "writes": 0, "searches": 0, "invalid": 0}
+    units = 0
+    for op in ops:
+        if isinstance(op, PlannedOp):
+            cost[_COST_KIND[op.type]] += 1
+            units += COST_WEIGHTS[op.type]
+        else:
+            cost["invalid"] += 1
+    cost["units"] = units
+    return cost

@@ -1,0 +1,305 @@
+"""``POST /v1/batch``: the lean route in front of the planner and the executor.
+
+The route does only what HTTP needs — auth, content type, the byte limit, idempotency,
+status and headers — and hands the body to :func:`plan_batch` (msgspec) and the executor
+(one store transaction). See docs/batch.md for the wire contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.responses import Response, StreamingResponse
+
+from batchops._exceptions import (
+    APIError,
+    BatchTooLargeError,
+    ConflictError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    ValidationError,
+)
+from batchops.server.auth import Caller
+from batchops.server.batch.executor import (
+    AtomicBatchFailed,
+    OpOutcome,
+    RunState,
+    atomic_failure_outcomes,
+    options_deadline,
+    run_plan,
+    summarize,
+    validate_plan,
+)
+from batchops.server.batch.model import BatchPlan, PlannedOp
+from batchops.server.batch.planner import plan_batch
+from batchops.server.deps import CallerDep, Services, ServicesDep
+from batchops.server.http import read_body, require_json
+from batchops.store.base import Tx
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["batch"])
+
+# Non-atomic NDJSON streams commit this many operations per transaction, so each line
+# sent is already durable.
+STREAM_SLICE = 50
+
+_BATCH_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["operations"],
+                    "properties": {
+                        "operations": {"type": "array", "items": {"type": "object"}},
+                        "options": {"type": "object"},
+                    },
+                },
+                "example": {
+                    "operations": [
+                        {
+                            "id": "a",
+                            "method": "POST",
+                            "path": "/v1/collections/people/records",
+                            "body": {"data": {"name": "Ada"}},
+                        },
+                        {"type": "read", "collection": "people", "id": "${a.body.id}"},
+                    ],
+                    "options": {"atomic": False},
+                },
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/v1/batch",
+    summary="Run many operations in one request",
+    description="See docs/batch.md: both dialects, references, atomicity, idempotency.",
+    openapi_extra=_BATCH_DOC,
+    responses={207: {"description": "Some operations failed, the others committed"}},
+)
+async def post_batch(request: Request, caller: CallerDep, svc: ServicesDep) -> Response:
+    started = time.perf_counter()
+    batch_id = _batch_id(request)
+    require_json(request)
+    try:
+        body = await read_body(request, max_bytes=svc.settings.max_batch_bytes, what="batch")
+    except PayloadTooLargeError as exc:
+        raise BatchTooLargeError(exc.message, details=exc.details) from exc
+    plan = plan_batch(body, max_operations=svc.settings.max_batch_operations)
+    headers = {"X-Batch-Id": batch_id}
+    headers.update(getattr(request.state, "rate_headers", None) or {})
+    headers.update(await svc.limiter.hit_operations(caller.key_id, len(plan.ops)))
+
+    if plan.options.validate_only:
+        outcomes = validate_plan(plan)
+        payload = _payload(batch_id, plan, outcomes, started, committed=False)
+        return _json(payload, 200 if payload["meta"]["failed"] == 0 else 207, headers)
+
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None:
+        replay = await _claim(svc, caller, idempotency_key, body)
+        if replay is not None:
+            return replay
+    try:
+        if "application/x-ndjson" in request.headers.get("accept", ""):
+            return StreamingResponse(
+                _stream(svc, caller, plan, batch_id, started, idempotency_key),
+                media_type="application/x-ndjson",
+                headers=headers,
+            )
+        status, data = await _execute(svc, caller, plan, batch_id, started, idempotency_key)
+    except BaseException:
+        if idempotency_key is not None:
+            await svc.store.run(lambda tx: tx.idempotency_release(caller.tenant, idempotency_key))
+        raise
+    return Response(data, status_code=status, media_type="application/json", headers=headers)
+
+
+def _batch_id(request: Request) -> str:
+    given = request.headers.get("x-batch-id")
+    if given is None:
+        return uuid.uuid4().hex
+    if not 1 <= len(given) <= 128 or not given.isprintable():
+        raise InvalidRequestError(
+            "X-Batch-Id must be 1-128 printable characters", details={"path": "headers.X-Batch-Id"}
+        )
+    return given
+
+
+async def _claim(svc: Services, caller: Caller, key: str, body: bytes) -> Response | None:
+    """Claim ``key`` for this request, or answer from what the key already holds."""
+    if not 1 <= len(key) <= 255:
+        raise InvalidRequestError(
+            "Idempotency-Key must be 1-255 characters", details={"path": "headers.Idempotency-Key"}
+        )
+    fingerprint = hashlib.sha256(body).hexdigest()
+    existing = await svc.store.run(
+        lambda tx: tx.idempotency_claim(
+            caller.tenant,
+            key,
+            fingerprint,
+            now=time.time(),
+            stale_after_s=svc.settings.idempotency_stale_after_s,
+        )
+    )
+    if existing is None:
+        return None
+    if existing.fingerprint != fingerprint:
+        raise ValidationError(
+            "this Idempotency-Key was used with a different request body",
+            code="IDEMPOTENCY_KEY_REUSED",
+            details={"idempotency_key": key},
+        )
+    if existing.state != "done" or existing.response is None:
+        raise ConflictError(
+            "a request with this Idempotency-Key is still in flight; retry later",
+            code="IDEMPOTENCY_IN_FLIGHT",
+            details={"idempotency_key": key},
+            retry_after=1.0,
+        )
+    return Response(
+        existing.response,
+        status_code=existing.status_code or 200,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+def _payload(
+    batch_id: str,
+    plan: BatchPlan,
+    outcomes: list[OpOutcome],
+    started: float,
+    *,
+    committed: bool,
+) -> dict[str, Any]:
+    suppress = plan.options.suppress_success
+    return {
+        "batch_id": batch_id,
+        "committed": committed,
+        "results": [o.to_wire() for o in outcomes if not (suppress and o.counted == "succeeded")],
+        "meta": summarize(outcomes, plan, (time.perf_counter() - started) * 1000),
+    }
+
+
+def _status(outcomes: list[OpOutcome]) -> int:
+    return 200 if all(o.counted == "succeeded" for o in outcomes) else 207
+
+
+def _json(payload: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
+    return Response(
+        orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+async def _execute(
+    svc: Services,
+    caller: Caller,
+    plan: BatchPlan,
+    batch_id: str,
+    started: float,
+    idempotency_key: str | None,
+) -> tuple[int, bytes]:
+    deadline = options_deadline(plan.options, svc.settings.batch_timeout_ms)
+    answer: dict[str, Any] = {}
+
+    def finish(tx: Tx, outcomes: list[OpOutcome]) -> None:
+        # Built inside the transaction so the stored idempotent response commits with the
+        # data it describes.
+        status = _status(outcomes)
+        data = orjson.dumps(_payload(batch_id, plan, outcomes, started, committed=True))
+        answer["status"], answer["data"] = status, data
+        if idempotency_key is not None:
+            tx.idempotency_finish(caller.tenant, idempotency_key, status, data)
+
+    try:
+        await svc.store.run(
+            lambda tx: run_plan(tx, caller.tenant, plan, deadline=deadline, finish=finish),
+            retries=plan.options.max_retries,
+        )
+    except AtomicBatchFailed as failed:
+        outcomes = atomic_failure_outcomes(plan, failed)
+        status = failed.error.status_code
+        data = orjson.dumps(_payload(batch_id, plan, outcomes, started, committed=False))
+        if idempotency_key is not None:
+            key = idempotency_key
+            await svc.store.run(lambda tx: tx.idempotency_finish(caller.tenant, key, status, data))
+        return status, data
+    return answer["status"], answer["data"]
+
+
+async def _stream(
+    svc: Services,
+    caller: Caller,
+    plan: BatchPlan,
+    batch_id: str,
+    started: float,
+    idempotency_key: str | None,
+) -> AsyncIterator[bytes]:
+    """One JSON line per operation as its slice commits, then ``{"meta": …}``.
+
+    Atomic batches and batches with atomicity groups need the whole batch in one
+    transaction, so their lines come after that one commit."""
+    needs_one_tx = plan.options.atomic or any(
+        isinstance(op, PlannedOp) and op.atomicity_group for op in plan.ops
+    )
+    try:
+        if needs_one_tx:
+            status, data = await _execute(svc, caller, plan, batch_id, started, idempotency_key)
+            payload = orjson.loads(data)
+            for result in payload["results"]:
+                yield orjson.dumps(result) + b"\n"
+            yield orjson.dumps(_meta_line(payload, status)) + b"\n"
+            return
+        deadline = options_deadline(plan.options, svc.settings.batch_timeout_ms)
+        state = RunState(plan, caller.tenant, deadline)
+        n = len(plan.ops)
+        for start in range(0, n, STREAM_SLICE):
+            stop = min(n, start + STREAM_SLICE)
+            saved = state.snapshot()
+
+            def run_slice(
+                tx: Tx,
+                start: int = start,
+                stop: int = stop,
+                saved: tuple[Any, Any, bool] = saved,
+            ) -> None:
+                state.restore(saved)
+                state.run_range(tx, start, stop)
+
+            await svc.store.run(run_slice, retries=plan.options.max_retries)
+            for outcome in state.outcomes[start:stop]:
+                if outcome is None or (
+                    plan.options.suppress_success and outcome.counted == "succeeded"
+                ):
+                    continue
+                yield orjson.dumps(outcome.to_wire()) + b"\n"
+        outcomes = state.finished()
+        status = _status(outcomes)
+        payload = _payload(batch_id, plan, outcomes, started, committed=True)
+        if idempotency_key is not None:
+            key, data = idempotency_key, orjson.dumps(payload)
+            await svc.store.run(lambda tx: tx.idempotency_finish(caller.tenant, key, status, data))
+        yield orjson.dumps(_meta_line(payload, status)) + b"\n"
+    except APIError as exc:
+        yield orjson.dumps(exc.to_envelope()) + b"\n"
+
+
+def _meta_line(payload: dict[str, Any], status: int) -> dict[str, Any]:
+    return {
+        "batch_id": payload["batch_id"],
+        "committed": payload["committed"],
+        "status": status,
+        "meta": payload["meta"],
+    }

@@ -1,0 +1,424 @@
+"""Normalise one batch operation (either dialect) into a :class:`Route`.
+
+REST operations are mapped by method and path::
+
+    POST   /v1/collections/{c}/records          create   body {"id"?, "data"}
+    GET    /v1/collections/{c}/records?f=v...   list     query string, see below
+    GET    /v1/collections/{c}/records/{id}     read
+    PATCH  /v1/collections/{c}/records/{id}     update   body {"data"} (a merge patch)
+    PUT    /v1/collections/{c}/records/{id}     replace  body {"data"}
+    DELETE /v1/collections/{c}/records/{id}     delete   ?hard=true|false
+    POST   /v1/collections/{c}/search           search   body {"query", "filters"?, "limit"?}
+
+Typed operations give the same information as fields (``options`` holds ``hard`` for delete,
+``filters``/``limit``/``cursor`` for list, ``filters``/``limit`` for search).
+
+Only *structural* checks live here (data present, query a string, limit an int in
+1..1000, no unknown keys); collection names, record ids and data shape are validated by the
+records operations layer when the operation runs, so there is one copy of that validation.
+Failures are raised as :class:`APIError` with ``details["path"]`` relative to the operation
+(``body.data``, ``options.limit``, ``headers.If-Match``); the planner prefixes
+``operations[i].`` and keeps them as per-operation results. The one exception is a path
+under ``/v1/batch``: :class:`InvalidBatchRequestError`, which rejects the whole batch.
+
+Path segments are percent-decoded, except a segment that contains ``${`` (a reference):
+it is kept verbatim as template text and resolved later, and the resolved value is used as
+is (never percent-decoded). A segment that only *decodes* to ``${`` is refused, because it
+would turn into a reference nobody declared.
+
+List query strings: ``limit`` and ``cursor`` are reserved, every other key is an equality
+filter on a dot path (``?profile.team=core``). Values are parsed by
+:func:`parse_query_value`: a JSON scalar (number, ``true``, ``false``, ``null``, or a
+double-quoted JSON string) is decoded, anything else is taken as the raw string. So
+``?age=42`` filters on the number 42, ``?zip=007`` on the string "007" (not valid JSON),
+and ``?code="42"`` on the string "42". A repeated key is an error (400).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import unquote, unquote_plus
+
+import msgspec
+
+from batchops._exceptions import (
+    InvalidBatchRequestError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+)
+from batchops.server.batch.model import OpType
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "Route",
+    "parse_if_match",
+    "parse_query_value",
+    "route_rest",
+    "route_typed",
+]
+
+DEFAULT_LIMIT: Final = 100
+MAX_LIMIT: Final = 1000
+
+_UNSET: Final = msgspec.UNSET
+
+_JSON_SCALAR_RE: Final = re.compile(
+    r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|"(?:[^"\\]|\\.)*"'
+)
+_IF_MATCH_RE: Final = re.compile(r'"?([0-9]{1,18})"?')
+
+_RECORD_ID_TYPES: Final = frozenset({"read", "update", "replace", "delete"})
+_DATA_TYPES: Final = frozenset({"create", "update", "replace"})
+_IF_MATCH_TYPES: Final = frozenset({"update", "replace", "delete"})
+_OPTION_KEYS: Final[Mapping[str, frozenset[str]]] = {
+    "create": frozenset(),
+    "read": frozenset(),
+    "update": frozenset(),
+    "replace": frozenset(),
+    "delete": frozenset({"hard"}),
+    "list": frozenset({"filters", "limit", "cursor"}),
+    "search": frozenset({"filters", "limit"}),
+}
+
+
+@dataclass(slots=True)
+class Route:
+    """What an operation does, in the terms of :class:`~batchops.server.batch.model.PlannedOp`."""
+
+    type: OpType
+    collection: str
+    record_id: str | None = None
+    data: Any = None
+    query: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    if_match: int | None = None
+
+
+def route_rest(
+    method: str,
+    path: str,
+    body: Any = _UNSET,
+    headers: Mapping[str, str] | None = None,
+) -> Route:
+    """Map a REST operation (``method``, ``path`` with query string, ``body``, ``headers``).
+
+    ``body`` is ``msgspec.UNSET`` when absent. Raises :class:`InvalidBatchRequestError` for a
+    ``/v1/batch`` path, :class:`MethodNotAllowedError` (405, ``details["allowed"]``) for a
+    known path with the wrong method, and :class:`InvalidRequestError` (400;
+    ``UNSUPPORTED_OPERATION`` for an unknown path) for everything else.
+
+    >>> route = route_rest("DELETE", "/v1/collections/people/records/r1?hard=true")
+    >>> route.type, route.collection, route.record_id, route.params
+    ('delete', 'people', 'r1', {'hard': True})
+    """
+    raw_path, _, query_string = path.partition("?")
+    if not raw_path.startswith("/v1/"):
+        raise _unsupported(path, "paths in a batch start with /v1/")
+    raw_segments = raw_path[len("/v1/") :].split("/")
+    if len(raw_segments) > 1 and raw_segments[-1] == "":
+        raw_segments.pop()  # tolerate one trailing slash
+    segments = [_path_segment(s) for s in raw_segments]
+    if segments[0] == "batch":
+        raise InvalidBatchRequestError(
+            "a batch cannot contain /v1/batch: send the inner operations directly",
+            details={"path": "path", "value": path},
+        )
+    if "" in segments or len(segments) < 3 or segments[0] != "collections":
+        raise _unsupported(path, "batch operations address /v1/collections/{collection}/...")
+    collection = segments[1]
+    tail = segments[2:]
+    op_type = _match(method, path, tail)
+    if_match = _header_if_match(headers, op_type)
+    query = _parse_query_string(query_string)
+    if op_type != "list":  # list takes any key (filters); the others only their own
+        for key in query:
+            if not (op_type == "delete" and key == "hard"):
+                raise InvalidRequestError(
+                    f"unknown query parameter {key!r} for {op_type}",
+                    details={"path": "path", "parameter": key},
+                )
+
+    if op_type == "create":
+        fields = _body_object(body, {"id", "data"}, required=("data",))
+        record_id = fields.get("id")
+        if record_id is not None and not isinstance(record_id, str):
+            raise InvalidRequestError("body.id must be a string", details={"path": "body.id"})
+        return Route("create", collection, record_id=record_id, data=fields["data"])
+    if op_type in ("update", "replace"):
+        fields = _body_object(body, {"data"}, required=("data",))
+        return Route(op_type, collection, record_id=tail[1], data=fields["data"], if_match=if_match)
+    if op_type == "search":
+        fields = _body_object(body, {"query", "filters", "limit"}, required=("query",))
+        if not isinstance(fields["query"], str):
+            raise InvalidRequestError("body.query must be a string", details={"path": "body.query"})
+        params = {
+            "filters": _filters(fields.get("filters"), "body.filters"),
+            "limit": _limit(fields.get("limit"), "body.limit"),
+        }
+        return Route("search", collection, query=fields["query"], params=params)
+
+    _no_body(body, op_type)
+    if op_type == "read":
+        return Route("read", collection, record_id=tail[1])
+    if op_type == "delete":
+        raw_hard = query.get("hard")
+        hard = _hard(None if raw_hard is None else parse_query_value(raw_hard), "path")
+        return Route(
+            "delete", collection, record_id=tail[1], params={"hard": hard}, if_match=if_match
+        )
+    # list: limit and cursor are reserved, the other keys are equality filters
+    raw_limit = query.pop("limit", None)
+    limit = _limit(None if raw_limit is None else parse_query_value(raw_limit), "path")
+    cursor = query.pop("cursor", None)  # opaque: kept as text, never JSON-parsed
+    filters = {key: parse_query_value(value) for key, value in query.items()}
+    return Route("list", collection, params={"filters": filters, "limit": limit, "cursor": cursor})
+
+
+def route_typed(
+    type: OpType,
+    collection: str,
+    *,
+    record_id: str | None = None,
+    data: Any = _UNSET,
+    query: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    if_match: int | None = None,
+) -> Route:
+    """Check and map a typed operation; fields a type does not use are errors (400).
+
+    ``data`` is ``msgspec.UNSET`` when absent. Error paths are the typed field names
+    (``id``, ``data``, ``query``, ``options.limit``, ``if_match``).
+    """
+    if type in _RECORD_ID_TYPES:
+        if record_id is None:
+            raise InvalidRequestError(f"{type} needs the record id", details={"path": "id"})
+    elif record_id is not None and type != "create":
+        raise InvalidRequestError(f"{type} takes no record id", details={"path": "id"})
+    if type in _DATA_TYPES:
+        if data is _UNSET or data is None:
+            raise InvalidRequestError(f"{type} needs data", details={"path": "data"})
+    elif data is not _UNSET:
+        raise InvalidRequestError(f"{type} takes no data", details={"path": "data"})
+    if type == "search":
+        if query is None:
+            raise InvalidRequestError("search needs a query string", details={"path": "query"})
+    elif query is not None:
+        raise InvalidRequestError(f"{type} takes no query", details={"path": "query"})
+    if if_match is not None:
+        if type not in _IF_MATCH_TYPES:
+            raise InvalidRequestError(
+                "if_match applies to update, replace and delete", details={"path": "if_match"}
+            )
+        if if_match < 0:
+            raise InvalidRequestError(
+                "if_match must be a version number >= 0", details={"path": "if_match"}
+            )
+    opts = dict(options or {})
+    for key in opts:
+        if key not in _OPTION_KEYS[type]:
+            known = ", ".join(sorted(_OPTION_KEYS[type])) or "none"
+            raise InvalidRequestError(
+                f"unknown option {key!r} for {type} (known: {known})",
+                details={"path": f"options.{key}"},
+            )
+
+    params: dict[str, Any] = {}
+    if type == "delete":
+        params = {"hard": _hard(opts.get("hard"), "options.hard")}
+    elif type in ("list", "search"):
+        params = {
+            "filters": _filters(opts.get("filters"), "options.filters"),
+            "limit": _limit(opts.get("limit"), "options.limit"),
+        }
+        if type == "list":
+            cursor = opts.get("cursor")
+            if cursor is not None and not isinstance(cursor, str):
+                raise InvalidRequestError(
+                    "options.cursor must be a string", details={"path": "options.cursor"}
+                )
+            params["cursor"] = cursor
+    return Route(
+        type,
+        collection,
+        record_id=record_id,
+        data=None if data is _UNSET else data,
+        query=query,
+        params=params,
+        if_match=if_match,
+    )
+
+
+def parse_query_value(raw: str) -> Any:
+    """Decode a (percent-decoded) query-string value: JSON scalar if it is one, else the text.
+
+    A value containing ``${`` is returned untouched: it is a reference template, and a
+    whole-string reference keeps its JSON type when resolved.
+
+    >>> [parse_query_value(v) for v in ["42", "1.5", "true", "null", '"42"', "007", "ada"]]
+    [42, 1.5, True, None, '42', '007', 'ada']
+    """
+    if "${" not in raw and _JSON_SCALAR_RE.fullmatch(raw):
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError:  # e.g. a bad escape inside quotes: keep the text
+            return raw
+    return raw
+
+
+def parse_if_match(value: str) -> int:
+    """Parse an ``If-Match`` header into a version: ``3`` or the ETag form ``"3"``.
+
+    Raises :class:`InvalidRequestError` (path ``headers.If-Match``) for anything else,
+    including weak ETags (``W/"3"``), lists and ``*``.
+    """
+    match = _IF_MATCH_RE.fullmatch(value.strip())
+    if match is None:
+        raise InvalidRequestError(
+            f'If-Match must be a record version like 3 or "3", got {value!r}',
+            details={"path": "headers.If-Match"},
+        )
+    return int(match.group(1))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _match(method: str, path: str, tail: list[str]) -> OpType:
+    if tail == ["records"]:
+        by_method: dict[str, OpType] = {"GET": "list", "POST": "create"}
+    elif len(tail) == 2 and tail[0] == "records":
+        by_method = {"GET": "read", "PATCH": "update", "PUT": "replace", "DELETE": "delete"}
+    elif tail == ["search"]:
+        by_method = {"POST": "search"}
+    else:
+        raise _unsupported(path, "no such batch operation")
+    op_type = by_method.get(method)
+    if op_type is None:
+        allowed = list(by_method)
+        raise MethodNotAllowedError(
+            f"{method} is not allowed on {path.partition('?')[0]}; allowed: {', '.join(allowed)}",
+            details={"path": "method", "allowed": allowed},
+        )
+    return op_type
+
+
+def _unsupported(path: str, why: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"unsupported operation path {path!r}: {why}",
+        code="UNSUPPORTED_OPERATION",
+        details={"path": "path", "value": path},
+    )
+
+
+def _path_segment(raw: str) -> str:
+    if "%" not in raw:
+        return raw  # nothing to decode (the common case); a reference stays verbatim
+    if "${" in raw:
+        return raw  # a reference: resolved later, verbatim
+    decoded = unquote(raw)  # in a path, "+" is a plus sign
+    if "${" in decoded:
+        raise _encoded_template()
+    return decoded
+
+
+def _encoded_template() -> InvalidRequestError:
+    return InvalidRequestError(
+        "a percent-encoded '${' in the path would become an undeclared reference: "
+        "write references unencoded",
+        details={"path": "path"},
+    )
+
+
+def _parse_query_string(query_string: str) -> dict[str, str]:
+    # Values are percent-decoded text; references stay verbatim (see the module docstring).
+    values: dict[str, str] = {}
+    for pair in query_string.split("&"):
+        if not pair:
+            continue
+        raw_key, _, raw_value = pair.partition("=")
+        key = unquote_plus(raw_key)
+        if key in values:
+            raise InvalidRequestError(
+                f"query parameter {key!r} is repeated", details={"path": "path", "parameter": key}
+            )
+        if "${" in raw_value:
+            values[key] = raw_value
+            continue
+        decoded = unquote_plus(raw_value)
+        if "${" in decoded:
+            raise _encoded_template()
+        values[key] = decoded
+    return values
+
+
+def _header_if_match(headers: Mapping[str, str] | None, op_type: OpType) -> int | None:
+    if not headers:
+        return None
+    value = next((v for k, v in headers.items() if k.lower() == "if-match"), None)
+    if value is None:
+        return None
+    if op_type not in _IF_MATCH_TYPES:
+        raise InvalidRequestError(
+            "If-Match applies to PATCH, PUT and DELETE of a record",
+            details={"path": "headers.If-Match"},
+        )
+    return parse_if_match(value)
+
+
+def _body_object(body: Any, allowed: set[str], *, required: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        shape = "absent" if body is _UNSET else type(body).__name__
+        keys = ", ".join(f'"{k}"' for k in sorted(allowed))
+        raise InvalidRequestError(
+            f"body must be an object with {keys}, got {shape}", details={"path": "body"}
+        )
+    for key in body:
+        if key not in allowed:
+            raise InvalidRequestError(
+                f"unknown body field {key!r}", details={"path": f"body.{key}"}
+            )
+    for key in required:
+        if body.get(key) is None:
+            raise InvalidRequestError(f"body.{key} is required", details={"path": f"body.{key}"})
+    return body
+
+
+def _no_body(body: Any, op_type: str) -> None:
+    if body is not _UNSET and body is not None:
+        raise InvalidRequestError(f"{op_type} takes no body", details={"path": "body"})
+
+
+def _limit(value: Any, path: str) -> int:
+    if value is None:
+        return DEFAULT_LIMIT
+    # bool is an int subclass; "limit": true is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise InvalidRequestError(
+            f"limit must be an integer from 1 to {MAX_LIMIT}, got {value!r}",
+            details={"path": path},
+        )
+    return value
+
+
+def _filters(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            "filters must be an object of {field.path: value}", details={"path": path}
+        )
+    return value
+
+
+def _hard(value: Any, path: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise InvalidRequestError(
+            f"hard must be true or false, got {value!r}", details={"path": path}
+        )
+    return value

@@ -1,0 +1,359 @@
+"""The records operations layer: the ONLY code that reads or changes records.
+
+Every function is synchronous and takes an open store transaction (``Tx``): REST routes,
+the batch executor and the job runner all call these inside ``Store.run(fn)``, so a whole
+request or batch is one hop into the database thread and one transaction. Validation lives
+here once (via :mod:`batchops.server.records.schemas`); errors are :class:`APIError`\\ s that
+render as the JSON envelope.
+
+The ``*_many`` variants are what make batches fast: consecutive operations of one kind
+become one multi-row statement, with per-item outcomes (value or APIError) in input order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import uuid6
+
+from batchops._exceptions import APIError, ConflictError, InvalidRequestError, ValidationError
+from batchops.server.records.schemas import (
+    not_found,
+    record_body,
+    validate_collection,
+    validate_data,
+    validate_filters,
+    validate_limit,
+    validate_record_id,
+)
+from batchops.store.base import DuplicateRecordError, RecordRow, Tx
+
+__all__ = [
+    "CreateInput",
+    "create",
+    "create_many",
+    "decode_cursor",
+    "delete",
+    "encode_cursor",
+    "list_records",
+    "merge_patch",
+    "new_record_id",
+    "now_iso",
+    "read",
+    "read_many",
+    "replace",
+    "search",
+    "update",
+]
+
+CreateInput = tuple[str | None, Any]
+"""(explicit id or None, data) for :func:`create_many`."""
+
+
+def now_iso() -> str:
+    """Now, as the ISO-8601 UTC string records carry (millisecond precision)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_record_id() -> str:
+    """A time-ordered id (UUIDv7): inserts stay append-mostly on the primary key, which
+    measured ~2.4x faster than random uuid4 keys on SQLite (DESIGN.md)."""
+    return str(uuid6.uuid7())
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge recursively, ``null`` removes a member,
+    anything else replaces.
+
+    >>> merge_patch({"a": 1, "b": {"c": 2}}, {"b": {"c": None, "d": 3}})
+    {'a': 1, 'b': {'d': 3}}
+    """
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for name, value in patch.items():
+        if value is None:
+            result.pop(name, None)
+        else:
+            result[name] = merge_patch(result.get(name), value)
+    return result
+
+
+def encode_cursor(last_id: str) -> str:
+    """An opaque cursor for the page after ``last_id``."""
+    return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    """The record id a cursor points after; a 400 when it is not one of ours."""
+    if cursor is None or cursor == "":
+        return None
+    bad = InvalidRequestError(
+        "'cursor' is not a cursor returned by this API", details={"path": "cursor"}
+    )
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        decoded = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise bad from exc
+    if not decoded:
+        raise bad
+    return decoded
+
+
+# -- create --------------------------------------------------------------------------------
+
+
+def create(
+    tx: Tx, tenant: str, collection: str, data: Any, record_id: str | None = None
+) -> dict[str, Any]:
+    """Create one record; 409 if ``record_id`` exists (soft-deleted ones included)."""
+    outcome = create_many(tx, tenant, collection, [(record_id, data)])[0]
+    if isinstance(outcome, APIError):
+        raise outcome
+    return outcome
+
+
+def create_many(
+    tx: Tx, tenant: str, collection: str, items: Sequence[CreateInput]
+) -> list[dict[str, Any] | APIError]:
+    """Create many records of one collection with one multi-row insert.
+
+    Per-item problems (invalid data, an id that exists or repeats within ``items``) are
+    returned as that item's APIError and the others are still created. Call inside a
+    savepoint when the caller must be able to undo the whole group.
+    """
+    validate_collection(collection)
+    now = now_iso()
+    # None marks an item whose row is still to be written.
+    outcomes: list[dict[str, Any] | APIError | None] = []
+    rows: list[RecordRow] = []
+    row_slot: list[int] = []
+    explicit: dict[str, int] = {}
+    for position, (record_id, data) in enumerate(items):
+        try:
+            validate_data(data)
+            if record_id is None:
+                record_id = new_record_id()
+            else:
+                validate_record_id(record_id)
+                if record_id in explicit:
+                    raise _exists(collection, record_id)
+                explicit[record_id] = position
+        except APIError as exc:
+            outcomes.append(exc)
+            continue
+        outcomes.append(None)
+        row_slot.append(position)
+        rows.append(RecordRow(tenant, collection, record_id, data, 1, now, now))
+    if explicit:
+        taken = tx.existing_ids(tenant, collection, list(explicit))
+        if taken:
+            keep: list[RecordRow] = []
+            keep_slot: list[int] = []
+            for row, position in zip(rows, row_slot, strict=True):
+                if row.id in taken:
+                    outcomes[position] = _exists(collection, row.id)
+                else:
+                    keep.append(row)
+                    keep_slot.append(position)
+            rows, row_slot = keep, keep_slot
+    if rows:
+        try:
+            tx.insert_records(rows)
+        except DuplicateRecordError as exc:  # a concurrent writer won the race
+            raise _exists(collection, exc.ids[0]) from exc
+    for row, position in zip(rows, row_slot, strict=True):
+        outcomes[position] = record_body(row)
+    return [o if o is not None else _unreachable() for o in outcomes]
+
+
+def _unreachable() -> APIError:
+    raise AssertionError("create_many left an item without an outcome")
+
+
+def _exists(collection: str, record_id: str) -> ConflictError:
+    return ConflictError(
+        f"record {record_id!r} already exists in collection {collection!r}",
+        code="ALREADY_EXISTS",
+        details={"collection": collection, "id": record_id},
+    )
+
+
+# -- read ----------------------------------------------------------------------------------
+
+
+def read(tx: Tx, tenant: str, collection: str, record_id: str) -> dict[str, Any]:
+    """One live record, or 404."""
+    outcome = read_many(tx, tenant, collection, [record_id])[0]
+    if isinstance(outcome, APIError):
+        raise outcome
+    return outcome
+
+
+def read_many(
+    tx: Tx, tenant: str, collection: str, ids: Sequence[str]
+) -> list[dict[str, Any] | APIError]:
+    """Many records of one collection with one statement; 404 per missing id."""
+    validate_collection(collection)
+    valid: list[str] = []
+    errors: dict[int, APIError] = {}
+    for position, record_id in enumerate(ids):
+        try:
+            valid.append(validate_record_id(record_id))
+        except APIError as exc:
+            errors[position] = exc
+    found = tx.get_records(tenant, collection, valid) if valid else {}
+    outcomes: list[dict[str, Any] | APIError] = []
+    for position, record_id in enumerate(ids):
+        if position in errors:
+            outcomes.append(errors[position])
+            continue
+        row = found.get(record_id)
+        outcomes.append(record_body(row) if row is not None else not_found(collection, record_id))
+    return outcomes
+
+
+# -- update / replace / delete -------------------------------------------------------------
+
+
+def _live_row(
+    tx: Tx, tenant: str, collection: str, record_id: str, if_match: int | None
+) -> RecordRow:
+    validate_collection(collection)
+    validate_record_id(record_id)
+    row = tx.get_records(tenant, collection, [record_id]).get(record_id)
+    if row is None:
+        raise not_found(collection, record_id)
+    if if_match is not None and row.version != if_match:
+        raise ConflictError(
+            f"record {record_id!r} is at version {row.version}, not {if_match}",
+            code="VERSION_MISMATCH",
+            details={"id": record_id, "expected": if_match, "actual": row.version},
+        )
+    return row
+
+
+def update(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    record_id: str,
+    patch: Any,
+    *,
+    if_match: int | None = None,
+) -> dict[str, Any]:
+    """Apply an RFC 7386 merge patch to ``data``; bumps ``version``."""
+    validate_data(patch)
+    row = _live_row(tx, tenant, collection, record_id, if_match)
+    merged = merge_patch(row.data, patch)
+    return _write(tx, row, merged)
+
+
+def replace(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    record_id: str,
+    data: Any,
+    *,
+    if_match: int | None = None,
+) -> dict[str, Any]:
+    """Replace ``data`` whole; bumps ``version``."""
+    validate_data(data)
+    row = _live_row(tx, tenant, collection, record_id, if_match)
+    return _write(tx, row, data)
+
+
+def _write(tx: Tx, row: RecordRow, data: dict[str, Any]) -> dict[str, Any]:
+    row.data = data
+    row.version += 1
+    row.updated_at = now_iso()
+    tx.update_records([row])
+    return record_body(row)
+
+
+def delete(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    record_id: str,
+    *,
+    hard: bool = False,
+    if_match: int | None = None,
+) -> dict[str, Any]:
+    """Soft-delete (the default: the id stays taken, reads answer 404) or, with ``hard``,
+    remove the row. A soft delete bumps ``version``."""
+    row = _live_row(tx, tenant, collection, record_id, if_match)
+    if hard:
+        tx.delete_records(tenant, collection, [record_id])
+    else:
+        row.version += 1
+        row.updated_at = row.deleted_at = now_iso()
+        tx.update_records([row])
+    return {
+        "id": record_id,
+        "collection": collection,
+        "deleted": True,
+        "hard": hard,
+        "version": row.version,
+    }
+
+
+# -- list / search -------------------------------------------------------------------------
+
+
+def list_records(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    *,
+    filters: Any = None,
+    limit: Any = None,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """A page of live records ordered by id; ``next_cursor`` is None on the last page."""
+    validate_collection(collection)
+    checked_filters = validate_filters(filters)
+    page_size = validate_limit(limit)
+    rows = tx.list_records(
+        tenant,
+        collection,
+        filters=checked_filters,
+        after_id=decode_cursor(cursor),
+        limit=page_size + 1,
+    )
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    return {
+        "records": [record_body(r) for r in rows],
+        "next_cursor": encode_cursor(rows[-1].id) if more and rows else None,
+    }
+
+
+def search(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    *,
+    query: Any,
+    filters: Any = None,
+    limit: Any = None,
+) -> dict[str, Any]:
+    """Ranked full-text search over the string values of live records."""
+    validate_collection(collection)
+    if not isinstance(query, str) or not query.strip():
+        raise ValidationError("'query' must be a non-empty string", details={"path": "query"})
+    checked_filters = validate_filters(filters)
+    page_size = validate_limit(limit, default=20)
+    hits, total = tx.search_records(
+        tenant, collection, query=query, filters=checked_filters, limit=page_size
+    )
+    return {
+        "results": [{"record": record_body(row), "score": score} for row, score in hits],
+        "total": total,
+    }

@@ -1,0 +1,54 @@
+"""Server settings: one frozen object built from CLI flags or the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+__all__ = ["Settings"]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How ``batchops serve`` behaves. Every limit is configurable.
+
+    >>> Settings(db_url="sqlite:///tmp/x.db", max_batch_operations=500).max_batch_operations
+    500
+    """
+
+    db_url: str | None = None
+    max_batch_operations: int = 1000
+    max_batch_bytes: int = 10 * 1024 * 1024
+    max_body_bytes: int = 1024 * 1024
+    # Per API key, per minute; 0 disables the limit.
+    rate_limit_requests_per_minute: int = 6000
+    rate_limit_operations_per_minute: int = 600_000
+    batch_timeout_ms: int = 30_000
+    idempotency_stale_after_s: float = 300.0
+    auth_cache_ttl_s: float = 5.0
+    print_first_key: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Settings from ``BATCHOPS_*`` environment variables, then ``overrides``."""
+        values: dict[str, object] = {
+            "db_url": os.environ.get("BATCHOPS_DB") or None,
+            "max_batch_operations": _env_int("BATCHOPS_MAX_BATCH_OPERATIONS", 1000),
+            "max_batch_bytes": _env_int("BATCHOPS_MAX_BATCH_BYTES", 10 * 1024 * 1024),
+            "rate_limit_requests_per_minute": _env_int("BATCHOPS_RATE_LIMIT_REQUESTS", 6000),
+            "rate_limit_operations_per_minute": _env_int("BATCHOPS_RATE_LIMIT_OPERATIONS", 600_000),
+            "batch_timeout_ms": _env_int("BATCHOPS_BATCH_TIMEOUT_MS", 30_000),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,200 @@
+"""Routing REST and typed operations into one normalised shape, with structural checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from batchops._exceptions import (
+    APIError,
+    InvalidBatchRequestError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+)
+from batchops.server.batch.routing import (
+    DEFAULT_LIMIT,
+    Route,
+    parse_if_match,
+    parse_query_value,
+    route_rest,
+    route_typed,
+)
+
+RECORDS = "/v1/collections/people/records"
+
+
+def rest_error(method: str, path: str, body: Any = msgspec.UNSET, **headers: str) -> APIError:
+    with pytest.raises(APIError) as info:
+        route_rest(method, path, body, headers)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "expected"),
+    [
+        ("POST", RECORDS, {"data": {"n": 1}}, Route("create", "people", data={"n": 1})),
+        ("GET", f"{RECORDS}/r1", msgspec.UNSET, Route("read", "people", record_id="r1")),
+        ("PATCH", f"{RECORDS}/r1", {"data": {"n": 2}}, Route("update", "people", "r1", {"n": 2})),
+        ("PUT", f"{RECORDS}/r1", {"data": {"n": 3}}, Route("replace", "people", "r1", {"n": 3})),
+        (
+            "DELETE",
+            f"{RECORDS}/r1",
+            msgspec.UNSET,
+            Route("delete", "people", "r1", params={"hard": False}),
+        ),
+    ],
+)
+def test_each_rest_route_maps_to_its_operation_type(
+    method: str, path: str, body: Any, expected: Route
+) -> None:
+    assert route_rest(method, path, body) == expected
+
+
+def test_create_takes_an_explicit_record_id_from_the_body() -> None:
+    route = route_rest("POST", RECORDS, {"id": "r9", "data": {}})
+    assert route.record_id == "r9"
+
+
+def test_delete_with_hard_true_sets_the_hard_param() -> None:
+    assert route_rest("DELETE", f"{RECORDS}/r1?hard=true").params == {"hard": True}
+
+
+def test_search_takes_query_filters_and_limit_from_the_body() -> None:
+    route = route_rest(
+        "POST", "/v1/collections/people/search", {"query": "ada", "filters": {"t": 1}, "limit": 5}
+    )
+    assert (route.type, route.query, route.params) == (
+        "search",
+        "ada",
+        {"filters": {"t": 1}, "limit": 5},
+    )
+
+
+def test_list_query_string_becomes_equality_filters_with_json_scalars_decoded() -> None:
+    route = route_rest("GET", f"{RECORDS}?team=core&age=42&active=true&zip=007&code=%2242%22")
+    assert route.params["filters"] == {
+        "team": "core",
+        "age": 42,
+        "active": True,
+        "zip": "007",
+        "code": "42",
+    }
+
+
+def test_list_reserves_limit_and_cursor() -> None:
+    route = route_rest("GET", f"{RECORDS}?limit=10&cursor=123&profile.team=core")
+    assert route.params == {"filters": {"profile.team": "core"}, "limit": 10, "cursor": "123"}
+
+
+def test_list_without_limit_uses_the_default() -> None:
+    assert route_rest("GET", RECORDS).params["limit"] == DEFAULT_LIMIT
+
+
+def test_a_list_filter_holding_a_reference_stays_a_template() -> None:
+    route = route_rest("GET", f"{RECORDS}?owner=${{a.body.id}}")
+    assert route.params["filters"] == {"owner": "${a.body.id}"}
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=ten", "limit=true"])
+def test_a_limit_outside_one_to_a_thousand_is_a_per_operation_400(query: str) -> None:
+    err = rest_error("GET", f"{RECORDS}?{query}")
+    assert isinstance(err, InvalidRequestError)
+
+
+def test_a_repeated_query_parameter_is_rejected() -> None:
+    assert rest_error("GET", f"{RECORDS}?team=a&team=b").details["parameter"] == "team"
+
+
+def test_path_segments_are_percent_decoded() -> None:
+    assert route_rest("GET", "/v1/collections/my%20people/records/r%2F1").record_id == "r/1"
+
+
+def test_a_segment_holding_a_reference_stays_template_text() -> None:
+    route = route_rest("PATCH", f"{RECORDS}/${{a.body.id}}", {"data": {}})
+    assert route.record_id == "${a.body.id}"
+
+
+def test_a_percent_encoded_reference_is_refused() -> None:
+    err = rest_error("GET", f"{RECORDS}/%24%7Ba.body.id%7D")
+    assert err.details["path"] == "path"
+
+
+def test_a_nested_batch_rejects_the_whole_batch() -> None:
+    with pytest.raises(InvalidBatchRequestError):
+        route_rest("POST", "/v1/batch", {"operations": []})
+
+
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v2/collections/p/records", "collections/p", "/v1/"])
+def test_an_unknown_path_is_an_unsupported_operation(path: str) -> None:
+    err = rest_error("GET", path)
+    assert (err.status_code, err.code) == (400, "UNSUPPORTED_OPERATION")
+
+
+def test_a_wrong_method_on_a_known_path_is_a_405_listing_the_allowed_ones() -> None:
+    err = rest_error("DELETE", RECORDS)
+    assert isinstance(err, MethodNotAllowedError)
+    assert err.details["allowed"] == ["GET", "POST"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "where"),
+    [
+        ("POST", RECORDS, msgspec.UNSET, "body"),
+        ("POST", RECORDS, {"name": "x"}, "body.name"),
+        ("PATCH", f"{RECORDS}/r1", {}, "body.data"),
+        ("GET", f"{RECORDS}/r1", {"data": {}}, "body"),
+        ("POST", "/v1/collections/p/search", {"query": 5}, "body.query"),
+    ],
+)
+def test_structural_body_faults_are_per_operation_400s(
+    method: str, path: str, body: Any, where: str
+) -> None:
+    err = rest_error(method, path, body)
+    assert (err.status_code, err.details["path"]) == (400, where)
+
+
+def test_an_if_match_header_becomes_the_expected_version() -> None:
+    route = route_rest("PUT", f"{RECORDS}/r1", {"data": {}}, {"if-match": '"7"'})
+    assert route.if_match == 7
+
+
+def test_an_invalid_if_match_header_is_a_per_operation_400() -> None:
+    err = rest_error("PUT", f"{RECORDS}/r1", {"data": {}}, **{"If-Match": 'W/"7"'})
+    assert err.details["path"] == "headers.If-Match"
+
+
+@pytest.mark.parametrize(("value", "version"), [("3", 3), ('"3"', 3), (" 12 ", 12)])
+def test_parse_if_match_accepts_a_bare_or_quoted_version(value: str, version: int) -> None:
+    assert parse_if_match(value) == version
+
+
+def test_parse_query_value_decodes_only_json_scalars() -> None:
+    raw = ["42", "-1.5", "false", "null", '"x"', "[1]", "abc", "1e3"]
+    assert [parse_query_value(v) for v in raw] == [42, -1.5, False, None, "x", "[1]", "abc", 1000.0]
+
+
+def test_a_typed_list_takes_filters_limit_and_cursor_from_options() -> None:
+    route = route_typed("list", "people", options={"filters": {"a": 1}, "limit": 3, "cursor": "c"})
+    assert route.params == {"filters": {"a": 1}, "limit": 3, "cursor": "c"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "where"),
+    [
+        ({"type": "create"}, "data"),
+        ({"type": "update", "record_id": "r1"}, "data"),
+        ({"type": "read"}, "id"),
+        ({"type": "search"}, "query"),
+        ({"type": "read", "record_id": "r1", "data": {}}, "data"),
+        ({"type": "search", "query": "q", "options": {"limt": 5}}, "options.limt"),
+        ({"type": "list", "options": {"limit": 0}}, "options.limit"),
+        ({"type": "create", "data": {}, "if_match": 3}, "if_match"),
+    ],
+)
+def test_typed_structural_faults_are_per_operation_400s(kwargs: dict[str, Any], where: str) -> None:
+    op_type = kwargs.pop("type")
+    with pytest.raises(InvalidRequestError) as info:
+        route_typed(op_type, "people", **kwargs)
+    assert info.value.details["path"] == where

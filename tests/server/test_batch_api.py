@@ -1,0 +1,366 @@
+"""POST /v1/batch: the wire contract of docs/batch.md, on both backends."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import orjson
+import pytest
+
+from batchops.server.records import operations
+from tests.server.conftest import Service
+from tests.server.test_records_api import PEOPLE, error_of
+
+
+def create(i: int | str, **extra: Any) -> dict[str, Any]:
+    return {"type": "create", "collection": "people", "id": f"p{i}", "data": {"i": i}, **extra}
+
+
+async def batch(service: Service, operations_: list[dict[str, Any]], **options: Any) -> Any:
+    body: dict[str, Any] = {"operations": operations_}
+    if options:
+        body["options"] = options
+    return await service.client.post("/v1/batch", json=body)
+
+
+async def stored_ids(service: Service) -> list[str]:
+    rows = await service.store.run(
+        lambda tx: tx.list_records(
+            service.tenant, "people", filters={}, after_id=None, limit=10_000
+        )
+    )
+    return [r.id for r in rows]
+
+
+async def test_both_dialects_run_in_one_request_with_results_in_input_order(
+    service: Service,
+) -> None:
+    response = await batch(
+        service,
+        [
+            {"id": "a", "method": "POST", "path": PEOPLE, "body": {"data": {"name": "Ada"}}},
+            {"type": "create", "collection": "people", "id": "g", "data": {"name": "Grace"}},
+            {"id": "r", "method": "GET", "path": f"{PEOPLE}/g"},
+            {"type": "search", "collection": "people", "query": "grace"},
+        ],
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["committed"] is True
+    assert [r["index"] for r in body["results"]] == [0, 1, 2, 3]
+    assert [r["status"] for r in body["results"]] == [201, 201, 200, 200]
+    assert [r["type"] for r in body["results"]] == ["create", "create", "read", "search"]
+    assert body["results"][0]["id"] == "a"
+    assert body["results"][2]["body"]["data"] == {"name": "Grace"}
+    assert body["results"][3]["body"]["total"] == 1
+    assert body["meta"]["total"] == 4
+    assert body["meta"]["succeeded"] == 4
+    assert body["meta"]["by_type"] == {"create": 2, "read": 1, "search": 1}
+
+
+async def test_a_reference_feeds_an_earlier_result_into_a_later_path_and_body(
+    service: Service,
+) -> None:
+    response = await batch(
+        service,
+        [
+            {"id": "a", "method": "POST", "path": PEOPLE, "body": {"data": {"name": "Ada"}}},
+            {
+                "id": "b",
+                "method": "PATCH",
+                "path": PEOPLE + "/${a.body.id}",
+                "body": {"data": {"self": "${a.body.id}", "v": "${a.body.version}"}},
+            },
+        ],
+    )
+    results = response.json()["results"]
+    created_id = results[0]["body"]["id"]
+    assert results[1]["status"] == 200
+    assert results[1]["body"]["id"] == created_id
+    assert results[1]["body"]["data"] == {"name": "Ada", "self": created_id, "v": 1}
+
+
+async def test_a_dependent_of_a_failed_operation_is_not_run_and_gets_424(
+    service: Service,
+) -> None:
+    response = await batch(
+        service,
+        [
+            {"id": "a", "method": "GET", "path": f"{PEOPLE}/missing"},
+            {
+                "id": "b",
+                "method": "POST",
+                "path": PEOPLE,
+                "body": {"data": {}},
+                "depends_on": ["a"],
+            },
+            create(1),
+        ],
+    )
+    assert response.status_code == 207
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [404, 424, 201]
+    assert results[1]["error"]["code"] == "FAILED_DEPENDENCY"
+    assert response.json()["meta"]["skipped"] == 1
+    assert await stored_ids(service) == ["p1"]
+
+
+async def test_partial_failure_answers_207_and_commits_the_successes(service: Service) -> None:
+    await batch(service, [create(1)])
+    response = await batch(service, [create(0), create(1), create(2)])
+    assert response.status_code == 207
+    body = response.json()
+    assert [r["status"] for r in body["results"]] == [201, 409, 201]
+    assert body["meta"] == {**body["meta"], "succeeded": 2, "failed": 1, "skipped": 0}
+    assert await stored_ids(service) == ["p0", "p1", "p2"]
+
+
+async def test_an_atomic_batch_that_fails_commits_nothing(service: Service) -> None:
+    await batch(service, [create(1)])
+    response = await batch(service, [create(0), create(1), create(2)], atomic=True)
+    assert response.status_code == 409
+    body = response.json()
+    assert body["committed"] is False
+    assert [r["status"] for r in body["results"]] == [424, 409, 424]
+    assert body["results"][0]["error"]["code"] == "ROLLED_BACK"
+    assert await stored_ids(service) == ["p1"]
+
+
+async def test_an_atomic_batch_that_succeeds_commits_everything(service: Service) -> None:
+    response = await batch(service, [create(0), create(1)], atomic=True)
+    assert response.status_code == 200
+    assert response.json()["committed"] is True
+    assert await stored_ids(service) == ["p0", "p1"]
+
+
+async def test_an_atomicity_group_is_all_or_nothing_and_the_rest_independent(
+    service: Service,
+) -> None:
+    await batch(service, [create("dup")])
+    response = await batch(
+        service,
+        [
+            create(1, atomicity_group="g"),
+            create(2),
+            create("dup", atomicity_group="g"),
+            create(3, atomicity_group="h"),
+        ],
+    )
+    assert response.status_code == 207
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [424, 201, 409, 201]
+    assert results[0]["error"]["code"] == "ROLLED_BACK"
+    assert await stored_ids(service) == ["p2", "p3", "pdup"]
+
+
+async def test_continue_on_error_false_stops_at_the_first_failure(service: Service) -> None:
+    response = await batch(
+        service,
+        [create(0), {"type": "read", "collection": "people", "id": "nope"}, create(2)],
+        continue_on_error=False,
+    )
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 404, 424]
+    assert results[2]["error"]["code"] == "SKIPPED"
+    assert response.json()["meta"]["skipped"] == 1
+    assert await stored_ids(service) == ["p0"]
+
+
+async def test_suppress_success_returns_only_failures_with_complete_meta(
+    service: Service,
+) -> None:
+    response = await batch(
+        service,
+        [create(0), {"type": "read", "collection": "people", "id": "nope"}, create(2)],
+        suppress_success=True,
+    )
+    body = response.json()
+    assert [r["index"] for r in body["results"]] == [1]
+    assert body["meta"]["total"] == 3
+    assert body["meta"]["succeeded"] == 2
+
+
+async def test_validate_only_runs_nothing_and_reports_each_operation(service: Service) -> None:
+    response = await batch(
+        service,
+        [create(0), {"type": "create", "collection": "people", "data": [1]}],
+        validate_only=True,
+    )
+    body = response.json()
+    assert body["committed"] is False
+    assert [r["status"] for r in body["results"]] == [200, 422]
+    assert body["results"][0]["body"]["would_run"] is True
+    assert "cost" in body["meta"]
+    assert await stored_ids(service) == []
+
+
+async def test_consecutive_creates_become_one_multi_row_insert(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = operations.create_many
+
+    def spy(tx: Any, tenant: str, collection: str, items: Any) -> Any:
+        calls.append(len(items))
+        return real(tx, tenant, collection, items)
+
+    monkeypatch.setattr(operations, "create_many", spy)
+    ops = [create(i) for i in range(5)]
+    ops.append({"type": "read", "collection": "people", "id": "p0"})
+    ops.extend(create(i) for i in range(5, 8))
+    response = await batch(service, ops)
+    assert response.status_code == 200
+    assert calls == [5, 3]
+
+
+async def test_a_malformed_operation_rejects_the_batch_with_the_json_path(
+    service: Service,
+) -> None:
+    response = await batch(service, [create(0), {"method": 5, "path": PEOPLE}])
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "INVALID_BATCH_REQUEST"
+    assert error["details"]["path"].startswith("operations[1]")
+    assert await stored_ids(service) == []
+
+
+async def test_a_reference_to_a_later_operation_is_a_400_naming_it(service: Service) -> None:
+    response = await batch(
+        service,
+        [
+            {"type": "read", "collection": "people", "id": "${later.body.id}"},
+            {"ref": "later", "type": "create", "collection": "people", "data": {}},
+        ],
+    )
+    assert response.status_code == 400
+    assert "later" in error_of(response)["message"]
+
+
+async def test_too_many_operations_is_a_413_batch_too_large(service: Service) -> None:
+    limit = service.settings.max_batch_operations
+    response = await batch(service, [create(i) for i in range(limit + 1)])
+    assert response.status_code == 413
+    error = error_of(response)
+    assert error["code"] == "BATCH_TOO_LARGE"
+    assert error["details"]["limit"] == limit
+
+
+async def test_a_body_over_the_byte_limit_is_a_413_batch_too_large(service: Service) -> None:
+    big = "x" * (service.settings.max_batch_bytes + 10)
+    response = await service.client.post(
+        "/v1/batch",
+        content=orjson.dumps({"operations": [create(0, data={"blob": big})]}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "BATCH_TOO_LARGE"
+
+
+async def test_a_nested_batch_path_is_rejected(service: Service) -> None:
+    response = await batch(service, [{"method": "POST", "path": "/v1/batch", "body": {}}])
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "INVALID_BATCH_REQUEST"
+
+
+async def test_a_path_outside_collections_fails_only_that_operation(service: Service) -> None:
+    response = await batch(service, [{"method": "GET", "path": "/v1/admin/users"}, create(1)])
+    assert response.status_code == 207
+    assert [r["status"] for r in response.json()["results"]] == [400, 201]
+
+
+async def test_the_batch_id_is_echoed_or_generated(service: Service) -> None:
+    given = await service.client.post(
+        "/v1/batch", json={"operations": [create(0)]}, headers={"X-Batch-Id": "mine-1"}
+    )
+    assert given.headers["X-Batch-Id"] == "mine-1"
+    assert given.json()["batch_id"] == "mine-1"
+    generated = await batch(service, [create(1)])
+    assert generated.headers["X-Batch-Id"] == generated.json()["batch_id"] != "mine-1"
+
+
+async def test_a_gzip_body_is_accepted(service: Service) -> None:
+    response = await service.client.post(
+        "/v1/batch",
+        content=gzip.compress(orjson.dumps({"operations": [create(0)]})),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 200
+    assert await stored_ids(service) == ["p0"]
+
+
+async def test_a_non_json_content_type_is_a_415(service: Service) -> None:
+    response = await service.client.post(
+        "/v1/batch", content=b"operations", headers={"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 415
+
+
+async def test_an_idempotent_retry_replays_the_stored_response_and_runs_nothing(
+    service: Service,
+) -> None:
+    headers = {"Idempotency-Key": "k-1"}
+    body = {"operations": [{"type": "create", "collection": "people", "data": {"n": 1}}]}
+    first = await service.client.post("/v1/batch", json=body, headers=headers)
+    again = await service.client.post("/v1/batch", json=body, headers=headers)
+    assert again.status_code == first.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert len(await stored_ids(service)) == 1
+
+
+async def test_an_idempotency_key_reused_with_another_body_is_a_422(service: Service) -> None:
+    headers = {"Idempotency-Key": "k-2"}
+    await service.client.post("/v1/batch", json={"operations": [create(0)]}, headers=headers)
+    other = await service.client.post(
+        "/v1/batch", json={"operations": [create(1)]}, headers=headers
+    )
+    assert other.status_code == 422
+    assert error_of(other)["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert await stored_ids(service) == ["p0"]
+
+
+async def test_an_idempotency_key_in_flight_is_a_409(service: Service) -> None:
+    body = orjson.dumps({"operations": [create(0)]})
+    import hashlib
+    import time
+
+    fingerprint = hashlib.sha256(body).hexdigest()
+    await service.store.run(
+        lambda tx: tx.idempotency_claim(
+            service.tenant, "k-3", fingerprint, now=time.time(), stale_after_s=300
+        )
+    )
+    response = await service.client.post(
+        "/v1/batch",
+        content=body,
+        headers={"Idempotency-Key": "k-3", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "IDEMPOTENCY_IN_FLIGHT"
+    assert await stored_ids(service) == []
+
+
+async def test_a_failed_atomic_batch_is_replayed_too(service: Service) -> None:
+    await batch(service, [create(1)])
+    headers = {"Idempotency-Key": "k-4"}
+    body = {"operations": [create(0), create(1)], "options": {"atomic": True}}
+    first = await service.client.post("/v1/batch", json=body, headers=headers)
+    again = await service.client.post("/v1/batch", json=body, headers=headers)
+    assert first.status_code == again.status_code == 409
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_ndjson_streams_one_line_per_operation_then_meta(service: Service) -> None:
+    ops = [create(i) for i in range(120)]
+    ops.append({"type": "read", "collection": "people", "id": "nope"})
+    response = await service.client.post(
+        "/v1/batch", json={"operations": ops}, headers={"Accept": "application/x-ndjson"}
+    )
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    lines = [orjson.loads(line) for line in response.text.splitlines()]
+    assert [line["index"] for line in lines[:-1]] == list(range(121))
+    assert lines[-1]["meta"]["succeeded"] == 120
+    assert lines[-1]["meta"]["failed"] == 1
+    assert lines[-1]["status"] == 207
+    assert len(await stored_ids(service)) == 120
