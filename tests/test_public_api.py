@@ -7,6 +7,12 @@ import inspect
 import batchops
 
 EXPECTED = {
+    "CircuitOpenError",
+    "CircuitBreaker",
+    "Cache",
+    "BatcherClosedError",
+    "Batcher",
+    "BatchContractError",
     "APIError",
     "AuthenticationError",
     "BatchFailedError",

@@ -14,10 +14,13 @@ Server side, ``batchops serve`` runs a records service with ``POST /v1/batch``.
 from batchops._exceptions import (
     APIError,
     AuthenticationError,
+    BatchContractError,
+    BatcherClosedError,
     BatchFailedError,
     BatchopsError,
     BatchTooLargeError,
     CheckpointError,
+    CircuitOpenError,
     ConflictError,
     FailedDependencyError,
     InternalServerError,
@@ -39,6 +42,7 @@ from batchops._exceptions import (
     ValidationError,
 )
 from batchops._results import BatchResult, Failure, FailureStatus, Result, Success, Summary
+from batchops.coalesce import Batcher, Cache, CircuitBreaker
 from batchops.engine import Progress, RetryPolicy, batch_execute, batch_stream, chunked, run_batch
 
 __version__ = "0.1.0"
@@ -46,11 +50,17 @@ __version__ = "0.1.0"
 __all__ = [
     "APIError",
     "AuthenticationError",
+    "BatchContractError",
     "BatchFailedError",
     "BatchResult",
     "BatchTooLargeError",
+    "Batcher",
+    "BatcherClosedError",
     "BatchopsError",
+    "Cache",
     "CheckpointError",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "ConflictError",
     "FailedDependencyError",
     "Failure",

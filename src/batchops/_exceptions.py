@@ -9,6 +9,7 @@ Every exception batchops raises (client side and server side) derives from
     ├── BatcherClosedError        load() on a Batcher after aclose()
     ├── CircuitOpenError          a circuit breaker refuses calls for now (retry_after)
     ├── CheckpointError           a checkpoint journal cannot be written or read
+    ├── ConnectionFailedError     no HTTP answer: refused, dropped, timed out (a ConnectionError)
     ├── ItemError                 set as Failure.error for items that never produced one
     │   ├── ItemSkippedError      not started (fail-fast, continue_on_error=false)
     │   ├── ItemCancelledError    cancelled while running
@@ -54,6 +55,7 @@ __all__ = [
     "CheckpointError",
     "CircuitOpenError",
     "ConflictError",
+    "ConnectionFailedError",
     "FailedDependencyError",
     "InternalServerError",
     "InvalidBatchRequestError",
@@ -117,6 +119,15 @@ class CircuitOpenError(BatchopsError):
 
 class CheckpointError(BatchopsError):
     """A checkpoint journal cannot be used: unwritable, corrupt, or a value is not JSON."""
+
+
+class ConnectionFailedError(BatchopsError, ConnectionError):
+    """The SDK got no HTTP answer: connection refused or dropped, or the request timed out.
+
+    A :class:`ConnectionError`, so the engine's default retry policy retries it. Whether
+    the server applied the request is unknown; the SDK sends writes with an
+    ``Idempotency-Key`` so that a retry replays instead of applying them twice.
+    """
 
 
 class ItemError(BatchopsError):
