@@ -1,9 +1,10 @@
-"""The ``batchops`` command: ``serve``, ``keys`` and ``demo``."""
+"""The ``batchops`` command: ``serve``, ``keys``, ``batch`` and ``demo``."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import signal
 import sys
 from typing import Any
 
@@ -67,7 +68,15 @@ def serve(
         timeout_graceful_shutdown=30,
         access_log=False,
     )
+    # uvicorn finishes in-flight requests on SIGTERM/SIGINT, then re-raises the signal with
+    # the handlers it found installed; these make that a clean exit status 0.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_cleanly)
     uvicorn.Server(config).run()
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 @main.group()
@@ -125,6 +134,50 @@ def keys_revoke(key_id: str, db_url: str | None) -> None:
         click.echo(f"no active key with id {key_id!r}", err=True)
         sys.exit(1)
     click.echo(f"revoked {key_id}")
+
+
+@main.command("batch")
+@click.argument("file")
+@click.option("--url", envvar="BATCHOPS_URL", required=True, help="Server base URL.")
+@click.option("--key", envvar="BATCHOPS_KEY", required=True, help="API key.")
+@click.option("--out", default=None, help="Results NDJSON file (default: stdout).")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Ops per request.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--atomic", is_flag=True, help="All or nothing (must fit one request).")
+@click.option("--dry-run", is_flag=True, help="Validate on the server, run nothing.")
+@click.option("--resume", is_flag=True, help="Continue a killed run (needs --out).")
+def batch(
+    file: str,
+    url: str,
+    key: str,
+    out: str | None,
+    chunk_size: int | None,
+    concurrency: int,
+    atomic: bool,
+    dry_run: bool,
+    resume: bool,
+) -> None:
+    """Run the operations of FILE (NDJSON, one per line; - for stdin) through /v1/batch.
+
+    Writes one result per line ({"index", "status", "body"|"error"}), prints a summary,
+    and exits 1 if any operation failed (2 on bad input). See docs/client.md."""
+    from batchops.client._cli import UsageError, run
+
+    try:
+        code = run(
+            file,
+            url=url,
+            key=key,
+            out=out,
+            chunk_size=chunk_size,
+            concurrency=concurrency,
+            atomic=atomic,
+            dry_run=dry_run,
+            resume=resume,
+        )
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    sys.exit(code)
 
 
 @main.command()

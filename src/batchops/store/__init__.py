@@ -1,0 +1,70 @@
+"""The only code in batchops that speaks SQL: the Store protocol and its two backends.
+
+>>> async def main() -> None:
+...     store = await open_store("sqlite:///batchops.db")   # or "postgresql://user@host/db"
+...     try:
+...         n = await store.run(lambda tx: tx.count_api_keys())
+...     finally:
+...         await store.close()
+
+:func:`open_store` runs the schema migrations before it returns (see
+:mod:`batchops.store.migrate`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from batchops.store._url import DEFAULT_SQLITE_PATH, parse_store_url, sqlite_url
+from batchops.store.base import (
+    ApiKeyRow,
+    Dialect,
+    DuplicateRecordError,
+    IdempotencyRow,
+    RecordRow,
+    Store,
+    Tx,
+)
+from batchops.store.migrate import applied_migrations, migrate
+from batchops.store.postgres import PostgresStore
+from batchops.store.sqlite import SQLiteStore
+
+__all__ = [
+    "DEFAULT_SQLITE_PATH",
+    "ApiKeyRow",
+    "Dialect",
+    "DuplicateRecordError",
+    "IdempotencyRow",
+    "PostgresStore",
+    "RecordRow",
+    "SQLiteStore",
+    "Store",
+    "Tx",
+    "applied_migrations",
+    "migrate",
+    "open_store",
+    "parse_store_url",
+    "sqlite_url",
+]
+
+
+async def open_store(
+    url: str | None = None,
+    *,
+    busy_timeout_ms: int = 5000,
+    pool_size: int = 4,
+    connect_timeout_s: float = 10.0,
+) -> Store:
+    """Open the store a URL names, after bringing its schema up to date.
+
+    ``url``: ``None`` (``batchops.db`` in the working directory), ``sqlite:///path.db``, a
+    bare file path, or ``postgresql://user@host:port/db``. ``busy_timeout_ms`` applies to
+    SQLite; ``pool_size`` (connections = threads) and ``connect_timeout_s`` to PostgreSQL.
+    """
+    dialect, target = parse_store_url(url)
+    await asyncio.to_thread(migrate, url)
+    if dialect == "sqlite":
+        return await SQLiteStore.open(target, busy_timeout_ms=busy_timeout_ms)
+    return await PostgresStore.open(
+        target, pool_size=pool_size, connect_timeout_s=connect_timeout_s
+    )

@@ -1,0 +1,193 @@
+"""The Store protocol: the only interface the rest of batchops uses to reach a database.
+
+Design (measured, see docs/benchmarks.md): an awaited database call costs a thread hop
+(~85-190 µs on this machine), so a whole unit of work — a REST request, a whole batch, a job
+chunk — is ONE synchronous function ``fn(tx)`` run by :meth:`Store.run` in the database
+thread, inside ONE transaction. ``Tx`` is therefore a *synchronous* interface and the
+operations layer above it is plain synchronous code over ``Tx``. Multi-row methods take
+sequences so callers can group consecutive operations into multi-row statements.
+
+Only modules under ``batchops.store`` speak SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
+
+__all__ = [
+    "ApiKeyRow",
+    "Dialect",
+    "DuplicateRecordError",
+    "IdempotencyRow",
+    "RecordRow",
+    "Store",
+    "Tx",
+]
+
+T = TypeVar("T")
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+@dataclass(slots=True)
+class RecordRow:
+    """One record as stored. Timestamps are ISO-8601 UTC strings with milliseconds
+    (``2026-11-22T06:40:00.123Z``); ``deleted_at`` is set on soft-deleted records."""
+
+    tenant: str
+    collection: str
+    id: str
+    data: dict[str, Any]
+    version: int
+    created_at: str
+    updated_at: str
+    deleted_at: str | None = None
+
+
+@dataclass(slots=True)
+class ApiKeyRow:
+    """An API key as stored: only the SHA-256 hex digest of the secret is kept."""
+
+    key_id: str
+    tenant: str
+    key_hash: str
+    name: str | None
+    created_at: str
+    revoked_at: str | None = None
+
+
+@dataclass(slots=True)
+class IdempotencyRow:
+    """The state of one ``Idempotency-Key`` of one tenant.
+
+    ``state`` is ``"in_flight"`` while the first request runs and ``"done"`` once its
+    response (``status_code`` + ``response`` bytes) is stored.
+    """
+
+    tenant: str
+    key: str
+    fingerprint: str
+    state: Literal["in_flight", "done"]
+    created_at: float
+    status_code: int | None = None
+    response: bytes | None = None
+
+
+class DuplicateRecordError(Exception):
+    """Raised by :meth:`Tx.insert_records` when some ids exist already (soft-deleted ones
+    included). ``ids`` lists them. Internal to the store/operations boundary."""
+
+    def __init__(self, ids: Sequence[str]) -> None:
+        super().__init__(f"records exist already: {', '.join(ids)}")
+        self.ids = list(ids)
+
+
+class Tx(Protocol):
+    """One open transaction. Synchronous: only ever used inside :meth:`Store.run`'s ``fn``.
+
+    Every method is scoped by ``tenant``: there is no way to reach another tenant's rows.
+    """
+
+    dialect: Dialect
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested savepoint: rolled back if the ``with`` block raises, released otherwise."""
+        ...
+
+    # -- records ---------------------------------------------------------------------------
+    def insert_records(self, rows: Sequence[RecordRow]) -> None:
+        """Insert all rows with one multi-row statement. Raises DuplicateRecordError."""
+        ...
+
+    def existing_ids(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` exist (soft-deleted included)."""
+        ...
+
+    def get_records(
+        self, tenant: str, collection: str, ids: Sequence[str], *, include_deleted: bool = False
+    ) -> dict[str, RecordRow]:
+        """The rows found, by id (one statement)."""
+        ...
+
+    def update_records(self, rows: Sequence[RecordRow]) -> None:
+        """Write data, version, updated_at and deleted_at of existing rows (by key)."""
+        ...
+
+    def delete_records(self, tenant: str, collection: str, ids: Sequence[str]) -> int:
+        """Remove rows for good (hard delete); returns how many were removed."""
+        ...
+
+    def list_records(
+        self,
+        tenant: str,
+        collection: str,
+        *,
+        filters: Mapping[str, Any],
+        after_id: str | None,
+        limit: int,
+    ) -> list[RecordRow]:
+        """Live records ordered by id, after ``after_id``; ``filters`` maps dot paths of
+        ``data`` to JSON scalars that must be equal."""
+        ...
+
+    def search_records(
+        self,
+        tenant: str,
+        collection: str,
+        *,
+        query: str,
+        filters: Mapping[str, Any],
+        limit: int,
+    ) -> tuple[list[tuple[RecordRow, float]], int]:
+        """Full-text search over the string values of live records, best first.
+        Returns (rows with score — higher is better —, total number of matches)."""
+        ...
+
+    # -- api keys --------------------------------------------------------------------------
+    def insert_api_key(self, row: ApiKeyRow) -> None: ...
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRow | None: ...
+
+    def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRow]: ...
+
+    def revoke_api_key(self, key_id: str, revoked_at: str) -> bool: ...
+
+    def count_api_keys(self) -> int: ...
+
+    # -- idempotency -----------------------------------------------------------------------
+    def idempotency_claim(
+        self, tenant: str, key: str, fingerprint: str, *, now: float, stale_after_s: float
+    ) -> IdempotencyRow | None:
+        """Claim ``key`` for a new request (insert an in-flight row) and return None; or,
+        if the key is taken, return the existing row. An in-flight row older than
+        ``stale_after_s`` (its request died with its process) is taken over: None."""
+        ...
+
+    def idempotency_finish(self, tenant: str, key: str, status_code: int, response: bytes) -> None:
+        """Store the response of a claimed key (state becomes done)."""
+        ...
+
+    def idempotency_release(self, tenant: str, key: str) -> None:
+        """Forget an in-flight claim whose request wrote nothing (so a retry may run)."""
+        ...
+
+
+class Store(Protocol):
+    """A database: SQLite (embedded default) or PostgreSQL."""
+
+    dialect: Dialect
+    url: str
+
+    async def run(self, fn: Callable[[Tx], T], *, retries: int = 0) -> T:
+        """Run ``fn(tx)`` in the database thread inside one transaction: commit when it
+        returns, roll back when it raises (the exception propagates). Transient database
+        errors (busy, locked, serialization failure) are retried up to ``retries`` times
+        with the whole ``fn`` re-run, then raised as TransientStoreError."""
+        ...
+
+    async def close(self) -> None:
+        """Close connections and stop threads. Idempotent."""
+        ...

@@ -1,0 +1,453 @@
+"""The PostgreSQL store: many API and worker processes on one database.
+
+A synchronous psycopg 3 ConnectionPool plus a ThreadPoolExecutor of the same size: each
+``run(fn)`` takes a connection in a worker thread, opens a transaction, runs ``fn(tx)``
+(plain synchronous code) and commits, so a whole unit of work costs ONE executor hop.
+
+Multi-row inserts use ``executemany`` (psycopg 3 pipelines it: one network round trip for
+the group). Measured for 100-row groups into the records table: executemany ~16-29k rows/s,
+one ``INSERT … SELECT FROM unnest(…)`` ~13-18k rows/s, so executemany stays. psycopg
+prepares a statement server-side after it has run ``prepare_threshold`` (5) times on a
+connection; every statement here has constant text, so the hot ones get prepared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+import psycopg.errors
+from psycopg.types.json import set_json_loads
+from psycopg_pool import ConnectionPool
+
+from batchops._exceptions import StoreError, TransientStoreError
+from batchops.store._query import (
+    FilterPath,
+    duplicate_ids,
+    parse_filters,
+    search_text,
+    search_tokens,
+)
+from batchops.store._retry import retry_transient
+from batchops.store.base import (
+    ApiKeyRow,
+    Dialect,
+    DuplicateRecordError,
+    IdempotencyRow,
+    RecordRow,
+    Tx,
+)
+
+__all__ = ["PostgresStore", "PostgresTx"]
+
+T = TypeVar("T")
+
+_COLS = "tenant, collection, id, data, version, created_at, updated_at, deleted_at"
+_IDS = "tenant = %s AND collection = %s AND id = ANY(%s)"
+# ON CONFLICT DO NOTHING RETURNING: the happy path is one pipelined executemany, and a
+# clash is detected from the missing returned keys without aborting the transaction
+# (a failed statement would poison it unless every insert paid for a savepoint).
+_INSERT = (
+    f"INSERT INTO records ({_COLS}, search_text) "
+    "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s) "
+    "ON CONFLICT DO NOTHING RETURNING tenant, collection, id"
+)
+_UPDATE = (
+    "UPDATE records SET data = %s::jsonb, version = %s, updated_at = %s, deleted_at = %s, "
+    "search_text = %s WHERE tenant = %s AND collection = %s AND id = %s"
+)
+_API_KEY_COLS = "key_id, tenant, key_hash, name, created_at, revoked_at"
+_IDEM_COLS = "tenant, key, fingerprint, state, created_at, status_code, response"
+
+_TRANSIENT = (
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.LockNotAvailable,
+    psycopg.OperationalError,  # lost connection, pool timeout, server shutting down
+)
+
+
+def _translate(exc: psycopg.Error) -> StoreError:
+    """THE mapping of psycopg errors: retryable ones → transient, the rest → StoreError."""
+    if isinstance(exc, _TRANSIENT):
+        return TransientStoreError(f"PostgreSQL is busy or unreachable: {exc}")
+    return StoreError(f"PostgreSQL error: {exc}")
+
+
+@contextmanager
+def _translating() -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise _translate(exc) from exc
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _record(row: Sequence[Any]) -> RecordRow:
+    return RecordRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+
+
+def _filter_sql(f: FilterPath) -> tuple[str, list[Any]]:
+    """SQL for one equality filter. Plain paths use containment (``data @> {"a":{"b":v}}``),
+    which the jsonb_path_ops GIN index serves and which keeps JSON types apart (true is not
+    1; 1 equals 1.0). Paths with array indexes use ``#>`` equality (no index)."""
+    if f.indexes_array:
+        return "data #> %s::text[] = %s::jsonb", [f.segments, _dumps(f.value)]
+    return "data @> %s::jsonb", [_dumps(f.containment())]
+
+
+class PostgresTx:
+    """One open PostgreSQL transaction (see :class:`batchops.store.base.Tx`)."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        with _translating():
+            return self._conn.execute(sql, params)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested savepoint (``conn.transaction()``): rolled back if the block raises."""
+        with _translating(), self._conn.transaction():
+            yield
+
+    # -- records ---------------------------------------------------------------------------
+    def insert_records(self, rows: Sequence[RecordRow]) -> None:
+        """Insert all rows (one pipelined executemany). On DuplicateRecordError the rows
+        this call did insert are deleted again, so nothing is left half-written."""
+        if not rows:
+            return
+        params = [
+            (
+                r.tenant,
+                r.collection,
+                r.id,
+                _dumps(r.data),
+                r.version,
+                r.created_at,
+                r.updated_at,
+                r.deleted_at,
+                search_text(r.data),
+            )
+            for r in rows
+        ]
+        inserted: list[tuple[str, str, str]] = []
+        with _translating():
+            cur = self._conn.cursor()
+            cur.executemany(_INSERT, params, returning=True)
+            while True:
+                inserted.extend(cur.fetchall())
+                if not cur.nextset():
+                    break
+        if len(inserted) == len(rows):
+            return
+        mine = {(t, c, i) for t, c, i in inserted}
+        duplicates = duplicate_ids(
+            rows,
+            lambda tenant, collection, ids: {
+                i
+                for i in self.existing_ids(tenant, collection, ids)
+                if (tenant, collection, i) not in mine
+            },
+        )
+        self._execute(
+            "DELETE FROM records r USING unnest(%s::text[], %s::text[], %s::text[]) "
+            "AS k(tenant, collection, id) "
+            "WHERE r.tenant = k.tenant AND r.collection = k.collection AND r.id = k.id",
+            [[k[0] for k in inserted], [k[1] for k in inserted], [k[2] for k in inserted]],
+        )
+        raise DuplicateRecordError(duplicates)
+
+    def existing_ids(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` exist (soft-deleted included)."""
+        if not ids:
+            return set()
+        cur = self._execute(f"SELECT id FROM records WHERE {_IDS}", (tenant, collection, list(ids)))
+        return {row[0] for row in cur}
+
+    def get_records(
+        self, tenant: str, collection: str, ids: Sequence[str], *, include_deleted: bool = False
+    ) -> dict[str, RecordRow]:
+        """The rows found, by id."""
+        if not ids:
+            return {}
+        cur = self._execute(
+            f"SELECT {_COLS} FROM records WHERE {_IDS} AND (%s OR deleted_at IS NULL)",
+            (tenant, collection, list(ids), include_deleted),
+        )
+        return {row[2]: _record(row) for row in cur}
+
+    def update_records(self, rows: Sequence[RecordRow]) -> None:
+        """Write data, version, updated_at, deleted_at (tsv follows search_text)."""
+        if not rows:
+            return
+        with _translating():
+            self._conn.cursor().executemany(
+                _UPDATE,
+                [
+                    (
+                        _dumps(r.data),
+                        r.version,
+                        r.updated_at,
+                        r.deleted_at,
+                        search_text(r.data),
+                        r.tenant,
+                        r.collection,
+                        r.id,
+                    )
+                    for r in rows
+                ],
+            )
+
+    def delete_records(self, tenant: str, collection: str, ids: Sequence[str]) -> int:
+        """Remove rows for good; returns how many were removed."""
+        if not ids:
+            return 0
+        cur = self._execute(f"DELETE FROM records WHERE {_IDS}", (tenant, collection, list(ids)))
+        return cur.rowcount
+
+    def list_records(
+        self,
+        tenant: str,
+        collection: str,
+        *,
+        filters: Mapping[str, Any],
+        after_id: str | None,
+        limit: int,
+    ) -> list[RecordRow]:
+        """Live records ordered by id, after ``after_id``, matching every filter."""
+        sql = [f"SELECT {_COLS} FROM records WHERE tenant = %s AND collection = %s"]
+        params: list[Any] = [tenant, collection]
+        sql.append("AND deleted_at IS NULL")
+        if after_id is not None:
+            sql.append("AND id > %s")
+            params.append(after_id)
+        for f in parse_filters(filters):
+            clause, values = _filter_sql(f)
+            sql.append(f"AND {clause}")
+            params.extend(values)
+        sql.append("ORDER BY id LIMIT %s")
+        params.append(max(limit, 0))
+        return [_record(row) for row in self._execute(" ".join(sql), params)]
+
+    def search_records(
+        self,
+        tenant: str,
+        collection: str,
+        *,
+        query: str,
+        filters: Mapping[str, Any],
+        limit: int,
+    ) -> tuple[list[tuple[RecordRow, float]], int]:
+        """tsvector search ranked by ts_rank (higher is better).
+
+        Every word of ``query`` must match (the same word split as SQLite's, handed to
+        ``plainto_tsquery('simple', …)``). A query without words matches nothing.
+        """
+        tokens = search_tokens(query)
+        parsed = parse_filters(filters)
+        if not tokens:
+            return [], 0
+        where = [
+            "tenant = %s",
+            "collection = %s",
+            "deleted_at IS NULL",
+            "tsv @@ q",
+        ]
+        params: list[Any] = [" ".join(tokens), tenant, collection]
+        for f in parsed:
+            clause, values = _filter_sql(f)
+            where.append(clause)
+            params.extend(values)
+        base = f"FROM records, plainto_tsquery('simple', %s) AS q WHERE {' AND '.join(where)}"
+        if limit <= 0:
+            total = self._execute(f"SELECT count(*) {base}", params).fetchone()
+            return [], int(total[0]) if total else 0
+        rows = self._execute(
+            f"SELECT {_COLS}, ts_rank(tsv, q) AS score, count(*) OVER () {base} "
+            "ORDER BY score DESC, id LIMIT %s",
+            [*params, limit],
+        ).fetchall()
+        total = rows[0][9] if rows else 0
+        return [(_record(row), float(row[8])) for row in rows], int(total)
+
+    # -- api keys --------------------------------------------------------------------------
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        """Store a new API key (its hash only)."""
+        self._execute(
+            f"INSERT INTO api_keys ({_API_KEY_COLS}) VALUES (%s, %s, %s, %s, %s, %s)",
+            (row.key_id, row.tenant, row.key_hash, row.name, row.created_at, row.revoked_at),
+        )
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRow | None:
+        """The key with this hash, revoked or not."""
+        row = self._execute(
+            f"SELECT {_API_KEY_COLS} FROM api_keys WHERE key_hash = %s", (key_hash,)
+        ).fetchone()
+        return ApiKeyRow(*row) if row else None
+
+    def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRow]:
+        """All keys (of one tenant, if given), oldest first."""
+        if tenant is None:
+            cur = self._execute(f"SELECT {_API_KEY_COLS} FROM api_keys ORDER BY created_at, key_id")
+        else:
+            cur = self._execute(
+                f"SELECT {_API_KEY_COLS} FROM api_keys WHERE tenant = %s "
+                "ORDER BY created_at, key_id",
+                (tenant,),
+            )
+        return [ApiKeyRow(*row) for row in cur]
+
+    def revoke_api_key(self, key_id: str, revoked_at: str) -> bool:
+        """Revoke a live key; False if it does not exist or is revoked already."""
+        cur = self._execute(
+            "UPDATE api_keys SET revoked_at = %s WHERE key_id = %s AND revoked_at IS NULL",
+            (revoked_at, key_id),
+        )
+        return cur.rowcount > 0
+
+    def count_api_keys(self) -> int:
+        """How many keys exist (all tenants, revoked included)."""
+        row = self._execute("SELECT count(*) FROM api_keys").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- idempotency -----------------------------------------------------------------------
+    def idempotency_claim(
+        self, tenant: str, key: str, fingerprint: str, *, now: float, stale_after_s: float
+    ) -> IdempotencyRow | None:
+        """Claim ``key`` (None) or return its row; stale in-flight claims are taken over.
+
+        Two processes claiming at once: ON CONFLICT makes the second wait for the first's
+        transaction, and FOR UPDATE serialises the stale takeover."""
+        inserted = self._execute(
+            f"INSERT INTO idempotency_keys ({_IDEM_COLS}) "
+            "VALUES (%s, %s, %s, 'in_flight', %s, NULL, NULL) "
+            "ON CONFLICT (tenant, key) DO NOTHING RETURNING 1",
+            (tenant, key, fingerprint, now),
+        ).fetchone()
+        if inserted:
+            return None
+        row = self._execute(
+            f"SELECT {_IDEM_COLS} FROM idempotency_keys WHERE tenant = %s AND key = %s FOR UPDATE",
+            (tenant, key),
+        ).fetchone()
+        if row is None:  # released between our INSERT and SELECT: claim again
+            return self.idempotency_claim(
+                tenant, key, fingerprint, now=now, stale_after_s=stale_after_s
+            )
+        current = IdempotencyRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+        if current.response is not None:
+            current.response = bytes(current.response)
+        if current.state == "in_flight" and current.created_at < now - stale_after_s:
+            self._execute(
+                "UPDATE idempotency_keys SET fingerprint = %s, created_at = %s, "
+                "status_code = NULL, response = NULL WHERE tenant = %s AND key = %s",
+                (fingerprint, now, tenant, key),
+            )
+            return None
+        return current
+
+    def idempotency_finish(self, tenant: str, key: str, status_code: int, response: bytes) -> None:
+        """Store the response of a claimed key (state becomes done)."""
+        self._execute(
+            "UPDATE idempotency_keys SET state = 'done', status_code = %s, response = %s "
+            "WHERE tenant = %s AND key = %s",
+            (status_code, response, tenant, key),
+        )
+
+    def idempotency_release(self, tenant: str, key: str) -> None:
+        """Forget an in-flight claim so a retry may run."""
+        self._execute(
+            "DELETE FROM idempotency_keys WHERE tenant = %s AND key = %s AND state = 'in_flight'",
+            (tenant, key),
+        )
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    # orjson decodes jsonb columns (psycopg's default is the stdlib json module).
+    set_json_loads(orjson.loads, conn)
+
+
+class PostgresStore:
+    """PostgreSQL through a pool of ``pool_size`` connections and as many threads.
+
+    Open it with :func:`batchops.store.open_store` (which also runs migrations) or
+    :meth:`open`.
+    """
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, url: str, *, pool_size: int = 4, connect_timeout_s: float = 10.0) -> None:
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        self.url = url
+        self.pool_size = pool_size
+        self._connect_timeout_s = connect_timeout_s
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            min_size=pool_size,
+            max_size=pool_size,
+            open=False,
+            # autocommit: conn.transaction() is then the only thing that opens
+            # transactions, and nested ones become savepoints.
+            kwargs={"autocommit": True},
+            configure=_configure,
+            timeout=connect_timeout_s,
+            name="batchops",
+        )
+        self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="batchops-pg")
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, url: str, *, pool_size: int = 4, connect_timeout_s: float = 10.0
+    ) -> PostgresStore:
+        """Open the pool and wait for its connections. Does not run migrations."""
+        store = cls(url, pool_size=pool_size, connect_timeout_s=connect_timeout_s)
+        try:
+            await store._call(store._open_pool)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    def _open_pool(self) -> None:
+        with _translating():
+            self._pool.open(wait=True, timeout=self._connect_timeout_s)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn)
+
+    def _run_once(self, fn: Callable[[Tx], T]) -> T:
+        with _translating(), self._pool.connection() as conn, conn.transaction():
+            return fn(PostgresTx(conn))
+
+    async def run(self, fn: Callable[[Tx], T], *, retries: int = 0) -> T:
+        """Run ``fn(tx)`` in a pool thread in one transaction (see Store.run).
+
+        Cancelling the awaiting task does not interrupt ``fn``: it finishes (commits or
+        rolls back) in its thread.
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        return await retry_transient(lambda: self._call(lambda: self._run_once(fn)), retries)
+
+    async def close(self) -> None:
+        """Close the pool and stop the threads. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._pool.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,528 @@
+"""The SQLite store: the embedded default.
+
+One dedicated thread owns one connection, and a whole unit of work (``fn(tx)``) runs there in
+ONE executor hop inside ``BEGIN IMMEDIATE … COMMIT``. An awaited aiosqlite statement costs
+~85-190 µs on this machine, so per-statement hops would dominate a 100-operation batch.
+``BEGIN IMMEDIATE`` takes the write lock up front, so a transaction never fails half-way with
+"database is locked" on its first write; a busy database surfaces at BEGIN, where the whole
+``fn`` can be retried safely.
+
+Not done yet: reads serialise behind writes on the one thread. WAL allows concurrent
+readers, so a second thread with its own read-only connection could serve read-only units
+of work later.
+
+The FTS5 index ``records_fts`` (external content over ``records.search_text``) is kept in
+sync by explicit statements in the same transaction rather than triggers: measured on a
+100k-row insert in groups of 100, ~144k rows/s vs ~40k rows/s with an AFTER INSERT trigger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+import orjson
+
+from batchops._exceptions import StoreError, TransientStoreError
+from batchops.store._query import (
+    FilterPath,
+    duplicate_ids,
+    ids_by_collection,
+    parse_filters,
+    search_text,
+    search_tokens,
+)
+from batchops.store._retry import retry_transient
+from batchops.store._url import sqlite_url
+from batchops.store.base import (
+    ApiKeyRow,
+    Dialect,
+    DuplicateRecordError,
+    IdempotencyRow,
+    RecordRow,
+    Tx,
+)
+
+__all__ = ["SQLiteStore", "SQLiteTx"]
+
+T = TypeVar("T")
+
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+
+_COLS = "tenant, collection, id, data, version, created_at, updated_at, deleted_at"
+_R_COLS = ", ".join(f"r.{c.strip()}" for c in _COLS.split(","))
+
+# ``id IN (SELECT value FROM json_each(?))`` binds any number of ids as ONE parameter, so
+# the statement text is constant (the sqlite3 statement cache hits) and there is no limit
+# on the number of host parameters.
+_IDS = "tenant = ? AND collection = ? AND id IN (SELECT value FROM json_each(?))"
+
+_INSERT = f"INSERT INTO records ({_COLS}, search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_FTS_ADD_BY_IDS = (
+    f"INSERT INTO records_fts (rowid, search_text) SELECT rowid, search_text FROM records "
+    f"WHERE {_IDS}"
+)
+_FTS_ADD = "INSERT INTO records_fts (rowid, search_text) VALUES (?, ?)"
+_FTS_REMOVE = "INSERT INTO records_fts (records_fts, rowid, search_text) VALUES ('delete', ?, ?)"
+_UPDATE = (
+    "UPDATE records SET data = ?, version = ?, updated_at = ?, deleted_at = ?, search_text = ? "
+    "WHERE tenant = ? AND collection = ? AND id = ?"
+)
+_API_KEY_COLS = "key_id, tenant, key_hash, name, created_at, revoked_at"
+_IDEM_COLS = "tenant, key, fingerprint, state, created_at, status_code, response"
+
+
+def _translate(exc: sqlite3.Error) -> StoreError:
+    """THE mapping of sqlite3 errors: busy/locked → transient, the rest → StoreError."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    message = str(exc)
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in message:
+        return TransientStoreError(f"SQLite database is busy: {message}")
+    return StoreError(f"SQLite error: {message}")
+
+
+@contextmanager
+def _translating() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise _translate(exc) from exc
+
+
+def _dumps(value: Any) -> str:
+    # str, not bytes: sqlite3 stores bytes as a BLOB, which SQLite's JSON functions reject.
+    return orjson.dumps(value).decode()
+
+
+def _record(row: Sequence[Any]) -> RecordRow:
+    return RecordRow(row[0], row[1], row[2], orjson.loads(row[3]), row[4], row[5], row[6], row[7])
+
+
+def _filter_sql(f: FilterPath, prefix: str = "") -> tuple[str, list[Any]]:
+    """SQL for one equality filter. ``json_type`` keeps JSON types apart: ``true`` matches
+    JSON true only (not 1), ``"1"`` matches the string only, numbers compare as numbers
+    (1 equals 1.0), and ``None`` matches an explicit null (not a missing key)."""
+    path = f.sqlite_path()
+    data = f"{prefix}data"
+    value = f.value
+    if value is None:
+        return f"json_type({data}, ?) = 'null'", [path]
+    if isinstance(value, bool):
+        return f"json_type({data}, ?) = ?", [path, "true" if value else "false"]
+    kinds = "'integer', 'real'" if isinstance(value, int | float) else "'text'"
+    return (
+        f"json_type({data}, ?) IN ({kinds}) AND json_extract({data}, ?) = ?",
+        [path, path, value],
+    )
+
+
+def _ids_json(ids: Sequence[str]) -> str:
+    return orjson.dumps(list(ids)).decode()
+
+
+class _Clash(Exception):
+    """A UNIQUE violation inside insert_records (private: becomes DuplicateRecordError)."""
+
+
+class SQLiteTx:
+    """One open SQLite transaction (see :class:`batchops.store.base.Tx`)."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._savepoints = 0
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with _translating():
+            return self._conn.execute(sql, params)
+
+    def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
+        with _translating():
+            return self._conn.executemany(sql, params)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested savepoint: rolled back if the block raises, released otherwise."""
+        self._savepoints += 1
+        name = f"batchops_sp{self._savepoints}"
+        self._execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._execute(f"ROLLBACK TO {name}")
+            self._execute(f"RELEASE {name}")
+            raise
+        self._execute(f"RELEASE {name}")
+
+    # -- records ---------------------------------------------------------------------------
+    def insert_records(self, rows: Sequence[RecordRow]) -> None:
+        """Insert all rows (one executemany) and index them; DuplicateRecordError leaves
+        nothing written by this call."""
+        if not rows:
+            return
+        params = [
+            (
+                r.tenant,
+                r.collection,
+                r.id,
+                _dumps(r.data),
+                r.version,
+                r.created_at,
+                r.updated_at,
+                r.deleted_at,
+                search_text(r.data),
+            )
+            for r in rows
+        ]
+        try:
+            self._insert_in_savepoint(params, rows)
+        except _Clash:
+            # Now rolled back: existing_ids sees only what was there before this call.
+            raise DuplicateRecordError(duplicate_ids(rows, self.existing_ids)) from None
+
+    def _insert_in_savepoint(
+        self, params: Sequence[tuple[Any, ...]], rows: Sequence[RecordRow]
+    ) -> None:
+        clash = False
+        with self.savepoint():
+            try:
+                self._conn.executemany(_INSERT, params)
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" not in str(exc):
+                    raise _translate(exc) from exc
+                clash = True
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            if clash:
+                # Raising inside the savepoint undoes the rows inserted before the clash.
+                raise _Clash
+            for (tenant, collection), ids in ids_by_collection(rows).items():
+                self._execute(_FTS_ADD_BY_IDS, (tenant, collection, _ids_json(ids)))
+
+    def existing_ids(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` exist (soft-deleted included)."""
+        if not ids:
+            return set()
+        cur = self._execute(
+            f"SELECT id FROM records WHERE {_IDS}", (tenant, collection, _ids_json(ids))
+        )
+        return {row[0] for row in cur}
+
+    def get_records(
+        self, tenant: str, collection: str, ids: Sequence[str], *, include_deleted: bool = False
+    ) -> dict[str, RecordRow]:
+        """The rows found, by id."""
+        if not ids:
+            return {}
+        cur = self._execute(
+            f"SELECT {_COLS} FROM records WHERE {_IDS} AND (? OR deleted_at IS NULL)",
+            (tenant, collection, _ids_json(ids), include_deleted),
+        )
+        return {row[2]: _record(row) for row in cur}
+
+    def _fts_entries(
+        self, tenant: str, collection: str, ids: Sequence[str]
+    ) -> dict[str, tuple[int, str]]:
+        cur = self._execute(
+            f"SELECT id, rowid, search_text FROM records WHERE {_IDS}",
+            (tenant, collection, _ids_json(ids)),
+        )
+        return {row[0]: (row[1], row[2]) for row in cur}
+
+    def update_records(self, rows: Sequence[RecordRow]) -> None:
+        """Write data, version, updated_at, deleted_at (and re-index changed text)."""
+        if not rows:
+            return
+        texts = [search_text(r.data) for r in rows]
+        old: dict[tuple[str, str, str], tuple[int, str]] = {}
+        for (tenant, collection), ids in ids_by_collection(rows).items():
+            for id_, entry in self._fts_entries(tenant, collection, ids).items():
+                old[(tenant, collection, id_)] = entry
+        removed: list[tuple[int, str]] = []
+        added: list[tuple[int, str]] = []
+        for row, text in zip(rows, texts, strict=True):
+            previous = old.get((row.tenant, row.collection, row.id))
+            if previous is not None and previous[1] != text:
+                removed.append(previous)
+                added.append((previous[0], text))
+                # A later update of the same row in this call must remove *this* text.
+                old[(row.tenant, row.collection, row.id)] = (previous[0], text)
+        self._executemany(_FTS_REMOVE, removed)
+        self._executemany(
+            _UPDATE,
+            [
+                (
+                    _dumps(r.data),
+                    r.version,
+                    r.updated_at,
+                    r.deleted_at,
+                    text,
+                    r.tenant,
+                    r.collection,
+                    r.id,
+                )
+                for r, text in zip(rows, texts, strict=True)
+            ],
+        )
+        self._executemany(_FTS_ADD, added)
+
+    def delete_records(self, tenant: str, collection: str, ids: Sequence[str]) -> int:
+        """Remove rows for good; returns how many were removed."""
+        if not ids:
+            return 0
+        entries = self._fts_entries(tenant, collection, ids)
+        self._executemany(_FTS_REMOVE, list(entries.values()))
+        cur = self._execute(
+            f"DELETE FROM records WHERE {_IDS}", (tenant, collection, _ids_json(ids))
+        )
+        return cur.rowcount
+
+    def list_records(
+        self,
+        tenant: str,
+        collection: str,
+        *,
+        filters: Mapping[str, Any],
+        after_id: str | None,
+        limit: int,
+    ) -> list[RecordRow]:
+        """Live records ordered by id, after ``after_id``, matching every filter."""
+        sql = [f"SELECT {_COLS} FROM records WHERE tenant = ? AND collection = ?"]
+        params: list[Any] = [tenant, collection]
+        sql.append("AND deleted_at IS NULL")
+        if after_id is not None:
+            sql.append("AND id > ?")
+            params.append(after_id)
+        for f in parse_filters(filters):
+            clause, values = _filter_sql(f)
+            sql.append(f"AND {clause}")
+            params.extend(values)
+        sql.append("ORDER BY id LIMIT ?")
+        params.append(max(limit, 0))
+        return [_record(row) for row in self._execute(" ".join(sql), params)]
+
+    def search_records(
+        self,
+        tenant: str,
+        collection: str,
+        *,
+        query: str,
+        filters: Mapping[str, Any],
+        limit: int,
+    ) -> tuple[list[tuple[RecordRow, float]], int]:
+        """FTS5 search ranked by bm25 (score = -bm25, higher is better).
+
+        Every word of ``query`` must match; words are quoted, so FTS syntax in user input
+        is just text. A query without words matches nothing. The bm25 statistics (IDF)
+        are computed over the whole index, all tenants together.
+        """
+        tokens = search_tokens(query)
+        parsed = parse_filters(filters)
+        if not tokens:
+            return [], 0
+        match = " ".join(f'"{t}"' for t in tokens)
+        where = ["records_fts MATCH ?", "r.tenant = ?", "r.collection = ?", "r.deleted_at IS NULL"]
+        params: list[Any] = [match, tenant, collection]
+        for f in parsed:
+            clause, values = _filter_sql(f, "r.")
+            where.append(clause)
+            params.extend(values)
+        # bm25() cannot appear next to a window function, hence the materialised CTE.
+        cte = (
+            f"WITH m AS MATERIALIZED (SELECT {_R_COLS}, -bm25(records_fts) AS score "
+            f"FROM records_fts JOIN records r ON r.rowid = records_fts.rowid "
+            f"WHERE {' AND '.join(where)}) "
+        )
+        if limit <= 0:
+            total = self._execute(cte + "SELECT count(*) FROM m", params).fetchone()[0]
+            return [], int(total)
+        rows = self._execute(
+            cte + "SELECT *, count(*) OVER () FROM m ORDER BY score DESC, id LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        total = rows[0][9] if rows else 0
+        return [(_record(row), float(row[8])) for row in rows], int(total)
+
+    # -- api keys --------------------------------------------------------------------------
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        """Store a new API key (its hash only)."""
+        self._execute(
+            f"INSERT INTO api_keys ({_API_KEY_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (row.key_id, row.tenant, row.key_hash, row.name, row.created_at, row.revoked_at),
+        )
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRow | None:
+        """The key with this hash, revoked or not."""
+        row = self._execute(
+            f"SELECT {_API_KEY_COLS} FROM api_keys WHERE key_hash = ?", (key_hash,)
+        ).fetchone()
+        return ApiKeyRow(*row) if row else None
+
+    def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRow]:
+        """All keys (of one tenant, if given), oldest first."""
+        if tenant is None:
+            cur = self._execute(f"SELECT {_API_KEY_COLS} FROM api_keys ORDER BY created_at, key_id")
+        else:
+            cur = self._execute(
+                f"SELECT {_API_KEY_COLS} FROM api_keys WHERE tenant = ? "
+                "ORDER BY created_at, key_id",
+                (tenant,),
+            )
+        return [ApiKeyRow(*row) for row in cur]
+
+    def revoke_api_key(self, key_id: str, revoked_at: str) -> bool:
+        """Revoke a live key; False if it does not exist or is revoked already."""
+        cur = self._execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+            (revoked_at, key_id),
+        )
+        return cur.rowcount > 0
+
+    def count_api_keys(self) -> int:
+        """How many keys exist (all tenants, revoked included)."""
+        return int(self._execute("SELECT count(*) FROM api_keys").fetchone()[0])
+
+    # -- idempotency -----------------------------------------------------------------------
+    def _idempotency_row(self, tenant: str, key: str) -> IdempotencyRow | None:
+        row = self._execute(
+            f"SELECT {_IDEM_COLS} FROM idempotency_keys WHERE tenant = ? AND key = ?",
+            (tenant, key),
+        ).fetchone()
+        return IdempotencyRow(*row) if row else None
+
+    def idempotency_claim(
+        self, tenant: str, key: str, fingerprint: str, *, now: float, stale_after_s: float
+    ) -> IdempotencyRow | None:
+        """Claim ``key`` (None) or return its row; stale in-flight claims are taken over.
+
+        Race-free because run() holds SQLite's write lock (BEGIN IMMEDIATE)."""
+        current = self._idempotency_row(tenant, key)
+        if current is None:
+            self._execute(
+                f"INSERT INTO idempotency_keys ({_IDEM_COLS}) "
+                "VALUES (?, ?, ?, 'in_flight', ?, NULL, NULL)",
+                (tenant, key, fingerprint, now),
+            )
+            return None
+        if current.state == "in_flight" and current.created_at < now - stale_after_s:
+            self._execute(
+                "UPDATE idempotency_keys SET fingerprint = ?, created_at = ?, "
+                "status_code = NULL, response = NULL WHERE tenant = ? AND key = ?",
+                (fingerprint, now, tenant, key),
+            )
+            return None
+        return current
+
+    def idempotency_finish(self, tenant: str, key: str, status_code: int, response: bytes) -> None:
+        """Store the response of a claimed key (state becomes done)."""
+        self._execute(
+            "UPDATE idempotency_keys SET state = 'done', status_code = ?, response = ? "
+            "WHERE tenant = ? AND key = ?",
+            (status_code, response, tenant, key),
+        )
+
+    def idempotency_release(self, tenant: str, key: str) -> None:
+        """Forget an in-flight claim so a retry may run."""
+        self._execute(
+            "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND state = 'in_flight'",
+            (tenant, key),
+        )
+
+
+class SQLiteStore:
+    """A SQLite file in WAL mode, served by one dedicated thread.
+
+    Open it with :func:`batchops.store.open_store` (which also runs migrations) or
+    :meth:`open`. ``busy_timeout_ms`` is how long SQLite itself waits for another
+    process's write lock before run() sees a TransientStoreError.
+    """
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = path
+        self.url = sqlite_url(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchops-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str, *, busy_timeout_ms: int = 5000) -> SQLiteStore:
+        """Connect (in the database thread). Does not run migrations."""
+        store = cls(path, busy_timeout_ms=busy_timeout_ms)
+        try:
+            await store._call(store._connect)
+        except BaseException:
+            store._executor.shutdown(wait=False)
+            raise
+        return store
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn)
+
+    def _connect(self) -> None:
+        with _translating():
+            # isolation_level=None: the sqlite3 module must not open transactions behind
+            # our back; run() issues BEGIN IMMEDIATE / COMMIT itself.
+            conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=256)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                conn.execute("PRAGMA foreign_keys = ON")
+            except BaseException:
+                conn.close()
+                raise
+        self._conn = conn
+
+    def _run_once(self, fn: Callable[[Tx], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise StoreError("the store is closed")
+        with _translating():
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(SQLiteTx(conn))
+            with _translating():
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return result
+
+    async def run(self, fn: Callable[[Tx], T], *, retries: int = 0) -> T:
+        """Run ``fn(tx)`` in the database thread in one transaction (see Store.run).
+
+        Cancelling the awaiting task does not interrupt ``fn``: it finishes (commits or
+        rolls back) in the thread.
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        return await retry_transient(lambda: self._call(lambda: self._run_once(fn)), retries)
+
+    def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(sqlite3.Error):
+                # Cheap (usually a no-op); keeps query-planner statistics fresh.
+                conn.execute("PRAGMA optimize")
+            conn.close()
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._call(self._close_conn)
+        self._executor.shutdown(wait=True)
