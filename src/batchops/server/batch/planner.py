@@ -75,16 +75,26 @@ def plan_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -> 
     Raises :class:`InvalidBatchRequestError` (400) or :class:`BatchTooLargeError` (413) when
     the batch as a whole is rejected; per-operation problems are in ``BatchPlan.ops``.
     """
-    return plan_request(decode_batch(body, max_operations=max_operations))
+    # One scan of the raw bytes spares the per-field template walk for the common batch
+    # that has no references at all. A JSON \u escape could spell "${", so its presence
+    # takes the careful path.
+    may_have_templates = b"${" in body or b"\\u" in body
+    return plan_request(
+        decode_batch(body, max_operations=max_operations), may_have_templates=may_have_templates
+    )
 
 
-def plan_request(request: BatchRequest) -> BatchPlan:
-    """Plan an already decoded request, as returned by :func:`decode_batch`."""
+def plan_request(request: BatchRequest, *, may_have_templates: bool = True) -> BatchPlan:
+    """Plan an already decoded request, as returned by :func:`decode_batch`.
+
+    ``may_have_templates=False`` promises that no string holds ``${`` (the caller checked
+    the raw body), which skips the template scan.
+    """
     options = plan_options(request.options)
     operations = request.operations
     names = _collect_names(operations)
     ops: list[PlannedOp | APIError] = [
-        _plan_op(index, op, names) for index, op in enumerate(operations)
+        _plan_op(index, op, names, may_have_templates) for index, op in enumerate(operations)
     ]
     return BatchPlan(ops=ops, options=options, names=names, cost=_cost(ops))
 
@@ -136,7 +146,9 @@ def _collect_names(operations: list[WireOperation]) -> dict[str, int]:
     return names
 
 
-def _plan_op(index: int, op: WireOperation, names: dict[str, int]) -> PlannedOp | APIError:
+def _plan_op(
+    index: int, op: WireOperation, names: dict[str, int], may_have_templates: bool = True
+) -> PlannedOp | APIError:
     if op.atomicity_group == "":
         raise InvalidBatchRequestError(
             f"operation {index}: atomicity_group must be a non-empty string",
@@ -152,7 +164,7 @@ def _plan_op(index: int, op: WireOperation, names: dict[str, int]) -> PlannedOp 
 
     references: set[int] = set()
     has_references = False
-    for field, value in _template_fields(op):
+    for field, value in _template_fields(op) if may_have_templates else ():
         if not has_templates(value):  # the common case: no walk, no path strings
             continue
         has_references = True  # escapes too: resolve() must unescape them

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from batchops._exceptions import InvalidRequestError
+from batchops.server.batch.routing import parse_if_match, parse_query_value
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
 from batchops.server.records import operations as ops
-from batchops.server.batch.routing import parse_if_match, parse_query_value
 
 __all__ = ["router"]
 
