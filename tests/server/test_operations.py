@@ -12,6 +12,7 @@ from batchops.server.records.operations import (
     encode_cursor,
     merge_patch,
     new_record_id,
+    new_record_ids,
 )
 
 
@@ -53,3 +54,19 @@ def test_a_cursor_round_trips_to_the_id_it_encodes() -> None:
 def test_a_cursor_that_is_not_ours_is_a_400() -> None:
     with pytest.raises(InvalidRequestError):
         decode_cursor("%%%")
+
+
+def test_generated_ids_are_valid_uuid7_strings() -> None:
+    import uuid
+
+    for text in new_record_ids(50):
+        parsed = uuid.UUID(text)
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == text
+
+
+def test_ids_generated_in_one_call_and_across_calls_strictly_increase() -> None:
+    ids = new_record_ids(5000) + new_record_ids(5000) + [new_record_id() for _ in range(100)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
