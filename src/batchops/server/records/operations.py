@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-
 from batchops._exceptions import APIError, ConflictError, InvalidRequestError, ValidationError
 from batchops.server.records.schemas import (
     not_found,
