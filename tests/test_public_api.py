@@ -7,6 +7,7 @@ import inspect
 import batchops
 
 EXPECTED = {
+    "ConnectionFailedError",
     "CircuitOpenError",
     "CircuitBreaker",
     "Cache",

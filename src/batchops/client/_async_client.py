@@ -1,0 +1,253 @@
+"""``AsyncClient``: the SDK's async core (one connection pool, one engine underneath)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Hashable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+from batchops._results import BatchResult, Failure, Result, Success
+from batchops.client._batch import BatchRunner, client_retry_policy
+from batchops.client._collection import AsyncCollection
+from batchops.client._transport import Transport
+from batchops.coalesce import Batcher
+from batchops.engine import Progress, RetryPolicy
+
+__all__ = ["AsyncClient"]
+
+Operations = Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]]
+
+
+class _Single:
+    """One coalesced call: its typed operation, and its key for dedupe.
+
+    Reads of the same record in flight share one slot; every write is its own (the
+    default object hash is identity).
+    """
+
+    __slots__ = ("dedupe_key", "op")
+
+    def __init__(self, op: dict[str, Any]) -> None:
+        self.op = op
+        self.dedupe_key: Hashable = (
+            ("read", op["collection"], op["id"]) if op["type"] == "read" else self
+        )
+
+
+def _dedupe_key(single: _Single) -> Hashable:
+    return single.dedupe_key
+
+
+def _group(single: _Single) -> Hashable:
+    return (single.op["collection"], single.op["type"])
+
+
+class AsyncClient:
+    """Talk to a batchops server: records, batches of any size, coalesced single calls.
+
+    ::
+
+        async with AsyncClient("http://127.0.0.1:8000", api_key) as client:
+            people = client.collection("people")
+            ada = await people.create({"name": "Ada"})
+            result = await people.get_many(ids)          # a BatchResult, input order
+            result = await client.batch(operations)      # any number, any iterable
+
+    - ``timeout``: seconds per HTTP request (connect + answer).
+    - ``max_concurrent``: requests in flight for the whole client (the connection
+      pool's size, and the default number of batch requests sent at once).
+    - ``retry``: a :class:`~batchops.RetryPolicy` for requests that got no answer or a
+      429/503 (honouring ``Retry-After``); default 8 attempts with jittered backoff.
+    - ``coalesce``: single calls from concurrent tasks (``await people.get(id)``) are
+      merged into ``/v1/batch`` requests by a :class:`~batchops.coalesce.Batcher`,
+      grouped by collection and operation kind; ``coalesce_window_ms`` waits that long
+      for more calls (0: calls made in the same event-loop tick), ``coalesce_max_batch``
+      caps one merged request.
+    - ``max_batch_operations`` / ``max_batch_bytes``: the server's batch limits
+      (defaults: 1,000 operations, 10 MiB); ``batch()`` splits requests within them.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 60.0,
+        max_concurrent: int = 8,
+        retry: RetryPolicy | None = None,
+        coalesce: bool = False,
+        coalesce_window_ms: float = 0.0,
+        coalesce_max_batch: int = 100,
+        max_batch_operations: int = 1000,
+        max_batch_bytes: int = 10 * 1024 * 1024,
+    ) -> None:
+        if not isinstance(max_concurrent, int) or max_concurrent < 1:
+            raise ValueError(f"max_concurrent={max_concurrent!r}: must be an int >= 1")
+        if max_batch_operations < 1 or max_batch_bytes < 1024:
+            raise ValueError(
+                "max_batch_operations must be >= 1 and max_batch_bytes >= 1024; they "
+                "describe the server's limits (defaults 1000 and 10 MiB)"
+            )
+        self.base_url = base_url
+        self._transport = Transport(
+            base_url, api_key, timeout=timeout, max_connections=max_concurrent
+        )
+        self._runner = BatchRunner(
+            self._transport,
+            max_batch_operations=max_batch_operations,
+            max_batch_bytes=max_batch_bytes,
+            max_concurrent=max_concurrent,
+            retry=client_retry_policy(retry),
+        )
+        self._batcher: Batcher[_Single, Any] | None = None
+        if coalesce:
+            self._batcher = Batcher(
+                self._send_coalesced,
+                max_batch_size=min(coalesce_max_batch, max_batch_operations),
+                max_delay_ms=coalesce_window_ms,
+                key=_dedupe_key,
+                group=_group,
+                max_concurrent_batches=max_concurrent,
+            )
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient {self.base_url!r}>"
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Send what is still being coalesced, then close the connection pool."""
+        if self._batcher is not None:
+            await self._batcher.aclose()
+        await self._transport.aclose()
+
+    def collection(self, name: str) -> AsyncCollection:
+        """Calls on the collection ``name``."""
+        return AsyncCollection(self, name)
+
+    async def batch(
+        self,
+        operations: Operations,
+        *,
+        atomic: bool = False,
+        continue_on_error: bool = True,
+        parallel: int | None = None,
+        chunk_size: int | None = None,
+        max_concurrent: int | None = None,
+        validate_only: bool = False,
+        on_progress: Callable[[Progress], object] | None = None,
+        progress: bool = False,
+    ) -> BatchResult[Any]:
+        """Run any number of operations; one ``Success``/``Failure`` each, in input order.
+
+        ``operations`` (dicts in either dialect of ``POST /v1/batch``, see
+        docs/batch.md) may be any iterable or async iterable; it is read lazily and sent
+        as requests of at most ``chunk_size`` (default and cap: the server's limit)
+        operations and the server's byte limit, ``max_concurrent`` requests at a time.
+
+        - ``Success.value`` is the operation's result body; ``Failure.error`` is the
+          :class:`~batchops.APIError` of its error envelope (``NotFoundError``…).
+        - Requests without an answer, and 429/503 answers, are retried with the same
+          ``Idempotency-Key`` (the server replays instead of applying twice); operations
+          answered 429/503 inside a batch are sent again on their own.
+        - References (``${name…}``), ``depends_on`` and ``atomicity_group`` work within a
+          request: the splitter never cuts between tied operations, and refuses (400
+          ``REFERENCE_ACROSS_REQUESTS``, not sent) an operation whose tied group cannot
+          fit one request or that names an operation outside its request.
+        - ``atomic=True``: all or nothing, so it must fit one request; a bigger one
+          raises :class:`~batchops.BatchTooLargeError` before anything is sent.
+        - ``continue_on_error=False``: each request stops at its first failure, and
+          requests not yet sent are skipped (``"skipped"``) once a failure is seen.
+        - ``parallel``: operations the server may run at once within a request.
+        - ``validate_only``: the server plans and validates, runs nothing.
+        - ``on_progress(Progress)`` per finished operation; ``progress=True`` draws a
+          rich bar on a terminal.
+        """
+        return await self._runner.execute(
+            operations,
+            atomic=atomic,
+            continue_on_error=continue_on_error,
+            parallel=parallel,
+            chunk_size=chunk_size,
+            max_concurrent=max_concurrent,
+            validate_only=validate_only,
+            on_progress=on_progress,
+            progress=progress,
+        )
+
+    def stream_batch(
+        self,
+        operations: Operations,
+        *,
+        atomic: bool = False,
+        continue_on_error: bool = True,
+        parallel: int | None = None,
+        chunk_size: int | None = None,
+        max_concurrent: int | None = None,
+        validate_only: bool = False,
+        on_progress: Callable[[Progress], object] | None = None,
+        progress: bool = False,
+        idempotency_prefix: str | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+    ) -> AsyncGenerator[Result[Any], None]:
+        """:meth:`batch`, but yield each operation's result as its request finishes.
+
+        For inputs too big to hold the results in memory. ``Result.index`` is the input
+        position (requests finish in any order). Extra options for resumable runs (the
+        CLI's ``--resume``):
+
+        - ``idempotency_prefix``: request *n* is sent with ``Idempotency-Key:
+          <prefix>:<n>`` (default: a random prefix per call), so rerunning the same input
+          with the same prefix replays requests the server already ran;
+        - ``checkpoint``: a journal file (the engine's checkpoint) of finished requests;
+          a rerun yields their stored results without sending them again.
+
+        Use ``contextlib.aclosing`` when you may stop early.
+        """
+        return self._runner.stream(
+            operations,
+            atomic=atomic,
+            continue_on_error=continue_on_error,
+            parallel=parallel,
+            chunk_size=chunk_size,
+            max_concurrent=max_concurrent,
+            validate_only=validate_only,
+            on_progress=on_progress,
+            progress=progress,
+            idempotency_prefix=idempotency_prefix,
+            checkpoint=checkpoint,
+        )
+
+    # -- single calls --------------------------------------------------------------------
+
+    async def _single(self, op: dict[str, Any], rest: tuple[str, str, Any] | None = None) -> Any:
+        """One record call: coalesced, a REST read, or a one-operation batch.
+
+        Why writes go through ``/v1/batch`` even alone: it carries an Idempotency-Key, so
+        a retry after a dropped connection cannot apply the write twice. Reads use the
+        plain REST route (cheaper on the server, and safe to repeat).
+        """
+        if self._batcher is not None:
+            return await self._batcher.load(_Single(op))
+        if rest is not None:
+            method, path, body = rest
+            return await self._runner.call(method, path, body)
+        outcome = (await self._runner.execute([op]))[0]
+        if isinstance(outcome, Failure):
+            raise outcome.error
+        return outcome.value
+
+    async def _send_coalesced(self, singles: list[_Single]) -> list[Any]:
+        # The Batcher's batch_fn: one value or one Exception per call, in order.
+        result = await self._runner.execute([s.op for s in singles])
+        return [r.value if isinstance(r, Success) else r.error for r in result]

@@ -1,0 +1,123 @@
+"""The one place the SDK speaks HTTP (aiohttp) and maps its errors into batchops'.
+
+aiohttp, not httpx: ~150 µs vs ~690 µs of client CPU per small request, measured in
+docs/client-http-notes.md. One ``ClientSession`` per client (one connection pool); its
+connector's ``limit`` caps requests in flight for the whole client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from batchops._exceptions import APIError, ConnectionFailedError, api_error_from_envelope
+
+__all__ = ["Reply", "Transport"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer: status, the headers the SDK uses, and the raw body."""
+
+    status: int
+    data: bytes
+    retry_after: float | None
+    request_id: str | None
+    replayed: bool
+
+    def json(self) -> Any:
+        """The body as JSON (``None`` if it is empty or not JSON)."""
+        try:
+            return orjson.loads(self.data) if self.data else None
+        except orjson.JSONDecodeError:
+            return None
+
+    def error(self) -> APIError:
+        """The :class:`APIError` this (4xx/5xx) answer stands for."""
+        body = self.json()
+        return api_error_from_envelope(
+            self.status,
+            body if isinstance(body, dict) else None,
+            request_id=self.request_id,
+            retry_after=self.retry_after,
+        )
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP date: rare from our server; fall back to backoff
+    return seconds if seconds >= 0 else None
+
+
+class Transport:
+    """An aiohttp session bound to one base URL and API key, opened lazily in the loop."""
+
+    __slots__ = ("_api_key", "_base_url", "_max_connections", "_session", "_timeout")
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout: float, max_connections: int
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = timeout
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Created on first use, inside the running loop: aiohttp binds a session to it.
+        session = self._session
+        if session is None or session.closed:
+            session = self._session = aiohttp.ClientSession(
+                headers={
+                    "Authorization": f"Bearer {self._api_key}",
+                    "User-Agent": "batchops-sdk",
+                },
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                connector=aiohttp.TCPConnector(limit=self._max_connections),
+            )
+        return session
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """Send one request; raise :class:`ConnectionFailedError` when no answer came."""
+        session = self._open()
+        send_headers = {"Content-Type": "application/json"} if body is not None else {}
+        if headers:
+            send_headers.update(headers)
+        try:
+            async with session.request(
+                method, self._base_url + path, data=body, headers=send_headers
+            ) as response:
+                data = await response.read()
+                return Reply(
+                    response.status,
+                    data,
+                    _retry_after(response.headers.get("Retry-After")),
+                    response.headers.get("X-Batch-Id") or response.headers.get("X-Request-Id"),
+                    response.headers.get("Idempotent-Replayed") == "true",
+                )
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            # One exception for "no answer" (refused, reset, dropped, timed out), so
+            # callers and the retry policy need not know aiohttp's hierarchy.
+            raise ConnectionFailedError(
+                f"{method} {path}: no answer from {self._base_url} ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
