@@ -116,7 +116,14 @@ _MEMORY_PROBE = textwrap.dedent(
         count = 0
         async for result in batch_stream(endless(1_000_000), op, max_concurrent=100):
             count += 1
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so a child of a
+        # large pytest process would report the parent's footprint.
+        with open("/proc/self/status") as status:
+            hwm = [line for line in status if line.startswith("VmHWM:")]
+        if hwm:
+            peak_kb = int(hwm[0].split()[1])
+        else:
+            peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print(json.dumps({"count": count, "peak_mb": peak_kb / 1024}))
 
     asyncio.run(main())
