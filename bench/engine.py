@@ -147,11 +147,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller N, fewer repeats")
     parser.add_argument("--repeat", type=int, default=None, help="runs per measurement")
+    parser.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop", "both"],
+        default="both",
+        help="event loop(s) to run on (uvloop is a batchops dependency; `batchops serve` uses it)",
+    )
     args = parser.parse_args()
     repeat = args.repeat or (3 if args.quick else 7)
     n_a = 20_000 if args.quick else 100_000
-    asyncio.run(scenario_a(n_a, repeat))
-    asyncio.run(scenario_b(2_000, repeat))
+    loops = ["asyncio", "uvloop"] if args.loop == "both" else [args.loop]
+    for loop in loops:
+        print(f"\n=== event loop: {loop} ===")
+        run = asyncio.run
+        if loop == "uvloop":
+            import uvloop
+
+            run = uvloop.run
+        run(scenario_a(n_a, repeat))
+        run(scenario_b(2_000, repeat))
 
 
 if __name__ == "__main__":

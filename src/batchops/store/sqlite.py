@@ -17,7 +17,8 @@ groups of 100: ~144k rows/s vs ~40k rows/s with an AFTER INSERT trigger), and *d
 indexing cost ~40 µs of a ~64 µs create in a 100-op batch, so inserts do not index at all.
 ``fts_watermark.indexed_rowid`` says how far the index goes; every row above it is pending.
 
-- insert: no FTS work (new rows get rowids above the watermark);
+- insert: no FTS work and no search text (new rows get rowids above the watermark; their
+  ``search_text`` is computed from ``data`` when they are indexed);
 - update / hard delete: index maintenance only for rows at or below the watermark;
   a hard delete lowers the watermark when it removes the highest rowids, so a reused rowid
   can never hide below it;
@@ -75,6 +76,9 @@ _IDS = "tenant = ? AND collection = ? AND id IN (SELECT value FROM json_each(?))
 _INSERT = f"INSERT INTO records ({_COLS}, search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _FTS_ADD = "INSERT INTO records_fts (rowid, search_text) VALUES (?, ?)"
 _WATERMARK = "SELECT indexed_rowid FROM fts_watermark WHERE id = 1"
+_TEXT_CATCH_UP = (
+    "UPDATE records SET search_text = batchops_search_text(data) WHERE rowid > ? AND rowid <= ?"
+)
 _FTS_CATCH_UP = (
     "INSERT INTO records_fts (rowid, search_text) SELECT rowid, search_text FROM records "
     "WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
@@ -188,7 +192,7 @@ class SQLiteTx:
                 r.created_at,
                 r.updated_at,
                 r.deleted_at,
-                search_text(r.data),
+                "",  # computed when the row is indexed (see the module docstring)
             )
             for r in rows
         ]
@@ -316,6 +320,7 @@ class SQLiteTx:
             return 0
         if limit is not None:
             top = min(top, watermark + limit)
+        self._execute(_TEXT_CATCH_UP, (watermark, top))
         cur = self._execute(_FTS_CATCH_UP, (watermark, top))
         self._execute("UPDATE fts_watermark SET indexed_rowid = ? WHERE id = 1", (top,))
         return max(cur.rowcount, 0)
@@ -541,6 +546,13 @@ class SQLiteStore:
             conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=256)
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
+                # Pending rows get their search text when indexed, off the insert path.
+                conn.create_function(
+                    "batchops_search_text",
+                    1,
+                    lambda data: search_text(orjson.loads(data)),
+                    deterministic=True,
+                )
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
                 conn.execute("PRAGMA foreign_keys = ON")
