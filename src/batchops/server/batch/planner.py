@@ -155,7 +155,7 @@ def _plan_op(
             details={"path": op_path(index, "atomicity_group"), "index": index},
         )
     depends_on: set[int] = set()
-    for position, name in enumerate(op.depends_on or ()):
+    for position, name in enumerate(op.depends_on) if op.depends_on else ():
         target = names.get(name)
         if target is None or target >= index:
             path = op_path(index, f"depends_on[{position}]")
@@ -193,20 +193,21 @@ def _plan_op(
         exc.details["path"] = op_path(index, exc.details.get("path", ""))
         return exc
 
+    # Positional: this runs once per operation, and most have no dependencies at all.
     return PlannedOp(
-        index=index,
-        type=route.type,
-        collection=route.collection,
-        name=op.name,
-        record_id=route.record_id,
-        data=route.data,
-        query=route.query,
-        params=route.params,
-        if_match=route.if_match,
-        depends_on=tuple(sorted(depends_on | references)),
-        references=tuple(sorted(references)),
-        atomicity_group=op.atomicity_group,
-        has_references=has_references,
+        index,
+        route.type,
+        route.collection,
+        op.name,
+        route.record_id,
+        route.data,
+        route.query,
+        route.params,
+        route.if_match,
+        tuple(sorted(depends_on | references)) if depends_on or references else (),
+        tuple(sorted(references)) if references else (),
+        op.atomicity_group,
+        has_references,
     )
 
 

@@ -217,6 +217,17 @@ def route_typed(
             raise InvalidRequestError(
                 "if_match must be a version number >= 0", details={"path": "if_match"}
             )
+    if not options and type in ("create", "read", "update", "replace"):
+        # The common case: nothing optional to check or convert.
+        return Route(
+            type,
+            collection,
+            record_id=record_id,
+            data=None if data is _UNSET else data,
+            query=query,
+            params={},
+            if_match=if_match,
+        )
     opts = dict(options or {})
     for key in opts:
         if key not in _OPTION_KEYS[type]:
