@@ -12,7 +12,7 @@ Run: ``.venv/bin/python bench/client.py --part a`` (``--part all`` runs every pa
   at 16 requests in flight, against a real ``batchops serve`` subprocess (SQLite, rate
   limits off). Prints wall time, the speed-up (target >= 10x) and client CPU per operation.
 
-Not a test: figures for docs/client-bench-notes.md.
+Not a test: figures for docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark: client CPU per small HTTP request, aiohttp vs httpx (sniffio installed).
 
-Why: the SDK's transport is chosen by this figure (docs/client-http-notes.md). The server
+Why: the SDK's transport is chosen by this figure (docs/benchmarks.md). The server
 is a trivial Starlette app under uvicorn in a *subprocess*, so its CPU is not counted;
 the client's CPU is ``time.process_time()`` of this process over N sequential requests
 on one kept-alive connection (a warm-up of 200 requests first).

@@ -9,7 +9,7 @@ Run: ``.venv/bin/python bench/planner.py``. Prints medians (µs per operation) f
 
 The batch: 100 creates in the REST dialect; every other one references the previous one
 (``"${op<i-1>.body.id}"`` in its data) and depends on it. Not a test: a figure for
-docs/planner-bench-notes.md.
+docs/benchmarks.md.
 """
 
 from __future__ import annotations

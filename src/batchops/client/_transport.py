@@ -1,7 +1,7 @@
 """The one place the SDK speaks HTTP (aiohttp) and maps its errors into batchops'.
 
 aiohttp, not httpx: ~150 µs vs ~690 µs of client CPU per small request, measured in
-docs/client-http-notes.md. One ``ClientSession`` per client (one connection pool); its
+docs/benchmarks.md. One ``ClientSession`` per client (one connection pool); its
 connector's ``limit`` caps requests in flight for the whole client.
 """
 

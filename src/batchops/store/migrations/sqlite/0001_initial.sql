@@ -3,7 +3,7 @@
 -- external-content table keyed by records.rowid. The store keeps records_fts in sync with
 -- explicit statements in the same transaction, not triggers: on a 100k-row insert in groups
 -- of 100, triggers ran at ~40k rows/s and one INSERT ... SELECT per group at ~144k rows/s
--- (see docs/store-bench-notes.md).
+-- (see docs/benchmarks.md).
 
 CREATE TABLE records (
     tenant      TEXT    NOT NULL,
