@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from batchops.server.records import operations
+from batchops.store.postgres import PostgresTx
+from batchops.store.sqlite import SQLiteTx
 from tests.server.conftest import Service
 from tests.server.test_records_api import PEOPLE, error_of
 
@@ -199,13 +200,14 @@ async def test_consecutive_creates_become_one_multi_row_insert(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    real = operations.create_many
+    for tx_class in (SQLiteTx, PostgresTx):
+        real = tx_class.insert_records
 
-    def spy(tx: Any, tenant: str, collection: str, items: Any) -> Any:
-        calls.append(len(items))
-        return real(tx, tenant, collection, items)
+        def spy(self: Any, rows: Any, real: Any = real) -> Any:
+            calls.append(len(rows))
+            return real(self, rows)
 
-    monkeypatch.setattr(operations, "create_many", spy)
+        monkeypatch.setattr(tx_class, "insert_records", spy)
     ops = [create(i) for i in range(5)]
     ops.append({"type": "read", "collection": "people", "id": "p0"})
     ops.extend(create(i) for i in range(5, 8))
