@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from batchops._exceptions import ServiceUnavailableError, StoreError, TransientStoreError
 from batchops.server.auth import Authenticator, create_api_key
-from batchops.server.batch.router import router as batch_router
+from batchops.server.batch import router as batch
 from batchops.server.deps import Services
 from batchops.server.http import JSONResponse, error_response, install_error_handlers
 from batchops.server.ratelimit import RateLimiter
@@ -75,8 +75,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "database": services.store.dialect}
 
     app.include_router(records_router)
-    app.include_router(batch_router)
+    app.router.routes.extend(batch.routes)
+    _document(app, batch.OPENAPI_PATHS)
     return app
+
+
+def _document(app: FastAPI, paths: dict[str, Any]) -> None:
+    """Add hand-written OpenAPI entries for plain Starlette routes (FastAPI documents only
+    its own routes)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("paths", {}).update(paths)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _first_key(store: Any) -> None:

@@ -22,6 +22,9 @@ __all__ = [
     "Dialect",
     "DuplicateRecordError",
     "IdempotencyRow",
+    "JobFailureRow",
+    "JobRow",
+    "JobState",
     "RecordRow",
     "Store",
     "Tx",
@@ -74,6 +77,50 @@ class IdempotencyRow:
     created_at: float
     status_code: int | None = None
     response: bytes | None = None
+
+
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+@dataclass(slots=True)
+class JobRow:
+    """One bulk job as stored (see batchops.server.jobs).
+
+    ``checkpoint`` is the number of the last input row whose chunk is committed (rows are
+    1-based); ``revision`` grows with every committed change and numbers the job's events.
+    ``worker`` + ``heartbeat_at`` (epoch seconds) are the runner's lease on a running job.
+    """
+
+    id: str
+    tenant: str
+    type: str
+    state: JobState
+    collection: str | None
+    options: dict[str, Any]
+    created_at: str
+    total: int | None = None
+    processed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    checkpoint: int = 0
+    revision: int = 0
+    cancel_requested: bool = False
+    worker: str | None = None
+    heartbeat_at: float | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class JobFailureRow:
+    """One input row a job could not apply: its 1-based number, its input as text, why."""
+
+    job_id: str
+    row_number: int
+    input: str
+    code: str
+    message: str
 
 
 class DuplicateRecordError(Exception):
@@ -172,6 +219,70 @@ class Tx(Protocol):
 
     def idempotency_release(self, tenant: str, key: str) -> None:
         """Forget an in-flight claim whose request wrote nothing (so a retry may run)."""
+        ...
+
+
+    # -- jobs ------------------------------------------------------------------------------
+    def insert_job(self, row: JobRow) -> None:
+        """Store a new job."""
+        ...
+
+    def get_job(
+        self, job_id: str, *, tenant: str | None = None, for_update: bool = False
+    ) -> JobRow | None:
+        """The job, if it exists (and belongs to ``tenant`` when given). ``for_update``
+        locks the row until the transaction ends (PostgreSQL; SQLite's write lock is
+        held by every transaction already)."""
+        ...
+
+    def save_job(self, row: JobRow) -> None:
+        """Write every mutable column of an existing job (by id)."""
+        ...
+
+    def list_jobs(
+        self,
+        tenant: str,
+        *,
+        state: str | None = None,
+        type: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRow]:
+        """A tenant's jobs, newest first."""
+        ...
+
+    def claim_job(self, worker: str, *, now: float, lease_s: float) -> JobRow | None:
+        """Take the oldest job that is queued, or running with a heartbeat older than
+        ``lease_s`` (its process died): it becomes running under ``worker``. None if none."""
+        ...
+
+    def heartbeat_jobs(self, worker: str, *, now: float) -> None:
+        """Renew ``worker``'s lease on its running jobs."""
+        ...
+
+    def release_jobs(self, worker: str) -> int:
+        """Put ``worker``'s running jobs back in the queue (a clean shutdown)."""
+        ...
+
+    def insert_job_failures(self, rows: Sequence[JobFailureRow]) -> None:
+        """Store failed input rows (one multi-row statement)."""
+        ...
+
+    def list_job_failures(
+        self, job_id: str, *, after_row: int = 0, limit: int = 1000
+    ) -> list[JobFailureRow]:
+        """A job's failures ordered by row number, after ``after_row``."""
+        ...
+
+    def delete_job_failures(self, job_id: str) -> None:
+        """Forget a job's failures (a validation pass that starts again)."""
+        ...
+
+    def find_ids_by_field(
+        self, tenant: str, collection: str, path: str, values: Sequence[str]
+    ) -> dict[str, str]:
+        """Live records whose ``data`` field at dot ``path`` has one of ``values`` (compared
+        as text: ``42`` matches ``"42"``): value -> record id. Not indexed: it scans the
+        collection."""
         ...
 
 
