@@ -7,7 +7,7 @@ as FastAPI dependencies, instead of being repeated in each handler.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
@@ -15,6 +15,9 @@ from batchops.server.auth import Authenticator, Caller
 from batchops.server.ratelimit import RateLimiter
 from batchops.server.settings import Settings
 from batchops.store.base import Store
+
+if TYPE_CHECKING:
+    from batchops.server.jobs.runner import JobRunner
 
 __all__ = ["AppState", "CallerDep", "Services", "ServicesDep", "authenticated"]
 
@@ -27,6 +30,8 @@ class Services:
     store: Store
     authenticator: Authenticator
     limiter: RateLimiter
+    # None when this process runs no jobs (Settings.run_jobs is False).
+    jobs: JobRunner | None = None
 
 
 AppState = Services

@@ -37,6 +37,15 @@ class Settings:
     idempotency_stale_after_s: float = 300.0
     auth_cache_ttl_s: float = 5.0
     print_first_key: bool = True
+    # Bulk jobs (see docs/jobs.md): the runner inside `serve`, uploads on disk.
+    run_jobs: bool = True
+    job_concurrency: int = 2
+    job_lease_s: float = 30.0
+    job_poll_s: float = 1.0
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    # Where uploaded import files wait for their job; None: beside the SQLite file, or
+    # ./batchops-uploads for PostgreSQL.
+    data_dir: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -49,6 +58,10 @@ class Settings:
             "rate_limit_requests_per_minute": _env_int("BATCHOPS_RATE_LIMIT_REQUESTS", 6000),
             "rate_limit_operations_per_minute": _env_int("BATCHOPS_RATE_LIMIT_OPERATIONS", 600_000),
             "batch_timeout_ms": _env_int("BATCHOPS_BATCH_TIMEOUT_MS", 30_000),
+            "job_concurrency": _env_int("BATCHOPS_JOB_CONCURRENCY", 2),
+            "job_lease_s": float(os.environ.get("BATCHOPS_JOB_LEASE_S") or 30.0),
+            "max_upload_bytes": _env_int("BATCHOPS_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
+            "data_dir": os.environ.get("BATCHOPS_DATA_DIR") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from batchops._exceptions import StoreError, TransientStoreError
+from batchops.store._jobs_postgres import PostgresJobsMixin
 from batchops.store._query import (
     FilterPath,
     duplicate_ids,
@@ -104,7 +105,7 @@ def _filter_sql(f: FilterPath) -> tuple[str, list[Any]]:
     return "data @> %s::jsonb", [_dumps(f.containment())]
 
 
-class PostgresTx:
+class PostgresTx(PostgresJobsMixin):
     """One open PostgreSQL transaction (see :class:`batchops.store.base.Tx`)."""
 
     dialect: Dialect = "postgresql"

@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import orjson
 
 from batchops._exceptions import StoreError, TransientStoreError
+from batchops.store._jobs_sqlite import SQLiteJobsMixin
 from batchops.store._query import (
     FilterPath,
     duplicate_ids,
@@ -145,7 +146,7 @@ class _Clash(Exception):
     """A UNIQUE violation inside insert_records (private: becomes DuplicateRecordError)."""
 
 
-class SQLiteTx:
+class SQLiteTx(SQLiteJobsMixin):
     """One open SQLite transaction (see :class:`batchops.store.base.Tx`)."""
 
     dialect: Dialect = "sqlite"

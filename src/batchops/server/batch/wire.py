@@ -213,6 +213,8 @@ def _check_dialect(index: int, op: WireOperation) -> None:
     else:
         if op.collection is None:
             raise _missing(index, "collection", "a typed operation needs a collection")
+        if op.path is None and op.headers is None and op.body is msgspec.UNSET:
+            return  # the common, clean typed operation
         foreign = [f for f in _REST_ONLY if getattr(op, f) is not None]
         if op.body is not msgspec.UNSET:
             foreign.append("body")
