@@ -8,6 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
+from batchops._exceptions import TransientStoreError
+from batchops.server.batch import executor
+from batchops.server.batch import router as batch_router
 from batchops.store.postgres import PostgresTx
 from batchops.store.sqlite import SQLiteTx
 from tests.server.conftest import Service
@@ -366,3 +369,87 @@ async def test_ndjson_streams_one_line_per_operation_then_meta(service: Service)
     assert lines[-1]["meta"]["failed"] == 1
     assert lines[-1]["status"] == 207
     assert len(await stored_ids(service)) == 120
+
+
+class SteppingClock:
+    """A monotonic clock that moves 10 ms every time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        self.now += 0.010
+        return self.now
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+async def test_operations_not_started_by_timeout_ms_answer_504_and_write_nothing(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor, "time", SteppingClock())
+    # Alternating kinds so every operation is its own unit with a deadline check before it.
+    ops: list[dict[str, Any]] = []
+    for i in range(6):
+        ops.append(create(i))
+        ops.append({"type": "read", "collection": "people", "id": f"p{i}"})
+    response = await batch(service, ops, timeout_ms=45)
+    results = response.json()["results"]
+    statuses = [r["status"] for r in results]
+    assert response.status_code == 207
+    first_timeout = statuses.index(504)
+    assert 0 < first_timeout < len(ops)
+    assert set(statuses[first_timeout:]) == {504}
+    assert {r["error"]["code"] for r in results[first_timeout:]} == {"TIMEOUT"}
+    created_before = {f"p{i}" for i in range(6) if 2 * i < first_timeout}
+    assert set(await stored_ids(service)) == created_before
+    assert response.json()["meta"]["skipped"] == len(ops) - first_timeout
+
+
+async def test_an_atomic_batch_past_its_timeout_rolls_back_whole(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor, "time", SteppingClock())
+    ops: list[dict[str, Any]] = []
+    for i in range(4):
+        ops.append(create(i))
+        ops.append({"type": "read", "collection": "people", "id": f"p{i}"})
+    response = await batch(service, ops, timeout_ms=45, atomic=True)
+    assert response.status_code == 504
+    assert response.json()["committed"] is False
+    assert await stored_ids(service) == []
+
+
+def flaky_run_plan(fail_times: int) -> Any:
+    """run_plan that finds the database busy ``fail_times`` times, then works."""
+    real = batch_router.run_plan
+    calls = {"n": 0}
+
+    def run_plan(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] <= fail_times:
+            raise TransientStoreError("database is locked")
+        return real(*args, **kwargs)
+
+    return run_plan
+
+
+async def test_max_retries_reruns_the_batch_after_a_busy_database(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch_router, "run_plan", flaky_run_plan(2))
+    response = await batch(service, [create(0), create(1)], max_retries=2)
+    assert response.status_code == 200
+    assert await stored_ids(service) == ["p0", "p1"]
+
+
+async def test_a_busy_database_past_max_retries_is_a_503_with_retry_after(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch_router, "run_plan", flaky_run_plan(2))
+    response = await batch(service, [create(0)], max_retries=1)
+    assert response.status_code == 503
+    assert error_of(response)["code"] == "STORE_BUSY"
+    assert response.headers["Retry-After"] == "1"
+    assert await stored_ids(service) == []
