@@ -423,7 +423,7 @@ async def test_an_atomic_batch_past_its_timeout_rolls_back_whole(
 
 def flaky_run_plan(fail_times: int) -> Any:
     """run_plan that finds the database busy ``fail_times`` times, then works."""
-    real = batch_router.run_plan
+    real = executor.run_plan
     calls = {"n": 0}
 
     def run_plan(*args: Any, **kwargs: Any) -> Any:
