@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -233,3 +234,30 @@ def test_an_unreachable_database_url_fails_serve_with_a_clear_message(tmp_path: 
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert result.returncode != 0
+
+
+def test_sigterm_lets_an_in_flight_batch_finish_before_exiting(server: Server) -> None:
+    key = new_key(server)
+    ops: list[dict[str, object]] = []
+    for i in range(500):  # alternating kinds: 1,000 units, streamed in committed slices
+        ops.append({"type": "create", "collection": "drain", "id": f"d{i}", "data": {"i": i}})
+        ops.append({"type": "read", "collection": "drain", "id": f"d{i}"})
+    lines: list[str] = []
+    with (
+        httpx.Client(timeout=60) as client,
+        client.stream(
+            "POST",
+            f"{server.url}/v1/batch",
+            json={"operations": ops},
+            headers={"Authorization": f"Bearer {key}", "Accept": "application/x-ndjson"},
+        ) as response,
+    ):
+        stream = response.iter_lines()
+        lines.append(next(stream))  # the request is in flight now
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        lines.extend(stream)
+    assert server.proc.wait(timeout=30) == 0
+    final = json.loads(lines[-1])
+    assert final["meta"]["succeeded"] == 1000
+    assert len(lines) == 1001
