@@ -1,4 +1,4 @@
-"""The ``batchops`` command: ``serve``, ``keys``, ``batch`` and ``demo``."""
+"""The ``batchops`` command: ``serve``, ``keys``, ``batch``, ``import``, ``jobs`` and ``demo``."""
 
 from __future__ import annotations
 
@@ -178,6 +178,78 @@ def batch(
     except UsageError as exc:
         raise click.UsageError(str(exc)) from exc
     sys.exit(code)
+
+
+_url_option = click.option("--url", envvar="BATCHOPS_URL", required=True, help="Server base URL.")
+_key_option = click.option("--key", envvar="BATCHOPS_KEY", required=True, help="API key.")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--collection", required=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "ndjson", "json"]), default=None)
+@click.option("--mapping", type=click.Path(exists=True), default=None, help="JSON mapping file.")
+@click.option("--upsert-key", default=None, help="Data field that identifies a record.")
+@click.option("--lenient", is_flag=True, help="Import good rows, report bad ones.")
+@click.option("--dry-run", is_flag=True, help="Validate and count, write nothing.")
+@click.option("--chunk-size", type=click.IntRange(1, 10_000), default=None)
+@_url_option
+@_key_option
+def import_(
+    file: str,
+    collection: str,
+    fmt: str | None,
+    mapping: str | None,
+    upsert_key: str | None,
+    lenient: bool,
+    dry_run: bool,
+    chunk_size: int | None,
+    url: str,
+    key: str,
+) -> None:
+    """Import FILE (CSV, NDJSON or a JSON array) as a server job and follow its progress."""
+    import json
+    from pathlib import Path
+
+    from batchops.client._jobs_cli import run_import
+
+    sys.exit(
+        run_import(
+            file,
+            url=url,
+            key=key,
+            collection=collection,
+            format=fmt,
+            mapping=json.loads(Path(mapping).read_text()) if mapping else None,
+            upsert_key=upsert_key,
+            lenient=lenient,
+            dry_run=dry_run,
+            chunk_size=chunk_size,
+        )
+    )
+
+
+@main.command("jobs")
+@click.argument("action", type=click.Choice(["list", "show", "watch", "cancel", "failures"]))
+@click.argument("job_id", required=False)
+@click.option("--state", default=None, help="list: only jobs in this state.")
+@click.option("--csv", "as_csv", is_flag=True, help="failures: CSV instead of NDJSON.")
+@_url_option
+@_key_option
+def jobs(
+    action: str, job_id: str | None, state: str | None, as_csv: bool, url: str, key: str
+) -> None:
+    """Bulk jobs: list | show ID | watch ID | cancel ID | failures ID [--csv]."""
+    from batchops.client._jobs_cli import run_jobs
+
+    if action != "list" and not job_id:
+        raise click.UsageError(f"'jobs {action}' needs a job id")
+    options: dict[str, Any] = {}
+    if action == "list":
+        options["state"] = state
+    elif action == "failures":
+        options["format"] = "csv" if as_csv else "ndjson"
+    sys.exit(run_jobs(action, job_id, url=url, key=key, **options))
 
 
 @main.command()

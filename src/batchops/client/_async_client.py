@@ -10,6 +10,7 @@ from typing import Any
 from batchops._results import BatchResult, Failure, Result, Success
 from batchops.client._batch import BatchRunner, client_retry_policy
 from batchops.client._collection import AsyncCollection
+from batchops.client._jobs import AsyncJobs
 from batchops.client._transport import Transport
 from batchops.coalesce import Batcher
 from batchops.engine import Progress, RetryPolicy
@@ -130,6 +131,12 @@ class AsyncClient:
         if self._batcher is not None:
             await self._batcher.aclose()
         await self._transport.aclose()
+
+    @property
+    def jobs(self) -> AsyncJobs:
+        """Bulk jobs: ``await client.jobs.create_import(path, collection=...)``, ``get``,
+        ``list``, ``cancel``, ``failures``, ``events`` (see docs/jobs.md)."""
+        return AsyncJobs(self._transport)
 
     def collection(self, name: str) -> AsyncCollection:
         """Calls on the collection ``name``."""

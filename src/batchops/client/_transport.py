@@ -7,7 +7,9 @@ connector's ``limit`` caps requests in flight for the whole client.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -114,6 +116,46 @@ class Transport:
             # callers and the retry policy need not know aiohttp's hierarchy.
             raise ConnectionFailedError(
                 f"{method} {path}: no answer from {self._base_url} ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    async def upload(
+        self, path: str, file: Path, *, content_type: str, params: dict[str, str]
+    ) -> Reply:
+        """POST a file as the raw body, streamed from disk (never read whole)."""
+        session = self._open()
+        try:
+            with file.open("rb") as f:
+                async with session.post(
+                    self._base_url + path,
+                    data=f,
+                    params=params,
+                    headers={"Content-Type": content_type},
+                    timeout=aiohttp.ClientTimeout(total=None, sock_read=self._timeout),
+                ) as response:
+                    return Reply(response.status, await response.read(), None, None, False)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise ConnectionFailedError(
+                f"POST {path}: no answer from {self._base_url} ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    async def lines(self, path: str, *, headers: dict[str, str]) -> AsyncIterator[bytes]:
+        """The body of a long-lived GET (an event stream), line by line. An error status
+        raises its APIError; a dropped connection ConnectionFailedError."""
+        session = self._open()
+        try:
+            async with session.get(
+                self._base_url + path,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+            ) as response:
+                if response.status >= 400:
+                    data = await response.read()
+                    raise Reply(response.status, data, None, None, False).error()
+                async for line in response.content:
+                    yield line
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise ConnectionFailedError(
+                f"GET {path}: connection to {self._base_url} lost ({type(exc).__name__}: {exc})"
             ) from exc
 
     async def aclose(self) -> None:

@@ -14,6 +14,8 @@ from batchops.server.auth import Authenticator, create_api_key
 from batchops.server.batch import router as batch
 from batchops.server.deps import Services
 from batchops.server.http import JSONResponse, error_response, install_error_handlers
+from batchops.server.jobs.router import router as jobs_router
+from batchops.server.jobs.runner import JobRunner
 from batchops.server.ratelimit import RateLimiter
 from batchops.server.records.router import router as records_router
 from batchops.server.settings import Settings
@@ -35,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             if settings.print_first_key:
                 await _first_key(store)
+            jobs = JobRunner(store, settings) if settings.run_jobs else None
             app.state.services = Services(
                 settings=settings,
                 store=store,
@@ -43,8 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     requests_per_minute=settings.rate_limit_requests_per_minute,
                     operations_per_minute=settings.rate_limit_operations_per_minute,
                 ),
+                jobs=jobs,
             )
-            yield
+            if jobs is not None:
+                await jobs.start()
+            try:
+                yield
+            finally:
+                if jobs is not None:
+                    await jobs.stop()
         finally:
             await store.close()
 
@@ -75,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "database": services.store.dialect}
 
     app.include_router(records_router)
+    app.include_router(jobs_router)
     app.router.routes.extend(batch.routes)
     _document(app, batch.OPENAPI_PATHS)
     return app

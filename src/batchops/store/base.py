@@ -221,7 +221,6 @@ class Tx(Protocol):
         """Forget an in-flight claim whose request wrote nothing (so a retry may run)."""
         ...
 
-
     # -- jobs ------------------------------------------------------------------------------
     def insert_job(self, row: JobRow) -> None:
         """Store a new job."""

@@ -1,0 +1,147 @@
+"""Bulk jobs from the client side: upload an import, read jobs, follow their events.
+
+Built on the SDK's one HTTP layer (:class:`~batchops.client._transport.Transport`) and its
+error mapping: an error answer raises the matching :class:`~batchops.APIError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+
+from batchops._exceptions import ConnectionFailedError
+from batchops.client._transport import Reply, Transport
+
+__all__ = ["CONTENT_TYPES", "AsyncJobs", "JobEvent"]
+
+CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json"}
+
+JobEvent = dict[str, Any]
+"""One server-sent event: ``{"id": str, "event": "progress"|"complete"|"error", "data": job}``."""
+
+
+def _ok(reply: Reply) -> Any:
+    if reply.status >= 400:
+        raise reply.error()
+    return reply.json()
+
+
+def format_of(path: Path, explicit: str | None) -> str:
+    """The import format: ``explicit``, else from the file name (``.csv``, ``.ndjson``/
+    ``.jsonl``, ``.json``)."""
+    if explicit:
+        return explicit
+    suffix = path.suffix.lower()
+    if suffix in (".ndjson", ".jsonl"):
+        return "ndjson"
+    if suffix == ".json":
+        return "json"
+    return "csv"
+
+
+class AsyncJobs:
+    """``client.jobs``: imports and the job routes of a batchops server."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    async def create_import(
+        self,
+        file: str | Path,
+        *,
+        collection: str,
+        format: str | None = None,
+        mapping: Mapping[str, Any] | None = None,
+        upsert_key: str | None = None,
+        lenient: bool = False,
+        dry_run: bool = False,
+        chunk_size: int | None = None,
+    ) -> dict[str, Any]:
+        """Upload ``file`` (streamed from disk); returns the queued job."""
+        path = Path(file)
+        fmt = format_of(path, format)
+        params = {"collection": collection, "format": fmt}
+        if mapping is not None:
+            params["mapping"] = json.dumps(mapping)
+        if upsert_key:
+            params["upsert_key"] = upsert_key
+        if lenient:
+            params["validation"] = "lenient"
+        if dry_run:
+            params["dry_run"] = "true"
+        if chunk_size:
+            params["chunk_size"] = str(chunk_size)
+        reply = await self._transport.upload(
+            "/v1/imports", path, content_type=CONTENT_TYPES[fmt], params=params
+        )
+        job: dict[str, Any] = _ok(reply)
+        return job
+
+    async def get(self, job_id: str) -> dict[str, Any]:
+        """A job's state and progress."""
+        job: dict[str, Any] = _ok(await self._transport.request("GET", f"/v1/jobs/{quote(job_id)}"))
+        return job
+
+    async def list(self, *, state: str | None = None, type: str | None = None) -> list[Any]:
+        """The caller's jobs, newest first."""
+        query = urlencode({k: v for k, v in (("state", state), ("type", type)) if v})
+        jobs: list[Any] = _ok(
+            await self._transport.request("GET", "/v1/jobs" + (f"?{query}" if query else ""))
+        )["jobs"]
+        return jobs
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Ask a job to stop at its next chunk boundary."""
+        job: dict[str, Any] = _ok(
+            await self._transport.request("POST", f"/v1/jobs/{quote(job_id)}/cancel")
+        )
+        return job
+
+    async def failures(self, job_id: str, *, format: str = "ndjson") -> bytes:
+        """The failed rows, as NDJSON or CSV bytes."""
+        reply = await self._transport.request(
+            "GET", f"/v1/jobs/{quote(job_id)}/failures?format={quote(format)}"
+        )
+        _ok(reply)
+        return reply.data
+
+    async def events(self, job_id: str, *, reconnects: int = 5) -> AsyncIterator[JobEvent]:
+        """The job's events until its final one; a dropped stream is reopened with
+        ``Last-Event-ID`` (up to ``reconnects`` times), so no event is seen twice."""
+        last: str | None = None
+        attempts = 0
+        while True:
+            headers = {"Accept": "text/event-stream"}
+            if last is not None:
+                headers["Last-Event-ID"] = last
+            current: dict[str, Any] = {}
+            try:
+                async for raw in self._transport.lines(
+                    f"/v1/jobs/{quote(job_id)}/events", headers=headers
+                ):
+                    line = raw.decode().rstrip("\r\n")
+                    if line:
+                        name, _, value = line.partition(":")
+                        current[name] = value.strip()
+                        continue
+                    if "event" in current:
+                        last = current.get("id", last)
+                        event = {
+                            "id": current.get("id"),
+                            "event": current["event"],
+                            "data": orjson.loads(current.get("data", "null")),
+                        }
+                        yield event
+                        if event["event"] in ("complete", "error"):
+                            return
+                    current = {}
+                return  # the server ended the stream: the job is over
+            except ConnectionFailedError:
+                attempts += 1
+                if attempts > reconnects:
+                    raise

@@ -1,0 +1,7 @@
+"""Bulk jobs: durable imports with live progress (see docs/jobs.md).
+
+``router`` (HTTP), ``schemas`` (options and the job's wire shape), ``imports`` (streaming
+parsers and row conversion), ``runner`` (the worker inside ``batchops serve``), ``sse``
+(the events stream). Bulk update/delete and webhooks are future job types on the same
+table, runner and events.
+"""

@@ -1,0 +1,192 @@
+"""The jobs tables on PostgreSQL: the job methods of :class:`batchops.store.postgres.PostgresTx`.
+
+A mixin so the jobs SQL sits apart from the records hot path. Claiming uses
+``FOR UPDATE SKIP LOCKED``, so several worker processes never take the same job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import psycopg
+
+from batchops.store.base import JobFailureRow, JobRow
+
+__all__ = ["PostgresJobsMixin"]
+
+_JOB_COLS = (
+    "id, tenant, type, state, collection, options, created_at, total, processed, succeeded, "
+    "failed, checkpoint, revision, cancel_requested, worker, heartbeat_at, started_at, "
+    "finished_at, error"
+)
+_SAVE = (
+    "UPDATE jobs SET state = %s, total = %s, processed = %s, succeeded = %s, failed = %s, "
+    "checkpoint = %s, revision = %s, cancel_requested = %s, worker = %s, heartbeat_at = %s, "
+    "started_at = %s, finished_at = %s, error = %s::jsonb WHERE id = %s"
+)
+_FAILURE_COLS = "job_id, row_number, input, code, message"
+
+
+def _job(row: Sequence[Any]) -> JobRow:
+    return JobRow(*row)
+
+
+def _dumps(value: Any) -> str | None:
+    return orjson.dumps(value).decode() if value is not None else None
+
+
+class PostgresJobsMixin:
+    """Job methods of the PostgreSQL transaction (see :class:`batchops.store.base.Tx`)."""
+
+    if TYPE_CHECKING:
+        _conn: psycopg.Connection[Any]
+
+        def _execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]: ...
+
+    def insert_job(self, row: JobRow) -> None:
+        """Store a new job."""
+        self._execute(
+            f"INSERT INTO jobs ({_JOB_COLS}) VALUES (%s, %s, %s, %s, %s, %s::jsonb, "
+            + ", ".join(["%s"] * 12)
+            + ", %s::jsonb)",
+            (
+                row.id,
+                row.tenant,
+                row.type,
+                row.state,
+                row.collection,
+                _dumps(row.options),
+                row.created_at,
+                row.total,
+                row.processed,
+                row.succeeded,
+                row.failed,
+                row.checkpoint,
+                row.revision,
+                row.cancel_requested,
+                row.worker,
+                row.heartbeat_at,
+                row.started_at,
+                row.finished_at,
+                _dumps(row.error),
+            ),
+        )
+
+    def get_job(
+        self, job_id: str, *, tenant: str | None = None, for_update: bool = False
+    ) -> JobRow | None:
+        """The job (of ``tenant`` when given), row-locked with ``for_update``."""
+        lock = " FOR UPDATE" if for_update else ""
+        row = self._execute(
+            f"SELECT {_JOB_COLS} FROM jobs WHERE id = %s "
+            f"AND (%s::text IS NULL OR tenant = %s){lock}",
+            (job_id, tenant, tenant),
+        ).fetchone()
+        return _job(row) if row else None
+
+    def save_job(self, row: JobRow) -> None:
+        """Write every mutable column of an existing job."""
+        self._execute(
+            _SAVE,
+            (
+                row.state,
+                row.total,
+                row.processed,
+                row.succeeded,
+                row.failed,
+                row.checkpoint,
+                row.revision,
+                row.cancel_requested,
+                row.worker,
+                row.heartbeat_at,
+                row.started_at,
+                row.finished_at,
+                _dumps(row.error),
+                row.id,
+            ),
+        )
+
+    def list_jobs(
+        self,
+        tenant: str,
+        *,
+        state: str | None = None,
+        type: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRow]:
+        """A tenant's jobs, newest first."""
+        cur = self._execute(
+            f"SELECT {_JOB_COLS} FROM jobs WHERE tenant = %s "
+            "AND (%s::text IS NULL OR state = %s) AND (%s::text IS NULL OR type = %s) "
+            "ORDER BY created_at DESC, id DESC LIMIT %s",
+            (tenant, state, state, type, type, max(limit, 0)),
+        )
+        return [_job(row) for row in cur]
+
+    def claim_job(self, worker: str, *, now: float, lease_s: float) -> JobRow | None:
+        """Take the oldest queued job, or a running one whose lease ran out."""
+        row = self._execute(
+            "UPDATE jobs SET state = 'running', worker = %s, heartbeat_at = %s, "
+            "revision = revision + 1 "
+            "WHERE id = (SELECT id FROM jobs WHERE state = 'queued' "
+            "OR (state = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < %s)) "
+            "ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+            f"RETURNING {_JOB_COLS}",
+            (worker, now, now - lease_s),
+        ).fetchone()
+        return _job(row) if row else None
+
+    def heartbeat_jobs(self, worker: str, *, now: float) -> None:
+        """Renew ``worker``'s lease on its running jobs."""
+        self._execute(
+            "UPDATE jobs SET heartbeat_at = %s WHERE worker = %s AND state = 'running'",
+            (now, worker),
+        )
+
+    def release_jobs(self, worker: str) -> int:
+        """Put ``worker``'s running jobs back in the queue."""
+        cur = self._execute(
+            "UPDATE jobs SET state = 'queued', worker = NULL, heartbeat_at = NULL, "
+            "revision = revision + 1 "
+            "WHERE worker = %s AND state = 'running'",
+            (worker,),
+        )
+        return cur.rowcount
+
+    def insert_job_failures(self, rows: Sequence[JobFailureRow]) -> None:
+        """Store failed input rows (one pipelined executemany)."""
+        if rows:
+            self._conn.cursor().executemany(
+                f"INSERT INTO job_failures ({_FAILURE_COLS}) VALUES (%s, %s, %s, %s, %s)",
+                [(r.job_id, r.row_number, r.input, r.code, r.message) for r in rows],
+            )
+
+    def list_job_failures(
+        self, job_id: str, *, after_row: int = 0, limit: int = 1000
+    ) -> list[JobFailureRow]:
+        """A job's failures by row number."""
+        cur = self._execute(
+            f"SELECT {_FAILURE_COLS} FROM job_failures WHERE job_id = %s AND row_number > %s "
+            "ORDER BY row_number LIMIT %s",
+            (job_id, after_row, max(limit, 0)),
+        )
+        return [JobFailureRow(*row) for row in cur]
+
+    def delete_job_failures(self, job_id: str) -> None:
+        """Forget a job's failures."""
+        self._execute("DELETE FROM job_failures WHERE job_id = %s", (job_id,))
+
+    def find_ids_by_field(
+        self, tenant: str, collection: str, path: str, values: Sequence[str]
+    ) -> dict[str, str]:
+        """Live records whose field at ``path`` has one of ``values`` (as text)."""
+        if not values:
+            return {}
+        cur = self._execute(
+            "SELECT id, data #>> %s::text[] FROM records WHERE tenant = %s AND collection = %s "
+            "AND deleted_at IS NULL AND data #>> %s::text[] = ANY(%s) ORDER BY id",
+            (path.split("."), tenant, collection, path.split("."), list(values)),
+        )
+        return {row[1]: row[0] for row in cur}

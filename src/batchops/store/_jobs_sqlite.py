@@ -1,0 +1,198 @@
+"""The jobs tables on SQLite: the job methods of :class:`batchops.store.sqlite.SQLiteTx`.
+
+A mixin so the jobs SQL sits apart from the records hot path. Every ``run(fn)`` on SQLite
+holds the write lock (``BEGIN IMMEDIATE``), so claiming a job needs no row locks.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from batchops.store.base import JobFailureRow, JobRow
+
+__all__ = ["SQLiteJobsMixin"]
+
+_JOB_COLS = (
+    "id, tenant, type, state, collection, options, created_at, total, processed, succeeded, "
+    "failed, checkpoint, revision, cancel_requested, worker, heartbeat_at, started_at, "
+    "finished_at, error"
+)
+_SAVE = (
+    "UPDATE jobs SET state = ?, total = ?, processed = ?, succeeded = ?, failed = ?, "
+    "checkpoint = ?, revision = ?, cancel_requested = ?, worker = ?, heartbeat_at = ?, "
+    "started_at = ?, finished_at = ?, error = ? WHERE id = ?"
+)
+_FAILURE_COLS = "job_id, row_number, input, code, message"
+
+
+def _job(row: Sequence[Any]) -> JobRow:
+    values = list(row)
+    values[5] = orjson.loads(values[5])
+    values[13] = bool(values[13])
+    values[18] = orjson.loads(values[18]) if values[18] is not None else None
+    return JobRow(*values)
+
+
+def _json_path(path: str) -> str:
+    return "$" + "".join(f'."{segment}"' for segment in path.split("."))
+
+
+class SQLiteJobsMixin:
+    """Job methods of the SQLite transaction (see :class:`batchops.store.base.Tx`)."""
+
+    if TYPE_CHECKING:
+
+        def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor: ...
+
+        def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> sqlite3.Cursor: ...
+
+    def insert_job(self, row: JobRow) -> None:
+        """Store a new job."""
+        self._execute(
+            f"INSERT INTO jobs ({_JOB_COLS}) VALUES ({', '.join('?' * 19)})",
+            (
+                row.id,
+                row.tenant,
+                row.type,
+                row.state,
+                row.collection,
+                orjson.dumps(row.options).decode(),
+                row.created_at,
+                row.total,
+                row.processed,
+                row.succeeded,
+                row.failed,
+                row.checkpoint,
+                row.revision,
+                int(row.cancel_requested),
+                row.worker,
+                row.heartbeat_at,
+                row.started_at,
+                row.finished_at,
+                orjson.dumps(row.error).decode() if row.error is not None else None,
+            ),
+        )
+
+    def get_job(
+        self, job_id: str, *, tenant: str | None = None, for_update: bool = False
+    ) -> JobRow | None:
+        """The job (of ``tenant`` when given); the write lock is held already."""
+        row = self._execute(
+            f"SELECT {_JOB_COLS} FROM jobs WHERE id = ? AND (? IS NULL OR tenant = ?)",
+            (job_id, tenant, tenant),
+        ).fetchone()
+        return _job(row) if row else None
+
+    def save_job(self, row: JobRow) -> None:
+        """Write every mutable column of an existing job."""
+        self._execute(
+            _SAVE,
+            (
+                row.state,
+                row.total,
+                row.processed,
+                row.succeeded,
+                row.failed,
+                row.checkpoint,
+                row.revision,
+                int(row.cancel_requested),
+                row.worker,
+                row.heartbeat_at,
+                row.started_at,
+                row.finished_at,
+                orjson.dumps(row.error).decode() if row.error is not None else None,
+                row.id,
+            ),
+        )
+
+    def list_jobs(
+        self,
+        tenant: str,
+        *,
+        state: str | None = None,
+        type: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRow]:
+        """A tenant's jobs, newest first."""
+        cur = self._execute(
+            f"SELECT {_JOB_COLS} FROM jobs WHERE tenant = ? AND (? IS NULL OR state = ?) "
+            "AND (? IS NULL OR type = ?) ORDER BY created_at DESC, id DESC LIMIT ?",
+            (tenant, state, state, type, type, max(limit, 0)),
+        )
+        return [_job(row) for row in cur]
+
+    def claim_job(self, worker: str, *, now: float, lease_s: float) -> JobRow | None:
+        """Take the oldest queued job, or a running one whose lease ran out."""
+        row = self._execute(
+            "SELECT id FROM jobs WHERE state = 'queued' "
+            "OR (state = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)) "
+            "ORDER BY created_at, id LIMIT 1",
+            (now - lease_s,),
+        ).fetchone()
+        if row is None:
+            return None
+        self._execute(
+            "UPDATE jobs SET state = 'running', worker = ?, heartbeat_at = ?, "
+            "revision = revision + 1 WHERE id = ?",
+            (worker, now, row[0]),
+        )
+        return self.get_job(row[0])
+
+    def heartbeat_jobs(self, worker: str, *, now: float) -> None:
+        """Renew ``worker``'s lease on its running jobs."""
+        self._execute(
+            "UPDATE jobs SET heartbeat_at = ? WHERE worker = ? AND state = 'running'",
+            (now, worker),
+        )
+
+    def release_jobs(self, worker: str) -> int:
+        """Put ``worker``'s running jobs back in the queue."""
+        cur = self._execute(
+            "UPDATE jobs SET state = 'queued', worker = NULL, heartbeat_at = NULL, "
+            "revision = revision + 1 "
+            "WHERE worker = ? AND state = 'running'",
+            (worker,),
+        )
+        return cur.rowcount
+
+    def insert_job_failures(self, rows: Sequence[JobFailureRow]) -> None:
+        """Store failed input rows."""
+        if rows:
+            self._executemany(
+                f"INSERT INTO job_failures ({_FAILURE_COLS}) VALUES (?, ?, ?, ?, ?)",
+                [(r.job_id, r.row_number, r.input, r.code, r.message) for r in rows],
+            )
+
+    def list_job_failures(
+        self, job_id: str, *, after_row: int = 0, limit: int = 1000
+    ) -> list[JobFailureRow]:
+        """A job's failures by row number."""
+        cur = self._execute(
+            f"SELECT {_FAILURE_COLS} FROM job_failures WHERE job_id = ? AND row_number > ? "
+            "ORDER BY row_number LIMIT ?",
+            (job_id, after_row, max(limit, 0)),
+        )
+        return [JobFailureRow(*row) for row in cur]
+
+    def delete_job_failures(self, job_id: str) -> None:
+        """Forget a job's failures."""
+        self._execute("DELETE FROM job_failures WHERE job_id = ?", (job_id,))
+
+    def find_ids_by_field(
+        self, tenant: str, collection: str, path: str, values: Sequence[str]
+    ) -> dict[str, str]:
+        """Live records whose field at ``path`` has one of ``values`` (as text)."""
+        if not values:
+            return {}
+        json_path = _json_path(path)
+        cur = self._execute(
+            "SELECT id, v FROM (SELECT id, CAST(json_extract(data, ?) AS TEXT) AS v "
+            "FROM records WHERE tenant = ? AND collection = ? AND deleted_at IS NULL) "
+            "WHERE v IN (SELECT value FROM json_each(?)) ORDER BY id",
+            (json_path, tenant, collection, orjson.dumps(list(values)).decode()),
+        )
+        return {row[1]: row[0] for row in cur}

@@ -1,0 +1,41 @@
+-- Bulk jobs (imports today; bulk update/delete later) and their per-row failures.
+-- A job's counters, checkpoint and revision change in the same transaction as the records
+-- of the chunk they describe, which is what makes a resumed job lose and double nothing.
+-- worker + heartbeat_at form a lease: a running job whose heartbeat is older than the lease
+-- belongs to a dead process and may be claimed by another runner.
+
+CREATE TABLE jobs (
+    id               TEXT    PRIMARY KEY,
+    tenant           TEXT    NOT NULL,
+    type             TEXT    NOT NULL,
+    state            TEXT    NOT NULL
+                     CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    collection       TEXT,
+    options          TEXT    NOT NULL,
+    total            INTEGER,
+    processed        INTEGER NOT NULL DEFAULT 0,
+    succeeded        INTEGER NOT NULL DEFAULT 0,
+    failed           INTEGER NOT NULL DEFAULT 0,
+    checkpoint       INTEGER NOT NULL DEFAULT 0,
+    revision         INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    worker           TEXT,
+    heartbeat_at     REAL,
+    created_at       TEXT    NOT NULL,
+    started_at       TEXT,
+    finished_at      TEXT,
+    error            TEXT
+);
+
+CREATE INDEX jobs_tenant ON jobs (tenant, created_at);
+
+CREATE INDEX jobs_state ON jobs (state, created_at);
+
+CREATE TABLE job_failures (
+    job_id     TEXT    NOT NULL,
+    row_number INTEGER NOT NULL,
+    input      TEXT    NOT NULL,
+    code       TEXT    NOT NULL,
+    message    TEXT    NOT NULL,
+    PRIMARY KEY (job_id, row_number)
+);

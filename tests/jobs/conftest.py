@@ -1,0 +1,68 @@
+"""Fixtures for job tests: the server suite's app-in-process fixtures on both backends,
+plus helpers to upload a file and wait for its job."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from batchops.server.settings import Settings
+from tests.server.conftest import Service, db_url, service, settings_for
+
+__all__ = ["Service", "db_url", "service", "settings_for"]
+
+
+@pytest.fixture
+def settings(db_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Service settings; ``@pytest.mark.limits(**overrides)`` changes them for a test.
+    Jobs poll fast so tests do not wait on the runner's idle loop; uploads go to the
+    test's temporary directory."""
+    marker = request.node.get_closest_marker("limits")
+    overrides: dict[str, object] = {"job_poll_s": 0.05, "data_dir": str(tmp_path / "uploads")}
+    if marker is not None:
+        overrides.update(marker.kwargs)
+    return settings_for(db_url, **overrides)
+
+
+async def upload(
+    client: httpx.AsyncClient,
+    body: bytes,
+    *,
+    content_type: str = "text/csv",
+    **params: Any,
+) -> httpx.Response:
+    """POST /v1/imports with ``body`` as the file."""
+    query = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+    return await client.post(
+        "/v1/imports", content=body, params=query, headers={"Content-Type": content_type}
+    )
+
+
+async def wait_done(
+    client: httpx.AsyncClient, job_id: str, timeout_s: float = 30
+) -> dict[str, Any]:
+    """Poll the job until it is no longer queued or running; its final body."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        job: dict[str, Any] = (await client.get(f"/v1/jobs/{job_id}")).json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        assert asyncio.get_running_loop().time() < deadline, f"job still {job['state']}: {job}"
+        await asyncio.sleep(0.02)
+
+
+async def records(client: httpx.AsyncClient, collection: str) -> list[dict[str, Any]]:
+    """Every live record of a collection, through the REST API."""
+    out: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "1000", **({"cursor": cursor} if cursor else {})}
+        page = (await client.get(f"/v1/collections/{collection}/records", params=params)).json()
+        out.extend(page["records"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return out
