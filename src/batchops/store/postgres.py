@@ -35,8 +35,8 @@ from batchops.store._query import (
     search_tokens,
 )
 from batchops.store._retry import retry_transient
+from batchops.store._shared import SharedSQL
 from batchops.store.base import (
-    ApiKeyRow,
     Dialect,
     DuplicateRecordError,
     IdempotencyRow,
@@ -62,7 +62,6 @@ _UPDATE = (
     "UPDATE records SET data = %s::jsonb, version = %s, updated_at = %s, deleted_at = %s, "
     "search_text = %s WHERE tenant = %s AND collection = %s AND id = %s"
 )
-_API_KEY_COLS = "key_id, tenant, key_hash, name, created_at, revoked_at"
 _IDEM_COLS = "tenant, key, fingerprint, state, created_at, status_code, response"
 
 _TRANSIENT = (
@@ -105,10 +104,11 @@ def _filter_sql(f: FilterPath) -> tuple[str, list[Any]]:
     return "data @> %s::jsonb", [_dumps(f.containment())]
 
 
-class PostgresTx(PostgresJobsMixin):
+class PostgresTx(PostgresJobsMixin, SharedSQL):
     """One open PostgreSQL transaction (see :class:`batchops.store.base.Tx`)."""
 
     dialect: Dialect = "postgresql"
+    _PLACEHOLDER = "%s"
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
@@ -283,46 +283,6 @@ class PostgresTx(PostgresJobsMixin):
         total = rows[0][9] if rows else 0
         return [(_record(row), float(row[8])) for row in rows], int(total)
 
-    # -- api keys --------------------------------------------------------------------------
-    def insert_api_key(self, row: ApiKeyRow) -> None:
-        """Store a new API key (its hash only)."""
-        self._execute(
-            f"INSERT INTO api_keys ({_API_KEY_COLS}) VALUES (%s, %s, %s, %s, %s, %s)",
-            (row.key_id, row.tenant, row.key_hash, row.name, row.created_at, row.revoked_at),
-        )
-
-    def find_api_key(self, key_hash: str) -> ApiKeyRow | None:
-        """The key with this hash, revoked or not."""
-        row = self._execute(
-            f"SELECT {_API_KEY_COLS} FROM api_keys WHERE key_hash = %s", (key_hash,)
-        ).fetchone()
-        return ApiKeyRow(*row) if row else None
-
-    def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRow]:
-        """All keys (of one tenant, if given), oldest first."""
-        if tenant is None:
-            cur = self._execute(f"SELECT {_API_KEY_COLS} FROM api_keys ORDER BY created_at, key_id")
-        else:
-            cur = self._execute(
-                f"SELECT {_API_KEY_COLS} FROM api_keys WHERE tenant = %s "
-                "ORDER BY created_at, key_id",
-                (tenant,),
-            )
-        return [ApiKeyRow(*row) for row in cur]
-
-    def revoke_api_key(self, key_id: str, revoked_at: str) -> bool:
-        """Revoke a live key; False if it does not exist or is revoked already."""
-        cur = self._execute(
-            "UPDATE api_keys SET revoked_at = %s WHERE key_id = %s AND revoked_at IS NULL",
-            (revoked_at, key_id),
-        )
-        return cur.rowcount > 0
-
-    def count_api_keys(self) -> int:
-        """How many keys exist (all tenants, revoked included)."""
-        row = self._execute("SELECT count(*) FROM api_keys").fetchone()
-        return int(row[0]) if row else 0
-
     # -- idempotency -----------------------------------------------------------------------
     def idempotency_claim(
         self, tenant: str, key: str, fingerprint: str, *, now: float, stale_after_s: float
@@ -358,21 +318,6 @@ class PostgresTx(PostgresJobsMixin):
             )
             return None
         return current
-
-    def idempotency_finish(self, tenant: str, key: str, status_code: int, response: bytes) -> None:
-        """Store the response of a claimed key (state becomes done)."""
-        self._execute(
-            "UPDATE idempotency_keys SET state = 'done', status_code = %s, response = %s "
-            "WHERE tenant = %s AND key = %s",
-            (status_code, response, tenant, key),
-        )
-
-    def idempotency_release(self, tenant: str, key: str) -> None:
-        """Forget an in-flight claim so a retry may run."""
-        self._execute(
-            "DELETE FROM idempotency_keys WHERE tenant = %s AND key = %s AND state = 'in_flight'",
-            (tenant, key),
-        )
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:

@@ -49,9 +49,9 @@ from batchops.store._query import (
     search_tokens,
 )
 from batchops.store._retry import retry_transient
+from batchops.store._shared import SharedSQL
 from batchops.store._url import sqlite_url
 from batchops.store.base import (
-    ApiKeyRow,
     Dialect,
     DuplicateRecordError,
     IdempotencyRow,
@@ -89,7 +89,6 @@ _UPDATE = (
     "UPDATE records SET data = ?, version = ?, updated_at = ?, deleted_at = ?, search_text = ? "
     "WHERE tenant = ? AND collection = ? AND id = ?"
 )
-_API_KEY_COLS = "key_id, tenant, key_hash, name, created_at, revoked_at"
 _IDEM_COLS = "tenant, key, fingerprint, state, created_at, status_code, response"
 
 
@@ -146,7 +145,7 @@ class _Clash(Exception):
     """A UNIQUE violation inside insert_records (private: becomes DuplicateRecordError)."""
 
 
-class SQLiteTx(SQLiteJobsMixin):
+class SQLiteTx(SQLiteJobsMixin, SharedSQL):
     """One open SQLite transaction (see :class:`batchops.store.base.Tx`)."""
 
     dialect: Dialect = "sqlite"
@@ -393,45 +392,6 @@ class SQLiteTx(SQLiteJobsMixin):
         total = rows[0][9] if rows else 0
         return [(_record(row), float(row[8])) for row in rows], int(total)
 
-    # -- api keys --------------------------------------------------------------------------
-    def insert_api_key(self, row: ApiKeyRow) -> None:
-        """Store a new API key (its hash only)."""
-        self._execute(
-            f"INSERT INTO api_keys ({_API_KEY_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
-            (row.key_id, row.tenant, row.key_hash, row.name, row.created_at, row.revoked_at),
-        )
-
-    def find_api_key(self, key_hash: str) -> ApiKeyRow | None:
-        """The key with this hash, revoked or not."""
-        row = self._execute(
-            f"SELECT {_API_KEY_COLS} FROM api_keys WHERE key_hash = ?", (key_hash,)
-        ).fetchone()
-        return ApiKeyRow(*row) if row else None
-
-    def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRow]:
-        """All keys (of one tenant, if given), oldest first."""
-        if tenant is None:
-            cur = self._execute(f"SELECT {_API_KEY_COLS} FROM api_keys ORDER BY created_at, key_id")
-        else:
-            cur = self._execute(
-                f"SELECT {_API_KEY_COLS} FROM api_keys WHERE tenant = ? "
-                "ORDER BY created_at, key_id",
-                (tenant,),
-            )
-        return [ApiKeyRow(*row) for row in cur]
-
-    def revoke_api_key(self, key_id: str, revoked_at: str) -> bool:
-        """Revoke a live key; False if it does not exist or is revoked already."""
-        cur = self._execute(
-            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
-            (revoked_at, key_id),
-        )
-        return cur.rowcount > 0
-
-    def count_api_keys(self) -> int:
-        """How many keys exist (all tenants, revoked included)."""
-        return int(self._execute("SELECT count(*) FROM api_keys").fetchone()[0])
-
     # -- idempotency -----------------------------------------------------------------------
     def _idempotency_row(self, tenant: str, key: str) -> IdempotencyRow | None:
         row = self._execute(
@@ -462,21 +422,6 @@ class SQLiteTx(SQLiteJobsMixin):
             )
             return None
         return current
-
-    def idempotency_finish(self, tenant: str, key: str, status_code: int, response: bytes) -> None:
-        """Store the response of a claimed key (state becomes done)."""
-        self._execute(
-            "UPDATE idempotency_keys SET state = 'done', status_code = ?, response = ? "
-            "WHERE tenant = ? AND key = ?",
-            (status_code, response, tenant, key),
-        )
-
-    def idempotency_release(self, tenant: str, key: str) -> None:
-        """Forget an in-flight claim so a retry may run."""
-        self._execute(
-            "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND state = 'in_flight'",
-            (tenant, key),
-        )
 
 
 class SQLiteStore:

@@ -1,0 +1,90 @@
+"""Statements that read the same on SQLite and PostgreSQL but for the placeholder style.
+
+Both transaction classes mix this in and set ``_PLACEHOLDER`` (``?`` or ``%s``); what does
+differ between the dialects (records, search, idempotency claims) stays in each store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any, ClassVar
+
+from batchops.store.base import ApiKeyRow
+
+__all__ = ["SharedSQL"]
+
+_API_KEY_COLS = "key_id, tenant, key_hash, name, created_at, revoked_at"
+
+
+@cache
+def _dialect(sql: str, placeholder: str) -> str:
+    return sql.replace("?", placeholder) if placeholder != "?" else sql
+
+
+class SharedSQL:
+    """API keys and the finishing half of idempotency, written once."""
+
+    _PLACEHOLDER: ClassVar[str] = "?"
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        raise NotImplementedError  # provided by the store's transaction class
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._execute(_dialect(sql, self._PLACEHOLDER), params)
+
+    # -- api keys --------------------------------------------------------------------------
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        """Store a new API key (its hash only)."""
+        self._run(
+            f"INSERT INTO api_keys ({_API_KEY_COLS}) VALUES (?, ?, ?, ?, ?, ?)",
+            (row.key_id, row.tenant, row.key_hash, row.name, row.created_at, row.revoked_at),
+        )
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRow | None:
+        """The key with this hash, revoked or not."""
+        row = self._run(
+            f"SELECT {_API_KEY_COLS} FROM api_keys WHERE key_hash = ?", (key_hash,)
+        ).fetchone()
+        return ApiKeyRow(*row) if row else None
+
+    def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRow]:
+        """All keys (of one tenant, if given), oldest first."""
+        if tenant is None:
+            cur = self._run(f"SELECT {_API_KEY_COLS} FROM api_keys ORDER BY created_at, key_id")
+        else:
+            cur = self._run(
+                f"SELECT {_API_KEY_COLS} FROM api_keys WHERE tenant = ? "
+                "ORDER BY created_at, key_id",
+                (tenant,),
+            )
+        return [ApiKeyRow(*row) for row in cur]
+
+    def revoke_api_key(self, key_id: str, revoked_at: str) -> bool:
+        """Revoke a live key; False if it does not exist or is revoked already."""
+        cur = self._run(
+            "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+            (revoked_at, key_id),
+        )
+        return bool(cur.rowcount > 0)
+
+    def count_api_keys(self) -> int:
+        """How many keys exist (all tenants, revoked included)."""
+        row = self._run("SELECT count(*) FROM api_keys").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- idempotency (the claim differs per dialect) ---------------------------------------
+    def idempotency_finish(self, tenant: str, key: str, status_code: int, response: bytes) -> None:
+        """Store the response of a claimed key (state becomes done)."""
+        self._run(
+            "UPDATE idempotency_keys SET state = 'done', status_code = ?, response = ? "
+            "WHERE tenant = ? AND key = ?",
+            (status_code, response, tenant, key),
+        )
+
+    def idempotency_release(self, tenant: str, key: str) -> None:
+        """Forget an in-flight claim so a retry may run."""
+        self._run(
+            "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND state = 'in_flight'",
+            (tenant, key),
+        )
