@@ -35,6 +35,13 @@ def main() -> None:
 @click.option(
     "--rate-limit-operations", type=int, default=None, help="Per key per minute (0: off)."
 )
+@click.option(
+    "--allow-private-webhooks",
+    is_flag=True,
+    default=False,
+    help="Let webhooks target loopback/private/link-local addresses "
+    "(env BATCHOPS_ALLOW_PRIVATE_WEBHOOKS=1). Off by default: an SSRF guard.",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     db_url: str | None,
@@ -44,6 +51,7 @@ def serve(
     max_batch_bytes: int | None,
     rate_limit_requests: int | None,
     rate_limit_operations: int | None,
+    allow_private_webhooks: bool,
     log_level: str,
 ) -> None:
     """Run the records service (OpenAPI docs at /docs). SIGTERM/SIGINT stop it cleanly:
@@ -59,6 +67,7 @@ def serve(
         max_batch_bytes=max_batch_bytes,
         rate_limit_requests_per_minute=rate_limit_requests,
         rate_limit_operations_per_minute=rate_limit_operations,
+        allow_private_webhooks=True if allow_private_webhooks else None,
     )
     config = uvicorn.Config(
         create_app(settings),
@@ -230,7 +239,9 @@ def import_(
 
 
 @main.command("jobs")
-@click.argument("action", type=click.Choice(["list", "show", "watch", "cancel", "failures"]))
+@click.argument(
+    "action", type=click.Choice(["list", "show", "watch", "cancel", "results", "failures"])
+)
 @click.argument("job_id", required=False)
 @click.option("--state", default=None, help="list: only jobs in this state.")
 @click.option("--csv", "as_csv", is_flag=True, help="failures: CSV instead of NDJSON.")
@@ -239,7 +250,7 @@ def import_(
 def jobs(
     action: str, job_id: str | None, state: str | None, as_csv: bool, url: str, key: str
 ) -> None:
-    """Bulk jobs: list | show ID | watch ID | cancel ID | failures ID [--csv]."""
+    """Bulk jobs: list | show ID | watch ID | cancel ID | results ID | failures ID [--csv]."""
     from batchops.client._jobs_cli import run_jobs
 
     if action != "list" and not job_id:

@@ -7,7 +7,7 @@ error mapping: an error answer raises the matching :class:`~batchops.APIError`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -109,6 +109,61 @@ class AsyncJobs:
         )
         _ok(reply)
         return reply.data
+
+    async def results(self, job_id: str) -> dict[str, Any]:
+        """What a finished ``batch`` job (the synchronous batch answer) or bulk job (counts
+        and ids) did. A job still running raises ConflictError ``JOB_NOT_FINISHED``."""
+        out: dict[str, Any] = _ok(
+            await self._transport.request("GET", f"/v1/jobs/{quote(job_id)}/results")
+        )
+        return out
+
+    async def bulk_update(
+        self,
+        collection: str,
+        filter: Mapping[str, Any],
+        update: Mapping[str, Any],
+        *,
+        dry_run: bool = False,
+        limit: int | None = None,
+        chunk_size: int | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/bulk/update``: the answer (``matched``, ``updated``, ``ids``) when the
+        server ran it inline, else the queued ``bulk_update`` job (it has ``"state"``)."""
+        body = {"collection": collection, "filter": filter, "update": update, "dry_run": dry_run}
+        return await self._bulk("update", body, limit, chunk_size)
+
+    async def bulk_delete(
+        self,
+        collection: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        ids: Sequence[str] | None = None,
+        soft: bool = True,
+        dry_run: bool = False,
+        limit: int | None = None,
+        chunk_size: int | None = None,
+    ) -> dict[str, Any]:
+        """``POST /v1/bulk/delete`` by ``filter`` or ``ids``: the answer (``matched``,
+        ``deleted``, ``ids``, ``not_found``) when inline, else the queued job."""
+        body: dict[str, Any] = {"collection": collection, "soft": soft, "dry_run": dry_run}
+        if filter is not None:
+            body["filter"] = filter
+        if ids is not None:
+            body["ids"] = list(ids)
+        return await self._bulk("delete", body, limit, chunk_size)
+
+    async def _bulk(
+        self, kind: str, body: dict[str, Any], limit: int | None, chunk_size: int | None
+    ) -> dict[str, Any]:
+        if limit is not None:
+            body["limit"] = limit
+        if chunk_size is not None:
+            body["chunk_size"] = chunk_size
+        out: dict[str, Any] = _ok(
+            await self._transport.request("POST", f"/v1/bulk/{kind}", body=orjson.dumps(body))
+        )
+        return out
 
     async def events(self, job_id: str, *, reconnects: int = 5) -> AsyncIterator[JobEvent]:
         """The job's events until its final one; a dropped stream is reopened with

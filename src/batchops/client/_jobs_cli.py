@@ -66,7 +66,7 @@ def run_import(file: str, *, url: str, key: str, **options: Any) -> int:
 
 
 def run_jobs(action: str, job_id: str | None, *, url: str, key: str, **options: Any) -> int:
-    """``list``, ``show``, ``watch``, ``cancel`` or ``failures``."""
+    """``list``, ``show``, ``watch``, ``cancel``, ``results`` or ``failures``."""
 
     async def go() -> int:
         async with AsyncClient(url, key) as client:
@@ -81,6 +81,8 @@ def run_jobs(action: str, job_id: str | None, *, url: str, key: str, **options: 
                 print(_summary(await _follow(client, job_id, url)))
             elif action == "cancel":
                 print(_summary(await client.jobs.cancel(job_id)))
+            elif action == "results":
+                print(json.dumps(await client.jobs.results(job_id), indent=2))
             else:
                 sys.stdout.buffer.write(await client.jobs.failures(job_id, **options))
             return 0

@@ -14,8 +14,11 @@ from batchops.server.auth import Authenticator, create_api_key
 from batchops.server.batch import router as batch
 from batchops.server.deps import Services
 from batchops.server.http import JSONResponse, error_response, install_error_handlers
+from batchops.server.jobs.bulk_router import router as bulk_router
+from batchops.server.jobs.delivery import WebhookSender
 from batchops.server.jobs.router import router as jobs_router
 from batchops.server.jobs.runner import JobRunner
+from batchops.server.jobs.webhook_router import router as webhooks_router
 from batchops.server.ratelimit import RateLimiter
 from batchops.server.records.router import router as records_router
 from batchops.server.settings import Settings
@@ -50,9 +53,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             if jobs is not None:
                 await jobs.start()
+            # Webhook deliveries are sent by the processes that run jobs.
+            sender = WebhookSender(store, settings, jobs.events) if jobs is not None else None
+            app.state.webhook_sender = sender
+            if sender is not None:
+                await sender.start()
             try:
                 yield
             finally:
+                if sender is not None:
+                    await sender.stop()
                 if jobs is not None:
                     await jobs.stop()
         finally:
@@ -86,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(records_router)
     app.include_router(jobs_router)
+    app.include_router(bulk_router)
+    app.include_router(webhooks_router)
     app.router.routes.extend(batch.routes)
     _document(app, batch.OPENAPI_PATHS)
     return app

@@ -18,6 +18,15 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
+def _env_bool(name: str) -> bool:
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"environment variable {name} must be 1 or 0, got {raw!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """How ``batchops serve`` behaves. Every limit is configurable.
@@ -43,9 +52,21 @@ class Settings:
     job_lease_s: float = 30.0
     job_poll_s: float = 1.0
     max_upload_bytes: int = 1024 * 1024 * 1024
+    # POST /v1/bulk/*: at most this many matching records are handled inline (200); more
+    # become a job (202).
+    bulk_inline_max: int = 1000
     # Where uploaded import files wait for their job; None: beside the SQLite file, or
     # ./batchops-uploads for PostgreSQL.
     data_dir: str | None = None
+    # Webhooks of jobs (see docs/jobs.md, "Webhooks"). Targets on loopback, private,
+    # link-local or other non-public addresses are refused unless allow_private_webhooks.
+    allow_private_webhooks: bool = False
+    webhook_max_attempts: int = 10
+    webhook_retry_base_s: float = 5.0  # attempt n waits base * 2**(n-1), capped at max
+    webhook_retry_max_s: float = 3600.0
+    webhook_timeout_s: float = 10.0
+    webhook_poll_s: float = 1.0
+    webhook_concurrency: int = 8
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -61,7 +82,12 @@ class Settings:
             "job_concurrency": _env_int("BATCHOPS_JOB_CONCURRENCY", 2),
             "job_lease_s": float(os.environ.get("BATCHOPS_JOB_LEASE_S") or 30.0),
             "max_upload_bytes": _env_int("BATCHOPS_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
+            "bulk_inline_max": _env_int("BATCHOPS_BULK_INLINE_MAX", 1000),
             "data_dir": os.environ.get("BATCHOPS_DATA_DIR") or None,
+            "allow_private_webhooks": _env_bool("BATCHOPS_ALLOW_PRIVATE_WEBHOOKS"),
+            "webhook_max_attempts": _env_int("BATCHOPS_WEBHOOK_MAX_ATTEMPTS", 10),
+            "webhook_retry_base_s": float(os.environ.get("BATCHOPS_WEBHOOK_RETRY_BASE_S") or 5.0),
+            "webhook_timeout_s": float(os.environ.get("BATCHOPS_WEBHOOK_TIMEOUT_S") or 10.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

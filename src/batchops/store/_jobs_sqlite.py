@@ -7,11 +7,12 @@ holds the write lock (``BEGIN IMMEDIATE``), so claiming a job needs no row locks
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from batchops.store._query import parse_filters
 from batchops.store.base import JobFailureRow, JobRow
 
 __all__ = ["SQLiteJobsMixin"]
@@ -196,3 +197,42 @@ class SQLiteJobsMixin:
             (json_path, tenant, collection, orjson.dumps(list(values)).decode()),
         )
         return {row[1]: row[0] for row in cur}
+
+    def count_records(self, tenant: str, collection: str, *, filters: Mapping[str, Any]) -> int:
+        """How many live records match every filter (the filters of list_records)."""
+        from batchops.store.sqlite import _filter_sql  # the records module imports this one
+
+        sql = ["SELECT count(*) FROM records WHERE tenant = ? AND collection = ?"]
+        params: list[Any] = [tenant, collection]
+        sql.append("AND deleted_at IS NULL")
+        for f in parse_filters(filters):
+            clause, values = _filter_sql(f)
+            sql.append(f"AND {clause}")
+            params.extend(values)
+        count: int = self._execute(" ".join(sql), params).fetchone()[0]
+        return count
+
+    def insert_job_results(self, job_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Store ``(seq, body)`` rows of a job."""
+        if rows:
+            self._executemany(
+                "INSERT INTO job_results (job_id, seq, body) VALUES (?, ?, ?)",
+                [(job_id, seq, body) for seq, body in rows],
+            )
+
+    def get_job_result(self, job_id: str, seq: int) -> bytes | None:
+        """One stored body of a job."""
+        row = self._execute(
+            "SELECT body FROM job_results WHERE job_id = ? AND seq = ?", (job_id, seq)
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
+    def list_job_results(
+        self, job_id: str, *, after_seq: int = 0, limit: int = 100
+    ) -> list[tuple[int, bytes]]:
+        """A job's rows above ``after_seq``, in seq order."""
+        cur = self._execute(
+            "SELECT seq, body FROM job_results WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (job_id, after_seq, max(limit, 0)),
+        )
+        return [(row[0], bytes(row[1])) for row in cur]

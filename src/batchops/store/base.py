@@ -28,6 +28,9 @@ __all__ = [
     "RecordRow",
     "Store",
     "Tx",
+    "WebhookAttemptRow",
+    "WebhookDeliveryRow",
+    "WebhookRow",
 ]
 
 T = TypeVar("T")
@@ -121,6 +124,59 @@ class JobFailureRow:
     input: str
     code: str
     message: str
+
+
+@dataclass(slots=True)
+class WebhookRow:
+    """A webhook target of a tenant: a subscription (``job_id`` None) or one job's own
+    ``notification_webhook``. ``events`` are names like ``job.succeeded``."""
+
+    id: str
+    tenant: str
+    url: str
+    events: list[str]
+    secret: str
+    created_at: str
+    job_id: str | None = None
+
+
+DeliveryState = Literal["pending", "succeeded", "failed", "cancelled"]
+
+
+@dataclass(slots=True)
+class WebhookDeliveryRow:
+    """One event to deliver to one webhook (the outbox row). ``payload`` is the exact JSON
+    text sent on every attempt; ``next_attempt_at`` (epoch seconds) is when it is due;
+    ``worker`` holds a sender's claim while an attempt is in flight."""
+
+    id: str
+    tenant: str
+    webhook_id: str
+    job_id: str | None
+    event: str
+    url: str
+    payload: str
+    state: DeliveryState
+    created_at: str
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    finished_at: str | None = None
+    worker: str | None = None
+
+
+@dataclass(slots=True)
+class WebhookAttemptRow:
+    """One attempt to deliver: the HTTP status, or the error when there was none."""
+
+    delivery_id: str
+    attempt: int
+    at: str
+    duration_ms: float
+    status_code: int | None = None
+    error: str | None = None
+    next_retry_at: str | None = None
 
 
 class DuplicateRecordError(Exception):
@@ -282,6 +338,83 @@ class Tx(Protocol):
         """Live records whose ``data`` field at dot ``path`` has one of ``values`` (compared
         as text: ``42`` matches ``"42"``): value -> record id. Not indexed: it scans the
         collection."""
+        ...
+
+    def count_records(self, tenant: str, collection: str, *, filters: Mapping[str, Any]) -> int:
+        """How many live records match every filter (same semantics as list_records)."""
+        ...
+
+    def insert_job_results(self, job_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Store ``(seq, body)`` rows of a job: seq 0 is its input, 1.. its results."""
+        ...
+
+    def get_job_result(self, job_id: str, seq: int) -> bytes | None:
+        """One stored body of a job (None if absent)."""
+        ...
+
+    def list_job_results(
+        self, job_id: str, *, after_seq: int = 0, limit: int = 100
+    ) -> list[tuple[int, bytes]]:
+        """A job's ``(seq, body)`` rows with seq above ``after_seq``, in seq order."""
+        ...
+
+    # -- webhooks (see batchops.server.jobs.webhooks) -----------------------------------------
+    def insert_webhook(self, row: WebhookRow) -> None:
+        """Store a new webhook (a subscription or a job's own)."""
+        ...
+
+    def get_webhook(self, tenant: str, webhook_id: str) -> WebhookRow | None:
+        """A tenant's subscription (not a job's own webhook)."""
+        ...
+
+    def list_webhooks(self, tenant: str) -> list[WebhookRow]:
+        """A tenant's subscriptions, oldest first."""
+        ...
+
+    def webhooks_for_job(self, tenant: str, job_id: str) -> list[WebhookRow]:
+        """The tenant's subscriptions and the job's own webhook: who hears of the job."""
+        ...
+
+    def delete_webhook(self, tenant: str, webhook_id: str) -> bool:
+        """Remove a subscription and cancel its pending deliveries; False if none."""
+        ...
+
+    def insert_webhook_deliveries(self, rows: Sequence[WebhookDeliveryRow]) -> None:
+        """Queue deliveries (the outbox: call it in the transaction that makes the event)."""
+        ...
+
+    def claim_webhook_deliveries(
+        self, worker: str, *, now: float, lease_s: float, limit: int
+    ) -> list[tuple[WebhookDeliveryRow, str]]:
+        """Take up to ``limit`` pending deliveries due at ``now`` (with their webhook's
+        secret): they carry ``worker`` and are not due again before ``now + lease_s``."""
+        ...
+
+    def record_webhook_attempt(
+        self, worker: str, delivery: WebhookDeliveryRow, attempt: WebhookAttemptRow
+    ) -> bool:
+        """Store an attempt and the delivery's new state (``delivery`` as changed by the
+        sender), releasing the claim; False (nothing written) if ``worker`` no longer holds
+        it."""
+        ...
+
+    def release_webhook_deliveries(self, worker: str, *, now: float) -> int:
+        """Make ``worker``'s claimed deliveries due again at ``now`` (a clean shutdown)."""
+        ...
+
+    def list_webhook_deliveries(
+        self,
+        tenant: str,
+        *,
+        webhook_id: str | None = None,
+        job_id: str | None = None,
+        limit: int = 100,
+    ) -> list[WebhookDeliveryRow]:
+        """A tenant's deliveries (of one webhook and/or job), newest first."""
+        ...
+
+    def list_webhook_attempts(self, delivery_ids: Sequence[str]) -> list[WebhookAttemptRow]:
+        """The attempts of these deliveries, in attempt order."""
         ...
 
 

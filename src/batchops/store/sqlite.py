@@ -51,6 +51,7 @@ from batchops.store._query import (
 from batchops.store._retry import retry_transient
 from batchops.store._shared import SharedSQL
 from batchops.store._url import sqlite_url
+from batchops.store._webhooks import WebhooksSQL
 from batchops.store.base import (
     Dialect,
     DuplicateRecordError,
@@ -145,7 +146,7 @@ class _Clash(Exception):
     """A UNIQUE violation inside insert_records (private: becomes DuplicateRecordError)."""
 
 
-class SQLiteTx(SQLiteJobsMixin, SharedSQL):
+class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
     """One open SQLite transaction (see :class:`batchops.store.base.Tx`)."""
 
     dialect: Dialect = "sqlite"

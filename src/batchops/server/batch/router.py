@@ -34,13 +34,14 @@ from batchops.server.batch.executor import (
     atomic_failure_outcomes,
     options_deadline,
     run_plan,
-    summarize,
     validate_plan,
 )
 from batchops.server.batch.model import BatchPlan, PlannedOp
 from batchops.server.batch.planner import plan_batch
+from batchops.server.batch.response import batch_payload, batch_status
 from batchops.server.deps import Services, authenticated
 from batchops.server.http import read_body, require_json
+from batchops.server.jobs import batches
 from batchops.store.base import Tx
 
 __all__ = ["OPENAPI_PATHS", "post_batch", "routes"]
@@ -127,15 +128,19 @@ async def post_batch(request: Request) -> Response:
 
     if plan.options.validate_only:
         outcomes = validate_plan(plan)
-        payload = _payload(batch_id, plan, outcomes, started, committed=False)
+        payload = batch_payload(batch_id, plan, outcomes, started, committed=False)
         return _json(payload, 200 if payload["meta"]["failed"] == 0 else 207, headers)
 
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None:
         replay = await _claim(svc, caller, idempotency_key, body)
         if replay is not None:
-            return replay
+            return await batches.refresh_replay(svc, caller, replay)
     try:
+        if batches.prefers_async(request.headers.get("prefer")):
+            return await batches.submit_batch(
+                svc, caller, body, plan, batch_id, idempotency_key, headers
+            )
         if "application/x-ndjson" in request.headers.get("accept", ""):
             return StreamingResponse(
                 _stream(svc, caller, plan, batch_id, started, idempotency_key),
@@ -204,27 +209,6 @@ async def _claim(svc: Services, caller: Caller, key: str, body: bytes) -> Respon
     )
 
 
-def _payload(
-    batch_id: str,
-    plan: BatchPlan,
-    outcomes: list[OpOutcome],
-    started: float,
-    *,
-    committed: bool,
-) -> dict[str, Any]:
-    suppress = plan.options.suppress_success
-    return {
-        "batch_id": batch_id,
-        "committed": committed,
-        "results": [o.to_wire() for o in outcomes if not (suppress and o.counted == "succeeded")],
-        "meta": summarize(outcomes, plan, (time.perf_counter() - started) * 1000),
-    }
-
-
-def _status(outcomes: list[OpOutcome]) -> int:
-    return 200 if all(o.counted == "succeeded" for o in outcomes) else 207
-
-
 def _json(payload: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
     return Response(
         orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers
@@ -245,8 +229,8 @@ async def _execute(
     def finish(tx: Tx, outcomes: list[OpOutcome]) -> None:
         # With an Idempotency-Key the response is built inside the transaction, so the
         # stored response commits with the data it describes.
-        status = _status(outcomes)
-        data = orjson.dumps(_payload(batch_id, plan, outcomes, started, committed=True))
+        status = batch_status(outcomes)
+        data = orjson.dumps(batch_payload(batch_id, plan, outcomes, started, committed=True))
         answer["status"], answer["data"] = status, data
         assert idempotency_key is not None
         tx.idempotency_finish(caller.tenant, idempotency_key, status, data)
@@ -267,14 +251,14 @@ async def _execute(
     except AtomicBatchFailed as failed:
         outcomes = atomic_failure_outcomes(plan, failed)
         status = failed.error.status_code
-        data = orjson.dumps(_payload(batch_id, plan, outcomes, started, committed=False))
+        data = orjson.dumps(batch_payload(batch_id, plan, outcomes, started, committed=False))
         if idempotency_key is not None:
             key = idempotency_key
             await svc.store.run(lambda tx: tx.idempotency_finish(caller.tenant, key, status, data))
         return status, data
     if idempotency_key is None:
-        payload = _payload(batch_id, plan, outcomes, started, committed=True)
-        return _status(outcomes), orjson.dumps(payload)
+        payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
+        return batch_status(outcomes), orjson.dumps(payload)
     return answer["status"], answer["data"]
 
 
@@ -325,8 +309,8 @@ async def _stream(
                     continue
                 yield orjson.dumps(outcome.to_wire()) + b"\n"
         outcomes = state.finished()
-        status = _status(outcomes)
-        payload = _payload(batch_id, plan, outcomes, started, committed=True)
+        status = batch_status(outcomes)
+        payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
         if idempotency_key is not None:
             key, data = idempotency_key, orjson.dumps(payload)
             await svc.store.run(lambda tx: tx.idempotency_finish(caller.tenant, key, status, data))

@@ -40,6 +40,12 @@ from batchops.server.jobs.schemas import (
     job_not_found,
 )
 from batchops.server.jobs.sse import job_events
+from batchops.server.jobs.targets import check_target
+from batchops.server.jobs.webhooks import (
+    enqueue_job_event,
+    job_webhook_row,
+    parse_notification_webhook,
+)
 from batchops.server.records import operations
 from batchops.server.records.schemas import validate_collection
 from batchops.store.base import JobFailureRow, JobRow, Tx
@@ -177,9 +183,15 @@ async def create_import(
     upsert_key: Annotated[str | None, Query()] = None,
     chunk_size: Annotated[str | None, Query()] = None,
     mapping: Annotated[str | None, Query(description="JSON: column -> {field, type}")] = None,
+    notification_webhook: Annotated[
+        str | None, Query(description="JSON: {url, events?, secret} called when the job ends")
+    ] = None,
 ) -> Response:
     """The body is the file itself, streamed to disk; the answer (202) is the queued job."""
     validate_collection(collection)
+    hook = parse_notification_webhook(notification_webhook)
+    if hook is not None:
+        await check_target(hook.url, allow_private=svc.settings.allow_private_webhooks)
     assert collection is not None
     fmt = _format_of(format, request.headers.get("content-type", ""))
     options = ImportOptions.parse(
@@ -213,8 +225,14 @@ async def create_import(
         created_at=operations.now_iso(),
         revision=1,
     )
+
+    def insert(tx: Tx) -> None:
+        tx.insert_job(job)
+        if hook is not None:
+            tx.insert_webhook(job_webhook_row(hook, job))
+
     try:
-        await svc.store.run(lambda tx: tx.insert_job(job), retries=3)
+        await svc.store.run(insert, retries=3)
     except BaseException:
         with contextlib.suppress(OSError):
             (directory / job_id).unlink(missing_ok=True)
@@ -287,6 +305,8 @@ async def cancel_job(job_id: str, caller: CallerDep, svc: ServicesDep) -> Respon
             job.finished_at = operations.now_iso()
         job.revision += 1
         tx.save_job(job)
+        if job.state == "cancelled":
+            enqueue_job_event(tx, job)
         return job
 
     job = await svc.store.run(cancel, retries=3)

@@ -14,12 +14,17 @@ A clean shutdown puts this runner's jobs back in the queue at once.
 
 Extension points: ``_RUNNERS`` maps a job type to its coroutine; bulk update/delete jobs
 and webhooks on completion (via :class:`JobEvents`) plug in there.
+
+Webhooks: whatever transaction saves a job in a terminal state must also call
+:func:`batchops.server.jobs.webhooks.enqueue_job_event` (``_update`` — hence ``_finish`` —
+does it), so the delivery rows commit with the state change (the outbox).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import secrets
@@ -31,16 +36,20 @@ from pathlib import Path
 from typing import Any
 
 from batchops._exceptions import APIError
+from batchops.server.jobs.batches import run_batch_job
+from batchops.server.jobs.bulk import run_bulk_job
 from batchops.server.jobs.imports import (
     InputError,
     RowError,
     SourceRow,
-    convert,
+    check_rows,
+    convert_rows,
     csv_header,
     input_text,
     read_rows,
 )
 from batchops.server.jobs.schemas import TERMINAL_STATES, ImportOptions
+from batchops.server.jobs.webhooks import enqueue_job_event
 from batchops.server.records import operations
 from batchops.server.settings import Settings
 from batchops.store._url import parse_store_url
@@ -200,6 +209,8 @@ class JobRunner:
             job.revision += 1
             job.heartbeat_at = time.time()
             tx.save_job(job)
+            if job.state in TERMINAL_STATES:
+                enqueue_job_event(tx, job)  # webhooks' outbox: same transaction
             return job
 
         job = await self.store.run(fn, retries=3)
@@ -231,12 +242,12 @@ class JobRunner:
 def _take(rows: Iterator[SourceRow], size: int, skip_to: int) -> list[SourceRow]:
     """Up to ``size`` rows numbered above ``skip_to`` (runs in a worker thread)."""
     out: list[SourceRow] = []
-    for row in rows:
-        if row.number <= skip_to:
-            continue
-        out.append(row)
-        if len(out) >= size:
+    for row in rows:  # skip to the first row to take, then take the rest at C speed
+        if row.number > skip_to:
+            out.append(row)
             break
+    if out and size > 1:
+        out.extend(itertools.islice(rows, size - 1))
     return out
 
 
@@ -274,13 +285,7 @@ async def _run_import(runner: JobRunner, job: JobRow) -> None:
 def _convert_chunk(
     chunk: list[SourceRow], options: ImportOptions, header: list[str]
 ) -> list[dict[str, Any] | RowError]:
-    out: list[dict[str, Any] | RowError] = []
-    for row in chunk:
-        try:
-            out.append(convert(row, options.format, header, options.mapping))
-        except RowError as exc:
-            out.append(exc)
-    return out
+    return convert_rows(chunk, options.format, header, options.mapping)
 
 
 def _failure(
@@ -310,11 +315,13 @@ async def _first_pass(
         total += len(chunk)
         if not strict:
             continue
-        converted = await asyncio.to_thread(_convert_chunk, chunk, options, header)
+        checked = await asyncio.to_thread(
+            check_rows, chunk, options.format, header, options.mapping
+        )
         failures = [
             _failure(job.id, row, options, outcome.code, outcome.message)
-            for row, outcome in zip(chunk, converted, strict=True)
-            if isinstance(outcome, RowError)
+            for row, outcome in zip(chunk, checked, strict=True)
+            if outcome is not None
         ]
         if failures:
             bad += len(failures)
@@ -348,31 +355,66 @@ async def _import_rows(
     runner: JobRunner, job: JobRow, options: ImportOptions, path: Path, header: list[str]
 ) -> None:
     rows = read_rows(path, options.format)
-    checkpoint = job.checkpoint
+    skip_to = job.checkpoint
     job_id = job.id
-    while True:
-        chunk = await asyncio.to_thread(_take, rows, options.chunk_size, checkpoint)
-        if not chunk:
-            return
-        converted = await asyncio.to_thread(_convert_chunk, chunk, options, header)
+    # Read-ahead: the next chunk is parsed and converted in a worker thread while this one
+    # is written (SQLite and psycopg release the GIL while the database works). One chunk
+    # ahead at most, so memory stays bounded; an InputError in it surfaces only after the
+    # chunk before it has committed, as without read-ahead.
+    ahead = _read_ahead(rows, options, header, skip_to)
+    try:
+        while True:
+            chunk, converted = await ahead
+            if not chunk:
+                return
+            ahead = _read_ahead(rows, options, header, skip_to)
+            await _write_chunk(runner, job_id, options, path, chunk, converted)
+    finally:
+        ahead.cancel()  # leaving early (cancelled, _Stop, an error): drop the read-ahead
+        ahead.add_done_callback(_retrieve)
 
-        def apply(
-            tx: Tx,
-            c: list[SourceRow] = chunk,
-            d: list[dict[str, Any] | RowError] = converted,
-        ) -> JobRow:
-            return _apply_chunk(runner, tx, job_id, options, c, d)
 
-        job = await runner.store.run(apply, retries=3)
-        runner.events.notify()
-        if job.state != "running":
-            if job.state in TERMINAL_STATES:
-                with contextlib.suppress(OSError):
-                    await asyncio.to_thread(path.unlink, missing_ok=True)
-            raise _Stop
-        checkpoint = job.checkpoint
-        if runner.after_chunk is not None:
-            await runner.after_chunk(job)
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: an abandoned read-ahead's error is not logged
+
+
+def _read_ahead(
+    rows: Iterator[SourceRow], options: ImportOptions, header: list[str], skip_to: int
+) -> asyncio.Future[tuple[list[SourceRow], list[dict[str, Any] | RowError]]]:
+    """The next chunk and its conversion, read in a worker thread (one hop)."""
+
+    def read() -> tuple[list[SourceRow], list[dict[str, Any] | RowError]]:
+        chunk = _take(rows, options.chunk_size, skip_to)
+        return chunk, _convert_chunk(chunk, options, header)
+
+    return asyncio.ensure_future(asyncio.to_thread(read))
+
+
+async def _write_chunk(
+    runner: JobRunner,
+    job_id: str,
+    options: ImportOptions,
+    path: Path,
+    chunk: list[SourceRow],
+    converted: list[dict[str, Any] | RowError],
+) -> JobRow:
+    """Apply one chunk (one transaction, see :func:`_apply_chunk`); _Stop when the job
+    must not go on."""
+
+    def apply(tx: Tx) -> JobRow:
+        return _apply_chunk(runner, tx, job_id, options, chunk, converted)
+
+    job = await runner.store.run(apply, retries=3)
+    runner.events.notify()
+    if job.state != "running":
+        if job.state in TERMINAL_STATES:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+        raise _Stop
+    if runner.after_chunk is not None:
+        await runner.after_chunk(job)
+    return job
 
 
 def _apply_chunk(
@@ -391,6 +433,7 @@ def _apply_chunk(
         job.worker = None
         job.revision += 1
         tx.save_job(job)
+        enqueue_job_event(tx, job)
         return job
     assert job.collection is not None
     failures: list[JobFailureRow] = []
@@ -429,12 +472,9 @@ def _create(
     failures: list[JobFailureRow],
 ) -> None:
     assert job.collection is not None
-    outcomes = operations.create_many(
-        tx, job.tenant, job.collection, [(None, data) for _, data in good]
-    )
-    for (row, _), outcome in zip(good, outcomes, strict=True):
-        if isinstance(outcome, APIError):
-            failures.append(_failure(job.id, row, options, outcome.code, outcome.message))
+    problems = operations.create_bulk(tx, job.tenant, job.collection, [data for _, data in good])
+    for position, problem in problems.items():
+        failures.append(_failure(job.id, good[position][0], options, problem.code, problem.message))
 
 
 def _key_text(data: dict[str, Any], path: str) -> str | None:
@@ -512,4 +552,9 @@ def _upsert_segment(
         _create(tx, job, creates, options, failures)
 
 
-_RUNNERS: dict[str, Callable[[JobRunner, JobRow], Awaitable[None]]] = {"import": _run_import}
+_RUNNERS: dict[str, Callable[[JobRunner, JobRow], Awaitable[None]]] = {
+    "import": _run_import,
+    "bulk_update": run_bulk_job,
+    "bulk_delete": run_bulk_job,
+    "batch": run_batch_job,
+}

@@ -28,7 +28,7 @@ __all__ = [
 
 DEFAULT_CHUNK_SIZE = 1000
 MAX_CHUNK_SIZE = 10_000
-JOB_TYPES = ("import",)
+JOB_TYPES = ("import", "bulk_update", "bulk_delete", "batch")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 _FIELD_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
@@ -221,6 +221,7 @@ def job_body(job: JobRow, *, now: float | None = None) -> dict[str, Any]:
             "self": f"/v1/jobs/{job.id}",
             "events": f"/v1/jobs/{job.id}/events",
             "failures": f"/v1/jobs/{job.id}/failures",
+            **({"results": f"/v1/jobs/{job.id}/results"} if job.type != "import" else {}),
         },
     }
 

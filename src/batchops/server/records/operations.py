@@ -35,10 +35,14 @@ from batchops.store.base import DuplicateRecordError, RecordRow, Tx
 
 __all__ = [
     "CreateInput",
+    "count_where",
     "create",
+    "create_bulk",
     "create_many",
     "decode_cursor",
     "delete",
+    "delete_ids",
+    "delete_where",
     "encode_cursor",
     "list_records",
     "merge_patch",
@@ -50,6 +54,7 @@ __all__ = [
     "replace",
     "search",
     "update",
+    "update_where",
 ]
 
 CreateInput = tuple[str | None, Any]
@@ -79,13 +84,16 @@ def new_record_ids(count: int) -> list[str]:
     ``os.urandom`` call and a UUID object each), about 8% of a batched create; this draws
     the random bits for a whole group at once (~1 µs per id).
     """
-    # 80 random bits per id: 11 for the counter start, 62 for rand_b.
-    random_bits = int.from_bytes(os.urandom(10 * count), "big")
+    # 80 random bits per id: 11 for the counter start, 62 for rand_b. Each id takes its
+    # own 10-byte slice: shifting one 10*count-byte integer per id was quadratic (2.5 µs
+    # an id for groups of 1,000).
+    pool = os.urandom(10 * count)
     ids: list[str] = []
     with _id_lock:
         last_ms, seq = _id_state
         now_ms = time.time_ns() // 1_000_000
-        for _ in range(count):
+        for start in range(0, 10 * count, 10):
+            random_bits = int.from_bytes(pool[start : start + 10], "big")
             if now_ms > last_ms:
                 # A random start in the lower half leaves room to count within the ms.
                 last_ms, seq = now_ms, random_bits & 0x7FF
@@ -94,7 +102,6 @@ def new_record_ids(count: int) -> list[str]:
                 if seq > 0xFFF:  # counter exhausted: borrow the next millisecond
                     last_ms, seq = last_ms + 1, 0
             rand_b = (random_bits >> 16) & 0x3FFFFFFFFFFFFFFF
-            random_bits >>= 80
             value = (last_ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand_b
             h = f"{value:032x}"
             ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
@@ -208,6 +215,34 @@ def create_many(
     for row, position in zip(rows, row_slot, strict=True):
         outcomes[position] = record_body(row)
     return [o if o is not None else _unreachable() for o in outcomes]
+
+
+def create_bulk(tx: Tx, tenant: str, collection: str, datas: Sequence[Any]) -> dict[int, APIError]:
+    """:func:`create_many` for bulk loads (import jobs): every record gets a generated id
+    and nothing is echoed back, so only the problems are returned, by position in
+    ``datas`` (empty when all were created). Generated ids cannot clash, so no existence
+    check is made; a clash anyway (a concurrent writer) is a 409 for the whole call, as in
+    create_many."""
+    validate_collection(collection)
+    now = now_iso()
+    problems: dict[int, APIError] = {}
+    rows: list[RecordRow] = []
+    append = rows.append
+    ids = new_record_ids(len(datas))
+    for position, data in enumerate(datas):
+        if type(data) is not dict:
+            try:
+                validate_data(data)
+            except APIError as exc:
+                problems[position] = exc
+                continue
+        append(RecordRow(tenant, collection, ids[position], data, 1, now, now))
+    if rows:
+        try:
+            tx.insert_records(rows)
+        except DuplicateRecordError as exc:
+            raise _exists(collection, exc.ids[0]) from exc
+    return problems
 
 
 def _unreachable() -> APIError:
@@ -395,3 +430,114 @@ def search(
         "results": [{"record": record_body(row), "score": score} for row, score in hits],
         "total": total,
     }
+
+
+# -- bulk: many records by filter or by ids (POST /v1/bulk/*, bulk jobs) --------------------
+
+
+def count_where(tx: Tx, tenant: str, collection: str, *, filters: Any) -> int:
+    """How many live records match ``filters`` (equality on dot paths, as list filters)."""
+    validate_collection(collection)
+    return tx.count_records(tenant, collection, filters=validate_filters(filters))
+
+
+def _matching(
+    tx: Tx, tenant: str, collection: str, filters: Any, after_id: str | None, limit: int
+) -> list[RecordRow]:
+    validate_collection(collection)
+    if limit <= 0:
+        return []
+    return tx.list_records(
+        tenant, collection, filters=validate_filters(filters), after_id=after_id, limit=limit
+    )
+
+
+def update_where(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    *,
+    filters: Any,
+    patch: Any,
+    limit: int,
+    after_id: str | None = None,
+    dry_run: bool = False,
+) -> list[str]:
+    """Apply the RFC 7386 merge ``patch`` to the first ``limit`` live records (in id order,
+    ids above ``after_id``) that match ``filters``, with one multi-row write; each record's
+    ``version`` goes up by one. Returns their ids in id order; ``dry_run`` writes nothing."""
+    validate_data(patch)
+    rows = _matching(tx, tenant, collection, filters, after_id, limit)
+    if not dry_run and rows:
+        now = now_iso()
+        for row in rows:
+            row.data = merge_patch(row.data, patch)
+            row.version += 1
+            row.updated_at = now
+        tx.update_records(rows)
+    return [row.id for row in rows]
+
+
+def _delete_rows(tx: Tx, tenant: str, collection: str, rows: list[RecordRow], hard: bool) -> None:
+    if not rows:
+        return
+    if hard:
+        tx.delete_records(tenant, collection, [row.id for row in rows])
+        return
+    now = now_iso()
+    for row in rows:
+        row.version += 1
+        row.updated_at = row.deleted_at = now
+    tx.update_records(rows)
+
+
+def delete_where(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    *,
+    filters: Any,
+    limit: int,
+    after_id: str | None = None,
+    hard: bool = False,
+    dry_run: bool = False,
+) -> list[str]:
+    """Delete (soft by default, as :func:`delete`) the first ``limit`` live records in id
+    order above ``after_id`` that match ``filters``. Returns their ids; ``dry_run`` writes
+    nothing."""
+    rows = _matching(tx, tenant, collection, filters, after_id, limit)
+    if not dry_run:
+        _delete_rows(tx, tenant, collection, rows, hard)
+    return [row.id for row in rows]
+
+
+def delete_ids(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    ids: Sequence[str],
+    *,
+    limit: int | None = None,
+    hard: bool = False,
+    dry_run: bool = False,
+) -> tuple[list[str], list[str]]:
+    """Delete the live records among ``ids`` (at most ``limit`` of them, in the order given)
+    with one read and one write. Returns (deleted ids, ids not found or not live); ids after
+    the limit is reached are in neither list."""
+    validate_collection(collection)
+    for record_id in ids:
+        validate_record_id(record_id)
+    found = tx.get_records(tenant, collection, list(ids)) if ids else {}
+    hit: list[RecordRow] = []
+    missing: list[str] = []
+    for record_id in ids:
+        if limit is not None and len(hit) >= limit:
+            break
+        row = found.get(record_id)
+        if row is None:
+            missing.append(record_id)
+        else:
+            hit.append(row)
+    if not dry_run:
+        _delete_rows(tx, tenant, collection, hit, hard)
+    return [row.id for row in hit], missing

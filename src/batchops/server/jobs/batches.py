@@ -1,0 +1,199 @@
+"""Async batches: ``POST /v1/batch`` with ``Prefer: respond-async`` becomes a ``batch`` job.
+
+Submission (after the batch is planned, so a malformed batch is still rejected at once
+with 400/413) is ONE transaction: the job, its input (the request body, ``job_results``
+seq 0) and, with an ``Idempotency-Key``, the key's stored answer (the 202 with the job: a
+retry finds the same job). The runner plans the stored body again and runs it with the
+SAME executor as a synchronous batch, in ONE transaction that also stores the response
+(seq 1) and the job's counters, so the results commit with the writes they describe or
+not at all: a batch (at most ``max_batch_operations``, 1,000 by default) is one unit, and
+``processed`` goes from 0 to ``total`` when it commits. A failed atomic batch is rolled
+back and its response (the failing operation's error, the others ``424 ROLLED_BACK``)
+stored in a transaction of its own. ``GET /v1/jobs/{id}/results`` answers the response.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.responses import Response
+
+from batchops._exceptions import APIError
+from batchops.server.auth import Caller
+from batchops.server.batch.executor import (
+    AtomicBatchFailed,
+    OpOutcome,
+    atomic_failure_outcomes,
+    options_deadline,
+    run_plan,
+)
+from batchops.server.batch.model import BatchPlan
+from batchops.server.batch.planner import plan_batch
+from batchops.server.batch.response import batch_payload, batch_status
+from batchops.server.jobs.schemas import job_body, job_not_found
+from batchops.server.records import operations
+from batchops.store.base import JobRow, Tx
+
+if TYPE_CHECKING:
+    from batchops.server.deps import Services
+    from batchops.server.jobs.runner import JobRunner
+
+__all__ = ["batch_results", "prefers_async", "refresh_replay", "run_batch_job", "submit_batch"]
+
+
+def prefers_async(prefer: str | None) -> bool:
+    """True when a ``Prefer`` header asks for ``respond-async`` (RFC 7240)."""
+    if not prefer:
+        return False
+    return any(
+        part.split(";", 1)[0].strip().lower() == "respond-async" for part in prefer.split(",")
+    )
+
+
+async def submit_batch(
+    svc: Services,
+    caller: Caller,
+    body: bytes,
+    plan: BatchPlan,
+    batch_id: str,
+    idempotency_key: str | None,
+    headers: dict[str, str],
+) -> Response:
+    """Queue the planned batch as a job; the 202 answer."""
+    job = JobRow(
+        id=operations.new_record_id(),
+        tenant=caller.tenant,
+        type="batch",
+        state="queued",
+        collection=None,
+        options={
+            "batch_id": batch_id,
+            "operations": len(plan.ops),
+            "atomic": plan.options.atomic,
+        },
+        created_at=operations.now_iso(),
+        total=len(plan.ops),
+        revision=1,
+    )
+    answer = orjson.dumps(job_body(job))
+
+    def submit(tx: Tx) -> None:
+        tx.insert_job(job)
+        tx.insert_job_results(job.id, [(0, body)])
+        if idempotency_key is not None:
+            tx.idempotency_finish(caller.tenant, idempotency_key, 202, answer)
+
+    await svc.store.run(submit, retries=3)
+    if svc.jobs is not None:
+        svc.jobs.wake()
+    return Response(
+        answer,
+        status_code=202,
+        media_type="application/json",
+        headers={**headers, "Location": f"/v1/jobs/{job.id}"},
+    )
+
+
+async def refresh_replay(svc: Services, caller: Caller, replay: Response) -> Response:
+    """A replayed answer to an ``Idempotency-Key``: when it is the 202 of an async batch,
+    answer the job as it is now (same id) rather than as it was when queued."""
+    if replay.status_code != 202:
+        return replay
+    try:
+        stored = orjson.loads(bytes(replay.body))
+        job_id = stored["id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return replay
+    job = await svc.store.run(lambda tx: tx.get_job(job_id, tenant=caller.tenant))
+    if job is None:
+        raise job_not_found(job_id)
+    return Response(
+        orjson.dumps(job_body(job)),
+        status_code=202,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true", "Location": f"/v1/jobs/{job_id}"},
+    )
+
+
+def _payload(
+    batch_id: str, plan: BatchPlan, outcomes: list[OpOutcome], started: float, committed: bool
+) -> tuple[int, dict[str, Any]]:
+    # The synchronous route's own response builder, so both answers are the same JSON.
+    payload = batch_payload(batch_id, plan, outcomes, started, committed=committed)
+    return batch_status(outcomes), payload
+
+
+def _store(tx: Tx, job: JobRow, status: int, payload: dict[str, Any]) -> None:
+    tx.insert_job_results(job.id, [(1, orjson.dumps({"status": status, "response": payload}))])
+    meta = payload["meta"]
+    job.checkpoint = 1
+    job.processed = meta["total"]
+    job.succeeded = meta["succeeded"]
+    job.failed = meta["failed"] + meta["skipped"]
+    job.revision += 1
+    job.heartbeat_at = time.time()
+    tx.save_job(job)
+
+
+async def run_batch_job(runner: JobRunner, job: JobRow) -> None:
+    """The ``batch`` job (see the module docstring)."""
+    job_id = job.id
+    if job.checkpoint == 0:  # not run yet (checkpoint 1: its results are committed)
+        raw = await runner.store.run(lambda tx: tx.get_job_result(job_id, 0))
+        if raw is None:
+            await runner._finish(
+                job_id, "failed", {"code": "INPUT_MISSING", "message": "the batch is gone"}
+            )
+            return
+        try:
+            plan = plan_batch(raw, max_operations=runner.settings.max_batch_operations)
+        except APIError as exc:
+            await runner._finish(job_id, "failed", exc.to_envelope()["error"])
+            return
+
+        def started(tx: Tx, j: JobRow) -> None:
+            j.started_at = operations.now_iso()
+
+        job = await runner._update(job_id, started)
+        batch_id = str(job.options.get("batch_id") or job_id)
+        began = time.perf_counter()
+        deadline = options_deadline(plan.options, runner.settings.batch_timeout_ms)
+
+        def run(tx: Tx) -> JobRow:
+            mine = runner._own(tx, job_id)
+            if mine.cancel_requested:  # finished as cancelled below, having run nothing
+                return mine
+
+            def finish(tx: Tx, outcomes: list[OpOutcome]) -> None:
+                status, payload = _payload(batch_id, plan, outcomes, began, True)
+                _store(tx, mine, status, payload)
+
+            run_plan(tx, job.tenant, plan, deadline=deadline, finish=finish)
+            return mine
+
+        try:
+            job = await runner.store.run(run, retries=max(3, plan.options.max_retries))
+        except AtomicBatchFailed as failed:
+            outcomes = atomic_failure_outcomes(plan, failed)
+            status = failed.error.status_code
+            _, payload = _payload(batch_id, plan, outcomes, began, False)
+
+            def rolled_back(tx: Tx) -> JobRow:
+                mine = runner._own(tx, job_id)
+                _store(tx, mine, status, payload)
+                return mine
+
+            job = await runner.store.run(rolled_back, retries=3)
+        runner.events.notify()
+        if job.checkpoint == 0 and job.cancel_requested:
+            await runner._finish(job_id, "cancelled")
+            return
+    await runner._finish(job_id, "succeeded")
+
+
+def batch_results(raw: bytes) -> tuple[int, bytes]:
+    """(the synchronous answer's status, its JSON) from a stored result row."""
+    stored = orjson.loads(raw)
+    return int(stored["status"]), orjson.dumps(stored["response"])

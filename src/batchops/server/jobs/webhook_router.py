@@ -1,0 +1,135 @@
+"""HTTP routes of webhooks: ``/v1/webhooks…`` (a tenant's subscriptions) and
+``GET /v1/jobs/{id}/deliveries`` (see docs/jobs.md, "Webhooks").
+
+Every route is scoped to the caller's tenant: another tenant's webhook id is a 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from batchops._exceptions import NotFoundError, ValidationError
+from batchops.server.deps import CallerDep, ServicesDep
+from batchops.server.http import JSONResponse, parse_json, read_body, require_json
+from batchops.server.jobs.schemas import job_not_found
+from batchops.server.jobs.targets import check_target
+from batchops.server.jobs.webhooks import (
+    delivery_body,
+    new_secret,
+    parse_webhook_spec,
+    webhook_body,
+)
+from batchops.server.records import operations
+from batchops.store.base import Tx, WebhookRow
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["webhooks"])
+
+_MAX_BODY_BYTES = 16 * 1024
+
+
+def _not_found(webhook_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"no webhook {webhook_id!r}", code="WEBHOOK_NOT_FOUND", details={"id": webhook_id}
+    )
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= 1000:
+        raise ValidationError("'limit' must be from 1 to 1000", details={"path": "limit"})
+    return limit
+
+
+@router.post("/v1/webhooks", status_code=201, summary="Subscribe a URL to the tenant's job events")
+async def create_webhook(request: Request, caller: CallerDep, svc: ServicesDep) -> Response:
+    """Body ``{url, events?, secret?}``. Without a secret one is generated; the answer is
+    the only time the secret is shown. 422 for a target on a non-public address unless the
+    server allows private webhooks."""
+    require_json(request)
+    raw = parse_json(await read_body(request, max_bytes=_MAX_BODY_BYTES))
+    spec = parse_webhook_spec(raw, path="", secret_required=False)
+    await check_target(spec.url, allow_private=svc.settings.allow_private_webhooks)
+    row = WebhookRow(
+        id=operations.new_record_id(),
+        tenant=caller.tenant,
+        url=spec.url,
+        events=spec.events,
+        secret=spec.secret or new_secret(),
+        created_at=operations.now_iso(),
+    )
+    await svc.store.run(lambda tx: tx.insert_webhook(row), retries=3)
+    return JSONResponse(
+        webhook_body(row, with_secret=True),
+        status_code=201,
+        headers={"Location": f"/v1/webhooks/{row.id}"},
+    )
+
+
+@router.get("/v1/webhooks", summary="The tenant's webhook subscriptions")
+async def list_webhooks(caller: CallerDep, svc: ServicesDep) -> Response:
+    """Oldest first; secrets are never shown again."""
+    rows = await svc.store.run(lambda tx: tx.list_webhooks(caller.tenant))
+    return JSONResponse({"webhooks": [webhook_body(row) for row in rows]})
+
+
+@router.get("/v1/webhooks/{webhook_id}", summary="One webhook subscription")
+async def get_webhook(webhook_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
+    """The subscription (without its secret)."""
+    row = await svc.store.run(lambda tx: tx.get_webhook(caller.tenant, webhook_id))
+    if row is None:
+        raise _not_found(webhook_id)
+    return JSONResponse(webhook_body(row))
+
+
+@router.delete("/v1/webhooks/{webhook_id}", status_code=204, summary="Unsubscribe")
+async def delete_webhook(webhook_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
+    """Its pending deliveries are cancelled; past deliveries stay visible on their jobs."""
+    deleted = await svc.store.run(
+        lambda tx: tx.delete_webhook(caller.tenant, webhook_id), retries=3
+    )
+    if not deleted:
+        raise _not_found(webhook_id)
+    return Response(status_code=204)
+
+
+def _deliveries(tenant: str, *, webhook_id: str | None, job_id: str | None, limit: int) -> Any:
+    def fn(tx: Tx) -> list[dict[str, Any]]:
+        rows = tx.list_webhook_deliveries(tenant, webhook_id=webhook_id, job_id=job_id, limit=limit)
+        attempts = tx.list_webhook_attempts([r.id for r in rows])
+        return [delivery_body(r, [a for a in attempts if a.delivery_id == r.id]) for r in rows]
+
+    return fn
+
+
+@router.get(
+    "/v1/webhooks/{webhook_id}/deliveries",
+    summary="A subscription's deliveries and every attempt at them",
+)
+async def webhook_deliveries(
+    webhook_id: str, caller: CallerDep, svc: ServicesDep, limit: int = 100
+) -> Response:
+    """Newest first, each with its attempts (status code or error, duration, next retry)."""
+    _limit(limit)
+    if await svc.store.run(lambda tx: tx.get_webhook(caller.tenant, webhook_id)) is None:
+        raise _not_found(webhook_id)
+    fn = _deliveries(caller.tenant, webhook_id=webhook_id, job_id=None, limit=limit)
+    return JSONResponse({"deliveries": await svc.store.run(fn)})
+
+
+@router.get(
+    "/v1/jobs/{job_id}/deliveries",
+    summary="A job's webhook deliveries and every attempt at them",
+)
+async def job_deliveries(
+    job_id: str, caller: CallerDep, svc: ServicesDep, limit: int = 100
+) -> Response:
+    """Deliveries to the job's own webhook and to the tenant's subscriptions."""
+    _limit(limit)
+    if await svc.store.run(lambda tx: tx.get_job(job_id, tenant=caller.tenant)) is None:
+        raise job_not_found(job_id)
+    fn = _deliveries(caller.tenant, webhook_id=None, job_id=job_id, limit=limit)
+    return JSONResponse({"deliveries": await svc.store.run(fn)})

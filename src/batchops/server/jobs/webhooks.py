@@ -1,0 +1,301 @@
+"""Webhooks of jobs: what is sent, how it is signed, and the outbox (see docs/jobs.md).
+
+- A *webhook* is a tenant's subscription (``POST /v1/webhooks``) or one job's own
+  ``notification_webhook``; both are rows of ``webhooks`` (the latter with ``job_id``).
+- :func:`enqueue_job_event` runs INSIDE the transaction that moves a job to a terminal
+  state and inserts one delivery row per interested webhook (the outbox pattern): the
+  event commits with the job's state or not at all, and survives any crash after.
+- :mod:`batchops.server.jobs.delivery` sends the pending deliveries, with retries.
+
+Signature: ``X-Batchops-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>``
+with ``timestamp`` the ``X-Batchops-Timestamp`` header (unix seconds, fresh per attempt)
+and ``body`` the exact request bytes (the same on every attempt of a delivery).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from batchops._exceptions import ValidationError
+from batchops.server.jobs.targets import parse_target
+from batchops.server.records import operations
+from batchops.store.base import (
+    JobRow,
+    Tx,
+    WebhookAttemptRow,
+    WebhookDeliveryRow,
+    WebhookRow,
+)
+
+__all__ = [
+    "EVENTS",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookSpec",
+    "backoff_s",
+    "delivery_body",
+    "enqueue_job_event",
+    "iso_from_epoch",
+    "job_webhook_row",
+    "new_secret",
+    "parse_notification_webhook",
+    "parse_webhook_spec",
+    "sign",
+    "signed_headers",
+    "webhook_body",
+]
+
+EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
+SIGNATURE_HEADER = "X-Batchops-Signature"
+TIMESTAMP_HEADER = "X-Batchops-Timestamp"
+MIN_SECRET_LENGTH = 16
+MAX_SECRET_LENGTH = 256
+
+
+def new_secret() -> str:
+    """A signing secret: 32 random bytes, URL-safe text with a recognisable prefix."""
+    return "whsec_" + secrets.token_urlsafe(32)
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Batchops-Signature`` value for ``body`` sent at ``timestamp``."""
+    message = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    delivery: WebhookDeliveryRow, secret: str, attempt: int, timestamp: int
+) -> dict[str, str]:
+    """The headers of one attempt."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "batchops-webhooks/0.1",
+        "X-Batchops-Event": delivery.event,
+        "X-Batchops-Delivery": delivery.id,
+        "X-Batchops-Attempt": str(attempt),
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, timestamp, delivery.payload.encode()),
+    }
+
+
+def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
+    """The wait after failed attempt number ``attempt`` (1-based): ``base_s * 2**(n-1)``,
+    at most ``max_s``.
+
+    >>> [backoff_s(n, 5.0, 60.0) for n in (1, 2, 3, 4, 5)]
+    [5.0, 10.0, 20.0, 40.0, 60.0]
+    """
+    return float(min(max_s, base_s * 2 ** min(attempt - 1, 62)))
+
+
+# -- input ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSpec:
+    """A checked webhook request (the URL's addresses are checked separately: async)."""
+
+    url: str
+    events: list[str]
+    secret: str | None
+
+
+def parse_webhook_spec(raw: object, *, path: str, secret_required: bool) -> WebhookSpec:
+    """``{url, events?, secret?}`` checked; every problem is a 422 naming its path."""
+    if not isinstance(raw, dict):
+        raise ValidationError(
+            f"'{path}' must be a JSON object {{url, events, secret}}", details={"path": path}
+        )
+    unknown = sorted(set(raw) - {"url", "events", "secret"})
+    if unknown:
+        raise ValidationError(
+            f"unknown field(s) {', '.join(unknown)}; a webhook is {{url, events, secret}}",
+            details={"path": f"{path}.{unknown[0]}" if path else unknown[0]},
+        )
+    prefix = f"{path}." if path else ""
+    try:
+        parse_target(raw.get("url"))
+    except ValidationError as exc:
+        exc.details["path"] = f"{prefix}url"
+        raise
+    events = raw.get("events")
+    if events is None:
+        events = list(EVENTS)
+    if (
+        not isinstance(events, list)
+        or not events
+        or any(not isinstance(e, str) or e not in EVENTS for e in events)
+    ):
+        raise ValidationError(
+            f"'events' must be a non-empty list of {', '.join(EVENTS)}",
+            details={"path": f"{prefix}events", "allowed": list(EVENTS)},
+        )
+    secret = raw.get("secret")
+    if secret is None and secret_required:
+        raise ValidationError(
+            "a notification webhook needs a 'secret' to sign its deliveries with "
+            f"(at least {MIN_SECRET_LENGTH} characters)",
+            details={"path": f"{prefix}secret"},
+        )
+    if secret is not None and (
+        not isinstance(secret, str) or not MIN_SECRET_LENGTH <= len(secret) <= MAX_SECRET_LENGTH
+    ):
+        raise ValidationError(
+            f"'secret' must be a string of {MIN_SECRET_LENGTH} to {MAX_SECRET_LENGTH} "
+            "characters (omit it on a subscription to have one generated)",
+            details={"path": f"{prefix}secret"},
+        )
+    return WebhookSpec(str(raw["url"]), sorted(set(events), key=EVENTS.index), secret)
+
+
+def parse_notification_webhook(raw: str | None) -> WebhookSpec | None:
+    """The ``notification_webhook`` option of a job-creating endpoint (JSON text), or
+    None when absent."""
+    if raw is None or raw == "":
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError(
+            f"'notification_webhook' is not valid JSON: {exc}",
+            details={"path": "notification_webhook"},
+        ) from exc
+    return parse_webhook_spec(value, path="notification_webhook", secret_required=True)
+
+
+def job_webhook_row(spec: WebhookSpec, job: JobRow) -> WebhookRow:
+    """The row of a job's own webhook (insert it in the job's transaction)."""
+    assert spec.secret is not None
+    return WebhookRow(
+        id=operations.new_record_id(),
+        tenant=job.tenant,
+        url=spec.url,
+        events=spec.events,
+        secret=spec.secret,
+        created_at=operations.now_iso(),
+        job_id=job.id,
+    )
+
+
+# -- the outbox ----------------------------------------------------------------------------
+
+
+def _job_summary(job: JobRow) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "type": job.type,
+        "state": job.state,
+        "collection": job.collection,
+        "total": job.total,
+        "processed": job.processed,
+        "succeeded": job.succeeded,
+        "failed": job.failed,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "error": job.error,
+        "links": {"self": f"/v1/jobs/{job.id}", "failures": f"/v1/jobs/{job.id}/failures"},
+    }
+
+
+def enqueue_job_event(tx: Tx, job: JobRow) -> None:
+    """Queue ``job.<state>`` for every webhook that wants it. Call it in the transaction
+    that saves the job in its terminal state (and only then): that is what makes the
+    notice exactly as durable as the state change."""
+    event = f"job.{job.state}"
+    if event not in EVENTS:
+        return
+    hooks = [h for h in tx.webhooks_for_job(job.tenant, job.id) if event in h.events]
+    if not hooks:
+        return
+    created = operations.now_iso()
+    now = time.time()
+    rows = []
+    for delivery_id, hook in zip(operations.new_record_ids(len(hooks)), hooks, strict=True):
+        payload = {
+            "delivery_id": delivery_id,
+            "webhook_id": hook.id,
+            "event": event,
+            "created_at": created,
+            "job": _job_summary(job),
+        }
+        rows.append(
+            WebhookDeliveryRow(
+                id=delivery_id,
+                tenant=job.tenant,
+                webhook_id=hook.id,
+                job_id=job.id,
+                event=event,
+                url=hook.url,
+                payload=orjson.dumps(payload).decode(),
+                state="pending",
+                created_at=created,
+                next_attempt_at=now,
+            )
+        )
+    tx.insert_webhook_deliveries(rows)
+
+
+# -- wire shapes -----------------------------------------------------------------------------
+
+
+def webhook_body(row: WebhookRow, *, with_secret: bool = False) -> dict[str, Any]:
+    """A subscription as the API shows it; the secret only in the answer that created it."""
+    body: dict[str, Any] = {
+        "id": row.id,
+        "url": row.url,
+        "events": row.events,
+        "created_at": row.created_at,
+        "links": {
+            "self": f"/v1/webhooks/{row.id}",
+            "deliveries": f"/v1/webhooks/{row.id}/deliveries",
+        },
+    }
+    if with_secret:
+        body["secret"] = row.secret
+    return body
+
+
+def iso_from_epoch(epoch: float | None) -> str | None:
+    """Epoch seconds as the ISO-8601 UTC text the API uses (None stays None)."""
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def delivery_body(row: WebhookDeliveryRow, attempts: list[WebhookAttemptRow]) -> dict[str, Any]:
+    """A delivery and every attempt at it, as the API shows them."""
+    return {
+        "id": row.id,
+        "webhook_id": row.webhook_id,
+        "job_id": row.job_id,
+        "event": row.event,
+        "url": row.url,
+        "state": row.state,
+        "attempt_count": row.attempts,
+        "next_attempt_at": iso_from_epoch(row.next_attempt_at) if row.state == "pending" else None,
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "created_at": row.created_at,
+        "finished_at": row.finished_at,
+        "attempts": [
+            {
+                "attempt": a.attempt,
+                "at": a.at,
+                "status_code": a.status_code,
+                "error": a.error,
+                "duration_ms": a.duration_ms,
+                "next_retry_at": a.next_retry_at,
+            }
+            for a in attempts
+        ],
+    }
