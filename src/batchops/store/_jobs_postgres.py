@@ -13,7 +13,7 @@ import orjson
 import psycopg
 
 from batchops.store._query import parse_filters
-from batchops.store.base import JobFailureRow, JobRow
+from batchops.store.base import JobRow
 
 __all__ = ["PostgresJobsMixin"]
 
@@ -27,7 +27,6 @@ _SAVE = (
     "checkpoint = %s, revision = %s, cancel_requested = %s, worker = %s, heartbeat_at = %s, "
     "started_at = %s, finished_at = %s, error = %s::jsonb WHERE id = %s"
 )
-_FAILURE_COLS = "job_id, row_number, input, code, message"
 
 
 def _job(row: Sequence[Any]) -> JobRow:
@@ -155,29 +154,6 @@ class PostgresJobsMixin:
             (worker,),
         )
         return cur.rowcount
-
-    def insert_job_failures(self, rows: Sequence[JobFailureRow]) -> None:
-        """Store failed input rows (one pipelined executemany)."""
-        if rows:
-            self._conn.cursor().executemany(
-                f"INSERT INTO job_failures ({_FAILURE_COLS}) VALUES (%s, %s, %s, %s, %s)",
-                [(r.job_id, r.row_number, r.input, r.code, r.message) for r in rows],
-            )
-
-    def list_job_failures(
-        self, job_id: str, *, after_row: int = 0, limit: int = 1000
-    ) -> list[JobFailureRow]:
-        """A job's failures by row number."""
-        cur = self._execute(
-            f"SELECT {_FAILURE_COLS} FROM job_failures WHERE job_id = %s AND row_number > %s "
-            "ORDER BY row_number LIMIT %s",
-            (job_id, after_row, max(limit, 0)),
-        )
-        return [JobFailureRow(*row) for row in cur]
-
-    def delete_job_failures(self, job_id: str) -> None:
-        """Forget a job's failures."""
-        self._execute("DELETE FROM job_failures WHERE job_id = %s", (job_id,))
 
     def find_ids_by_field(
         self, tenant: str, collection: str, path: str, values: Sequence[str]

@@ -1,7 +1,8 @@
 """Statements that read the same on SQLite and PostgreSQL but for the placeholder style.
 
 Both transaction classes mix this in and set ``_PLACEHOLDER`` (``?`` or ``%s``); what does
-differ between the dialects (records, search, idempotency claims) stays in each store.
+differ between the dialects (records, search, idempotency claims, job claims) stays in each
+store.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, ClassVar
 
-from batchops.store.base import ApiKeyRow
+from batchops.store.base import ApiKeyRow, JobFailureRow
 
 __all__ = ["SharedSQL"]
 
 _API_KEY_COLS = "key_id, tenant, key_hash, name, created_at, revoked_at"
+_FAILURE_COLS = "job_id, row_number, input, code, message"
 
 
 @cache
@@ -23,15 +25,21 @@ def _dialect(sql: str, placeholder: str) -> str:
 
 
 class SharedSQL:
-    """API keys and the finishing half of idempotency, written once."""
+    """API keys, the finishing half of idempotency and job failures, written once."""
 
     _PLACEHOLDER: ClassVar[str] = "?"
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         raise NotImplementedError  # provided by the store's transaction class
 
+    def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        raise NotImplementedError  # provided by the store's transaction class
+
     def _run(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._execute(_dialect(sql, self._PLACEHOLDER), params)
+
+    def _run_many(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        return self._executemany(_dialect(sql, self._PLACEHOLDER), params)
 
     # -- api keys --------------------------------------------------------------------------
     def insert_api_key(self, row: ApiKeyRow) -> None:
@@ -88,3 +96,27 @@ class SharedSQL:
             "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND state = 'in_flight'",
             (tenant, key),
         )
+
+    # -- job failures ----------------------------------------------------------------------
+    def insert_job_failures(self, rows: Sequence[JobFailureRow]) -> None:
+        """Store failed input rows (one executemany; pipelined on PostgreSQL)."""
+        if rows:
+            self._run_many(
+                f"INSERT INTO job_failures ({_FAILURE_COLS}) VALUES (?, ?, ?, ?, ?)",
+                [(r.job_id, r.row_number, r.input, r.code, r.message) for r in rows],
+            )
+
+    def list_job_failures(
+        self, job_id: str, *, after_row: int = 0, limit: int = 1000
+    ) -> list[JobFailureRow]:
+        """A job's failures by row number."""
+        cur = self._run(
+            f"SELECT {_FAILURE_COLS} FROM job_failures WHERE job_id = ? AND row_number > ? "
+            "ORDER BY row_number LIMIT ?",
+            (job_id, after_row, max(limit, 0)),
+        )
+        return [JobFailureRow(*row) for row in cur]
+
+    def delete_job_failures(self, job_id: str) -> None:
+        """Forget a job's failures."""
+        self._run("DELETE FROM job_failures WHERE job_id = ?", (job_id,))

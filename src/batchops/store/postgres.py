@@ -127,6 +127,13 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
         with _translating():
             return self._conn.execute(sql, params)
 
+    def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> psycopg.Cursor[Any]:
+        # psycopg 3 pipelines executemany: one round trip for the whole group.
+        with _translating():
+            cur = self._conn.cursor()
+            cur.executemany(sql, params)
+            return cur
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested savepoint (``conn.transaction()``): rolled back if the block raises."""
