@@ -27,14 +27,8 @@ def server(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     """``batchops serve`` with a 2 s job lease and bulk requests over 100 matches as jobs."""
     monkeypatch.setenv("BATCHOPS_JOB_LEASE_S", "2")
     monkeypatch.setenv("BATCHOPS_BULK_INLINE_MAX", "100")
-    srv = Server(db_url, tmp_path)
-    srv.start()
-    try:
+    with Server(db_url, tmp_path).running() as srv:
         yield srv
-    finally:
-        if srv.proc is not None and srv.proc.poll() is None:
-            srv.proc.kill()
-            srv.proc.wait()
 
 
 async def _job(db_url: str, job_id: str) -> JobRow:

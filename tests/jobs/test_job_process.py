@@ -27,14 +27,8 @@ pytestmark = pytest.mark.slow
 def server(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     """``batchops serve`` with a 2 s job lease, so a restart reclaims a killed job fast."""
     monkeypatch.setenv("BATCHOPS_JOB_LEASE_S", "2")
-    srv = Server(db_url, tmp_path)
-    srv.start()
-    try:
+    with Server(db_url, tmp_path).running() as srv:
         yield srv
-    finally:
-        if srv.proc is not None and srv.proc.poll() is None:
-            srv.proc.kill()
-            srv.proc.wait()
 
 
 def _write_csv(path: Path, rows: int, pad: int = 0) -> None:

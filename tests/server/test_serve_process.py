@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -84,6 +85,17 @@ class Server:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30)
 
+    @contextmanager
+    def running(self) -> Iterator[Server]:
+        """Started, and killed at the end if a test left it running."""
+        self.start()
+        try:
+            yield self
+        finally:
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
 
 def cli(*args: str, cwd: Path) -> str:
     out = subprocess.run(
@@ -98,14 +110,8 @@ def cli(*args: str, cwd: Path) -> str:
 
 @pytest.fixture
 def server(db_url: str, tmp_path: Path) -> Iterator[Server]:
-    srv = Server(db_url, tmp_path)
-    srv.start()
-    try:
+    with Server(db_url, tmp_path).running() as srv:
         yield srv
-    finally:
-        if srv.proc is not None and srv.proc.poll() is None:
-            srv.proc.kill()
-            srv.proc.wait()
 
 
 def new_key(server: Server) -> str:
