@@ -30,11 +30,7 @@ import contextlib
 import csv
 import os
 import random
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -47,6 +43,8 @@ from typing import Any
 import aiohttp
 import orjson
 import psutil
+
+from _serve import ServerProcess, make_key
 
 COLLECTION = "bench_imports"
 HEADER = ["name", "email", "age", "score", "active", "team", "city", "joined", "note"]
@@ -155,62 +153,6 @@ def raw_chunks(path: Path, size: int, *, text: bool) -> Iterator[list[tuple[Any,
             yield out
 
 
-# -- the server -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class ServerProcess:
-    def __init__(self, db_url: str, workdir: Path, extra_env: dict[str, str]) -> None:
-        self.db_url, self.workdir, self.extra_env = db_url, workdir, extra_env
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> ServerProcess:
-        env = {
-            **os.environ,
-            "BATCHOPS_RATE_LIMIT_REQUESTS": "0",
-            "BATCHOPS_RATE_LIMIT_OPERATIONS": "0",
-            "BATCHOPS_DATA_DIR": str(self.workdir / "uploads"),
-            **self.extra_env,
-        }
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "batchops",
-                "serve",
-                "--db",
-                self.db_url,
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=self.workdir,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(600):
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-
-
 class PeakRSS:
     """Samples the RSS of a process and its children every ``interval_s``; keeps the max."""
 
@@ -245,17 +187,6 @@ class PeakRSS:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-def make_key(db_url: str, workdir: Path, tenant: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "batchops", "keys", "create", "--tenant", tenant, "--db", db_url],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
 
 
 def _iso(text: str) -> float:

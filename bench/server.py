@@ -18,13 +18,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -34,14 +29,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from _serve import ServerProcess, make_key
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def record_data(i: int) -> dict[str, Any]:
@@ -52,71 +42,6 @@ def record_data(i: int) -> dict[str, Any]:
         "age": 20 + i % 50,
         "bio": "likes bulk APIs and fast batches",
     }
-
-
-class ServerProcess:
-    def __init__(self, db_url: str, workdir: Path) -> None:
-        self.db_url, self.workdir = db_url, workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> ServerProcess:
-        env = {
-            **os.environ,
-            "BATCHOPS_RATE_LIMIT_REQUESTS": "0",
-            "BATCHOPS_RATE_LIMIT_OPERATIONS": "0",
-        }
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "batchops",
-                "serve",
-                "--db",
-                self.db_url,
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=self.workdir,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(300):
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
-
-
-def make_key(db_url: str, workdir: Path) -> str:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "batchops",
-            "keys",
-            "create",
-            "--tenant",
-            f"bench-{uuid.uuid4().hex[:6]}",
-            "--db",
-            db_url,
-        ],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
 
 
 async def run_batches(
@@ -247,7 +172,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
-        key = make_key(db_url, workdir)
+        key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}")
         a_runs, b_runs, c_runs = [], [], []
         with ServerProcess(db_url, workdir) as server:
             for _ in range(args.repeat):
