@@ -4,6 +4,7 @@ reading a request body within a byte limit (gzip included)."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -25,6 +26,7 @@ __all__ = [
     "JSONResponse",
     "error_response",
     "install_error_handlers",
+    "iter_body",
     "parse_json",
     "read_body",
     "require_json",
@@ -91,12 +93,18 @@ def require_json(request: Request) -> None:
         )
 
 
-async def read_body(request: Request, *, max_bytes: int, what: str = "request body") -> bytes:
-    """The request body, decompressed if gzip, refusing it with 413 as soon as it (or its
-    decompressed form) passes ``max_bytes`` — a huge upload is never buffered whole."""
+async def iter_body(
+    request: Request,
+    *,
+    max_bytes: int,
+    what: str = "request body",
+    code: str | None = None,
+) -> AsyncIterator[bytes]:
+    """The request body chunk by chunk, decompressed if gzip, refusing it with 413 (with
+    ``code`` if given) as soon as it — or its decompressed form — passes ``max_bytes``."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(what, max_bytes, int(declared))
+        raise _too_large(what, max_bytes, int(declared), code)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip"):
         raise UnsupportedMediaTypeError(
@@ -104,7 +112,6 @@ async def read_body(request: Request, *, max_bytes: int, what: str = "request bo
             details={"content_encoding": encoding},
         )
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
-    parts: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         if inflater is not None:
@@ -117,19 +124,25 @@ async def read_body(request: Request, *, max_bytes: int, what: str = "request bo
                 ) from exc
         size += len(chunk)
         if size > max_bytes:
-            raise _too_large(what, max_bytes, size)
-        parts.append(chunk)
+            raise _too_large(what, max_bytes, size, code)
+        yield chunk
     if inflater is not None and not inflater.eof:
         raise InvalidRequestError(
             "the gzip body is truncated or larger than allowed",
             details={"content_encoding": "gzip"},
         )
-    return b"".join(parts)
 
 
-def _too_large(what: str, limit: int, actual: int) -> PayloadTooLargeError:
+async def read_body(request: Request, *, max_bytes: int, what: str = "request body") -> bytes:
+    """The whole request body in memory (see :func:`iter_body`); for bodies with a small
+    limit — uploads stream chunk by chunk instead."""
+    return b"".join([chunk async for chunk in iter_body(request, max_bytes=max_bytes, what=what)])
+
+
+def _too_large(what: str, limit: int, actual: int, code: str | None) -> PayloadTooLargeError:
     return PayloadTooLargeError(
         f"the {what} is larger than {limit} bytes",
+        code=code,
         details={"limit": limit, "actual_at_least": actual, "unit": "bytes"},
     )
 

@@ -10,7 +10,6 @@ import contextlib
 import csv
 import io
 import os
-import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,12 +22,11 @@ from starlette.responses import Response, StreamingResponse
 from batchops._exceptions import (
     ConflictError,
     InvalidRequestError,
-    PayloadTooLargeError,
     UnsupportedMediaTypeError,
     ValidationError,
 )
 from batchops.server.deps import CallerDep, ServicesDep
-from batchops.server.http import JSONResponse
+from batchops.server.http import JSONResponse, iter_body
 from batchops.server.jobs.imports import csv_header
 from batchops.server.jobs.runner import uploads_dir
 from batchops.server.jobs.schemas import (
@@ -83,49 +81,20 @@ def _format_of(explicit: str | None, content_type: str) -> str:
 async def _store_upload(request: Request, target: Path, max_bytes: int) -> int:
     """Stream the body to ``target`` (gunzipped if ``Content-Encoding: gzip``), counting
     bytes; 413 past ``max_bytes``. Never more than ~1 MiB of it in memory."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-        raise _too_large(max_bytes, int(declared))
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("identity", "gzip"):
-        raise UnsupportedMediaTypeError(
-            f"Content-Encoding {encoding!r} is not supported; use gzip or none",
-            details={"content_encoding": encoding},
-        )
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     size = 0
     buffer = bytearray()
     with target.open("wb") as f:
-        async for chunk in request.stream():
-            if inflater is not None:
-                try:
-                    chunk = inflater.decompress(chunk, max_bytes - size + 1)
-                except zlib.error as exc:
-                    raise InvalidRequestError(
-                        "the body is not valid gzip", details={"content_encoding": "gzip"}
-                    ) from exc
+        async for chunk in iter_body(
+            request, max_bytes=max_bytes, what="upload", code="UPLOAD_TOO_LARGE"
+        ):
             size += len(chunk)
-            if size > max_bytes:
-                raise _too_large(max_bytes, size)
             buffer += chunk
             if len(buffer) >= _WRITE_BUFFER:
                 data, buffer = bytes(buffer), bytearray()
                 await asyncio.to_thread(f.write, data)
         if buffer:
             await asyncio.to_thread(f.write, bytes(buffer))
-    if inflater is not None and not inflater.eof:
-        raise InvalidRequestError(
-            "the gzip body is truncated", details={"content_encoding": "gzip"}
-        )
     return size
-
-
-def _too_large(limit: int, actual: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
-        f"the upload is larger than {limit} bytes",
-        code="UPLOAD_TOO_LARGE",
-        details={"limit": limit, "actual_at_least": actual, "unit": "bytes"},
-    )
 
 
 def _first_byte(path: Path) -> bytes:
