@@ -176,6 +176,7 @@ class APIError(BatchopsError):
         status: int | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -184,6 +185,8 @@ class APIError(BatchopsError):
         self.status_code = status if status is not None else self.status
         self.request_id = request_id
         self.retry_after = retry_after
+        # Response headers that belong with the error on the wire (a 429's RateLimit-*).
+        self.headers: dict[str, str] = dict(headers or {})
 
     def to_envelope(self) -> dict[str, Any]:
         """The JSON error envelope for this error."""

@@ -83,6 +83,31 @@ async def test_successful_responses_carry_ratelimit_headers(service: Service) ->
     assert response.headers["RateLimit-Remaining"] == "2"
 
 
+@pytest.mark.limits(rate_limit_requests_per_minute=2)
+async def test_a_429_carries_ratelimit_headers_showing_the_spent_budget(
+    service: Service,
+) -> None:
+    for _ in range(2):
+        assert (await service.client.get(PEOPLE)).status_code == 200
+    limited = await service.client.get(PEOPLE)
+    assert limited.status_code == 429
+    assert limited.headers["RateLimit-Limit"] == "2"
+    assert limited.headers["RateLimit-Remaining"] == "0"
+    assert 1 <= int(limited.headers["RateLimit-Reset"]) <= 60
+
+
+@pytest.mark.limits(rate_limit_operations_per_minute=5)
+async def test_a_batch_larger_than_the_whole_operations_budget_gets_429_with_headers(
+    service: Service,
+) -> None:
+    ops = [{"type": "create", "collection": "people", "data": {"i": i}} for i in range(6)]
+    response = await service.client.post("/v1/batch", json={"operations": ops})
+    assert response.status_code == 429
+    assert response.headers["RateLimit-Limit"] == "5"
+    assert response.headers["RateLimit-Remaining"] == "5"
+    assert error_of(response)["details"] == {"limit": 5, "operations": 6}
+
+
 @pytest.mark.limits(rate_limit_operations_per_minute=10)
 async def test_a_batch_counts_each_of_its_operations_against_the_limit(
     service: Service,

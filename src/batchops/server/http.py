@@ -44,7 +44,7 @@ class JSONResponse(Response):
 
 def error_response(error: APIError, headers: dict[str, str] | None = None) -> JSONResponse:
     """The envelope ``{"error": {"code", "message", "details"}}`` with the error's status."""
-    all_headers = dict(headers or {})
+    all_headers = {**error.headers, **(headers or {})}
     if error.retry_after is not None:
         all_headers.setdefault("Retry-After", str(max(1, round(error.retry_after))))
     return JSONResponse(error.to_envelope(), status_code=error.status_code, headers=all_headers)

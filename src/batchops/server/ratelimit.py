@@ -24,7 +24,8 @@ __all__ = ["RateLimiter"]
 class RateLimiter:
     """Checks a key's budget; raises 429 with ``retry_after`` when it is spent.
 
-    ``headers`` of the last check are available for the RateLimit-* response headers.
+    Each hit returns the RateLimit-* response headers; a refused hit raises with them
+    (``RateLimitedError.headers``) so the 429 carries them beside ``Retry-After``.
     """
 
     def __init__(self, *, requests_per_minute: int, operations_per_minute: int) -> None:
@@ -52,6 +53,7 @@ class RateLimiter:
                 f"{self._operations.amount} operations per minute; send smaller batches",
                 details={"limit": self._operations.amount, "operations": count},
                 retry_after=60.0,
+                headers=(await self._headers(self._operations, "ops", key_id))[0],
             )
         return await self._hit(self._operations, "ops", key_id, count, "operations")
 
@@ -59,6 +61,20 @@ class RateLimiter:
         self, item: RateLimitItemPerMinute, kind: str, key_id: str, cost: int, unit: str
     ) -> dict[str, str]:
         allowed = await self._limiter.hit(item, kind, key_id, cost=cost)
+        headers, reset_s = await self._headers(item, kind, key_id)
+        if not allowed:
+            retry_after = max(1.0, math.ceil(reset_s))
+            raise RateLimitedError(
+                f"rate limit of {item.amount} {unit} per minute reached for this API key",
+                details={"limit": item.amount, "unit": f"{unit}/minute"},
+                retry_after=retry_after,
+                headers=headers,
+            )
+        return headers
+
+    async def _headers(
+        self, item: RateLimitItemPerMinute, kind: str, key_id: str
+    ) -> tuple[dict[str, str], float]:
         stats = await self._limiter.get_window_stats(item, kind, key_id)
         reset_s = max(0.0, stats.reset_time - time.time())
         headers = {
@@ -66,11 +82,4 @@ class RateLimiter:
             "RateLimit-Remaining": str(max(0, stats.remaining)),
             "RateLimit-Reset": str(math.ceil(reset_s)),
         }
-        if not allowed:
-            retry_after = max(1.0, math.ceil(reset_s))
-            raise RateLimitedError(
-                f"rate limit of {item.amount} {unit} per minute reached for this API key",
-                details={"limit": item.amount, "unit": f"{unit}/minute"},
-                retry_after=retry_after,
-            )
-        return headers
+        return headers, reset_s
