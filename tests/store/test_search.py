@@ -107,6 +107,23 @@ async def test_search_sees_updated_text_after_update(
     assert [row.id for row, _ in hits] == ["a"]
 
 
+async def test_a_record_updated_twice_in_one_call_is_found_by_its_last_text_only(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    await store.run(lambda tx: tx.insert_records([make_record("a", {"bio": "alpha"})]))
+    await _search(store, tenant, "alpha")  # indexes the row, so the updates re-index it
+    first = replace(make_record("a", {"bio": "bravo"}), version=2)
+    second = replace(make_record("a", {"bio": "charlie"}), version=3)
+    await store.run(lambda tx: tx.update_records([first, second]))
+    found = {
+        word: [row.id for row, _ in (await _search(store, tenant, word))[0]]
+        for word in ("alpha", "bravo", "charlie")
+    }
+    assert found == {"alpha": [], "bravo": [], "charlie": ["a"]}
+    got = await store.run(lambda tx: tx.get_records(tenant, "people", ["a"]))
+    assert got["a"].version == 3
+
+
 async def test_search_skips_soft_deleted_and_hard_deleted_records(
     store: Store, tenant: str, make_record: MakeRecord
 ) -> None:
