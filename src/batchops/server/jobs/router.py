@@ -11,7 +11,8 @@ import csv
 import io
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import orjson
@@ -25,8 +26,8 @@ from batchops._exceptions import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
-from batchops.server.deps import CallerDep, ServicesDep
-from batchops.server.http import JSONResponse, iter_body
+from batchops.server.deps import CallerDep, Services, ServicesDep
+from batchops.server.http import JSONResponse
 from batchops.server.jobs.imports import csv_header
 from batchops.server.jobs.runner import uploads_dir
 from batchops.server.jobs.schemas import (
@@ -38,8 +39,10 @@ from batchops.server.jobs.schemas import (
     job_not_found,
 )
 from batchops.server.jobs.sse import job_events
-from batchops.server.jobs.targets import check_target
+from batchops.server.jobs.uploads import is_multipart, receive_upload
 from batchops.server.jobs.webhooks import (
+    WebhookSpec,
+    check_notification_target,
     enqueue_job_event,
     job_webhook_row,
     parse_notification_webhook,
@@ -61,40 +64,85 @@ _MEDIA_FORMATS = {
     "application/x-jsonlines": "ndjson",
     "application/json": "json",
 }
-_WRITE_BUFFER = 1 << 20
+_EXTENSION_FORMATS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
 
 
-def _format_of(explicit: str | None, content_type: str) -> str:
+def _format_of(explicit: str | None, content_type: str, filename: str | None, *, part: bool) -> str:
+    """``format`` if given, else the file's media type, else (a multipart ``part``) its
+    name's extension."""
     if explicit:
         return explicit
     media = content_type.split(";", 1)[0].strip().lower()
     found = _MEDIA_FORMATS.get(media)
-    if found is None:
+    if found is None and filename is not None:
+        found = _EXTENSION_FORMATS.get(PurePosixPath(filename).suffix.lower())
+    if found is not None:
+        return found
+    if part:
         raise UnsupportedMediaTypeError(
-            "send the file as text/csv, application/x-ndjson or application/json "
-            "(or name it with ?format=csv|ndjson|json)",
-            details={"content_type": content_type},
+            "give the file part a Content-Type of text/csv, application/x-ndjson or "
+            "application/json, or a filename ending in .csv, .ndjson, .jsonl or .json, "
+            "or name the format with format=csv|ndjson|json",
+            details={"content_type": content_type, "filename": filename},
         )
-    return found
+    raise UnsupportedMediaTypeError(
+        "send the file as text/csv, application/x-ndjson or application/json "
+        "(or name it with ?format=csv|ndjson|json)",
+        details={"content_type": content_type},
+    )
 
 
-async def _store_upload(request: Request, target: Path, max_bytes: int) -> int:
-    """Stream the body to ``target`` (gunzipped if ``Content-Encoding: gzip``), counting
-    bytes; 413 past ``max_bytes``. Never more than ~1 MiB of it in memory."""
-    size = 0
-    buffer = bytearray()
-    with target.open("wb") as f:
-        async for chunk in iter_body(
-            request, max_bytes=max_bytes, what="upload", code="UPLOAD_TOO_LARGE"
-        ):
-            size += len(chunk)
-            buffer += chunk
-            if len(buffer) >= _WRITE_BUFFER:
-                data, buffer = bytes(buffer), bytearray()
-                await asyncio.to_thread(f.write, data)
-        if buffer:
-            await asyncio.to_thread(f.write, bytes(buffer))
-    return size
+def _merge_options(query: dict[str, str | None], form: dict[str, str]) -> dict[str, str | None]:
+    """The options given in the query string and as multipart text fields, as one set;
+    400 naming the option when both places give it, differently."""
+    merged = dict(query)
+    for name, value in form.items():
+        given = query.get(name)
+        if given not in (None, "") and given != value:
+            raise InvalidRequestError(
+                f"{name!r} is given both in the query string and as a form field, "
+                "with different values; give it once",
+                code="CONFLICTING_OPTION",
+                details={"path": name},
+            )
+        merged[name] = value
+    return merged
+
+
+@dataclass(frozen=True, slots=True)
+class _ImportRequest:
+    """An import's checked options."""
+
+    collection: str
+    options: ImportOptions
+    hook: WebhookSpec | None
+
+
+async def _import_request(
+    values: dict[str, str | None],
+    svc: Services,
+    *,
+    content_type: str,
+    filename: str | None = None,
+    part: bool = False,
+) -> _ImportRequest:
+    """Check the import's options (from wherever they came): 422 naming the bad one, 415
+    when the format cannot be told."""
+    collection = values.get("collection")
+    validate_collection(collection)
+    assert collection is not None
+    hook = parse_notification_webhook(values.get("notification_webhook"))
+    if hook is not None:
+        await check_notification_target(hook, allow_private=svc.settings.allow_private_webhooks)
+    options = ImportOptions.parse(
+        format=_format_of(values.get("format"), content_type, filename, part=part),
+        validation=values.get("validation"),
+        dry_run=values.get("dry_run"),
+        upsert_key=values.get("upsert_key"),
+        chunk_size=values.get("chunk_size"),
+        mapping=values.get("mapping"),
+    )
+    return _ImportRequest(collection, options, hook)
 
 
 def _first_byte(path: Path) -> bytes:
@@ -156,40 +204,57 @@ async def create_import(
         str | None, Query(description="JSON: {url, events?, secret} called when the job ends")
     ] = None,
 ) -> Response:
-    """The body is the file itself, streamed to disk; the answer (202) is the queued job."""
-    validate_collection(collection)
-    hook = parse_notification_webhook(notification_webhook)
-    if hook is not None:
-        await check_target(hook.url, allow_private=svc.settings.allow_private_webhooks)
-    assert collection is not None
-    fmt = _format_of(format, request.headers.get("content-type", ""))
-    options = ImportOptions.parse(
-        format=fmt,
-        validation=validation,
-        dry_run=dry_run,
-        upsert_key=upsert_key,
-        chunk_size=chunk_size,
-        mapping=mapping,
+    """The file is the raw body, or the part named ``file`` of a ``multipart/form-data``
+    body (whose text fields may carry the options too); either way it is streamed to disk.
+    The answer (202) is the queued job."""
+    query: dict[str, str | None] = {
+        "collection": collection,
+        "format": format,
+        "validation": validation,
+        "dry_run": dry_run,
+        "upsert_key": upsert_key,
+        "chunk_size": chunk_size,
+        "mapping": mapping,
+        "notification_webhook": notification_webhook,
+    }
+    content_type = request.headers.get("content-type", "")
+    # A raw body's options are all in the query string: refuse bad ones before reading it.
+    # A multipart body's may follow the file, so they are checked once it has arrived.
+    checked = (
+        None
+        if is_multipart(content_type)
+        else await _import_request(query, svc, content_type=content_type)
     )
     job_id = operations.new_record_id()
     directory = uploads_dir(svc.settings)
     directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f"{job_id}.part"
     try:
-        size = await _store_upload(request, partial, svc.settings.max_upload_bytes)
-        await _check_file(partial, options)
+        upload = await receive_upload(
+            request, partial, max_bytes=svc.settings.max_upload_bytes, fields=query.keys()
+        )
+        if checked is None:
+            checked = await _import_request(
+                _merge_options(query, upload.fields),
+                svc,
+                content_type=upload.content_type,
+                filename=upload.filename,
+                part=True,
+            )
+        await _check_file(partial, checked.options)
         os.replace(partial, directory / job_id)
     except BaseException:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
         raise
-    stored = ImportOptions(**{**_fields(options), "bytes": size})
+    hook = checked.hook
+    stored = ImportOptions(**{**_fields(checked.options), "bytes": upload.size})
     job = JobRow(
         id=job_id,
         tenant=caller.tenant,
         type="import",
         state="queued",
-        collection=collection,
+        collection=checked.collection,
         options=stored.to_dict(),
         created_at=operations.now_iso(),
         revision=1,
