@@ -68,9 +68,12 @@ class PlannedOp:
 class BatchPlan:
     """A validated batch. ``ops[i]`` is either a runnable :class:`PlannedOp` or the
     :class:`APIError` that operation ``i`` answers with without running (for example a path
-    outside ``/v1/collections/``). Operations that depend on an invalid one get 424."""
+    outside ``/v1/collections/``). Operations that depend on an invalid one get 424.
+    ``notification_webhook`` is the request's member as sent (None when absent): only an
+    async batch may have one, which the route checks (it knows the ``Prefer`` header)."""
 
     ops: list[PlannedOp | APIError]
     options: BatchOptions
     names: dict[str, int]
     cost: dict[str, int]
+    notification_webhook: Any = None

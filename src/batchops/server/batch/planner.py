@@ -96,7 +96,13 @@ def plan_request(request: BatchRequest, *, may_have_templates: bool = True) -> B
     ops: list[PlannedOp | APIError] = [
         _plan_op(index, op, names, may_have_templates) for index, op in enumerate(operations)
     ]
-    return BatchPlan(ops=ops, options=options, names=names, cost=_cost(ops))
+    return BatchPlan(
+        ops=ops,
+        options=options,
+        names=names,
+        cost=_cost(ops),
+        notification_webhook=request.notification_webhook,
+    )
 
 
 def plan_options(options: WireOptions) -> BatchOptions:

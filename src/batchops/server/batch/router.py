@@ -42,6 +42,7 @@ from batchops.server.batch.response import batch_payload, batch_status
 from batchops.server.deps import Services, authenticated
 from batchops.server.http import read_body, require_json
 from batchops.server.jobs import batches
+from batchops.server.jobs.webhooks import NOTIFICATION_WEBHOOK_SCHEMA
 from batchops.store.base import Tx
 
 __all__ = ["OPENAPI_PATHS", "post_batch", "routes"]
@@ -62,6 +63,11 @@ _BATCH_DOC: dict[str, Any] = {
                     "properties": {
                         "operations": {"type": "array", "items": {"type": "object"}},
                         "options": {"type": "object"},
+                        "notification_webhook": {
+                            **NOTIFICATION_WEBHOOK_SCHEMA,
+                            "description": "Only with 'Prefer: respond-async': called when "
+                            "the batch job ends (see docs/jobs.md#webhooks).",
+                        },
                     },
                 },
                 "example": {
@@ -122,6 +128,14 @@ async def post_batch(request: Request) -> Response:
     except PayloadTooLargeError as exc:
         raise BatchTooLargeError(exc.message, details=exc.details) from exc
     plan = plan_batch(body, max_operations=svc.settings.max_batch_operations)
+    run_async = batches.prefers_async(request.headers.get("prefer"))
+    # Checked before the key is claimed and anything is written; a body without the member
+    # (the common case) pays one attribute test.
+    hook = (
+        await batches.notification_webhook(svc, plan, run_async=run_async)
+        if plan.notification_webhook is not None
+        else None
+    )
     headers = {"X-Batch-Id": batch_id}
     headers.update(getattr(request.state, "rate_headers", None) or {})
     headers.update(await svc.limiter.hit_operations(caller.key_id, len(plan.ops)))
@@ -137,9 +151,9 @@ async def post_batch(request: Request) -> Response:
         if replay is not None:
             return await batches.refresh_replay(svc, caller, replay)
     try:
-        if batches.prefers_async(request.headers.get("prefer")):
+        if run_async:
             return await batches.submit_batch(
-                svc, caller, body, plan, batch_id, idempotency_key, headers
+                svc, caller, body, plan, batch_id, idempotency_key, headers, hook
             )
         if "application/x-ndjson" in request.headers.get("accept", ""):
             return StreamingResponse(

@@ -103,10 +103,17 @@ class WireOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, om
 
 
 class BatchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """The whole request body: ``{"operations": [...], "options"?: {...}}``."""
+    """The whole request body: ``{"operations": [...], "options"?: {...},
+    "notification_webhook"?: {...}}``.
+
+    ``notification_webhook`` is left undecoded (``Any``; ``null`` is the same as absent) and
+    checked by :func:`batchops.server.jobs.webhooks.parse_webhook_spec` when the batch is
+    queued as a job, so its errors are those of every other ``notification_webhook``.
+    """
 
     operations: list[WireOperation]
     options: WireOptions = msgspec.field(default_factory=WireOptions)
+    notification_webhook: Any = None
 
 
 _DECODER: Final = msgspec.json.Decoder(BatchRequest)

@@ -10,6 +10,11 @@ not at all: a batch (at most ``max_batch_operations``, 1,000 by default) is one 
 ``processed`` goes from 0 to ``total`` when it commits. A failed atomic batch is rolled
 back and its response (the failing operation's error, the others ``424 ROLLED_BACK``)
 stored in a transaction of its own. ``GET /v1/jobs/{id}/results`` answers the response.
+
+A top-level ``notification_webhook`` (``{url, events?, secret}``) is allowed only on an
+async batch (:func:`notification_webhook`): its row is inserted in the submission's
+transaction and the job's end queues the delivery like any job's. It is taken out of the
+stored input, so its secret is kept in one place only (the ``webhooks`` row).
 """
 
 from __future__ import annotations
@@ -17,10 +22,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import orjson
 from starlette.responses import Response
 
-from batchops._exceptions import APIError
+from batchops._exceptions import APIError, InvalidBatchRequestError
 from batchops.server.auth import Caller
 from batchops.server.batch.executor import (
     AtomicBatchFailed,
@@ -33,6 +39,13 @@ from batchops.server.batch.model import BatchPlan
 from batchops.server.batch.planner import plan_batch
 from batchops.server.batch.response import batch_payload, batch_status
 from batchops.server.jobs.schemas import job_body, job_not_found
+from batchops.server.jobs.webhooks import (
+    NOTIFICATION_WEBHOOK,
+    WebhookSpec,
+    check_notification_target,
+    job_webhook_row,
+    parse_notification_webhook_field,
+)
 from batchops.server.records import operations
 from batchops.store.base import JobRow, Tx
 
@@ -40,7 +53,18 @@ if TYPE_CHECKING:
     from batchops.server.deps import Services
     from batchops.server.jobs.runner import JobRunner
 
-__all__ = ["batch_results", "prefers_async", "refresh_replay", "run_batch_job", "submit_batch"]
+__all__ = [
+    "batch_results",
+    "notification_webhook",
+    "prefers_async",
+    "refresh_replay",
+    "run_batch_job",
+    "submit_batch",
+]
+
+# Decoding members to Raw keeps every other member's bytes exactly as sent (no float or
+# big-integer round trip) when the webhook is taken out of the stored input.
+_MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def prefers_async(prefer: str | None) -> bool:
@@ -52,6 +76,36 @@ def prefers_async(prefer: str | None) -> bool:
     )
 
 
+async def notification_webhook(
+    svc: Services, plan: BatchPlan, *, run_async: bool
+) -> WebhookSpec | None:
+    """The batch's checked ``notification_webhook``, or None when it has none.
+
+    400 ``INVALID_BATCH_REQUEST`` (path ``notification_webhook``) on a batch that is not
+    ``run_async``: a synchronous batch makes no job, so nothing would ever call the webhook,
+    and a silently ignored webhook is worse than a refusal. Then the rules of every
+    ``notification_webhook`` (422 naming ``notification_webhook.<field>``, and the target
+    must be public unless ``allow_private_webhooks``)."""
+    if plan.notification_webhook is None:
+        return None
+    if not run_async:
+        raise InvalidBatchRequestError(
+            "'notification_webhook' needs 'Prefer: respond-async': a synchronous batch "
+            "makes no job and its answer is the notification",
+            details={"path": NOTIFICATION_WEBHOOK},
+        )
+    spec = parse_notification_webhook_field(plan.notification_webhook)
+    assert spec is not None
+    await check_notification_target(spec, allow_private=svc.settings.allow_private_webhooks)
+    return spec
+
+
+def _without_webhook(body: bytes) -> bytes:
+    members = _MEMBERS.decode(body)
+    members.pop(NOTIFICATION_WEBHOOK, None)
+    return msgspec.json.encode(members)
+
+
 async def submit_batch(
     svc: Services,
     caller: Caller,
@@ -60,8 +114,10 @@ async def submit_batch(
     batch_id: str,
     idempotency_key: str | None,
     headers: dict[str, str],
+    hook: WebhookSpec | None = None,
 ) -> Response:
-    """Queue the planned batch as a job; the 202 answer."""
+    """Queue the planned batch as a job, with its ``hook`` (see
+    :func:`notification_webhook`); the 202 answer."""
     job = JobRow(
         id=operations.new_record_id(),
         tenant=caller.tenant,
@@ -78,10 +134,13 @@ async def submit_batch(
         revision=1,
     )
     answer = orjson.dumps(job_body(job))
+    stored = body if hook is None else _without_webhook(body)
 
     def submit(tx: Tx) -> None:
         tx.insert_job(job)
-        tx.insert_job_results(job.id, [(0, body)])
+        if hook is not None:
+            tx.insert_webhook(job_webhook_row(hook, job))
+        tx.insert_job_results(job.id, [(0, stored)])
         if idempotency_key is not None:
             tx.idempotency_finish(caller.tenant, idempotency_key, 202, answer)
 

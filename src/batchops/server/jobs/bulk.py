@@ -4,7 +4,9 @@ A request selects live records of one collection — by ``filter`` (equality on 
 the semantics of list filters) or, for delete, by ``ids`` — and changes them through the
 operations layer (:func:`~batchops.server.records.operations.update_where`,
 ``delete_where``, ``delete_ids``). At most ``Settings.bulk_inline_max`` matches are handled
-inline, in ONE transaction, and answered at once (200); more become a job (202).
+inline, in ONE transaction, and answered at once (200); more become a job (202). A
+request with a ``notification_webhook`` always becomes a job, however small: the webhook
+reports a job's end, and an inline answer has no job to report on.
 
 A job walks the selection **in id order** in chunks. Each chunk is ONE transaction that
 changes its records, stores the chunk's ids as a result row (``job_results`` seq n, with
@@ -26,6 +28,12 @@ import orjson
 
 from batchops._exceptions import InvalidRequestError, ValidationError
 from batchops.server.jobs.schemas import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE
+from batchops.server.jobs.webhooks import (
+    NOTIFICATION_WEBHOOK,
+    WebhookSpec,
+    job_webhook_row,
+    parse_notification_webhook_field,
+)
 from batchops.server.records import operations
 from batchops.server.records.schemas import validate_collection, validate_data, validate_filters
 from batchops.store.base import JobFailureRow, JobRow, Tx
@@ -47,9 +55,10 @@ MAX_IDS = 10_000
 """Most ``ids`` one bulk delete may name."""
 
 Operation = Literal["update", "delete"]
+_COMMON_TAIL = ("dry_run", "limit", "chunk_size", NOTIFICATION_WEBHOOK)
 _FIELDS: dict[str, tuple[str, ...]] = {
-    "update": ("collection", "filter", "update", "dry_run", "limit", "chunk_size"),
-    "delete": ("collection", "filter", "ids", "soft", "dry_run", "limit", "chunk_size"),
+    "update": ("collection", "filter", "update", *_COMMON_TAIL),
+    "delete": ("collection", "filter", "ids", "soft", *_COMMON_TAIL),
 }
 
 
@@ -117,9 +126,13 @@ def _int(body: dict[str, Any], name: str, low: int, high: int | None) -> int | N
     return value
 
 
-def parse_request(operation: Operation, body: Any) -> tuple[str, BulkOptions, list[str] | None]:
-    """Check a request body: (collection, options, sorted unique ids or None). Shape faults
-    are 400, bad values 422, each naming the field (``details.path``)."""
+def parse_request(
+    operation: Operation, body: Any
+) -> tuple[str, BulkOptions, list[str] | None, WebhookSpec | None]:
+    """Check a request body: (collection, options, sorted unique ids or None, the
+    ``notification_webhook`` or None). Shape faults are 400, bad values 422, each naming
+    the field (``details.path``). The webhook's target addresses are not checked here
+    (that needs DNS: :func:`~batchops.server.jobs.webhooks.check_notification_target`)."""
     if not isinstance(body, dict):
         raise InvalidRequestError("the body must be a JSON object", details={"path": ""})
     allowed = _FIELDS[operation]
@@ -190,7 +203,10 @@ def parse_request(operation: Operation, body: Any) -> tuple[str, BulkOptions, li
         limit=_int(body, "limit", 1, None),
         chunk_size=_int(body, "chunk_size", 1, MAX_CHUNK_SIZE) or DEFAULT_CHUNK_SIZE,
     )
-    return collection, options, ids
+    # Kept out of BulkOptions: those are stored in jobs.options and shown back, and the
+    # webhook's secret must never be.
+    hook = parse_notification_webhook_field(body.get(NOTIFICATION_WEBHOOK))
+    return collection, options, ids, hook
 
 
 # -- inline ---------------------------------------------------------------------------------
@@ -273,9 +289,11 @@ def submit_bulk(
     ids: list[str] | None,
     *,
     inline_max: int,
+    hook: WebhookSpec | None = None,
 ) -> tuple[dict[str, Any], JobRow | None]:
     """ONE transaction: count the selection; apply it at once when it is at most
-    ``inline_max`` records (the answer, None), else queue a job (None, the job)."""
+    ``inline_max`` records and there is no ``hook`` (the answer, None), else queue a job
+    with its ``hook`` (None, the job)."""
     if ids is not None:
         matched = len(ids) if options.limit is None else min(len(ids), options.limit)
         inline = len(ids) <= inline_max
@@ -284,7 +302,7 @@ def submit_bulk(
         if options.limit is not None:
             matched = min(matched, options.limit)
         inline = matched <= inline_max
-    if inline:
+    if inline and hook is None:
         cap = options.limit if options.limit is not None else max(len(ids or []), inline_max)
         changed, missing = _apply(tx, tenant, collection, options, limit=cap, ids=ids)
         return _answer(collection, options, changed, missing), None
@@ -300,6 +318,8 @@ def submit_bulk(
         revision=1,
     )
     tx.insert_job(job)
+    if hook is not None:  # same transaction: no job without its webhook, nor the reverse
+        tx.insert_webhook(job_webhook_row(hook, job))
     if ids is not None:
         tx.insert_job_results(job.id, [(0, orjson.dumps(ids))])
     return {}, job

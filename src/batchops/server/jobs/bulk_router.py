@@ -23,6 +23,7 @@ from batchops.server.jobs.bulk import (
     submit_bulk,
 )
 from batchops.server.jobs.schemas import TERMINAL_STATES, job_body, job_not_found
+from batchops.server.jobs.webhooks import NOTIFICATION_WEBHOOK_SCHEMA, check_notification_target
 from batchops.store.base import JobRow, Tx
 
 __all__ = ["router"]
@@ -37,6 +38,11 @@ _COMMON = {
     "dry_run": {"type": "boolean", "default": False},
     "limit": {"type": "integer", "minimum": 1},
     "chunk_size": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1000},
+    "notification_webhook": {
+        **NOTIFICATION_WEBHOOK_SCHEMA,
+        "description": "Called when the job ends (see docs/jobs.md#webhooks). Given, the "
+        "request always runs as a job (202), however few records it selects.",
+    },
 }
 
 
@@ -62,10 +68,14 @@ def _doc(properties: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
 async def _bulk(operation: Operation, request: Request, caller: Any, svc: Any) -> Response:
     require_json(request)
     body = parse_json(await read_body(request, max_bytes=svc.settings.max_body_bytes))
-    collection, options, ids = parse_request(operation, body)
+    collection, options, ids, hook = parse_request(operation, body)
+    if hook is not None:  # before the transaction: a refused target writes nothing
+        await check_notification_target(hook, allow_private=svc.settings.allow_private_webhooks)
     inline_max = svc.settings.bulk_inline_max
     answer, job = await svc.store.run(
-        lambda tx: submit_bulk(tx, caller.tenant, collection, options, ids, inline_max=inline_max),
+        lambda tx: submit_bulk(
+            tx, caller.tenant, collection, options, ids, inline_max=inline_max, hook=hook
+        ),
         retries=3,
     )
     headers = dict(getattr(request.state, "rate_headers", None) or {})
@@ -86,9 +96,10 @@ async def _bulk(operation: Operation, request: Request, caller: Any, svc: Any) -
     ),
 )
 async def bulk_update(request: Request, caller: CallerDep, svc: ServicesDep) -> Response:
-    """``{collection, filter, update, dry_run?, limit?, chunk_size?}``: 200 with
-    ``{operation, collection, dry_run, matched, updated, ids}`` for at most
-    ``bulk_inline_max`` matches, else 202 with a ``bulk_update`` job."""
+    """``{collection, filter, update, dry_run?, limit?, chunk_size?, notification_webhook?}``:
+    200 with ``{operation, collection, dry_run, matched, updated, ids}`` for at most
+    ``bulk_inline_max`` matches, else 202 with a ``bulk_update`` job (always a job when a
+    ``notification_webhook`` is given: the webhook reports the job's end)."""
     return await _bulk("update", request, caller, svc)
 
 
@@ -101,13 +112,23 @@ async def bulk_update(request: Request, caller: CallerDep, svc: ServicesDep) -> 
             "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 10_000},
             "soft": {"type": "boolean", "default": True},
         },
-        {"collection": "people", "filter": {"status": "draft"}, "soft": True},
+        {
+            "collection": "people",
+            "filter": {"status": "draft"},
+            "soft": True,
+            "notification_webhook": {
+                "url": "https://hooks.example.com/batchops",
+                "events": ["job.succeeded", "job.failed"],
+                "secret": "a-secret-of-16-or-more-characters",
+            },
+        },
     ),
 )
 async def bulk_delete(request: Request, caller: CallerDep, svc: ServicesDep) -> Response:
-    """``{collection, filter | ids, soft?, dry_run?, limit?, chunk_size?}``: 200 with
-    ``{operation, collection, dry_run, matched, deleted, soft, ids, not_found}``, or 202
-    with a ``bulk_delete`` job."""
+    """``{collection, filter | ids, soft?, dry_run?, limit?, chunk_size?,
+    notification_webhook?}``: 200 with ``{operation, collection, dry_run, matched, deleted,
+    soft, ids, not_found}``, or 202 with a ``bulk_delete`` job (always a job when a
+    ``notification_webhook`` is given)."""
     return await _bulk("delete", request, caller, svc)
 
 

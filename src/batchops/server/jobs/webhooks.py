@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from batchops._exceptions import ValidationError
-from batchops.server.jobs.targets import parse_target
+from batchops.server.jobs.targets import check_target, parse_target
 from batchops.server.records import operations
 from batchops.store.base import (
     JobRow,
@@ -37,16 +37,20 @@ from batchops.store.base import (
 
 __all__ = [
     "EVENTS",
+    "NOTIFICATION_WEBHOOK",
+    "NOTIFICATION_WEBHOOK_SCHEMA",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "WebhookSpec",
     "backoff_s",
+    "check_notification_target",
     "delivery_body",
     "enqueue_job_event",
     "iso_from_epoch",
     "job_webhook_row",
     "new_secret",
     "parse_notification_webhook",
+    "parse_notification_webhook_field",
     "parse_webhook_spec",
     "sign",
     "signed_headers",
@@ -58,6 +62,28 @@ SIGNATURE_HEADER = "X-Batchops-Signature"
 TIMESTAMP_HEADER = "X-Batchops-Timestamp"
 MIN_SECRET_LENGTH = 16
 MAX_SECRET_LENGTH = 256
+NOTIFICATION_WEBHOOK = "notification_webhook"
+"""The name of a job's own webhook, as a query parameter or a JSON body member."""
+NOTIFICATION_WEBHOOK_SCHEMA: dict[str, Any] = {
+    "type": ["object", "null"],
+    "properties": {
+        "url": {"type": "string", "format": "uri"},
+        "events": {
+            "type": "array",
+            "items": {"type": "string", "enum": list(EVENTS)},
+            "minItems": 1,
+            "default": list(EVENTS),
+        },
+        "secret": {
+            "type": "string",
+            "minLength": MIN_SECRET_LENGTH,
+            "maxLength": MAX_SECRET_LENGTH,
+        },
+    },
+    "required": ["url", "secret"],
+    "additionalProperties": False,
+}
+"""The OpenAPI schema of ``notification_webhook`` as a JSON body member (bulk, batch)."""
 
 
 def new_secret() -> str:
@@ -169,6 +195,25 @@ def parse_notification_webhook(raw: str | None) -> WebhookSpec | None:
             details={"path": "notification_webhook"},
         ) from exc
     return parse_webhook_spec(value, path="notification_webhook", secret_required=True)
+
+
+def parse_notification_webhook_field(raw: object) -> WebhookSpec | None:
+    """The ``notification_webhook`` member of a JSON request body (already decoded), or
+    None when it is absent or ``null`` (the usual JSON spelling of "none")."""
+    if raw is None:
+        return None
+    return parse_webhook_spec(raw, path=NOTIFICATION_WEBHOOK, secret_required=True)
+
+
+async def check_notification_target(spec: WebhookSpec, *, allow_private: bool) -> None:
+    """:func:`~batchops.server.jobs.targets.check_target` for a job's own webhook: the
+    422 names the request field (``notification_webhook.url``), not a bare ``url``, since
+    the webhook is one member of a larger request."""
+    try:
+        await check_target(spec.url, allow_private=allow_private)
+    except ValidationError as exc:
+        exc.details["path"] = f"{NOTIFICATION_WEBHOOK}.url"
+        raise
 
 
 def job_webhook_row(spec: WebhookSpec, job: JobRow) -> WebhookRow:
