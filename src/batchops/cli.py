@@ -189,6 +189,11 @@ def batch(
     sys.exit(code)
 
 
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether option ``name`` was typed on the command line (not taken from the env)."""
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+
+
 _url_option = click.option("--url", envvar="BATCHOPS_URL", required=True, help="Server base URL.")
 _key_option = click.option("--key", envvar="BATCHOPS_KEY", required=True, help="API key.")
 
@@ -202,6 +207,21 @@ _key_option = click.option("--key", envvar="BATCHOPS_KEY", required=True, help="
 @click.option("--lenient", is_flag=True, help="Import good rows, report bad ones.")
 @click.option("--dry-run", is_flag=True, help="Validate and count, write nothing.")
 @click.option("--chunk-size", type=click.IntRange(1, 10_000), default=None)
+@click.option("--notify-url", default=None, help="Webhook the server calls when the job ends.")
+@click.option(
+    "--notify-secret",
+    envvar="BATCHOPS_NOTIFY_SECRET",
+    default=None,
+    help="The webhook's signing secret, 16-256 characters (or env BATCHOPS_NOTIFY_SECRET, "
+    "which keeps it out of the shell history).",
+)
+@click.option(
+    "--notify-event",
+    "notify_events",
+    multiple=True,
+    type=click.Choice(["job.succeeded", "job.failed", "job.cancelled"]),
+    help="Only call the webhook for this event (repeatable; default: all).",
+)
 @_url_option
 @_key_option
 def import_(
@@ -213,6 +233,9 @@ def import_(
     lenient: bool,
     dry_run: bool,
     chunk_size: int | None,
+    notify_url: str | None,
+    notify_secret: str | None,
+    notify_events: tuple[str, ...],
     url: str,
     key: str,
 ) -> None:
@@ -220,8 +243,20 @@ def import_(
     import json
     from pathlib import Path
 
+    from batchops.client._jobs import NotificationWebhook
     from batchops.client._jobs_cli import run_import
 
+    hook: NotificationWebhook | None = None
+    if notify_url is not None:
+        if not notify_secret:
+            raise click.UsageError(
+                "--notify-url needs a signing secret: pass --notify-secret or set "
+                "BATCHOPS_NOTIFY_SECRET (16-256 characters; your receiver checks "
+                "signatures with it)"
+            )
+        hook = NotificationWebhook(notify_url, notify_secret, list(notify_events) or None)
+    elif notify_events or _given(click.get_current_context(), "notify_secret"):
+        raise click.UsageError("--notify-event and --notify-secret need --notify-url")
     sys.exit(
         run_import(
             file,
@@ -234,6 +269,7 @@ def import_(
             lenient=lenient,
             dry_run=dry_run,
             chunk_size=chunk_size,
+            notification_webhook=hook,
         )
     )
 

@@ -134,8 +134,9 @@ class AsyncClient:
 
     @property
     def jobs(self) -> AsyncJobs:
-        """Bulk jobs: ``await client.jobs.create_import(path, collection=...)``, ``get``,
-        ``list``, ``cancel``, ``failures``, ``events`` (see docs/jobs.md)."""
+        """Bulk jobs: ``await client.jobs.create_import(path, collection=...)``,
+        ``bulk_update``, ``bulk_delete`` (each takes ``notification_webhook=``), ``get``,
+        ``list``, ``cancel``, ``failures``, ``events``, ``results`` (see docs/jobs.md)."""
         return AsyncJobs(self._transport)
 
     def collection(self, name: str) -> AsyncCollection:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -17,12 +18,44 @@ import orjson
 from batchops._exceptions import ConnectionFailedError
 from batchops.client._transport import Reply, Transport
 
-__all__ = ["CONTENT_TYPES", "AsyncJobs", "JobEvent"]
+__all__ = ["CONTENT_TYPES", "AsyncJobs", "JobEvent", "NotificationWebhook"]
 
 CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json"}
 
 JobEvent = dict[str, Any]
 """One server-sent event: ``{"id": str, "event": "progress"|"complete"|"error", "data": job}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationWebhook:
+    """A job's own webhook: the server POSTs ``url`` a summary of the job, signed with
+    ``secret`` (16–256 characters, yours to choose and keep: the receiver checks the
+    ``X-Batchops-Signature`` with it), when the job ends.
+
+    ``events``: some of ``"job.succeeded"``, ``"job.failed"``, ``"job.cancelled"``
+    (default: all). The server checks every field (422 naming it) and refuses a target
+    that is not public (422 ``WEBHOOK_TARGET_NOT_ALLOWED``). See docs/jobs.md, Webhooks.
+    """
+
+    url: str
+    secret: str = field(repr=False)
+    events: Sequence[str] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.events, str):
+            raise TypeError(
+                f"events must be a sequence of event names, not the str {self.events!r}"
+            )
+        if self.events is not None:
+            object.__setattr__(self, "events", tuple(self.events))  # frozen: no list inside
+
+
+def _webhook_json(hook: NotificationWebhook) -> dict[str, Any]:
+    """The wire form ``{"url", "secret", "events"?}`` (no ``events``: the server's default)."""
+    out: dict[str, Any] = {"url": hook.url, "secret": hook.secret}
+    if hook.events is not None:
+        out["events"] = list(hook.events)
+    return out
 
 
 def _ok(reply: Reply) -> Any:
@@ -61,8 +94,12 @@ class AsyncJobs:
         lenient: bool = False,
         dry_run: bool = False,
         chunk_size: int | None = None,
+        notification_webhook: NotificationWebhook | None = None,
     ) -> dict[str, Any]:
-        """Upload ``file`` (streamed from disk); returns the queued job."""
+        """Upload ``file`` (streamed from disk); returns the queued job.
+
+        ``notification_webhook``: be called (signed) when the job ends, instead of polling.
+        """
         path = Path(file)
         fmt = format_of(path, format)
         params = {"collection": collection, "format": fmt}
@@ -76,6 +113,8 @@ class AsyncJobs:
             params["dry_run"] = "true"
         if chunk_size:
             params["chunk_size"] = str(chunk_size)
+        if notification_webhook is not None:
+            params["notification_webhook"] = json.dumps(_webhook_json(notification_webhook))
         reply = await self._transport.upload(
             "/v1/imports", path, content_type=CONTENT_TYPES[fmt], params=params
         )
@@ -127,11 +166,15 @@ class AsyncJobs:
         dry_run: bool = False,
         limit: int | None = None,
         chunk_size: int | None = None,
+        notification_webhook: NotificationWebhook | None = None,
     ) -> dict[str, Any]:
         """``POST /v1/bulk/update``: the answer (``matched``, ``updated``, ``ids``) when the
-        server ran it inline, else the queued ``bulk_update`` job (it has ``"state"``)."""
+        server ran it inline, else the queued ``bulk_update`` job (it has ``"state"``).
+
+        With a ``notification_webhook`` it is always the job, however few records match:
+        the server calls the webhook when the job ends."""
         body = {"collection": collection, "filter": filter, "update": update, "dry_run": dry_run}
-        return await self._bulk("update", body, limit, chunk_size)
+        return await self._bulk("update", body, limit, chunk_size, notification_webhook)
 
     async def bulk_delete(
         self,
@@ -143,23 +186,32 @@ class AsyncJobs:
         dry_run: bool = False,
         limit: int | None = None,
         chunk_size: int | None = None,
+        notification_webhook: NotificationWebhook | None = None,
     ) -> dict[str, Any]:
         """``POST /v1/bulk/delete`` by ``filter`` or ``ids``: the answer (``matched``,
-        ``deleted``, ``ids``, ``not_found``) when inline, else the queued job."""
+        ``deleted``, ``ids``, ``not_found``) when inline, else the queued job (always the
+        job with a ``notification_webhook``, as for :meth:`bulk_update`)."""
         body: dict[str, Any] = {"collection": collection, "soft": soft, "dry_run": dry_run}
         if filter is not None:
             body["filter"] = filter
         if ids is not None:
             body["ids"] = list(ids)
-        return await self._bulk("delete", body, limit, chunk_size)
+        return await self._bulk("delete", body, limit, chunk_size, notification_webhook)
 
     async def _bulk(
-        self, kind: str, body: dict[str, Any], limit: int | None, chunk_size: int | None
+        self,
+        kind: str,
+        body: dict[str, Any],
+        limit: int | None,
+        chunk_size: int | None,
+        hook: NotificationWebhook | None,
     ) -> dict[str, Any]:
         if limit is not None:
             body["limit"] = limit
         if chunk_size is not None:
             body["chunk_size"] = chunk_size
+        if hook is not None:
+            body["notification_webhook"] = _webhook_json(hook)
         out: dict[str, Any] = _ok(
             await self._transport.request("POST", f"/v1/bulk/{kind}", body=orjson.dumps(body))
         )

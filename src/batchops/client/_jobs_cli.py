@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from batchops._exceptions import APIError, BatchopsError
 from batchops.client._async_client import AsyncClient
 
 __all__ = ["run_import", "run_jobs"]
@@ -47,11 +48,17 @@ async def _follow(client: AsyncClient, job_id: str, url: str) -> dict[str, Any]:
 
 def run_import(file: str, *, url: str, key: str, **options: Any) -> int:
     """Upload, follow the events, print the summary; exit status 0 only if every row
-    succeeded."""
+    succeeded. A refused upload (a bad option, a webhook the server will not call…) or a
+    lost server is one line on stderr and exit status 1, not a traceback."""
 
     async def go() -> int:
         async with AsyncClient(url, key) as client:
-            job = await client.jobs.create_import(file, **options)
+            try:
+                job = await client.jobs.create_import(file, **options)
+            except BatchopsError as exc:
+                code = f" {exc.code}" if isinstance(exc, APIError) else ""
+                print(f"batchops import: {type(exc).__name__}{code}: {exc}", file=sys.stderr)
+                return 1
             print(f"uploaded {Path(file).name}: job {job['id']}", flush=True)
             job = await _follow(client, job["id"], url)
             print(_summary(job))
