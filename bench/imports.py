@@ -12,7 +12,8 @@
    clock) and for the import alone (the job's ``started_at`` → ``finished_at``), and the
    server's peak RSS (psutil, itself + children, sampled every 50 ms).
 3. Raw inserts of the same rows into the same kind of database, no HTTP, no server:
-   SQLite: ``executemany`` into a table with the records table's columns and primary key,
+   SQLite: ``executemany``, and INSERTs of 500 rows each (what the store does), into a
+   table with the records table's columns and primary key,
    one transaction per ``chunk_size`` rows; PostgreSQL: ``COPY`` into a fresh table with
    the same columns and primary key, one COPY + transaction per ``chunk_size`` rows (and,
    for information, the same into a copy of the records table with its indexes: the
@@ -245,17 +246,31 @@ _RAW_COLS = (
 )
 
 
-def raw_sqlite(db: Path, csv_path: Path, chunk: int) -> float:
+def _cpu(times: Any) -> float:
+    return float(times.user + times.system + times.children_user + times.children_system)
+
+
+def raw_sqlite(db: Path, csv_path: Path, chunk: int, *, multi_row: bool) -> float:
+    """executemany, or (``multi_row``) INSERTs of up to 500 rows each, as the store does."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"CREATE TABLE raw ({_RAW_COLS.format(json='TEXT')})")
+    one = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
     spent = 0.0
     n = 0
     for rows in raw_chunks(csv_path, chunk, text=False):
         t0 = time.perf_counter()
         conn.execute("BEGIN")
-        conn.executemany("INSERT INTO raw VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        if multi_row:
+            for start in range(0, len(rows), 500):
+                part = rows[start : start + 500]
+                conn.execute(
+                    f"INSERT INTO raw VALUES {', '.join([one] * len(part))}",
+                    [value for row in part for value in row],
+                )
+        else:
+            conn.executemany(f"INSERT INTO raw VALUES {one}", rows)
         conn.execute("COMMIT")
         spent += time.perf_counter() - t0
         n += len(rows)
@@ -337,6 +352,7 @@ def main() -> None:
                 print(f"server pid {server.proc.pid}", flush=True)
                 with PeakRSS(server.proc.pid) as rss:
                     idle_rss = rss._rss()
+                    # children_*: the import's worker process, reaped before the job ends.
                     cpu0 = rss.proc.cpu_times()
                     result = asyncio.run(
                         run_import(
@@ -344,7 +360,7 @@ def main() -> None:
                         )
                     )
                     cpu1 = rss.proc.cpu_times()
-                    server_cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+                    server_cpu = _cpu(cpu1) - _cpu(cpu0)
         finally:
             if args.db:
                 drop_tenant(args.db, tenant)
@@ -360,7 +376,10 @@ def main() -> None:
                 )
             else:
                 raw["executemany, same columns + PK"] = raw_sqlite(
-                    workdir / "raw.db", csv_path, chunk
+                    workdir / "raw.db", csv_path, chunk, multi_row=False
+                )
+                raw["500-row INSERTs, same columns + PK"] = raw_sqlite(
+                    workdir / "raw2.db", csv_path, chunk, multi_row=True
                 )
 
     backend = "postgresql" if args.db else "sqlite"
@@ -375,14 +394,16 @@ def main() -> None:
         f" {rss.samples} samples)  (target <= 250 MB)"
     )
     print(
-        f"  server CPU (user+sys)      {server_cpu:8.1f} s  {server_cpu / rows * 1e6:10.1f} µs/row"
+        f"  server CPU (+ workers)     {server_cpu:8.1f} s  {server_cpu / rows * 1e6:10.1f} µs/row"
     )
     for name, rate in raw.items():
         print(
             f"  raw {name:<38} {rate:>10,.0f} rows/s   import/raw {import_rate / rate:6.1%}"
             f"   wall/raw {wall_rate / rate:6.1%}"
         )
-    print("  target: import >= 60% of raw")
+    if raw:
+        best = max(raw.values())
+        print(f"  import / fastest raw {import_rate / best:6.1%}   (target: >= 60%)")
 
 
 if __name__ == "__main__":

@@ -2,4 +2,7 @@
 
 from batchops.cli import main
 
-main()
+# Guarded: a spawned worker process (import preparation) re-imports the parent's main
+# module under another name, and must not run the CLI again.
+if __name__ == "__main__":
+    main()

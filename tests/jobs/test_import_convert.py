@@ -1,8 +1,11 @@
-"""The planned CSV conversion (convert_rows / check_rows) gives exactly what convert() gives:
-the same data, the same key order, and the same RowError (code and message) per row."""
+"""The planned CSV conversion (convert_rows / check_rows / scan_rows) gives exactly what
+convert() gives: the same data, the same key order, and the same RowError (code and
+message) per row."""
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +17,8 @@ from batchops.server.jobs.imports import (
     check_rows,
     convert,
     convert_rows,
+    read_rows,
+    scan_rows,
 )
 
 HEADER = ["name", "age", "score", "ok", "meta", "city", "zip", "name"]  # "name" twice
@@ -106,3 +111,35 @@ def test_a_row_that_could_not_be_decoded_keeps_its_error() -> None:
     good = SourceRow(2, {"a": 1})
     assert convert_rows([broken, good], "ndjson", [], None) == [broken.error, {"a": 1}]
     assert check_rows([broken, good], "ndjson", [], None) == [broken.error, None]
+
+
+def _csv_file(path: Path) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(HEADER)
+        for cells in CELLS:
+            writer.writerow(cells)  # [] is a blank line: skipped, not counted
+    return path
+
+
+@pytest.mark.parametrize("name", list(MAPPINGS))
+def test_scan_rows_counts_every_chunk_and_reports_the_errors_convert_raises(
+    name: str, tmp_path: Path
+) -> None:
+    mapping = MAPPINGS[name]
+    path = _csv_file(tmp_path / "rows.csv")
+    chunks = list(scan_rows(path, "csv", HEADER, mapping, size=3, check=True))
+    rows = list(read_rows(path, "csv"))
+    assert [count for count, _ in chunks] == [3, 3, 3]
+    want = {row.number: _expected(row, mapping) for row in rows}
+    got = {row.number: error for _, bad in chunks for row, error in bad}
+    assert sorted(got) == sorted(n for n, w in want.items() if isinstance(w, RowError))
+    for number, error in got.items():
+        _same(error, want[number])
+    assert all(row.value == rows[row.number - 1].value for _, bad in chunks for row, _ in bad)
+
+
+def test_scan_rows_without_check_only_counts(tmp_path: Path) -> None:
+    path = _csv_file(tmp_path / "rows.csv")
+    chunks = list(scan_rows(path, "csv", HEADER, MAPPINGS["flat"], size=4, check=False))
+    assert chunks == [(4, []), (4, []), (1, [])]

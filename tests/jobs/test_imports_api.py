@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
 
 import orjson
 import pytest
@@ -154,6 +156,66 @@ async def test_cancel_stops_a_running_job_at_a_chunk_boundary(service: Service) 
     again = await service.client.post(f"/v1/jobs/{job_id}/cancel")
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "JOB_FINISHED"
+
+
+async def test_a_plain_import_is_prepared_in_a_worker_process_that_is_gone_at_the_end(
+    service: Service,
+) -> None:
+    runner = service.app.state.services.jobs
+    seen: list[list[str]] = []
+
+    async def look(job: object) -> None:
+        seen.append([p.name for p in multiprocessing.active_children()])
+
+    runner.after_chunk = look
+    response = await upload(service.client, _csv(30), collection="prepared", chunk_size=10)
+    job = await wait_done(service.client, response.json()["id"])
+    assert (job["state"], job["succeeded"]) == ("succeeded", 30)
+    assert len(seen) == 3
+    assert all("batchops-import-prepare" in names for names in seen)
+    assert multiprocessing.active_children() == []
+
+
+async def test_an_upsert_import_is_converted_in_process(service: Service) -> None:
+    runner = service.app.state.services.jobs
+    seen: list[list[str]] = []
+
+    async def look(job: object) -> None:
+        seen.append([p.name for p in multiprocessing.active_children()])
+
+    runner.after_chunk = look
+    response = await upload(
+        service.client, _csv(20), collection="upserted", chunk_size=10, upsert_key="email"
+    )
+    assert (await wait_done(service.client, response.json()["id"]))["succeeded"] == 20
+    assert seen == [[], []]
+
+
+async def test_a_cancelled_import_leaves_no_worker_process_behind(service: Service) -> None:
+    runner = service.app.state.services.jobs
+
+    async def cancel(job: object) -> None:
+        runner.after_chunk = None
+        await service.client.post(f"/v1/jobs/{job_id}/cancel")
+
+    runner.after_chunk = cancel
+    response = await upload(service.client, _csv(100), collection="stopped", chunk_size=10)
+    job_id = response.json()["id"]
+    assert (await wait_done(service.client, job_id))["state"] == "cancelled"
+    # The cancelled state commits first; the runner then stops its worker.
+    deadline = asyncio.get_running_loop().time() + 10
+    while multiprocessing.active_children() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    assert multiprocessing.active_children() == []
+
+
+async def test_imported_records_are_found_by_full_text_search(service: Service) -> None:
+    # Row 7 is the one aged 27 (ages are text without a mapping, so they are searchable).
+    response = await upload(service.client, _csv(12), collection="findme", chunk_size=5)
+    assert (await wait_done(service.client, response.json()["id"]))["succeeded"] == 12
+    found = await service.client.post("/v1/collections/findme/search", json={"query": "27"})
+    assert found.status_code == 200, found.text
+    assert [hit["record"]["data"]["email"] for hit in found.json()["results"]] == ["u7@x.org"]
 
 
 async def test_jobs_are_invisible_to_other_tenants(service: Service) -> None:

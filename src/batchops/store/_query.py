@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from batchops.store.base import RecordRow
+from batchops.store.base import EncodedRecordRow, RecordRow
 
 __all__ = [
     "FilterPath",
@@ -124,7 +124,9 @@ def parse_filters(filters: Mapping[str, Any]) -> list[FilterPath]:
     return [FilterPath(path, value) for path, value in filters.items()]
 
 
-def ids_by_collection(rows: Sequence[RecordRow]) -> dict[tuple[str, str], list[str]]:
+def ids_by_collection(
+    rows: Sequence[RecordRow | EncodedRecordRow],
+) -> dict[tuple[str, str], list[str]]:
     """The ids of ``rows`` grouped by (tenant, collection), in input order."""
     groups: dict[tuple[str, str], list[str]] = {}
     for row in rows:
@@ -133,7 +135,8 @@ def ids_by_collection(rows: Sequence[RecordRow]) -> dict[tuple[str, str], list[s
 
 
 def duplicate_ids(
-    rows: Sequence[RecordRow], existing: Callable[[str, str, Sequence[str]], set[str]]
+    rows: Sequence[RecordRow | EncodedRecordRow],
+    existing: Callable[[str, str, Sequence[str]], set[str]],
 ) -> list[str]:
     """The ids of ``rows`` that cannot be inserted: taken already (``existing`` says which,
     per collection) or repeated within ``rows``. Input order, each id once."""

@@ -15,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 __all__ = [
     "ApiKeyRow",
     "Dialect",
     "DuplicateRecordError",
+    "EncodedData",
+    "EncodedRecordRow",
     "IdempotencyRow",
     "JobFailureRow",
     "JobRow",
@@ -38,6 +40,21 @@ T = TypeVar("T")
 Dialect = Literal["sqlite", "postgresql"]
 
 
+class EncodedData(NamedTuple):
+    """A record's data already encoded by the caller: its JSON text (an object) and its
+    search text (all its string values, as ``search_text`` makes them).
+
+    Carried by :class:`EncodedRecordRow`, which only :meth:`Tx.insert_records` accepts.
+    It exists for bulk loads whose rows are prepared in another process (import jobs):
+    encoding there keeps that work off the process that holds the transaction. A named
+    tuple, not a dataclass: it crosses a process boundary once per row, and a slotted
+    dataclass unpickles ~10x slower (``dataclasses._dataclass_setstate`` per object).
+    """
+
+    json: str
+    search: str
+
+
 @dataclass(slots=True)
 class RecordRow:
     """One record as stored. Timestamps are ISO-8601 UTC strings with milliseconds
@@ -47,6 +64,21 @@ class RecordRow:
     collection: str
     id: str
     data: dict[str, Any]
+    version: int
+    created_at: str
+    updated_at: str
+    deleted_at: str | None = None
+
+
+@dataclass(slots=True)
+class EncodedRecordRow:
+    """A new record whose data is already encoded (see :class:`EncodedData`): what
+    :meth:`Tx.insert_records` takes besides :class:`RecordRow`."""
+
+    tenant: str
+    collection: str
+    id: str
+    data: EncodedData
     version: int
     created_at: str
     updated_at: str
@@ -201,8 +233,8 @@ class Tx(Protocol):
         ...
 
     # -- records ---------------------------------------------------------------------------
-    def insert_records(self, rows: Sequence[RecordRow]) -> None:
-        """Insert all rows with one multi-row statement. Raises DuplicateRecordError."""
+    def insert_records(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
+        """Insert all rows with multi-row statements. Raises DuplicateRecordError."""
         ...
 
     def existing_ids(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:

@@ -46,6 +46,8 @@ from batchops.store._webhooks import WebhooksSQL
 from batchops.store.base import (
     Dialect,
     DuplicateRecordError,
+    EncodedData,
+    EncodedRecordRow,
     IdempotencyRow,
     RecordRow,
     Tx,
@@ -97,6 +99,13 @@ def _translating() -> Iterator[None]:
         raise _translate(exc) from exc
 
 
+def _encoded(data: dict[str, Any] | EncodedData) -> tuple[str, str]:
+    """(JSON text, search text) of a new record's data."""
+    if isinstance(data, EncodedData):
+        return data.json, data.search
+    return _dumps(data), search_text(data)
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -141,25 +150,27 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
             yield
 
     # -- records ---------------------------------------------------------------------------
-    def insert_records(self, rows: Sequence[RecordRow]) -> None:
+    def insert_records(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
         """Insert all rows (one COPY from ``COPY_MIN_ROWS`` rows, else one pipelined
         executemany). On DuplicateRecordError nothing of this call is left written."""
         if not rows:
             return
-        params = [
-            (
-                r.tenant,
-                r.collection,
-                r.id,
-                _dumps(r.data),
-                r.version,
-                r.created_at,
-                r.updated_at,
-                r.deleted_at,
-                search_text(r.data),
+        params: list[tuple[Any, ...]] = []
+        for r in rows:
+            text, search = _encoded(r.data)
+            params.append(
+                (
+                    r.tenant,
+                    r.collection,
+                    r.id,
+                    text,
+                    r.version,
+                    r.created_at,
+                    r.updated_at,
+                    r.deleted_at,
+                    search,
+                )
             )
-            for r in rows
-        ]
         if len(params) >= COPY_MIN_ROWS and self._copy_records(params):
             return
         inserted: list[tuple[str, str, str]] = []

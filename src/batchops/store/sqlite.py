@@ -56,6 +56,8 @@ from batchops.store._webhooks import WebhooksSQL
 from batchops.store.base import (
     Dialect,
     DuplicateRecordError,
+    EncodedData,
+    EncodedRecordRow,
     IdempotencyRow,
     RecordRow,
     Tx,
@@ -216,7 +218,7 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         self._execute(f"RELEASE {name}")
 
     # -- records ---------------------------------------------------------------------------
-    def insert_records(self, rows: Sequence[RecordRow]) -> None:
+    def insert_records(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
         """Insert all rows (multi-row INSERTs; indexed later, see the module docstring);
         nothing written by this call."""
         if not rows:
@@ -226,7 +228,7 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
                 r.tenant,
                 r.collection,
                 r.id,
-                _dumps(r.data),
+                r.data.json if isinstance(r.data, EncodedData) else _dumps(r.data),
                 r.version,
                 r.created_at,
                 r.updated_at,
@@ -236,14 +238,12 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
             for r in rows
         ]
         try:
-            self._insert_in_savepoint(params, rows)
+            self._insert_in_savepoint(params)
         except _Clash:
             # Now rolled back: existing_ids sees only what was there before this call.
             raise DuplicateRecordError(duplicate_ids(rows, self.existing_ids)) from None
 
-    def _insert_in_savepoint(
-        self, params: Sequence[tuple[Any, ...]], rows: Sequence[RecordRow]
-    ) -> None:
+    def _insert_in_savepoint(self, params: Sequence[tuple[Any, ...]]) -> None:
         clash = False
         with self.savepoint():
             try:

