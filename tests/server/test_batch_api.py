@@ -5,10 +5,11 @@ from __future__ import annotations
 import gzip
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
-from batchops._exceptions import TransientStoreError
+from batchops._exceptions import StoreError, TransientStoreError
 from batchops.server.batch import executor
 from batchops.server.batch import router as batch_router
 from batchops.store.postgres import PostgresTx
@@ -453,3 +454,42 @@ async def test_a_busy_database_past_max_retries_is_a_503_with_retry_after(
     assert error_of(response)["code"] == "STORE_BUSY"
     assert response.headers["Retry-After"] == "1"
     assert await stored_ids(service) == []
+
+
+async def test_a_database_failure_in_a_batch_is_a_503_envelope(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise StoreError("disk I/O error")
+
+    monkeypatch.setattr(batch_router, "run_plan", broken)
+    response = await batch(service, [create(1)])
+    assert response.status_code == 503
+    assert error_of(response)["code"] == "STORE_ERROR"
+
+
+async def test_an_unexpected_error_in_a_batch_is_a_500_envelope(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(batch_router, "run_plan", broken)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=service.app, raise_app_exceptions=False),
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {service.key}"},
+    ) as client:
+        response = await client.post("/v1/batch", json={"operations": [create(1)]})
+    assert response.status_code == 500
+    assert error_of(response) == {
+        "code": "INTERNAL_ERROR",
+        "message": "internal server error",
+        "details": {},
+    }
+
+
+async def test_another_method_on_the_batch_path_is_a_405_envelope(service: Service) -> None:
+    response = await service.client.get("/v1/batch")
+    assert response.status_code == 405
+    assert error_of(response)["code"] == "METHOD_NOT_ALLOWED"

@@ -98,7 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(bulk_router)
     app.include_router(webhooks_router)
-    app.router.routes.extend(batch.routes)
+    app.router.routes[0:0] = batch.routes
+    app.add_middleware(batch.BatchFastPath, handlers=app.exception_handlers)
     _document(app, batch.OPENAPI_PATHS)
     return app
 
