@@ -33,6 +33,33 @@ async def test_inserting_many_rows_in_one_call_stores_them_all(
     assert got["r0007"].data == {"n": 7, "name": "row 7"}
 
 
+async def test_rows_of_several_collections_and_timestamps_in_one_call_keep_their_own_columns(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    rows = [
+        make_record(f"r{i:04d}", {"n": i})
+        if i % 3
+        else replace(
+            make_record(f"r{i:04d}", {"n": i}),
+            collection="other",
+            version=4,
+            created_at="2026-02-03T04:05:06.007Z",
+            updated_at="2026-02-04T04:05:06.007Z",
+            deleted_at="2026-02-05T04:05:06.007Z",
+        )
+        for i in range(1200)  # more than one multi-row statement
+    ]
+    await store.run(lambda tx: tx.insert_records(rows))
+    for collection in ("people", "other"):
+        want = {r.id: r for r in rows if r.collection == collection}
+        ids = tuple(want)
+
+        def read(tx: Tx, c: str = collection, i: tuple[str, ...] = ids) -> dict[str, RecordRow]:
+            return tx.get_records(tenant, c, i, include_deleted=True)
+
+        assert await store.run(read) == want
+
+
 async def test_a_duplicate_id_raises_listing_exactly_the_duplicates_and_writes_nothing(
     store: Store, tenant: str, make_record: MakeRecord
 ) -> None:

@@ -162,6 +162,16 @@ def _values_sql(head: str, row: str, count: int, tail: str) -> str:
     return f"{head} {', '.join([row] * count)} {tail}"
 
 
+@lru_cache(maxsize=64)
+def _insert_shared_sql(count: int) -> str:
+    """An INSERT of ``count`` rows whose tenant, collection, version, created_at, updated_at
+    and deleted_at are parameters 1-6, bound once; row i's id and data are 7+2i, 8+2i."""
+    rows = ", ".join(
+        f"(?1, ?2, ?{7 + 2 * i}, ?{8 + 2 * i}, ?3, ?4, ?5, ?6, '')" for i in range(count)
+    )
+    return f"{_INSERT} {rows}"
+
+
 def _flat(rows: Iterable[Sequence[Any]]) -> list[Any]:
     return [value for row in rows for value in row]
 
@@ -219,9 +229,39 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
 
     # -- records ---------------------------------------------------------------------------
     def insert_records(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
-        """Insert all rows (multi-row INSERTs; indexed later, see the module docstring);
-        nothing written by this call."""
+        """Insert all rows (multi-row INSERTs; indexed later, see the module docstring).
+        DuplicateRecordError leaves nothing written by this call."""
         if not rows:
+            return
+        try:
+            self._insert_in_savepoint(rows)
+        except _Clash:
+            # Now rolled back: existing_ids sees only what was there before this call.
+            raise DuplicateRecordError(duplicate_ids(rows, self.existing_ids)) from None
+
+    def _write_new_rows(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
+        first = rows[0]
+        shared = (
+            first.tenant,
+            first.collection,
+            first.version,
+            first.created_at,
+            first.updated_at,
+            first.deleted_at,
+        )
+        if all(
+            (r.tenant, r.collection, r.version, r.created_at, r.updated_at, r.deleted_at) == shared
+            for r in rows
+        ):
+            # The common case (every create path: one collection, one timestamp): the shared
+            # columns are bound once per statement, two values per row (~0.5 µs less a row).
+            pairs = [
+                (r.id, r.data.json if isinstance(r.data, EncodedData) else _dumps(r.data))
+                for r in rows
+            ]
+            for start in range(0, len(pairs), _ROWS_PER_STATEMENT):
+                part = pairs[start : start + _ROWS_PER_STATEMENT]
+                self._conn.execute(_insert_shared_sql(len(part)), [*shared, *_flat(part)])
             return
         params = [
             (
@@ -237,17 +277,13 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
             )
             for r in rows
         ]
-        try:
-            self._insert_in_savepoint(params)
-        except _Clash:
-            # Now rolled back: existing_ids sees only what was there before this call.
-            raise DuplicateRecordError(duplicate_ids(rows, self.existing_ids)) from None
+        self._execute_rows(_INSERT, _ROW_9, params)
 
-    def _insert_in_savepoint(self, params: Sequence[tuple[Any, ...]]) -> None:
+    def _insert_in_savepoint(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
         clash = False
         with self.savepoint():
             try:
-                self._execute_rows(_INSERT, _ROW_9, params)
+                self._write_new_rows(rows)
             except sqlite3.IntegrityError as exc:
                 if "UNIQUE" not in str(exc):
                     raise _translate(exc) from exc
