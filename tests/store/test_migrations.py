@@ -1,8 +1,13 @@
-"""Migrations: recorded, and harmless to run again."""
+"""Migrations: recorded, harmless to run again, and applied to databases holding data."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from batchops.store import applied_migrations, migrate, open_store
 from batchops.store.migrate import MIGRATIONS_DIR
@@ -33,3 +38,52 @@ async def test_reopening_a_store_keeps_its_data(store_url: str, tenant: str) -> 
         assert await second.run(lambda tx: tx.find_api_key(key.key_hash)) == key
     finally:
         await second.close()
+
+
+async def test_the_search_words_migration_reindexes_records_written_before_it(
+    pg_url: str, tenant: str
+) -> None:
+    # A database at 0004 with a record in it; 0005 re-adds tsv, recomputed for that row.
+    from yoyo import get_backend, read_migrations
+
+    name = f"batchops_test_{uuid.uuid4().hex[:12]}"
+    url = f"{pg_url.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        backend = get_backend("postgresql+psycopg://" + url[len("postgresql://") :])
+        try:
+            steps = read_migrations(str(MIGRATIONS_DIR / "postgresql"))
+            with backend.lock():
+                backend.apply_migrations(
+                    backend.to_apply(steps.filter(lambda m: m.id < "0005_search_words"))
+                )
+        finally:
+            backend.connection.close()
+        with psycopg.connect(url) as conn:
+            conn.execute(
+                "INSERT INTO records (tenant, collection, id, data, version, created_at, "
+                "updated_at, search_text) VALUES (%s, 'people', 'a', %s, 1, '', '', %s)",
+                (tenant, Jsonb({"email": "u7@x.org"}), "u7@x.org"),
+            )
+            before = conn.execute(
+                "SELECT tsv @@ plainto_tsquery('simple', 'u7 x org') FROM records"
+            ).fetchone()
+        assert before == (False,)  # the old tsv holds one token 'u7@x.org'
+        assert "0005_search_words" in await asyncio.to_thread(migrate, url)
+        store = await open_store(url, pool_size=1)
+        try:
+            hits, total = await store.run(
+                lambda tx: tx.search_records(
+                    tenant, "people", query="u7@x.org", filters={}, limit=10
+                )
+            )
+        finally:
+            await store.close()
+        assert [row.id for row, _ in hits] == ["a"]
+        assert total == 1
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

@@ -1,14 +1,18 @@
-"""Full-text search: ranking, filters, totals, hostile input, freshness."""
+"""Full-text search: ranking, filters, totals, hostile input, freshness, what a word is."""
 
 from __future__ import annotations
 
+import asyncio
+import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import psycopg
 import pytest
 
-from batchops.store import RecordRow, Store
+from batchops.store import RecordRow, Store, migrate
+from batchops.store._query import search_tokens
 
 MakeRecord = Callable[..., RecordRow]
 
@@ -138,3 +142,133 @@ async def test_search_skips_soft_deleted_and_hard_deleted_records(
     hits, total = await _search(store, tenant, "word")
     assert [row.id for row, _ in hits] == ["live"]
     assert total == 1
+
+
+# -- what a word is ---------------------------------------------------------------------------
+# Both backends split text into runs of letters and digits (search_tokens); punctuation,
+# underscores and combining marks separate words. PostgreSQL's own parser would keep an
+# email, URL, host, path or version as one token, so it is fed the words only (migration
+# 0005_search_words).
+
+
+async def _found(
+    store: Store, tenant: str, make_record: MakeRecord, text: str, query: str
+) -> tuple[list[str], int]:
+    """Insert record "a" with ``text``, search ``query``: (ids found, total)."""
+    await store.run(lambda tx: tx.insert_records([make_record("a", {"t": text})]))
+    hits, total = await _search(store, tenant, query)
+    return [row.id for row, _ in hits], total
+
+
+async def test_searching_an_email_finds_the_record(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    found = await _found(store, tenant, make_record, "write to u7@x.org", "u7@x.org")
+    assert found == (["a"], 1)
+
+
+async def test_searching_the_domain_of_an_email_finds_the_record(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    found = await _found(store, tenant, make_record, "ada@example.com", "example.com")
+    assert found == (["a"], 1)
+
+
+async def test_searching_a_url_finds_the_record(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    url = "https://docs.example.com/guide/setup?lang=en#top"
+    found = await _found(store, tenant, make_record, f"see {url}", url)
+    assert found == (["a"], 1)
+
+
+async def test_searching_a_dotted_version_finds_the_record(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    found = await _found(store, tenant, make_record, "fixed in release 2.10.3", "2.10.3")
+    assert found == (["a"], 1)
+
+
+async def test_searching_a_file_path_finds_the_record(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    found = await _found(store, tenant, make_record, "/usr/local/lib/libfoo.so", "/usr/local/lib")
+    assert found == (["a"], 1)
+
+
+async def test_searching_a_hyphenated_word_finds_the_record(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    found = await _found(store, tenant, make_record, "state-of-the-art", "state-of-the-art")
+    assert found == (["a"], 1)
+
+
+async def test_searching_one_part_of_a_hyphenated_word_finds_the_record(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    found = await _found(store, tenant, make_record, "state-of-the-art", "art")
+    assert found == (["a"], 1)
+
+
+async def test_searching_an_underscored_word_finds_the_record(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    found = await _found(store, tenant, make_record, "snake_case_name", "snake_case_name")
+    assert found == (["a"], 1)
+
+
+async def test_searching_a_non_ascii_word_finds_the_record(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    found = await _found(store, tenant, make_record, "Crème brûlée, Zürich 東京", "brûlée 東京")
+    assert found == (["a"], 1)
+
+
+async def test_searching_a_word_with_combining_marks_finds_the_record(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    # Combining marks (Devanagari vowel signs, a decomposed accent) separate words on both.
+    text = "हिन्दी cafe\u0301"
+    found = await _found(store, tenant, make_record, text, text)
+    assert found == (["a"], 1)
+
+
+async def test_a_partial_word_does_not_match(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    await store.run(lambda tx: tx.insert_records([make_record("a", {"t": "ada@example.com"})]))
+    for query in ("exampl", "ada@ex", "example.co", "xample"):
+        assert await _search(store, tenant, query) == ([], 0), query
+
+
+async def test_only_sqlite_ignores_diacritics(
+    store: Store, store_url: str, tenant: str, make_record: MakeRecord
+) -> None:
+    # A known difference, not copied: FTS5's unicode61 tokenizer removes diacritics
+    # (remove_diacritics=1), PostgreSQL's 'simple' configuration keeps them.
+    await store.run(lambda tx: tx.insert_records([make_record("a", {"t": "café"})]))
+    total = (await _search(store, tenant, "cafe"))[1]
+    assert total == (0 if store_url.startswith("postgres") else 1)
+
+
+@pytest.mark.skipif(
+    unicodedata.unidata_version != "14.0.0",
+    reason="migration 0005 spells out Unicode 14.0.0's letters and digits (Python 3.11)",
+)
+async def test_postgresql_indexes_exactly_the_words_search_tokens_splits_out(pg_url: str) -> None:
+    # Every assigned code point between two letters: the tsvector of the record's text
+    # equals the one of the words search_tokens splits out (the query side's words).
+    await asyncio.to_thread(migrate, pg_url)
+    texts = [
+        f"a{chr(c)}b"
+        for c in range(1, 0x110000)
+        if unicodedata.category(chr(c)) not in ("Cn", "Co", "Cs")
+    ]
+    words = [" ".join(search_tokens(text)) for text in texts]
+    with psycopg.connect(pg_url) as conn:
+        differ = conn.execute(
+            "SELECT t FROM unnest(%s::text[], %s::text[]) AS u(t, w) "
+            "WHERE to_tsvector('simple', batchops_search_words(t)) <> to_tsvector('simple', w)",
+            (texts, words),
+        ).fetchall()
+    assert differ == []

@@ -21,9 +21,12 @@ __all__ = [
     "search_tokens",
 ]
 
-# Letters and digits: what both SQLite's unicode61 tokenizer and PostgreSQL's "simple"
-# parser treat as word characters. Everything else (quotes, parentheses, AND/OR/NOT are
-# words but harmless once quoted) is a separator, so no user input can reach FTS syntax.
+# Letters and digits: the words SQLite's unicode61 tokenizer indexes, and the words
+# PostgreSQL's tsv is built from (migration 0005_search_words spells this class out as code
+# point ranges, and tests/store/test_search.py checks that they agree: a new class needs a
+# new migration).
+# Everything else (quotes, parentheses, AND/OR/NOT are words but harmless once quoted) is
+# a separator, so no user input can reach FTS syntax.
 _TOKEN = re.compile(r"[^\W_]+")
 
 #: Filter values must be JSON scalars.

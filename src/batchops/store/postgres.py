@@ -297,7 +297,10 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
         """tsvector search ranked by ts_rank (higher is better).
 
         Every word of ``query`` must match (the same word split as SQLite's, handed to
-        ``plainto_tsquery('simple', …)``). A query without words matches nothing.
+        ``plainto_tsquery('simple', …)``). ``tsv`` holds the same words of the record's text:
+        it parses ``batchops_search_words(search_text)`` (migration 0005), not the raw text,
+        which the parser would keep as one ``u7@x.org`` token. A query without words matches
+        nothing.
         """
         tokens = search_tokens(query)
         parsed = parse_filters(filters)
