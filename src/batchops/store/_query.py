@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from batchops.store.base import EncodedRecordRow, RecordRow
+from batchops.store.base import RecordRow
 
 __all__ = [
     "FilterPath",
@@ -127,9 +127,7 @@ def parse_filters(filters: Mapping[str, Any]) -> list[FilterPath]:
     return [FilterPath(path, value) for path, value in filters.items()]
 
 
-def ids_by_collection(
-    rows: Sequence[RecordRow | EncodedRecordRow],
-) -> dict[tuple[str, str], list[str]]:
+def ids_by_collection(rows: Sequence[RecordRow]) -> dict[tuple[str, str], list[str]]:
     """The ids of ``rows`` grouped by (tenant, collection), in input order."""
     groups: dict[tuple[str, str], list[str]] = {}
     for row in rows:
@@ -138,21 +136,24 @@ def ids_by_collection(
 
 
 def duplicate_ids(
-    rows: Sequence[RecordRow | EncodedRecordRow],
+    keys: Sequence[tuple[str, str, str]],
     existing: Callable[[str, str, Sequence[str]], set[str]],
 ) -> list[str]:
-    """The ids of ``rows`` that cannot be inserted: taken already (``existing`` says which,
-    per collection) or repeated within ``rows``. Input order, each id once."""
+    """The ids of the rows keyed ``(tenant, collection, id)`` that cannot be inserted: taken
+    already (``existing`` says which, per collection) or repeated within ``keys``. Input
+    order, each id once."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for tenant, collection, id_ in keys:
+        groups.setdefault((tenant, collection), []).append(id_)
     taken = {
         (tenant, collection, id_)
-        for (tenant, collection), ids in ids_by_collection(rows).items()
+        for (tenant, collection), ids in groups.items()
         for id_ in existing(tenant, collection, ids)
     }
     seen: set[tuple[str, str, str]] = set()
     out: list[str] = []
-    for row in rows:
-        key = (row.tenant, row.collection, row.id)
-        if (key in taken or key in seen) and row.id not in out:
-            out.append(row.id)
+    for key in keys:
+        if (key in taken or key in seen) and key[2] not in out:
+            out.append(key[2])
         seen.add(key)
     return out

@@ -15,14 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 __all__ = [
     "ApiKeyRow",
     "Dialect",
     "DuplicateRecordError",
-    "EncodedData",
-    "EncodedRecordRow",
+    "EncodedRecords",
     "IdempotencyRow",
     "JobFailureRow",
     "JobRow",
@@ -40,19 +39,19 @@ T = TypeVar("T")
 Dialect = Literal["sqlite", "postgresql"]
 
 
-class EncodedData(NamedTuple):
-    """A record's data already encoded by the caller: its JSON text (an object) and its
-    search text (all its string values, as ``search_text`` makes them).
+@dataclass(frozen=True, slots=True)
+class EncodedRecords:
+    """New records whose data the caller has encoded already, for
+    :meth:`Tx.insert_encoded`: ``json[i]`` is record i's data as JSON text (an object) and
+    ``search[i]`` its search text (as ``search_text`` makes it; None lets the store compute
+    it from the JSON when it needs it).
 
-    Carried by :class:`EncodedRecordRow`, which only :meth:`Tx.insert_records` accepts.
-    It exists for bulk loads whose rows are prepared in another process (import jobs):
-    encoding there keeps that work off the process that holds the transaction. A named
-    tuple, not a dataclass: it crosses a process boundary once per row, and a slotted
-    dataclass unpickles ~10x slower (``dataclasses._dataclass_setstate`` per object).
+    For bulk loads prepared in another process (import jobs): the encoding is done there,
+    and the process that holds the transaction handles no per-record objects at all.
     """
 
-    json: str
-    search: str
+    json: list[str]
+    search: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -64,21 +63,6 @@ class RecordRow:
     collection: str
     id: str
     data: dict[str, Any]
-    version: int
-    created_at: str
-    updated_at: str
-    deleted_at: str | None = None
-
-
-@dataclass(slots=True)
-class EncodedRecordRow:
-    """A new record whose data is already encoded (see :class:`EncodedData`): what
-    :meth:`Tx.insert_records` takes besides :class:`RecordRow`."""
-
-    tenant: str
-    collection: str
-    id: str
-    data: EncodedData
     version: int
     created_at: str
     updated_at: str
@@ -233,8 +217,21 @@ class Tx(Protocol):
         ...
 
     # -- records ---------------------------------------------------------------------------
-    def insert_records(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
+    def insert_records(self, rows: Sequence[RecordRow]) -> None:
         """Insert all rows with multi-row statements. Raises DuplicateRecordError."""
+        ...
+
+    def insert_encoded(
+        self,
+        tenant: str,
+        collection: str,
+        ids: Sequence[str],
+        records: EncodedRecords,
+        *,
+        now: str,
+    ) -> None:
+        """Insert new records (version 1, created and updated ``now``) with ids ``ids``
+        and pre-encoded data. Raises DuplicateRecordError, leaving nothing written."""
         ...
 
     def existing_ids(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:

@@ -46,8 +46,7 @@ from batchops.store._webhooks import WebhooksSQL
 from batchops.store.base import (
     Dialect,
     DuplicateRecordError,
-    EncodedData,
-    EncodedRecordRow,
+    EncodedRecords,
     IdempotencyRow,
     RecordRow,
     Tx,
@@ -99,13 +98,6 @@ def _translating() -> Iterator[None]:
         raise _translate(exc) from exc
 
 
-def _encoded(data: dict[str, Any] | EncodedData) -> tuple[str, str]:
-    """(JSON text, search text) of a new record's data."""
-    if isinstance(data, EncodedData):
-        return data.json, data.search
-    return _dumps(data), search_text(data)
-
-
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -150,27 +142,52 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
             yield
 
     # -- records ---------------------------------------------------------------------------
-    def insert_records(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
+    def insert_records(self, rows: Sequence[RecordRow]) -> None:
         """Insert all rows (one COPY from ``COPY_MIN_ROWS`` rows, else one pipelined
         executemany). On DuplicateRecordError nothing of this call is left written."""
-        if not rows:
-            return
-        params: list[tuple[Any, ...]] = []
-        for r in rows:
-            text, search = _encoded(r.data)
-            params.append(
+        self._insert_params(
+            [
                 (
                     r.tenant,
                     r.collection,
                     r.id,
-                    text,
+                    _dumps(r.data),
                     r.version,
                     r.created_at,
                     r.updated_at,
                     r.deleted_at,
-                    search,
+                    search_text(r.data),
                 )
-            )
+                for r in rows
+            ]
+        )
+
+    def insert_encoded(
+        self,
+        tenant: str,
+        collection: str,
+        ids: Sequence[str],
+        records: EncodedRecords,
+        *,
+        now: str,
+    ) -> None:
+        """See :meth:`Tx.insert_encoded`."""
+        searches = (
+            records.search
+            if records.search is not None
+            else [search_text(orjson.loads(text)) for text in records.json]
+        )
+        self._insert_params(
+            [
+                (tenant, collection, id_, text, 1, now, now, None, search)
+                for id_, text, search in zip(ids, records.json, searches, strict=True)
+            ]
+        )
+
+    def _insert_params(self, params: Sequence[tuple[Any, ...]]) -> None:
+        """Insert rows given as records-table tuples (tenant, collection, id first)."""
+        if not params:
+            return
         if len(params) >= COPY_MIN_ROWS and self._copy_records(params):
             return
         inserted: list[tuple[str, str, str]] = []
@@ -181,11 +198,11 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
                 inserted.extend(cur.fetchall())
                 if not cur.nextset():
                     break
-        if len(inserted) == len(rows):
+        if len(inserted) == len(params):
             return
         mine = {(t, c, i) for t, c, i in inserted}
         duplicates = duplicate_ids(
-            rows,
+            [(p[0], p[1], p[2]) for p in params],
             lambda tenant, collection, ids: {
                 i
                 for i in self.existing_ids(tenant, collection, ids)

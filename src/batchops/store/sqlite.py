@@ -56,8 +56,7 @@ from batchops.store._webhooks import WebhooksSQL
 from batchops.store.base import (
     Dialect,
     DuplicateRecordError,
-    EncodedData,
-    EncodedRecordRow,
+    EncodedRecords,
     IdempotencyRow,
     RecordRow,
     Tx,
@@ -228,18 +227,11 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         self._execute(f"RELEASE {name}")
 
     # -- records ---------------------------------------------------------------------------
-    def insert_records(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
+    def insert_records(self, rows: Sequence[RecordRow]) -> None:
         """Insert all rows (multi-row INSERTs; indexed later, see the module docstring).
         DuplicateRecordError leaves nothing written by this call."""
         if not rows:
             return
-        try:
-            self._insert_in_savepoint(rows)
-        except _Clash:
-            # Now rolled back: existing_ids sees only what was there before this call.
-            raise DuplicateRecordError(duplicate_ids(rows, self.existing_ids)) from None
-
-    def _write_new_rows(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
         first = rows[0]
         shared = (
             first.tenant,
@@ -255,20 +247,15 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         ):
             # The common case (every create path: one collection, one timestamp): the shared
             # columns are bound once per statement, two values per row (~0.5 µs less a row).
-            pairs = [
-                (r.id, r.data.json if isinstance(r.data, EncodedData) else _dumps(r.data))
-                for r in rows
-            ]
-            for start in range(0, len(pairs), _ROWS_PER_STATEMENT):
-                part = pairs[start : start + _ROWS_PER_STATEMENT]
-                self._conn.execute(_insert_shared_sql(len(part)), [*shared, *_flat(part)])
+            pairs = [value for r in rows for value in (r.id, _dumps(r.data))]
+            self._insert_new(shared, pairs, [(r.tenant, r.collection, r.id) for r in rows])
             return
         params = [
             (
                 r.tenant,
                 r.collection,
                 r.id,
-                r.data.json if isinstance(r.data, EncodedData) else _dumps(r.data),
+                _dumps(r.data),
                 r.version,
                 r.created_at,
                 r.updated_at,
@@ -277,23 +264,60 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
             )
             for r in rows
         ]
-        self._execute_rows(_INSERT, _ROW_9, params)
+        self._insert_in_savepoint(
+            lambda: self._execute_rows(_INSERT, _ROW_9, params),
+            [(r.tenant, r.collection, r.id) for r in rows],
+        )
 
-    def _insert_in_savepoint(self, rows: Sequence[RecordRow | EncodedRecordRow]) -> None:
-        clash = False
-        with self.savepoint():
-            try:
-                self._write_new_rows(rows)
-            except sqlite3.IntegrityError as exc:
-                if "UNIQUE" not in str(exc):
+    def insert_encoded(
+        self,
+        tenant: str,
+        collection: str,
+        ids: Sequence[str],
+        records: EncodedRecords,
+        *,
+        now: str,
+    ) -> None:
+        """See :meth:`Tx.insert_encoded` (the search texts are not used: SQLite computes
+        them when it indexes)."""
+        if not ids:
+            return
+        pairs = [value for pair in zip(ids, records.json, strict=True) for value in pair]
+        keys = [(tenant, collection, id_) for id_ in ids]
+        self._insert_new((tenant, collection, 1, now, now, None), pairs, keys)
+
+    def _insert_new(
+        self, shared: tuple[Any, ...], pairs: list[Any], keys: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """``pairs`` = id, data, id, data…; ``shared`` the other columns of every row."""
+
+        def write() -> None:
+            step = 2 * _ROWS_PER_STATEMENT
+            for start in range(0, len(pairs), step):
+                part = pairs[start : start + step]
+                self._conn.execute(_insert_shared_sql(len(part) // 2), [*shared, *part])
+
+        self._insert_in_savepoint(write, keys)
+
+    def _insert_in_savepoint(
+        self, write: Callable[[], object], keys: Sequence[tuple[str, str, str]]
+    ) -> None:
+        """Run ``write`` in a savepoint; a UNIQUE clash rolls it back (nothing of this call
+        stays written) and becomes DuplicateRecordError naming the ``keys`` that clash."""
+        try:
+            with self.savepoint():
+                try:
+                    write()
+                except sqlite3.IntegrityError as exc:
+                    if "UNIQUE" not in str(exc):
+                        raise _translate(exc) from exc
+                    raise _Clash from None  # leaving the savepoint with it rolls it back
+                except sqlite3.Error as exc:
                     raise _translate(exc) from exc
-                clash = True
-            except sqlite3.Error as exc:
-                raise _translate(exc) from exc
-            if clash:
-                # Raising inside the savepoint undoes the rows inserted before the clash.
-                raise _Clash
-            # No FTS work: the new rows sit above the watermark until indexed (see module).
+                # No FTS work: the new rows sit above the watermark until indexed (module).
+        except _Clash:
+            # Now rolled back: existing_ids sees only what was there before this call.
+            raise DuplicateRecordError(duplicate_ids(keys, self.existing_ids)) from None
 
     def existing_ids(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` exist (soft-deleted included)."""

@@ -34,6 +34,7 @@ __all__ = [
     "check_rows",
     "convert",
     "convert_rows",
+    "csv_cells",
     "csv_converter",
     "csv_header",
     "input_text",
@@ -109,22 +110,27 @@ def read_rows(path: Path, fmt: Format) -> Iterator[SourceRow]:
     return _json_rows(path)
 
 
-def _csv_rows(path: Path) -> Iterator[SourceRow]:
+def csv_cells(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """``(row number, cells)`` of every data row of a CSV file: the header (the first
+    non-empty row) and blank lines are skipped. Raises InputError where it cannot go on."""
     number = 0
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f)
-            header_seen = False
             for cells in reader:
-                if not cells:
-                    continue
-                if not header_seen:
-                    header_seen = True
-                    continue
-                number += 1
-                yield SourceRow(number, cells)
+                if cells:
+                    break  # the header
+            for cells in reader:
+                if cells:
+                    number += 1
+                    yield number, cells
     except (csv.Error, UnicodeDecodeError) as exc:
         raise InputError("INVALID_CSV", f"the CSV cannot be read: {exc}", number + 1) from exc
+
+
+def _csv_rows(path: Path) -> Iterator[SourceRow]:
+    for number, cells in csv_cells(path):
+        yield SourceRow(number, cells)
 
 
 def _ndjson_rows(path: Path) -> Iterator[SourceRow]:
@@ -183,36 +189,25 @@ def scan_rows(
         for column, spec in (mapping or {}).items()
         if column in position and spec.type != "string"
     ]
-    number = count = 0
+    count = 0
     bad: list[tuple[SourceRow, RowError]] = []
-    try:
-        with path.open("r", encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            for cells in reader:  # the header: the first non-empty row
-                if cells:
-                    break
-            for cells in reader:
-                if not cells:
-                    continue
-                number += 1
-                count += 1
-                if check:
-                    if len(cells) != width:
-                        error = RowError(
-                            "COLUMN_COUNT", f"the row has {len(cells)} columns, the header {width}"
-                        )
-                        bad.append((SourceRow(number, cells), error))
-                    else:
-                        try:
-                            for index, cell, column in typed:  # mapping order, as convert()
-                                cell(cells[index], column)
-                        except RowError as exc:
-                            bad.append((SourceRow(number, cells), exc))
-                if count == size:
-                    yield count, bad
-                    count, bad = 0, []
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise InputError("INVALID_CSV", f"the CSV cannot be read: {exc}", number + 1) from exc
+    for number, cells in csv_cells(path):
+        count += 1
+        if check:
+            if len(cells) != width:
+                error = RowError(
+                    "COLUMN_COUNT", f"the row has {len(cells)} columns, the header {width}"
+                )
+                bad.append((SourceRow(number, cells), error))
+            else:
+                try:
+                    for index, cell, column in typed:  # mapping order, as convert()
+                        cell(cells[index], column)
+                except RowError as exc:
+                    bad.append((SourceRow(number, cells), exc))
+        if count == size:
+            yield count, bad
+            count, bad = 0, []
     if count:
         yield count, bad
 

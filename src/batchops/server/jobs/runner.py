@@ -482,10 +482,9 @@ def _apply_prepared(
     if job.cancel_requested:
         return _cancel(tx, job)
     assert job.collection is not None
-    if chunk.data:
-        problems = operations.create_bulk(tx, job.tenant, job.collection, chunk.data)
-        # Encoded data was checked to be an object in the worker: nothing is left to fail.
-        assert not problems, problems
+    records = chunk.records()
+    if records is not None:
+        operations.create_encoded(tx, job.tenant, job.collection, records)
     failures = [JobFailureRow(job_id, *failure) for failure in chunk.failures]
     return _advance(tx, job, chunk.count, chunk.last_number, failures)
 

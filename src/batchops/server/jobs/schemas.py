@@ -16,6 +16,7 @@ from batchops.store.base import JobRow
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_IMPORT_CHUNK_SIZE",
     "JOB_STATES",
     "JOB_TYPES",
     "MAX_CHUNK_SIZE",
@@ -27,6 +28,11 @@ __all__ = [
 ]
 
 DEFAULT_CHUNK_SIZE = 1000
+# Imports: each chunk is one transaction plus a job-row update and an executor hop, and a
+# 1M-row CSV import on SQLite measured 95k rows/s with chunks of 1,000 against 103-108k
+# with 2,500 (raw inserts in the same transactions did not change). 2,500 rows hold
+# SQLite's write lock ~25 ms, and the import's peak RSS grows by ~10 MB.
+DEFAULT_IMPORT_CHUNK_SIZE = 2500
 MAX_CHUNK_SIZE = 10_000
 JOB_TYPES = ("import", "bulk_update", "bulk_delete", "batch")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -54,7 +60,7 @@ class ImportOptions:
     validation: Literal["strict", "lenient"] = "strict"
     dry_run: bool = False
     upsert_key: str | None = None
-    chunk_size: int = DEFAULT_CHUNK_SIZE
+    chunk_size: int = DEFAULT_IMPORT_CHUNK_SIZE
     mapping: dict[str, FieldSpec] | None = None
     bytes: int = 0
 
@@ -113,7 +119,7 @@ class ImportOptions:
             raise ValidationError(
                 "'validation' must be strict or lenient", details={"path": "validation"}
             )
-        size = DEFAULT_CHUNK_SIZE
+        size = DEFAULT_IMPORT_CHUNK_SIZE
         if chunk_size not in (None, ""):
             try:
                 size = int(chunk_size)

@@ -33,8 +33,7 @@ from batchops.server.records.schemas import (
 )
 from batchops.store.base import (
     DuplicateRecordError,
-    EncodedData,
-    EncodedRecordRow,
+    EncodedRecords,
     RecordRow,
     Tx,
 )
@@ -44,6 +43,7 @@ __all__ = [
     "count_where",
     "create",
     "create_bulk",
+    "create_encoded",
     "create_many",
     "decode_cursor",
     "delete",
@@ -237,21 +237,14 @@ def create_bulk(tx: Tx, tenant: str, collection: str, datas: Sequence[Any]) -> d
     and nothing is echoed back, so only the problems are returned, by position in
     ``datas`` (empty when all were created). Generated ids cannot clash, so no existence
     check is made; a clash anyway (a concurrent writer) is a 409 for the whole call, as in
-    create_many.
-
-    An item may be :class:`~batchops.store.base.EncodedData`: an object its producer
-    encoded already (and checked to be an object), written as it is.
-    """
+    create_many."""
     validate_collection(collection)
     now = now_iso()
     problems: dict[int, APIError] = {}
-    rows: list[RecordRow | EncodedRecordRow] = []
+    rows: list[RecordRow] = []
     append = rows.append
     ids = new_record_ids(len(datas))
     for position, data in enumerate(datas):
-        if type(data) is EncodedData:
-            append(EncodedRecordRow(tenant, collection, ids[position], data, 1, now, now))
-            continue
         if type(data) is not dict:
             try:
                 validate_data(data)
@@ -265,6 +258,19 @@ def create_bulk(tx: Tx, tenant: str, collection: str, datas: Sequence[Any]) -> d
         except DuplicateRecordError as exc:
             raise _exists(collection, exc.ids[0]) from exc
     return problems
+
+
+def create_encoded(tx: Tx, tenant: str, collection: str, records: EncodedRecords) -> None:
+    """:func:`create_bulk` for data its producer has encoded already (JSON objects; import
+    jobs prepare them in a worker process): generated ids, nothing echoed back, a clash
+    (a concurrent writer) is a 409 for the whole call."""
+    validate_collection(collection)
+    try:
+        tx.insert_encoded(
+            tenant, collection, new_record_ids(len(records.json)), records, now=now_iso()
+        )
+    except DuplicateRecordError as exc:
+        raise _exists(collection, exc.ids[0]) from exc
 
 
 def _unreachable() -> APIError:
