@@ -174,14 +174,22 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=10_000, help="records for (b)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        help="NAME=VALUE for the server, e.g. PYTHONPATH=<git archive of a commit>/src to "
+        "measure another build with the same client",
+    )
     args = parser.parse_args()
+    extra_env = dict(item.split("=", 1) for item in args.env)
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
         key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}")
         a_runs, b_runs, c_runs = [], [], []
-        with ServerProcess(db_url, workdir) as server:
+        with ServerProcess(db_url, workdir, extra_env) as server:
             for _ in range(args.repeat):
                 a_runs.append(asyncio.run(run_batches(server.url, key, args.n, 100, args.clients)))
                 b_runs.append(asyncio.run(run_singles(server.url, key, args.singles, args.clients)))
