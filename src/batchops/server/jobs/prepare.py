@@ -1,4 +1,4 @@
-"""An import's rows read, converted and encoded in a worker *process*, a chunk ahead.
+"""An import's rows read, converted and encoded in a worker *process*, ahead of the writer.
 
 Why a process: the server is one CPython process, and reading a CSV (the ``csv`` module),
 converting each row into record data and encoding it as JSON all hold the GIL, as does
@@ -9,9 +9,9 @@ check that each row is an object, encode its JSON and (for PostgreSQL) its searc
 and the job's process only generates ids and runs the chunk's transaction, on the other
 core at the same time.
 
-The worker runs ahead of the writer by about one chunk: it blocks sending the next chunk
-until the job has taken the previous one (a pipe holds ~64 KiB), so memory stays bounded
-whatever the file size. It is started per job (``spawn``: nothing of the server's threads
+The worker runs a chunk or two ahead of the writer: it blocks sending a chunk until the job
+has received the previous one (a pipe holds ~64 KiB), and the job receives the next chunk
+while it writes the current one, so memory stays bounded whatever the file size. It is started per job (``spawn``: nothing of the server's threads
 or connections is inherited), is killed when the job stops for any reason, and exits by
 itself when its parent dies (its next send fails). Durability is unchanged: the worker
 only reads the upload; every chunk is still committed with its checkpoint by the job's
