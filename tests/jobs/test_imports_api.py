@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+from typing import Any
 
 import orjson
 import pytest
@@ -174,6 +175,26 @@ async def test_a_plain_import_is_prepared_in_a_worker_process_that_is_gone_at_th
     assert len(seen) == 3
     assert all("batchops-import-prepare" in names for names in seen)
     assert multiprocessing.active_children() == []
+
+
+async def test_an_upsert_import_leaves_an_index_on_its_key_for_the_lookups(
+    service: Service,
+) -> None:
+    from batchops.store._query import field_index_name
+
+    response = await upload(service.client, _csv(5), collection="keyed", upsert_key="email")
+    assert (await wait_done(service.client, response.json()["id"]))["succeeded"] == 5
+    name = field_index_name(service.tenant, "keyed", "email")
+    catalog = (
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?"
+        if service.store.dialect == "sqlite"
+        else "SELECT indexname FROM pg_indexes WHERE indexname = %s"
+    )
+
+    def look(tx: Any) -> list[Any]:
+        return list(tx._execute(catalog, (name,)).fetchall())
+
+    assert [row[0] for row in await service.store.run(look)] == [name]
 
 
 async def test_an_upsert_import_is_converted_in_process(service: Service) -> None:

@@ -6,6 +6,7 @@ search query, and the parsed dot paths of equality filters.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -15,10 +16,12 @@ from batchops.store.base import RecordRow
 __all__ = [
     "FilterPath",
     "duplicate_ids",
+    "field_index_name",
     "ids_by_collection",
     "parse_filters",
     "search_text",
     "search_tokens",
+    "sql_literal",
 ]
 
 # Letters and digits: the words SQLite's unicode61 tokenizer indexes, and the words
@@ -157,3 +160,17 @@ def duplicate_ids(
             out.append(key[2])
         seen.add(key)
     return out
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as an SQL string literal (quotes doubled), for the few statements whose
+    values must be literals: a partial index's predicate and the queries that should use
+    it (a bound parameter does not prove the predicate)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def field_index_name(tenant: str, collection: str, path: str) -> str:
+    """The name of the field index of (tenant, collection, path): a digest, since tenants
+    and collections may hold any characters."""
+    digest = hashlib.sha256(f"{tenant}\0{collection}\0{path}".encode()).hexdigest()
+    return f"records_field_{digest[:24]}"

@@ -365,8 +365,16 @@ class Tx(Protocol):
         self, tenant: str, collection: str, path: str, values: Sequence[str]
     ) -> dict[str, str]:
         """Live records whose ``data`` field at dot ``path`` has one of ``values`` (compared
-        as text: ``42`` matches ``"42"``): value -> record id. Not indexed: it scans the
-        collection."""
+        as text: ``42`` matches ``"42"``): value -> record id. A scan of the collection
+        unless :meth:`ensure_field_index` made an index for that field."""
+        ...
+
+    def ensure_field_index(self, tenant: str, collection: str, path: str) -> None:
+        """Make :meth:`find_ids_by_field` on this field of this collection an index lookup:
+        a partial expression index over the collection's live records, created the first
+        time (the build scans the collection once, holding the write lock) and kept, so
+        that later upserts on the same key find it ready. ``path`` is a validated dot path
+        (letters, digits, ``_``, ``-``)."""
         ...
 
     def count_records(self, tenant: str, collection: str, *, filters: Mapping[str, Any]) -> int:

@@ -361,6 +361,14 @@ async def _first_pass(
 async def _import_rows(
     runner: JobRunner, job: JobRow, options: ImportOptions, path: Path, header: list[str]
 ) -> None:
+    if options.upsert_key is not None and not options.dry_run:
+        # Each chunk looks its keys up (find_ids_by_field): without this index that is a
+        # scan of the collection per chunk (~170 ms a chunk at 200k records).
+        assert job.collection is not None
+        collection, key = job.collection, options.upsert_key
+        await runner.store.run(
+            lambda tx: tx.ensure_field_index(job.tenant, collection, key), retries=3
+        )
     rows = read_rows(path, options.format)
     skip_to = job.checkpoint
     job_id = job.id
