@@ -11,9 +11,10 @@ core at the same time.
 
 The worker runs a chunk or two ahead of the writer: it blocks sending a chunk until the job
 has received the previous one (a pipe holds ~64 KiB), and the job receives the next chunk
-while it writes the current one, so memory stays bounded whatever the file size. It is started per job (``spawn``: nothing of the server's threads
-or connections is inherited), is killed when the job stops for any reason, and exits by
-itself when its parent dies (its next send fails). Durability is unchanged: the worker
+while it writes the current one, so memory stays bounded whatever the file size. It is
+started per job (``spawn``: nothing of the server's threads or connections is inherited),
+is killed when the job stops for any reason, and exits by itself when its parent dies (its
+next send fails). Durability is unchanged: the worker
 only reads the upload; every chunk is still committed with its checkpoint by the job's
 process, and a resumed job starts a new worker that skips to the checkpoint.
 
