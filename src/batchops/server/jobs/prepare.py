@@ -141,8 +141,9 @@ def _produce(
                     conn.send(_chunk(count, last, json, search, with_search, failures))
                     count, json, search, failures = 0, [], [], []
         except InputError as exc:
-            if count:
-                conn.send(_chunk(count, last, json, search, with_search, failures))
+            # The rows of the chunk read so far are dropped, as in the in-process path: the
+            # job fails keeping what earlier chunks committed. (The first pass reads the
+            # whole file, so only a file changed between the passes gets here.)
             conn.send(("input_error", exc.code, exc.message, exc.row_number))
             return
         if count:
