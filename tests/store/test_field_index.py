@@ -15,8 +15,8 @@ MakeRecord = Callable[..., RecordRow]
 
 async def _seed(store: Store, tenant: str, make_record: MakeRecord) -> None:
     rows = [
-        make_record("a", {"email": "a@x.org", "n": 42, "nested": {"code": "k1"}}),
-        make_record("b", {"email": "b@x.org", "n": 7}),
+        make_record("a", {"email": "a@x.org", "n": 42, "nested": {"code": "k1"}, "ok": True}),
+        make_record("b", {"email": "b@x.org", "n": 7, "ok": False}),
         replace(make_record("gone", {"email": "gone@x.org"}), deleted_at="2026-01-01T00:00:00Z"),
         make_record("other", {"email": "a@x.org"}, collection="elsewhere"),
         make_record("stranger", {"email": "a@x.org"}, tenant_=f"{tenant}_b"),
@@ -30,12 +30,15 @@ async def _lookups(store: Store, tenant: str) -> list[dict[str, str]]:
             tx.find_ids_by_field(tenant, "people", "email", ["a@x.org", "gone@x.org", "z"]),
             tx.find_ids_by_field(tenant, "people", "n", ["42", "7", "8"]),
             tx.find_ids_by_field(tenant, "people", "nested.code", ["k1"]),
+            tx.find_ids_by_field(tenant, "people", "ok", ["1", "0", "true"]),
         ]
 
     return await store.run(run)
 
 
-EXPECTED = [{"a@x.org": "a"}, {"42": "a", "7": "b"}, {"k1": "a"}]
+# Booleans compare as "1" / "0" on both backends (SQLite's text of JSON true / false, what
+# the import runner's upsert keys use).
+EXPECTED = [{"a@x.org": "a"}, {"42": "a", "7": "b"}, {"k1": "a"}, {"1": "a", "0": "b"}]
 
 
 async def test_lookups_match_live_records_of_the_collection_by_text(
@@ -51,7 +54,7 @@ async def test_lookups_give_the_same_answers_once_the_field_indexes_exist(
     await _seed(store, tenant, make_record)
 
     def ensure(tx: Tx) -> None:
-        for path in ("email", "n", "nested.code"):
+        for path in ("email", "n", "nested.code", "ok"):
             tx.ensure_field_index(tenant, "people", path)
             tx.ensure_field_index(tenant, "people", path)  # a second call is a no-op
 

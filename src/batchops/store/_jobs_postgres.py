@@ -41,7 +41,13 @@ def _field_sql(tenant: str, collection: str, path: str) -> tuple[str, str]:
     """(the field's text, the collection's live records) with literals only, so that the
     planner can match the query to the partial expression index (see ensure_field_index).
     Path segments are validated names: no quoting is needed inside the array literal."""
-    expr = f"data #>> {sql_literal('{' + ','.join(path.split('.')) + '}')}"
+    array = sql_literal("{" + ",".join(path.split(".")) + "}")
+    # Booleans as SQLite's CAST gives them ('1' / '0'), the text callers compare with.
+    expr = (
+        f"CASE jsonb_typeof(data #> {array}) WHEN 'boolean' "
+        f"THEN CASE WHEN (data #> {array})::boolean THEN '1' ELSE '0' END "
+        f"ELSE data #>> {array} END"
+    )
     scope = (
         f"tenant = {sql_literal(tenant)} AND collection = {sql_literal(collection)} "
         "AND deleted_at IS NULL"
