@@ -35,6 +35,7 @@ __all__ = [
     "convert",
     "convert_rows",
     "csv_cells",
+    "csv_checker",
     "csv_converter",
     "csv_header",
     "input_text",
@@ -182,29 +183,13 @@ def scan_rows(
             checked = check_rows(chunk, fmt, header, mapping) if check else []
             yield len(chunk), [(r, e) for r, e in zip(chunk, checked, strict=True) if e]
         return
-    width = len(header)
-    position = {name: index for index, name in enumerate(header)}
-    typed = [
-        (position[column], _CELL[spec.type], column)
-        for column, spec in (mapping or {}).items()
-        if column in position and spec.type != "string"
-    ]
+    bad_cells = csv_checker(header, mapping)
     count = 0
     bad: list[tuple[SourceRow, RowError]] = []
     for number, cells in csv_cells(path):
         count += 1
-        if check:
-            if len(cells) != width:
-                error = RowError(
-                    "COLUMN_COUNT", f"the row has {len(cells)} columns, the header {width}"
-                )
-                bad.append((SourceRow(number, cells), error))
-            else:
-                try:
-                    for index, cell, column in typed:  # mapping order, as convert()
-                        cell(cells[index], column)
-                except RowError as exc:
-                    bad.append((SourceRow(number, cells), exc))
+        if check and (error := bad_cells(cells)) is not None:
+            bad.append((SourceRow(number, cells), error))
         if count == size:
             yield count, bad
             count, bad = 0, []
@@ -313,6 +298,16 @@ def check_rows(
         return [
             o if isinstance(o, RowError) else None for o in convert_rows(rows, fmt, header, mapping)
         ]
+    bad_cells = csv_checker(header, mapping)
+    return [row.error if row.error is not None else bad_cells(row.value) for row in rows]
+
+
+def csv_checker(
+    header: list[str], mapping: Mapping[str, FieldSpec] | None
+) -> Callable[[list[str]], RowError | None]:
+    """The RowError :func:`convert` would raise for the cells of one CSV row, or None;
+    planned once per file and building no record: only the column count and the typed
+    cells are checked (strict validation's first pass reads every row)."""
     width = len(header)
     position = {name: index for index, name in enumerate(header)}
     typed = [
@@ -320,26 +315,18 @@ def check_rows(
         for column, spec in (mapping or {}).items()
         if column in position and spec.type != "string"
     ]
-    out: list[RowError | None] = []
-    append = out.append
-    for row in rows:
-        if row.error is not None:
-            append(row.error)
-            continue
-        cells = row.value
+
+    def check(cells: list[str]) -> RowError | None:
         if len(cells) != width:
-            append(
-                RowError("COLUMN_COUNT", f"the row has {len(cells)} columns, the header {width}")
-            )
-            continue
+            return RowError("COLUMN_COUNT", f"the row has {len(cells)} columns, the header {width}")
         try:
             for index, cell, column in typed:  # mapping order: convert()'s first error
                 cell(cells[index], column)
         except RowError as exc:
-            append(exc)
-            continue
-        append(None)
-    return out
+            return exc
+        return None
+
+    return check
 
 
 _Cell = Callable[[str, str], Any]  # (cell text, column name) -> typed value, or RowError
