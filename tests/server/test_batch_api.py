@@ -205,13 +205,15 @@ async def test_consecutive_creates_become_one_multi_row_insert(
 ) -> None:
     calls: list[int] = []
     for tx_class in (SQLiteTx, PostgresTx):
-        real = tx_class.insert_records
+        real = tx_class.insert_encoded
 
-        def spy(self: Any, rows: Any, real: Any = real) -> Any:
-            calls.append(len(rows))
-            return real(self, rows)
+        def spy(
+            self: Any, tenant: str, collection: str, ids: Any, *a: Any, real: Any = real, **kw: Any
+        ) -> Any:
+            calls.append(len(ids))
+            return real(self, tenant, collection, ids, *a, **kw)
 
-        monkeypatch.setattr(tx_class, "insert_records", spy)
+        monkeypatch.setattr(tx_class, "insert_encoded", spy)
     ops = [create(i) for i in range(5)]
     ops.append({"type": "read", "collection": "people", "id": "p0"})
     ops.extend(create(i) for i in range(5, 8))
@@ -422,65 +424,83 @@ async def test_an_atomic_batch_past_its_timeout_rolls_back_whole(
     assert await stored_ids(service) == []
 
 
-def flaky_run_plan(fail_times: int) -> Any:
-    """run_plan that finds the database busy ``fail_times`` times, then works."""
-    real = executor.run_plan
+def failing(fail_times: int, error: Exception, real: Any = None) -> Any:
+    """A stand-in that raises ``error`` ``fail_times`` times, then calls ``real``."""
     calls = {"n": 0}
 
-    def run_plan(*args: Any, **kwargs: Any) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
         calls["n"] += 1
         if calls["n"] <= fail_times:
-            raise TransientStoreError("database is locked")
+            raise error
         return real(*args, **kwargs)
 
-    return run_plan
+    return run
 
 
-async def test_max_retries_reruns_the_batch_after_a_busy_database(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+# A batch of plain creates takes the all-creates lane (creates.py); naming its operations
+# sends the same creates down the general planner and executor. Store failures must look
+# the same on both.
+BOTH_PATHS = pytest.mark.parametrize("path", ["creates lane", "general path"])
+
+
+def break_store(
+    monkeypatch: pytest.MonkeyPatch, path: str, fail_times: int, error: Exception
 ) -> None:
-    monkeypatch.setattr(batch_router, "run_plan", flaky_run_plan(2))
-    response = await batch(service, [create(0), create(1)], max_retries=2)
+    """Make the batch's database work fail ``fail_times`` times on ``path``."""
+    name = "run_creates" if path == "creates lane" else "run_plan"
+    real = getattr(batch_router, name)
+    monkeypatch.setattr(batch_router, name, failing(fail_times, error, real))
+
+
+def creates_on(path: str, *numbers: int) -> list[dict[str, Any]]:
+    if path == "creates lane":
+        return [create(i) for i in numbers]
+    return [create(i, ref=f"r{i}") for i in numbers]
+
+
+@BOTH_PATHS
+async def test_max_retries_reruns_the_batch_after_a_busy_database(
+    service: Service, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    break_store(monkeypatch, path, 2, TransientStoreError("database is locked"))
+    response = await batch(service, creates_on(path, 0, 1), max_retries=2)
     assert response.status_code == 200
     assert await stored_ids(service) == ["p0", "p1"]
 
 
+@BOTH_PATHS
 async def test_a_busy_database_past_max_retries_is_a_503_with_retry_after(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: Service, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    monkeypatch.setattr(batch_router, "run_plan", flaky_run_plan(2))
-    response = await batch(service, [create(0)], max_retries=1)
+    break_store(monkeypatch, path, 2, TransientStoreError("database is locked"))
+    response = await batch(service, creates_on(path, 0), max_retries=1)
     assert response.status_code == 503
     assert error_of(response)["code"] == "STORE_BUSY"
     assert response.headers["Retry-After"] == "1"
     assert await stored_ids(service) == []
 
 
+@BOTH_PATHS
 async def test_a_database_failure_in_a_batch_is_a_503_envelope(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: Service, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise StoreError("disk I/O error")
-
-    monkeypatch.setattr(batch_router, "run_plan", broken)
-    response = await batch(service, [create(1)])
+    break_store(monkeypatch, path, 1, StoreError("disk I/O error"))
+    response = await batch(service, creates_on(path, 1))
     assert response.status_code == 503
     assert error_of(response)["code"] == "STORE_ERROR"
 
 
+@BOTH_PATHS
 async def test_an_unexpected_error_in_a_batch_is_a_500_envelope(
-    service: Service, monkeypatch: pytest.MonkeyPatch
+    service: Service, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("a bug")
-
-    monkeypatch.setattr(batch_router, "run_plan", broken)
+    break_store(monkeypatch, path, 1, RuntimeError("a bug"))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=service.app, raise_app_exceptions=False),
         base_url="http://test",
         headers={"Authorization": f"Bearer {service.key}"},
     ) as client:
-        response = await client.post("/v1/batch", json={"operations": [create(1)]})
+        response = await client.post("/v1/batch", json={"operations": creates_on(path, 1)})
     assert response.status_code == 500
     assert error_of(response) == {
         "code": "INTERNAL_ERROR",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.server.conftest import Service
 
 PEOPLE = "/v1/collections/people/records"
@@ -153,6 +155,41 @@ async def test_data_that_is_not_an_object_is_a_422_naming_the_field(service: Ser
     response = await service.client.post(PEOPLE, json={"data": [1, 2]})
     assert response.status_code == 422
     assert error_of(response)["details"]["path"] == "data"
+
+
+BIG = b"123456789012345678901234567890"
+
+
+async def test_an_integer_beyond_64_bits_is_a_422_naming_it_not_a_silent_float(
+    service: Service,
+) -> None:
+    response = await service.client.post(
+        PEOPLE,
+        content=b'{"data": {"ok": 1, "n": [' + BIG + b"]}}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert error_of(response)["details"]["path"] == "data.n[0]"
+    listed = await service.client.get(PEOPLE)
+    assert listed.json()["records"] == []
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT"])
+async def test_writing_an_integer_beyond_64_bits_into_a_record_is_a_422(
+    service: Service, method: str
+) -> None:
+    created = (await service.client.post(PEOPLE, json={"data": {"n": 1}})).json()
+    response = await service.client.request(
+        method,
+        f"{PEOPLE}/{created['id']}",
+        content=b'{"data": {"n": ' + BIG + b"}}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert error_of(response)["details"]["path"] == "data.n"
+    got = await service.client.get(f"{PEOPLE}/{created['id']}")
+    assert got.json()["data"] == {"n": 1}
+    assert got.json()["version"] == 1
 
 
 async def test_unknown_body_fields_are_a_400_naming_the_field(service: Service) -> None:

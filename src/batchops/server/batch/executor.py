@@ -82,6 +82,13 @@ class OpOutcome:
         return out
 
 
+class _StopAt(Exception):
+    """Item ``position`` of a multi-row group failed and the batch stops at failures."""
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+
+
 class _GroupFailed(Exception):
     def __init__(self, group: str, index: int, error: APIError) -> None:
         self.group, self.index, self.error = group, index, error
@@ -191,7 +198,8 @@ class RunState:
                     results_by_name[source.name] = {"status": outcome.status, "body": outcome.body}
                 if outcome.counted != "succeeded" and not options.continue_on_error:
                     self.stopped = True
-            i = end
+            # Fewer outcomes than operations: the group stopped at a failure.
+            i = group_outcomes[-1].index + 1 if group_outcomes else end
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -255,9 +263,22 @@ class RunState:
         return end
 
     def _run_many(self, start: int, end: int) -> list[OpOutcome]:
+        """Run ``ops[start:end]`` as one multi-row statement. Returns fewer outcomes than
+        operations when ``continue_on_error`` is false and one fails: the operations after
+        it must not run (``run_range`` marks them skipped)."""
         batch = [op for op in self.plan.ops[start:end] if isinstance(op, PlannedOp)]
+        while True:
+            try:
+                outcomes = self._run_group(batch)
+            except _StopAt as stop:
+                batch = batch[: stop.position + 1]  # rolled back: run up to the failure only
+                continue
+            return outcomes
+
+    def _run_group(self, batch: list[PlannedOp]) -> list[OpOutcome]:
         first = batch[0]
         many: list[dict[str, Any] | APIError]
+        stop_early = not self.plan.options.continue_on_error and not self.plan.options.atomic
         try:
             with self._savepoint():
                 if first.type == "create":
@@ -271,12 +292,23 @@ class RunState:
                     many = ops.read_many(
                         self.tx, self.tenant, first.collection, [op.record_id or "" for op in batch]
                     )
+                if stop_early:
+                    failed = next(
+                        (k for k, value in enumerate(many) if isinstance(value, APIError)), None
+                    )
+                    if failed is not None and failed < len(many) - 1:
+                        raise _StopAt(failed)  # leaving the savepoint rolls the group back
         except APIError as exc:
             if self.plan.options.atomic:
                 raise AtomicBatchFailed(first.index, exc) from exc
             # A race or a collection-level fault: fall back to one savepoint per operation
             # so each one gets its own precise answer.
-            return [self._run_one(op, {}) for op in batch]
+            outcomes: list[OpOutcome] = []
+            for op in batch:
+                outcomes.append(self._run_one(op, {}))
+                if stop_early and outcomes[-1].counted != "succeeded":
+                    break
+            return outcomes
         status = _OK_STATUS.get(first.type, 200)
         return [
             _error(op, op.index, value, counted="failed")

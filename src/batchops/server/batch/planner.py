@@ -29,7 +29,7 @@ import msgspec
 
 from batchops._exceptions import APIError, InvalidBatchRequestError, InvalidRequestError
 from batchops.server.batch.model import BatchOptions, BatchPlan, PlannedOp
-from batchops.server.batch.refs import NAME_RE, has_templates, iter_templates
+from batchops.server.batch.refs import NAME_RE, has_templates, iter_templates, may_hold_templates
 from batchops.server.batch.routing import Route, route_rest, route_typed
 from batchops.server.batch.wire import (
     DEFAULT_MAX_OPERATIONS,
@@ -75,12 +75,9 @@ def plan_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -> 
     Raises :class:`InvalidBatchRequestError` (400) or :class:`BatchTooLargeError` (413) when
     the batch as a whole is rejected; per-operation problems are in ``BatchPlan.ops``.
     """
-    # One scan of the raw bytes spares the per-field template walk for the common batch
-    # that has no references at all. A JSON \u escape could spell "${", so its presence
-    # takes the careful path.
-    may_have_templates = b"${" in body or b"\\u" in body
     return plan_request(
-        decode_batch(body, max_operations=max_operations), may_have_templates=may_have_templates
+        decode_batch(body, max_operations=max_operations),
+        may_have_templates=may_hold_templates(body),
     )
 
 

@@ -44,10 +44,27 @@ __all__ = [
     "find_references",
     "has_templates",
     "iter_templates",
+    "may_hold_templates",
     "resolve",
 ]
 
 NAME_RE: Final = re.compile(r"[^.${}\s]{1,128}")
+
+# "${" written with JSON escapes needs "\u0024" (the "$") or "\u007b" (the "{").
+_ESCAPED_TEMPLATE_RE: Final = re.compile(rb"\\u00(?:24|7[bB])")
+
+
+def may_hold_templates(body: bytes) -> bool:
+    """Whether a JSON ``body`` may hold a ``${...}`` template in one of its strings: one
+    scan of the raw bytes, so a body without any (the common case) skips the per-field
+    template walk. Never False for a body that holds one; may be True for one that does
+    not (a ``${`` in a key, an escaped backslash before ``u0024``).
+
+    >>> may_hold_templates(b'{"a": "x\\u0001y"}'), may_hold_templates(b'{"a": "\\u0024{b}"}')
+    (False, True)
+    """
+    return b"${" in body or _ESCAPED_TEMPLATE_RE.search(body) is not None
+
 
 # Alternatives in priority order: escape, well-formed-looking token, stray "${".
 _TOKEN_RE: Final = re.compile(r"\$\$\{|\$\{([^{}]*)\}|\$\{")

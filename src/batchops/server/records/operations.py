@@ -18,11 +18,15 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from batchops._exceptions import APIError, ConflictError, InvalidRequestError, ValidationError
 from batchops.server.records.schemas import (
+    encode_data,
     not_found,
     record_body,
     validate_collection,
@@ -40,8 +44,10 @@ from batchops.store.base import (
 
 __all__ = [
     "CreateInput",
+    "NewRecords",
     "count_where",
     "create",
+    "create_all",
     "create_bulk",
     "create_encoded",
     "create_many",
@@ -190,13 +196,14 @@ def create_many(
     now = now_iso()
     # None marks an item whose row is still to be written.
     outcomes: list[dict[str, Any] | APIError | None] = []
-    rows: list[RecordRow] = []
-    row_slot: list[int] = []
+    ids: list[str] = []
+    texts: list[str] = []
+    slots: list[int] = []
     explicit: dict[str, int] = {}
     generated = iter(new_record_ids(sum(1 for record_id, _ in items if record_id is None)))
     for position, (record_id, data) in enumerate(items):
         try:
-            validate_data(data)
+            text = encode_data(validate_data(data))
             if record_id is None:
                 record_id = next(generated)
             else:
@@ -208,28 +215,91 @@ def create_many(
             outcomes.append(exc)
             continue
         outcomes.append(None)
-        row_slot.append(position)
-        rows.append(RecordRow(tenant, collection, record_id, data, 1, now, now))
+        slots.append(position)
+        ids.append(record_id)
+        texts.append(text)
     if explicit:
         taken = tx.existing_ids(tenant, collection, list(explicit))
         if taken:
-            keep: list[RecordRow] = []
-            keep_slot: list[int] = []
-            for row, position in zip(rows, row_slot, strict=True):
-                if row.id in taken:
-                    outcomes[position] = _exists(collection, row.id)
-                else:
-                    keep.append(row)
-                    keep_slot.append(position)
-            rows, row_slot = keep, keep_slot
-    if rows:
+            kept = [k for k, record_id in enumerate(ids) if record_id not in taken]
+            for k, record_id in enumerate(ids):
+                if record_id in taken:
+                    outcomes[slots[k]] = _exists(collection, record_id)
+            ids = [ids[k] for k in kept]
+            texts = [texts[k] for k in kept]
+            slots = [slots[k] for k in kept]
+    if ids:
         try:
-            tx.insert_records(rows)
+            tx.insert_encoded(tenant, collection, ids, EncodedRecords(texts), now=now)
         except DuplicateRecordError as exc:  # a concurrent writer won the race
             raise _exists(collection, exc.ids[0]) from exc
-    for row, position in zip(rows, row_slot, strict=True):
+    for record_id, position in zip(ids, slots, strict=True):
+        row = RecordRow(tenant, collection, record_id, items[position][1], 1, now, now)
         outcomes[position] = record_body(row)
     return [o if o is not None else _unreachable() for o in outcomes]
+
+
+@dataclass(slots=True)
+class NewRecords:
+    """What :func:`create_all` wrote: record ``i`` has id ``ids[i]`` and data ``json[i]``
+    (JSON text), version 1, and ``now`` as both ``created_at`` and ``updated_at``."""
+
+    collection: str
+    ids: list[str]
+    json: list[str]
+    now: str
+
+
+def create_all(tx: Tx, tenant: str, collection: str, items: Sequence[CreateInput]) -> NewRecords:
+    """Create every item with one multi-row insert, or none of them.
+
+    The all-or-nothing sibling of :func:`create_many` for callers that have a precise path
+    to fall back on (the batch route's all-creates lane): the first problem (invalid data,
+    a bad or repeated id, an id that exists) raises its APIError, with ``details["item"]``
+    its position, and nothing of this call stays written. Nothing per item is built beyond
+    the JSON text the row stores, which the caller can splice into its response as is.
+
+    >>> created = create_all(tx, "acme", "people", [(None, {"name": "Ada"})])  # doctest: +SKIP
+    >>> created.json
+    ['{"name":"Ada"}']
+    """
+    validate_collection(collection)
+    datas = [data for _, data in items]
+    try:
+        texts = [orjson.dumps(data).decode() for data in datas if type(data) is dict]
+    except TypeError:
+        texts = []  # not encodable: the loop below finds the item
+    if len(texts) != len(datas):
+        for position, data in enumerate(datas):
+            try:
+                encode_data(validate_data(data))
+            except APIError as exc:
+                exc.details["item"] = position
+                raise
+    given = [record_id for record_id, _ in items if record_id is not None]
+    if not given:
+        ids = new_record_ids(len(items))
+    else:
+        seen: set[str] = set()
+        for position, (record_id, _) in enumerate(items):
+            if record_id is None:
+                continue
+            try:
+                validate_record_id(record_id)
+                if record_id in seen:
+                    raise _exists(collection, record_id)
+            except APIError as exc:
+                exc.details["item"] = position
+                raise
+            seen.add(record_id)
+        generated = iter(new_record_ids(len(items) - len(given)))
+        ids = [next(generated) if record_id is None else record_id for record_id, _ in items]
+    now = now_iso()
+    try:
+        tx.insert_encoded(tenant, collection, ids, EncodedRecords(texts), now=now)
+    except DuplicateRecordError as exc:
+        raise _exists(collection, exc.ids[0]) from exc
+    return NewRecords(collection, ids, texts, now)
 
 
 def create_bulk(tx: Tx, tenant: str, collection: str, datas: Sequence[Any]) -> dict[int, APIError]:
@@ -239,22 +309,19 @@ def create_bulk(tx: Tx, tenant: str, collection: str, datas: Sequence[Any]) -> d
     check is made; a clash anyway (a concurrent writer) is a 409 for the whole call, as in
     create_many."""
     validate_collection(collection)
-    now = now_iso()
     problems: dict[int, APIError] = {}
-    rows: list[RecordRow] = []
-    append = rows.append
-    ids = new_record_ids(len(datas))
+    texts: list[str] = []
+    append = texts.append
     for position, data in enumerate(datas):
-        if type(data) is not dict:
-            try:
-                validate_data(data)
-            except APIError as exc:
-                problems[position] = exc
-                continue
-        append(RecordRow(tenant, collection, ids[position], data, 1, now, now))
-    if rows:
         try:
-            tx.insert_records(rows)
+            append(encode_data(data if type(data) is dict else validate_data(data)))
+        except APIError as exc:
+            problems[position] = exc
+    if texts:
+        try:
+            tx.insert_encoded(
+                tenant, collection, new_record_ids(len(texts)), EncodedRecords(texts), now=now_iso()
+            )
         except DuplicateRecordError as exc:
             raise _exists(collection, exc.ids[0]) from exc
     return problems
@@ -349,7 +416,7 @@ def update(
     if_match: int | None = None,
 ) -> dict[str, Any]:
     """Apply an RFC 7386 merge patch to ``data``; bumps ``version``."""
-    validate_data(patch)
+    encode_data(validate_data(patch))  # what JSON cannot hold is a 422, not a failed write
     row = _live_row(tx, tenant, collection, record_id, if_match)
     merged = merge_patch(row.data, patch)
     return _write(tx, row, merged)
@@ -365,7 +432,7 @@ def replace(
     if_match: int | None = None,
 ) -> dict[str, Any]:
     """Replace ``data`` whole; bumps ``version``."""
-    validate_data(data)
+    encode_data(validate_data(data))
     row = _live_row(tx, tenant, collection, record_id, if_match)
     return _write(tx, row, data)
 
@@ -494,7 +561,7 @@ def update_where(
     """Apply the RFC 7386 merge ``patch`` to the first ``limit`` live records (in id order,
     ids above ``after_id``) that match ``filters``, with one multi-row write; each record's
     ``version`` goes up by one. Returns their ids in id order; ``dry_run`` writes nothing."""
-    validate_data(patch)
+    encode_data(validate_data(patch), path="patch")
     rows = _matching(tx, tenant, collection, filters, after_id, limit)
     if not dry_run and rows:
         now = now_iso()

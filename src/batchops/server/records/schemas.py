@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
+
 from batchops._exceptions import NotFoundError, ValidationError
 from batchops.store.base import RecordRow
 
@@ -12,6 +14,7 @@ __all__ = [
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
     "MAX_RECORD_BYTES_HINT",
+    "encode_data",
     "not_found",
     "record_body",
     "validate_collection",
@@ -64,6 +67,50 @@ def validate_data(data: Any, *, path: str = "data") -> dict[str, Any]:
             f"'data' must be a JSON object, got {_json_type(data)}", details={"path": path}
         )
     return data
+
+
+def encode_data(data: Any, *, path: str = "data") -> str:
+    """``data`` as the JSON text a record stores, or a 422 naming the value JSON cannot
+    hold (an integer beyond 64 bits, a string with a lone surrogate).
+
+    >>> encode_data({"n": 2**70})
+    Traceback (most recent call last):
+    ...
+    batchops._exceptions.ValidationError: data.n: integers must fit in 64 bits ...
+    """
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:
+        where, why = _unencodable(data, path)
+        raise ValidationError(f"{where}: {why}", details={"path": where}) from None
+
+
+def _unencodable(value: Any, path: str) -> tuple[str, str]:
+    """The path of the first value in ``value`` that JSON cannot hold, and why."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            try:
+                orjson.dumps(item)
+            except TypeError:
+                return _unencodable(item, f"{path}.{key}")
+            try:
+                orjson.dumps(key)
+            except TypeError:
+                return path, "object keys must be valid Unicode text (no lone surrogates)"
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            try:
+                orjson.dumps(item)
+            except TypeError:
+                return _unencodable(item, f"{path}[{index}]")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return path, (
+            "integers must fit in 64 bits (-2**63 to 2**64-1); send larger numbers as "
+            "strings or floats"
+        )
+    elif isinstance(value, str):
+        return path, "strings must be valid Unicode text (no lone surrogates)"
+    return path, f"a {type(value).__name__} cannot be stored as JSON"
 
 
 def validate_limit(limit: Any, *, path: str = "limit", default: int = DEFAULT_PAGE_SIZE) -> int:

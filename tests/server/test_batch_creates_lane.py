@@ -1,0 +1,261 @@
+"""The all-creates lane of POST /v1/batch (server/batch/creates.py): a batch of plain
+creates gets the same bytes as from the general planner and executor, and anything the
+lane cannot answer exactly goes to the general path with nothing of the first try left."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from batchops.server.batch import creates
+from batchops.server.batch import router as batch_router
+from batchops.server.records import operations
+from tests.server.conftest import Service
+from tests.server.test_batch_api import stored_ids
+
+PEOPLE = "people"
+
+
+def create(data: Any, collection: str = PEOPLE, **extra: Any) -> dict[str, Any]:
+    return {"type": "create", "collection": collection, "data": data, **extra}
+
+
+VARIED = [
+    create({"name": "Ada", "tags": ["math", "engines"], "born": 1815}),
+    create({"name": "Zoë ünïcödé ✓ 名前", "nested": {"a": {"b": [1, 2.5, None, True]}}}),
+    create({"empty": {}, "list": [], "float": 1e-7, "big": 9_223_372_036_854_775_807}),
+    create({"quote": 'say "hi"\\n', "ctl": "\t\u0001"}, id="given-1"),
+    create({"n": 1}, collection="teams"),
+    create({"n": 2}, collection="teams", id="t:2@x"),
+    create({"n": 3}),
+]
+
+
+@pytest.fixture
+def deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids and timestamps that repeat from run to run, so two runs can be compared."""
+    counter = itertools.count()
+
+    def ids(count: int) -> list[str]:
+        return [f"id-{next(counter):04d}" for _ in range(count)]
+
+    monkeypatch.setattr(operations, "new_record_ids", ids)
+    monkeypatch.setattr(operations, "now_iso", lambda: "2026-12-02T00:00:00.000Z")
+
+
+def general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch_router, "plan_creates", lambda body, **kw: None)
+
+
+def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the lane's runs (each entry: the operations of one run)."""
+    calls: list[int] = []
+    real = batch_router.run_creates
+
+    def spy(tx: Any, tenant: str, plan: creates.CreatePlan, **kw: Any) -> Any:
+        calls.append(len(plan.operations))
+        return real(tx, tenant, plan, **kw)
+
+    monkeypatch.setattr(batch_router, "run_creates", spy)
+    return calls
+
+
+def without_duration(body: bytes) -> bytes:
+    return re.sub(rb'"duration_ms":[0-9.e+-]+', b'"duration_ms":0', body)
+
+
+async def post(
+    service: Service,
+    operations_: list[dict[str, Any]],
+    headers: dict[str, str] | None = None,
+    client: httpx.AsyncClient | None = None,
+    **options: Any,
+) -> httpx.Response:
+    body: dict[str, Any] = {"operations": operations_}
+    if options:
+        body["options"] = options
+    return await (client or service.client).post(
+        "/v1/batch",
+        content=orjson.dumps(body),
+        headers={"X-Batch-Id": "b-1", "Content-Type": "application/json", **(headers or {})},
+    )
+
+
+@pytest.mark.parametrize("options", [{}, {"atomic": True}, {"suppress_success": True}])
+async def test_plain_creates_get_the_general_paths_response_byte_for_byte(
+    service: Service,
+    monkeypatch: pytest.MonkeyPatch,
+    deterministic: None,
+    options: dict[str, Any],
+) -> None:
+    calls = lane_calls(monkeypatch)
+    lane = await post(service, VARIED, **options)
+    assert calls == [len(VARIED)]
+    general_path_only(monkeypatch)
+    monkeypatch.setattr(operations, "new_record_ids", _restarted_ids())
+    other_tenant = await service.client_for(f"t_{uuid.uuid4().hex[:10]}")
+    general = await post(service, VARIED, client=other_tenant, **options)
+    assert calls == [len(VARIED)]  # the second run did not take the lane
+    assert lane.status_code == general.status_code == 200
+    assert without_duration(lane.content) == without_duration(general.content)
+
+
+def _restarted_ids() -> Any:
+    counter = itertools.count()
+    return lambda count: [f"id-{next(counter):04d}" for _ in range(count)]
+
+
+async def test_each_run_of_one_collection_is_one_insert(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inserts: list[tuple[str, int]] = []
+    real = operations.create_all
+
+    def spy(tx: Any, tenant: str, collection: str, items: Any) -> Any:
+        inserts.append((collection, len(items)))
+        return real(tx, tenant, collection, items)
+
+    monkeypatch.setattr(operations, "create_all", spy)
+    response = await post(service, VARIED)
+    assert response.status_code == 200
+    assert inserts == [(PEOPLE, 4), ("teams", 2), (PEOPLE, 1)]
+
+
+async def test_the_records_the_lane_writes_read_back_as_sent(service: Service) -> None:
+    response = await post(service, VARIED)
+    results = response.json()["results"]
+    for op, result in zip(VARIED, results, strict=True):
+        got = await service.client.get(
+            f"/v1/collections/{op['collection']}/records/{result['body']['id']}"
+        )
+        assert got.status_code == 200
+        assert got.json() == result["body"]
+        assert got.json()["data"] == op["data"]
+
+
+@pytest.mark.parametrize(
+    "operations_",
+    [
+        [create({"a": 1}, ref="x"), create({"b": "${x.body.id}"})],
+        [create({"a": 1}), {"type": "read", "collection": PEOPLE, "id": "nope"}],
+        [create({"a": 1}, depends_on=[])],
+        [create({"a": 1}, atomicity_group="g")],
+        [{"method": "POST", "path": "/v1/collections/people/records", "body": {"data": {}}}],
+    ],
+    ids=["reference", "another type", "depends_on", "atomicity group", "REST dialect"],
+)
+async def test_a_batch_that_is_not_only_plain_creates_takes_the_general_path(
+    service: Service, monkeypatch: pytest.MonkeyPatch, operations_: list[dict[str, Any]]
+) -> None:
+    calls = lane_calls(monkeypatch)
+    response = await post(service, operations_)
+    assert response.status_code in (200, 207)
+    assert calls == []
+
+
+async def test_validate_only_takes_the_general_path_and_writes_nothing(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = lane_calls(monkeypatch)
+    response = await post(service, [create({"a": 1})], validate_only=True)
+    assert response.json()["results"][0]["body"] == {"valid": True, "would_run": True}
+    assert calls == []
+    assert await stored_ids(service) == []
+
+
+async def test_an_existing_id_sends_the_batch_to_the_general_path_with_nothing_doubled(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await post(service, [create({"v": 0}, id="taken")])
+    calls = lane_calls(monkeypatch)
+    response = await post(
+        service, [create({"v": 1}, id="a"), create({"v": 2}, id="taken"), create({"v": 3})]
+    )
+    assert calls == [3]  # the lane tried, rolled back, and the general path answered
+    assert response.status_code == 207
+    assert [r["status"] for r in response.json()["results"]] == [201, 409, 201]
+    assert response.json()["results"][1]["error"]["code"] == "ALREADY_EXISTS"
+    ids = await stored_ids(service)
+    assert len(ids) == 3  # "taken", "a" and one generated id: the lane's try left nothing
+    assert {"a", "taken"} <= set(ids)
+
+
+async def test_a_repeated_id_in_one_batch_is_a_409_for_the_second(service: Service) -> None:
+    response = await post(service, [create({"v": 1}, id="twice"), create({"v": 2}, id="twice")])
+    assert [r["status"] for r in response.json()["results"]] == [201, 409]
+    got = await service.client.get("/v1/collections/people/records/twice")
+    assert got.json()["data"] == {"v": 1}
+
+
+async def test_an_integer_beyond_64_bits_is_a_422_for_its_operation_not_a_500(
+    service: Service,
+) -> None:
+    body = (
+        b'{"operations": [{"type": "create", "collection": "people", "data": {"ok": 1}},'
+        b'{"type": "create", "collection": "people", "data": {"n": {"deep": [0, '
+        b"123456789012345678901234567890]}}}]}"
+    )
+    response = await service.client.post(
+        "/v1/batch", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 207
+    results = response.json()["results"]
+    assert results[0]["status"] == 201
+    assert results[1]["status"] == 422
+    assert results[1]["error"]["details"]["path"] == "data.n.deep[1]"
+    assert len(await stored_ids(service)) == 1
+
+
+async def test_an_atomic_batch_with_a_bad_create_commits_nothing(service: Service) -> None:
+    response = await post(
+        service, [create({"v": 1}), create({"v": 2}, id="bad id!"), create({"v": 3})], atomic=True
+    )
+    assert response.status_code == 422
+    assert response.json()["committed"] is False
+    assert [r["status"] for r in response.json()["results"]] == [424, 422, 424]
+    assert await stored_ids(service) == []
+
+
+async def test_stopping_at_the_first_failure_writes_none_of_the_later_creates(
+    service: Service,
+) -> None:
+    response = await post(
+        service,
+        [create({"v": 1}, id="one"), create({"v": 2}, id="bad id!"), create({"v": 3}, id="three")],
+        continue_on_error=False,
+    )
+    assert response.status_code == 207
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [201, 422, 424]
+    assert results[2]["error"]["code"] == "SKIPPED"
+    assert await stored_ids(service) == ["one"]
+
+
+async def test_an_idempotent_retry_of_a_lane_batch_replays_the_same_bytes(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = lane_calls(monkeypatch)
+    headers = {"Idempotency-Key": "k-1"}
+    first = await post(service, VARIED[:3], headers=headers)
+    again = await post(service, VARIED[:3], headers=headers)
+    assert calls == [3]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert len(await stored_ids(service)) == 3
+
+
+async def test_a_lane_batch_past_its_timeout_answers_504s_and_writes_nothing(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = lane_calls(monkeypatch)
+    monkeypatch.setattr(batch_router, "options_deadline", lambda options, default: 0.0)
+    response = await post(service, [create({"v": 1}), create({"v": 2})], timeout_ms=1)
+    assert calls == [2]
+    assert [r["status"] for r in response.json()["results"]] == [504, 504]
+    assert await stored_ids(service) == []
