@@ -56,7 +56,7 @@ def general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
 def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the lane's runs (each entry: the operations of one run)."""
     calls: list[int] = []
-    real = batch_router.run_creates
+    real = creates.run_creates
 
     def spy(tx: Any, tenant: str, plan: creates.CreatePlan, **kw: Any) -> Any:
         calls.append(len(plan.operations))
