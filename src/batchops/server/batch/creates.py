@@ -54,8 +54,12 @@ __all__ = [
 ]
 
 
-class CreateOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A typed create and nothing more: ``{"type": "create", "collection", "data", "id"?}``."""
+class CreateOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """A typed create and nothing more: ``{"type": "create", "collection", "data", "id"?}``.
+
+    ``gc=False``: it holds only strings and decoded JSON, which cannot refer back to it, so
+    the collector need not track a hundred of them per batch.
+    """
 
     type: Literal["create"]
     collection: str

@@ -63,7 +63,10 @@ def may_hold_templates(body: bytes) -> bool:
     >>> may_hold_templates(b'{"a": "x\\u0001y"}'), may_hold_templates(b'{"a": "\\u0024{b}"}')
     (False, True)
     """
-    return b"${" in body or _ESCAPED_TEMPLATE_RE.search(body) is not None
+    if b"${" in body:
+        return True
+    # memmem first: the regex costs ~20 µs on a 16 KB body, the byte search ~1 µs.
+    return b"\\u" in body and _ESCAPED_TEMPLATE_RE.search(body) is not None
 
 
 # Alternatives in priority order: escape, well-formed-looking token, stray "${".
