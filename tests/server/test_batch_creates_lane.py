@@ -259,3 +259,19 @@ async def test_a_lane_batch_past_its_timeout_answers_504s_and_writes_nothing(
     assert calls == [2]
     assert [r["status"] for r in response.json()["results"]] == [504, 504]
     assert await stored_ids(service) == []
+
+
+async def test_an_idempotent_retry_of_a_batch_the_lane_gave_up_on_replays_its_207(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await post(service, [create({"v": 0}, id="taken")])
+    calls = lane_calls(monkeypatch)
+    headers = {"Idempotency-Key": "k-2"}
+    operations_ = [create({"v": 1}), create({"v": 2}, id="taken")]
+    first = await post(service, operations_, headers=headers)
+    again = await post(service, operations_, headers=headers)
+    assert calls == [2]
+    assert first.status_code == again.status_code == 207
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert len(await stored_ids(service)) == 2
