@@ -30,12 +30,14 @@ def verify(
 
 @dataclass
 class Receiver:
-    """What the receiver saw. ``fail_first``: answer 500 to that many (valid) requests."""
+    """What the receiver saw. ``fail_first``: answer 500 to that many (valid) requests;
+    ``delay_s``: answer each valid request that long after counting it in ``hits``."""
 
     url: str
     secret: str
     fail_first: int = 0
     status: int = 204
+    delay_s: float = 0.0
     hits: int = 0
     rejected: int = 0
     accepted: list[dict[str, Any]] = field(default_factory=list)
@@ -75,7 +77,10 @@ async def run_receiver(secret: str, *, fail_first: int = 0) -> AsyncIterator[Rec
             receiver.rejected += 1
             return web.Response(status=401, text="bad signature")
         receiver.hits += 1
-        if receiver.hits <= receiver.fail_first:
+        hit = receiver.hits
+        if receiver.delay_s:
+            await asyncio.sleep(receiver.delay_s)
+        if hit <= receiver.fail_first:
             return web.Response(status=500, text="try again")
         receiver.accepted.append(orjson.loads(body))
         return web.Response(status=receiver.status)

@@ -9,10 +9,14 @@ transaction: ``succeeded`` on a 2xx; else ``pending`` again after
 *at least once*: a crash after the POST but before the record sends it again (receivers
 deduplicate on ``X-Batchops-Delivery`` / ``delivery_id``).
 
-A claim lasts a little longer than the timeout; a clean stop hands claims back at once,
-a crashed process's claims fall due again when they lapse. The sender wakes when a job
-commits (:class:`batchops.server.jobs.runner.JobEvents`) and polls every
-``webhook_poll_s`` for retries that come due.
+A claim lasts a little longer than the timeout; a crashed process's claims fall due again
+when they lapse. A clean stop claims nothing more, lets the attempts in flight end and
+records them (for up to ``_STOP_GRACE_S``; past that they are abandoned), waits for the
+sender's transactions still running, then hands the remaining claims back at once: an
+attempt whose answer arrived is not lost to a shutdown (nor sent again because of it),
+and no claim is left to lapse. The sender wakes when a job commits
+(:class:`batchops.server.jobs.runner.JobEvents`) and polls every ``webhook_poll_s`` for
+retries that come due.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -33,7 +39,7 @@ from batchops.server.jobs.targets import PublicResolver, check_target
 from batchops.server.jobs.webhooks import backoff_s, iso_from_epoch, signed_headers
 from batchops.server.records import operations
 from batchops.server.settings import Settings
-from batchops.store.base import Store, WebhookAttemptRow, WebhookDeliveryRow
+from batchops.store.base import Store, Tx, WebhookAttemptRow, WebhookDeliveryRow
 
 __all__ = ["WebhookSender"]
 
@@ -42,6 +48,9 @@ log = logging.getLogger("batchops.webhooks")
 _MIN_GAP_S = 0.05  # job commits wake the sender at most this often
 _MAX_RESPONSE_BYTES = 64 * 1024
 _MAX_ERROR_CHARS = 500
+_STOP_GRACE_S = 5.0  # how long stop() lets the attempts in flight end and be recorded
+
+T = TypeVar("T")
 
 
 class WebhookSender:
@@ -54,6 +63,9 @@ class WebhookSender:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._sending = False  # the loop is claiming, attempting or recording
+        self._writes: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         """Start sending (called by the app's lifespan)."""
@@ -67,12 +79,21 @@ class WebhookSender:
         self._task = asyncio.create_task(self._loop(), name="batchops-webhooks")
 
     async def stop(self) -> None:
-        """Stop at once; attempts in flight are abandoned and their claims handed back
+        """Claim nothing more; let the attempts in flight end and be recorded (for up to
+        ``_STOP_GRACE_S``, then they are abandoned), and hand the remaining claims back
         (they are sent again after a restart)."""
+        self._stopping = True
         if self._task is not None:
+            if self._sending:
+                await asyncio.wait({self._task}, timeout=_STOP_GRACE_S)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        # A claim or record may still be committing (a cancelled caller does not stop it;
+        # on PostgreSQL it runs in another thread than the release below): wait for it,
+        # else the release could miss a claim that then holds the delivery for lease_s.
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
         with contextlib.suppress(Exception):
@@ -81,13 +102,16 @@ class WebhookSender:
             )
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
+            self._sending = True
             try:
                 sent = await self.send_due()
             except Exception:
                 log.exception("sending webhooks failed")
                 sent = 0
-            if sent:
+            finally:
+                self._sending = False
+            if sent or self._stopping:
                 continue
             if self.events is not None:
                 await self.events.wait(self.settings.webhook_poll_s)
@@ -98,18 +122,29 @@ class WebhookSender:
     async def send_due(self) -> int:
         """Claim the due deliveries and attempt each once; how many were attempted."""
         lease_s = self.settings.webhook_timeout_s * 2 + 10
-        claimed = await self.store.run(
+        claimed = await self._write(
             lambda tx: tx.claim_webhook_deliveries(
                 self.worker,
                 now=time.time(),
                 lease_s=lease_s,
                 limit=max(self.settings.webhook_concurrency, 1),
-            ),
-            retries=3,
+            )
         )
+        if self._stopping:
+            return 0  # stop() hands the claims back
         if claimed:
             await asyncio.gather(*(self._attempt(d, secret) for d, secret in claimed))
         return len(claimed)
+
+    async def _write(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in a transaction that runs to its end even if the caller is cancelled
+        (and that :meth:`stop` waits for). ``store.run`` alone would drop a transaction
+        still queued for the database thread when its caller is cancelled, losing the
+        record of an attempt whose answer had arrived."""
+        task = asyncio.ensure_future(self.store.run(fn, retries=3))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+        return await asyncio.shield(task)
 
     async def _attempt(self, delivery: WebhookDeliveryRow, secret: str) -> None:
         assert self._session is not None
@@ -161,8 +196,6 @@ class WebhookSender:
             next_retry_at=iso_from_epoch(next_retry),
         )
         try:
-            await self.store.run(
-                lambda tx: tx.record_webhook_attempt(self.worker, delivery, attempt), retries=3
-            )
+            await self._write(lambda tx: tx.record_webhook_attempt(self.worker, delivery, attempt))
         except Exception:
             log.exception("recording webhook delivery %s failed", delivery.id)
