@@ -31,11 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import threading
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -538,6 +541,10 @@ class SQLiteStore:
         self._last_run = 0.0
         self._maybe_pending = True
         self._indexer: asyncio.Task[None] | None = None
+        # Units of work waiting for the database thread (group commit, see run()).
+        self._queue: deque[_Unit[Any]] = deque()
+        self._queue_lock = threading.Lock()
+        self._draining = False
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout_ms: int = 5000) -> SQLiteStore:
@@ -621,14 +628,102 @@ class SQLiteStore:
     async def run(self, fn: Callable[[Tx], T], *, retries: int = 0) -> T:
         """Run ``fn(tx)`` in the database thread in one transaction (see Store.run).
 
-        Cancelling the awaiting task does not interrupt ``fn``: it finishes (commits or
-        rolls back) in the thread.
+        Cancelling the awaiting task does not interrupt ``fn`` once it has started: it
+        finishes (commits or rolls back) in the thread. A unit cancelled while still
+        queued does not run.
+
+        Group commit: units that queue up while the thread is busy run together in ONE
+        transaction, each in its own savepoint, and commit together (a commit was ~40% of
+        the database thread's time for a 100-create batch). A unit that raises is rolled
+        back to its savepoint and gets its exception; the others are unaffected. A failed
+        BEGIN or COMMIT fails every unit of the group, as it would have failed each alone.
         """
         if self._closed:
             raise StoreError("the store is closed")
-        self._last_run = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self._last_run = loop.time()
         self._maybe_pending = True
-        return await retry_transient(lambda: self._call(lambda: self._run_once(fn)), retries)
+        return await retry_transient(lambda: self._enqueue(loop, fn), retries)
+
+    def _enqueue(self, loop: asyncio.AbstractEventLoop, fn: Callable[[Tx], T]) -> Awaitable[T]:
+        unit: _Unit[T] = _Unit(fn, loop, loop.create_future())
+        with self._queue_lock:
+            self._queue.append(unit)
+            start = not self._draining
+            self._draining = True
+        if start:
+            try:
+                self._executor.submit(self._drain)
+            except RuntimeError:  # the executor is shut down: the store is closing
+                with self._queue_lock:
+                    self._draining = False
+                raise StoreError("the store is closed") from None
+        return unit.future
+
+    # At most this many units commit together, so one commit never waits on a long queue.
+    GROUP_MAX = 16
+
+    def _drain(self) -> None:
+        """In the database thread: run queued units, a group per transaction, until none
+        is left."""
+        while True:
+            with self._queue_lock:
+                group = [
+                    self._queue.popleft() for _ in range(min(self.GROUP_MAX, len(self._queue)))
+                ]
+                if not group:
+                    self._draining = False
+                    return
+            units = [u for u in group if not u.future.cancelled()]
+            if units:
+                self._run_group(units)
+
+    def _run_group(self, units: list[_Unit[Any]]) -> None:
+        outcomes: list[tuple[bool, Any]]
+        if len(units) == 1:
+            try:
+                outcomes = [(True, self._run_once(units[0].fn))]
+            except BaseException as exc:  # delivered to the caller, re-raised there
+                outcomes = [(False, exc)]
+        else:
+            try:
+                outcomes = self._run_together(units)
+            except BaseException as exc:
+                outcomes = [(False, exc)] * len(units)
+        for unit, outcome in zip(units, outcomes, strict=True):
+            with suppress(RuntimeError):  # that event loop is closed: nobody waits
+                unit.loop.call_soon_threadsafe(_settle, unit.future, outcome)
+
+    def _run_together(self, units: list[_Unit[Any]]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        if conn is None:
+            raise StoreError("the store is closed")
+        outcomes: list[tuple[bool, Any]] = []
+        with _translating():
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            for unit in units:
+                with _translating():
+                    conn.execute("SAVEPOINT batchops_unit")
+                try:
+                    result = unit.fn(SQLiteTx(conn))
+                except BaseException as exc:
+                    with _translating():
+                        conn.execute("ROLLBACK TO batchops_unit")
+                        conn.execute("RELEASE batchops_unit")
+                    outcomes.append((False, exc))
+                    continue
+                with _translating():
+                    conn.execute("RELEASE batchops_unit")
+                outcomes.append((True, result))
+            with _translating():
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+        return outcomes
 
     def _close_conn(self) -> None:
         conn, self._conn = self._conn, None
@@ -654,3 +749,23 @@ class SQLiteStore:
 def _as_sqlite(tx: Tx) -> SQLiteTx:
     assert isinstance(tx, SQLiteTx)
     return tx
+
+
+@dataclass(slots=True)
+class _Unit(Generic[T]):
+    """A queued ``Store.run`` call: its function and where its answer goes."""
+
+    fn: Callable[[Tx], T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    """On the caller's loop: hand a unit's result or exception to its awaiting task."""
+    if future.cancelled():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
