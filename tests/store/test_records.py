@@ -79,6 +79,20 @@ async def test_a_duplicate_id_raises_listing_exactly_the_duplicates_and_writes_n
     assert await _ids(store, tenant) == ["a", "b"]
 
 
+async def test_a_failed_insert_leaves_none_of_its_rows_and_the_transaction_goes_on(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    await store.run(lambda tx: tx.insert_records([make_record("a")]))
+
+    def fn(tx: Tx) -> None:
+        with pytest.raises(DuplicateRecordError):
+            tx.insert_records([make_record("new1"), make_record("a"), make_record("new2")])
+        tx.insert_records([make_record("later")])
+
+    await store.run(fn)
+    assert await _ids(store, tenant) == ["a", "later"]
+
+
 async def test_an_id_repeated_within_one_insert_is_reported_as_a_duplicate(
     store: Store, tenant: str, make_record: MakeRecord
 ) -> None:

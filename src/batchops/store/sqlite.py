@@ -294,8 +294,22 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
     ) -> None:
         """``pairs`` = id, data, id, data…; ``shared`` the other columns of every row."""
 
+        step = 2 * _ROWS_PER_STATEMENT
+        if len(pairs) <= step:
+            # One statement needs no savepoint: SQLite undoes a statement that fails on a
+            # UNIQUE constraint by itself. Two statements fewer, and two fewer GIL
+            # hand-offs in the database thread, for every batch of creates.
+            try:
+                self._conn.execute(_insert_shared_sql(len(pairs) // 2), [*shared, *pairs])
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" not in str(exc):
+                    raise _translate(exc) from exc
+                raise DuplicateRecordError(duplicate_ids(keys, self.existing_ids)) from None
+            except sqlite3.Error as exc:
+                raise _translate(exc) from exc
+            return
+
         def write() -> None:
-            step = 2 * _ROWS_PER_STATEMENT
             for start in range(0, len(pairs), step):
                 part = pairs[start : start + step]
                 self._conn.execute(_insert_shared_sql(len(part) // 2), [*shared, *part])
