@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from batchops._exceptions import ServiceUnavailableError, StoreError, TransientStoreError
 from batchops.server.auth import Authenticator, create_api_key
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await store.close()
 
-    app = FastAPI(
+    app = _App(
         title="batchops",
         version="0.1.0",
         summary="A records service whose POST /v1/batch runs many operations in one request.",
@@ -99,9 +100,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(bulk_router)
     app.include_router(webhooks_router)
     app.router.routes[0:0] = batch.routes
-    app.add_middleware(batch.BatchFastPath, handlers=app.exception_handlers)
+    app.batch_fast_path = batch.BatchFastPath(app.exception_handlers)
     _document(app, batch.OPENAPI_PATHS)
     return app
+
+
+class _App(FastAPI):
+    """FastAPI, with ``POST /v1/batch`` answered before any of its layers (see
+    :class:`~batchops.server.batch.router.BatchFastPath`)."""
+
+    batch_fast_path: batch.BatchFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.batch_fast_path
+        if fast is not None and fast.matches(scope):
+            scope["app"] = self  # what Starlette's __call__ would have set
+            await fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _document(app: FastAPI, paths: dict[str, Any]) -> None:

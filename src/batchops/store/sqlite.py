@@ -704,9 +704,13 @@ class SQLiteStore:
                 outcomes = self._run_together(units)
             except BaseException as exc:
                 outcomes = [(False, exc)] * len(units)
+        # One wake-up per event loop for the whole group.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         for unit, outcome in zip(units, outcomes, strict=True):
+            by_loop.setdefault(unit.loop, []).append((unit.future, outcome))
+        for loop, settled in by_loop.items():
             with suppress(RuntimeError):  # that event loop is closed: nobody waits
-                unit.loop.call_soon_threadsafe(_settle, unit.future, outcome)
+                loop.call_soon_threadsafe(_settle, settled)
 
     def _run_together(self, units: list[_Unit[Any]]) -> list[tuple[bool, Any]]:
         conn = self._conn
@@ -774,12 +778,12 @@ class _Unit(Generic[T]):
     future: asyncio.Future[T]
 
 
-def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    """On the caller's loop: hand a unit's result or exception to its awaiting task."""
-    if future.cancelled():
-        return
-    ok, value = outcome
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _settle(settled: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
+    """On the callers' loop: hand each unit's result or exception to its awaiting task."""
+    for future, (ok, value) in settled:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

@@ -17,7 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, request_response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from batchops._exceptions import (
     APIError,
@@ -191,34 +191,40 @@ async def post_batch(request: Request) -> Response:
 
 
 routes = [Route("/v1/batch", post_batch, methods=["POST"])]
-"""Mounted by ``create_app`` before the FastAPI routes (other methods get their 405 there)."""
+"""Mounted by ``create_app`` before the FastAPI routes: what a POST reaches when it does not
+come through :class:`BatchFastPath` (other methods get their 405 there)."""
 
 
 class BatchFastPath:
-    """ASGI middleware: ``POST /v1/batch`` goes straight to :func:`post_batch`.
+    """``POST /v1/batch`` answered ahead of every FastAPI and Starlette layer.
 
-    Why: under a batch load, matching the path against every FastAPI route and passing
-    through FastAPI's middleware stack (exception, async-exit-stack and telemetry layers)
-    measured ~10% of the server's GIL time (py-spy), for a route that needs none of it.
-    Errors are still rendered by the app's own exception handlers (the same lookup
-    Starlette's ExceptionMiddleware does); anything unhandled still reaches
-    ServerErrorMiddleware, which wraps this middleware, so a crash is still a 500 envelope.
+    The app (``create_app``) asks :meth:`matches` before anything else and hands a batch
+    straight to :func:`post_batch`. Why: under a batch load, matching the path against every
+    FastAPI route and passing through the middleware stack (FastAPI's and Starlette's
+    ``__call__``, server-error, telemetry and body-limit layers) measured ~10% of the
+    server's GIL time (py-spy), for a route that needs none of it.
+
+    What those layers did for this route is done here: errors are rendered by the app's
+    own exception handlers (the lookup Starlette's ExceptionMiddleware does), and anything
+    unhandled still answers the 500 envelope, then propagates so the server logs it (what
+    ServerErrorMiddleware does).
     """
 
-    def __init__(self, app: ASGIApp, *, handlers: Mapping[Any, Any]) -> None:
-        self.app = app
+    def __init__(self, handlers: Mapping[Any, Any]) -> None:
         self.endpoint = request_response(post_batch)
         self.handlers = handlers
         self._split: tuple[dict[Any, Any], dict[Any, Any]] | None = None
 
+    @staticmethod
+    def matches(scope: Scope) -> bool:
+        """Whether ``scope`` is a ``POST /v1/batch`` request."""
+        return bool(
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == scope.get("root_path", "") + "/v1/batch"
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or scope["path"] != scope.get("root_path", "") + "/v1/batch"
-        ):
-            await self.app(scope, receive, send)
-            return
         if self._split is None:  # at the first batch: every handler is installed by then
             handlers = self.handlers
             self._split = (
@@ -230,7 +236,23 @@ class BatchFastPath:
                 {k: v for k, v in handlers.items() if isinstance(k, int) and k != 500},
             )
         scope["starlette.exception_handlers"] = self._split
-        await self.endpoint(scope, receive, send)
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.endpoint(scope, receive, tracked_send)
+        except Exception as exc:
+            if not started:
+                handler = self.handlers.get(Exception) or self.handlers.get(500)
+                assert handler is not None, "create_app installs a handler for Exception"
+                response = await handler(Request(scope), exc)
+                await response(scope, receive, send)
+            raise
 
 
 def _batch_id(request: Request) -> str:
