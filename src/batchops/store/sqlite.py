@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import chain
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -182,6 +183,10 @@ def _ids_json(ids: Sequence[str]) -> str:
     return orjson.dumps(list(ids)).decode()
 
 
+_Keys = Callable[[], Sequence[tuple[str, str, str]]]
+"""The (tenant, collection, id) keys of the rows an insert writes, built only on a clash."""
+
+
 class _Clash(Exception):
     """A UNIQUE violation inside insert_records (private: becomes DuplicateRecordError)."""
 
@@ -251,7 +256,7 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
             # The common case (every create path: one collection, one timestamp): the shared
             # columns are bound once per statement, two values per row (~0.5 µs less a row).
             pairs = [value for r in rows for value in (r.id, _dumps(r.data))]
-            self._insert_new(shared, pairs, [(r.tenant, r.collection, r.id) for r in rows])
+            self._insert_new(shared, pairs, lambda: [(r.tenant, r.collection, r.id) for r in rows])
             return
         params = [
             (
@@ -269,7 +274,7 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         ]
         self._insert_in_savepoint(
             lambda: self._execute_rows(_INSERT, _ROW_9, params),
-            [(r.tenant, r.collection, r.id) for r in rows],
+            lambda: [(r.tenant, r.collection, r.id) for r in rows],
         )
 
     def insert_encoded(
@@ -285,14 +290,16 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         them when it indexes)."""
         if not ids:
             return
-        pairs = [value for pair in zip(ids, records.json, strict=True) for value in pair]
-        keys = [(tenant, collection, id_) for id_ in ids]
-        self._insert_new((tenant, collection, 1, now, now, None), pairs, keys)
+        pairs = list(chain.from_iterable(zip(ids, records.json, strict=True)))
+        self._insert_new(
+            (tenant, collection, 1, now, now, None),
+            pairs,
+            lambda: [(tenant, collection, id_) for id_ in ids],
+        )
 
-    def _insert_new(
-        self, shared: tuple[Any, ...], pairs: list[Any], keys: Sequence[tuple[str, str, str]]
-    ) -> None:
-        """``pairs`` = id, data, id, data…; ``shared`` the other columns of every row."""
+    def _insert_new(self, shared: tuple[Any, ...], pairs: list[Any], keys: _Keys) -> None:
+        """``pairs`` = id, data, id, data…; ``shared`` the other columns of every row;
+        ``keys()`` the rows' keys, only built if an id clashes."""
 
         step = 2 * _ROWS_PER_STATEMENT
         if len(pairs) <= step:
@@ -304,7 +311,7 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
             except sqlite3.IntegrityError as exc:
                 if "UNIQUE" not in str(exc):
                     raise _translate(exc) from exc
-                raise DuplicateRecordError(duplicate_ids(keys, self.existing_ids)) from None
+                raise DuplicateRecordError(duplicate_ids(keys(), self.existing_ids)) from None
             except sqlite3.Error as exc:
                 raise _translate(exc) from exc
             return
@@ -316,9 +323,7 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
 
         self._insert_in_savepoint(write, keys)
 
-    def _insert_in_savepoint(
-        self, write: Callable[[], object], keys: Sequence[tuple[str, str, str]]
-    ) -> None:
+    def _insert_in_savepoint(self, write: Callable[[], object], keys: _Keys) -> None:
         """Run ``write`` in a savepoint; a UNIQUE clash rolls it back (nothing of this call
         stays written) and becomes DuplicateRecordError naming the ``keys`` that clash."""
         try:
@@ -334,7 +339,7 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
                 # No FTS work: the new rows sit above the watermark until indexed (module).
         except _Clash:
             # Now rolled back: existing_ids sees only what was there before this call.
-            raise DuplicateRecordError(duplicate_ids(keys, self.existing_ids)) from None
+            raise DuplicateRecordError(duplicate_ids(keys(), self.existing_ids)) from None
 
     def existing_ids(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` exist (soft-deleted included)."""
