@@ -59,7 +59,7 @@ def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     real = creates.run_creates
 
     def spy(tx: Any, tenant: str, plan: creates.CreatePlan, **kw: Any) -> Any:
-        calls.append(len(plan.operations))
+        calls.append(plan.count)
         return real(tx, tenant, plan, **kw)
 
     monkeypatch.setattr(batch_router, "run_creates", spy)
@@ -115,13 +115,13 @@ async def test_each_run_of_one_collection_is_one_insert(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inserts: list[tuple[str, int]] = []
-    real = operations.create_all
+    real = operations.create_prepared
 
-    def spy(tx: Any, tenant: str, collection: str, items: Any) -> Any:
-        inserts.append((collection, len(items)))
-        return real(tx, tenant, collection, items)
+    def spy(tx: Any, tenant: str, prepared: operations.PreparedCreates) -> Any:
+        inserts.append((prepared.collection, len(prepared.given)))
+        return real(tx, tenant, prepared)
 
-    monkeypatch.setattr(operations, "create_all", spy)
+    monkeypatch.setattr(operations, "create_prepared", spy)
     response = await post(service, VARIED)
     assert response.status_code == 200
     assert inserts == [(PEOPLE, 4), ("teams", 2), (PEOPLE, 1)]

@@ -13,14 +13,16 @@ to be done per operation:
   not a plain create (another type, a name, ``depends_on``, a reference, a validate-only
   run…) fails that decode or the checks after it, and :func:`plan_creates` answers None:
   the general path takes the batch;
-- :func:`~batchops.server.records.operations.create_all` writes each run of consecutive
-  creates of one collection with one multi-row insert and hands back the JSON text it
-  stored;
+- on the event loop, :func:`~batchops.server.records.operations.prepare_creates` checks
+  and encodes each run of consecutive creates of one collection (invalid data or ids:
+  None, the general path answers);
+- in the database thread, :func:`~batchops.server.records.operations.create_prepared`
+  generates the ids and writes each run with one multi-row insert;
 - the response is spliced from those texts (:func:`render_creates`): no dict per record,
   no second encoding.
 
-The lane only knows how to succeed. The first problem of any kind (invalid data, an id
-that exists, the batch's deadline passing) raises :class:`LaneBail` out of the store
+The lane only knows how to succeed. A problem found in the transaction (an id that
+exists, the batch's deadline passing) raises :class:`LaneBail` out of the store
 transaction, which rolls everything back, and the route runs the batch again on the
 general path, which answers each operation precisely. A failing batch pays for two runs;
 the batch that succeeds, the one bulk loads send, pays for one cheap one.
@@ -41,7 +43,7 @@ from batchops.server.batch.planner import plan_options
 from batchops.server.batch.refs import may_hold_templates
 from batchops.server.batch.wire import WireOptions
 from batchops.server.records import operations as ops
-from batchops.server.records.operations import NewRecords
+from batchops.server.records.operations import NewRecords, PreparedCreates
 from batchops.store.base import Tx
 
 __all__ = [
@@ -77,15 +79,18 @@ _DECODER: Final = msgspec.json.Decoder(_CreateBatch)
 
 @dataclass(slots=True)
 class CreatePlan:
-    """A batch of plain creates: the operations as sent and the planned options."""
+    """A batch of plain creates, checked and encoded: one
+    :class:`~batchops.server.records.operations.PreparedCreates` per run of consecutive
+    creates of one collection, and the planned options."""
 
-    operations: list[CreateOperation]
+    groups: list[PreparedCreates]
     options: BatchOptions
+    count: int
 
     @property
     def cost(self) -> dict[str, int]:
         """``meta.cost``, as :func:`~batchops.server.batch.planner.plan_batch` counts it."""
-        n = len(self.operations)
+        n = self.count
         return {
             "operations": n,
             "reads": 0,
@@ -102,11 +107,16 @@ class LaneBail(Exception):
 
 
 def plan_creates(body: bytes, *, max_operations: int) -> CreatePlan | None:
-    """The batch as a :class:`CreatePlan` when it holds only plain creates, else None.
+    """The batch as a :class:`CreatePlan` when it holds only plain creates whose data and
+    ids are valid, else None.
 
     None also for every batch the general path must judge (bad JSON, an empty or oversized
-    batch, ``validate_only``): the lane never produces an error of its own. Contradictory
-    options raise the general path's error (:func:`plan_options`).
+    batch, ``validate_only``, invalid data or ids): the lane never produces an error of its
+    own. Contradictory options raise the general path's error (:func:`plan_options`).
+
+    Checking and encoding happen here, on the event loop, so the database thread (the
+    serial section of every write) only generates ids and inserts; the decoded data is
+    dropped on the thread that made it.
     """
     if may_hold_templates(body):  # references need the planner and the executor
         return None
@@ -114,39 +124,46 @@ def plan_creates(body: bytes, *, max_operations: int) -> CreatePlan | None:
         request = _DECODER.decode(body)
     except msgspec.DecodeError:
         return None
-    if not 0 < len(request.operations) <= max_operations:
+    operations = request.operations
+    n = len(operations)
+    if not 0 < n <= max_operations:
         return None
     options = plan_options(request.options)
     if options.validate_only:
         return None
-    return CreatePlan(request.operations, options)
+    groups: list[PreparedCreates] = []
+    start = 0
+    try:
+        while start < n:
+            collection = operations[start].collection
+            end = start + 1
+            while end < n and operations[end].collection == collection:
+                end += 1
+            items = [(op.id, op.data) for op in operations[start:end]]
+            groups.append(ops.prepare_creates(collection, items))
+            start = end
+    except APIError:
+        return None
+    return CreatePlan(groups, options, n)
 
 
 def run_creates(
     tx: Tx, tenant: str, plan: CreatePlan, *, deadline: float | None
 ) -> list[NewRecords]:
-    """Create every record of ``plan`` in ``tx`` (call inside ``Store.run``): one
-    :func:`~batchops.server.records.operations.create_all` per run of consecutive creates
-    of one collection. Raises :class:`LaneBail` at the first problem."""
+    """Write every group of ``plan`` in ``tx`` (call inside ``Store.run``), one multi-row
+    insert each. Raises :class:`LaneBail` at the first problem (an id that exists, the
+    deadline)."""
     if deadline is not None and time.monotonic() > deadline:
         raise LaneBail("the batch's timeout_ms passed before it started")
-    operations = plan.operations
-    groups: list[NewRecords] = []
-    start, n = 0, len(operations)
-    while start < n:
-        collection = operations[start].collection
-        end = start + 1
-        while end < n and operations[end].collection == collection:
-            end += 1
-        items = [(op.id, op.data) for op in operations[start:end]]
+    created: list[NewRecords] = []
+    for group in plan.groups:
         try:
-            groups.append(ops.create_all(tx, tenant, collection, items))
+            created.append(ops.create_prepared(tx, tenant, group))
         except APIError as exc:
             raise LaneBail(exc.message) from exc
-        start = end
     if deadline is not None and time.monotonic() > deadline:
         raise LaneBail("the batch's timeout_ms passed")
-    return groups
+    return created
 
 
 def render_creates(
@@ -173,7 +190,7 @@ def render_creates(
                 )
                 index += 1
         parts.append(",".join(results))
-    n = len(plan.operations)
+    n = plan.count
     meta = {
         "total": n,
         "succeeded": n,

@@ -152,7 +152,7 @@ async def post_batch(request: Request) -> Response:
     )
     headers = {"X-Batch-Id": batch_id}
     headers.update(getattr(request.state, "rate_headers", None) or {})
-    n_ops = len(plan.ops) if plan is not None else len(lane.operations) if lane else 0
+    n_ops = len(plan.ops) if plan is not None else lane.count if lane else 0
     headers.update(await svc.limiter.hit_operations(caller.key_id, n_ops))
 
     if plan is not None and plan.options.validate_only:

@@ -45,12 +45,13 @@ from batchops.store.base import (
 __all__ = [
     "CreateInput",
     "NewRecords",
+    "PreparedCreates",
     "count_where",
     "create",
-    "create_all",
     "create_bulk",
     "create_encoded",
     "create_many",
+    "create_prepared",
     "decode_cursor",
     "delete",
     "delete_ids",
@@ -61,6 +62,7 @@ __all__ = [
     "new_record_id",
     "new_record_ids",
     "now_iso",
+    "prepare_creates",
     "read",
     "read_many",
     "replace",
@@ -258,9 +260,21 @@ def create_many(
 
 
 @dataclass(slots=True)
+class PreparedCreates:
+    """Creates of one collection, checked and encoded, not written yet
+    (:func:`prepare_creates`): ``json[i]`` is item i's data as JSON text, ``given[i]`` its
+    explicit id or None."""
+
+    collection: str
+    given: list[str | None]
+    json: list[str]
+
+
+@dataclass(slots=True)
 class NewRecords:
-    """What :func:`create_all` wrote: record ``i`` has id ``ids[i]`` and data ``json[i]``
-    (JSON text), version 1, and ``now`` as both ``created_at`` and ``updated_at``."""
+    """What :func:`create_prepared` wrote: record ``i`` has id ``ids[i]`` and data
+    ``json[i]`` (JSON text), version 1, and ``now`` as both ``created_at`` and
+    ``updated_at``."""
 
     collection: str
     ids: list[str]
@@ -268,17 +282,13 @@ class NewRecords:
     now: str
 
 
-def create_all(tx: Tx, tenant: str, collection: str, items: Sequence[CreateInput]) -> NewRecords:
-    """Create every item with one multi-row insert, or none of them.
+def prepare_creates(collection: str, items: Sequence[CreateInput]) -> PreparedCreates:
+    """Check and encode creates of one collection without touching the database: the
+    first problem (invalid data, a bad or repeated id) raises its APIError, with
+    ``details["item"]`` its position. Pure, so a caller can run it outside the database
+    thread, which is the serial section of every write.
 
-    The all-or-nothing sibling of :func:`create_many` for callers that have a precise path
-    to fall back on (the batch route's all-creates lane): the first problem (invalid data,
-    a bad or repeated id, an id that exists) raises its APIError, with ``details["item"]``
-    its position, and nothing of this call stays written. Nothing per item is built beyond
-    the JSON text the row stores, which the caller can splice into its response as is.
-
-    >>> created = create_all(tx, "acme", "people", [(None, {"name": "Ada"})])  # doctest: +SKIP
-    >>> created.json
+    >>> prepare_creates("people", [(None, {"name": "Ada"})]).json
     ['{"name":"Ada"}']
     """
     validate_collection(collection)
@@ -294,30 +304,39 @@ def create_all(tx: Tx, tenant: str, collection: str, items: Sequence[CreateInput
             except APIError as exc:
                 exc.details["item"] = position
                 raise
-    given = [record_id for record_id, _ in items if record_id is not None]
-    if not given:
-        ids = new_record_ids(len(items))
+    given = [record_id for record_id, _ in items]
+    seen: set[str] = set()
+    for position, record_id in enumerate(given):
+        if record_id is None:
+            continue
+        try:
+            validate_record_id(record_id)
+            if record_id in seen:
+                raise _exists(collection, record_id)
+        except APIError as exc:
+            exc.details["item"] = position
+            raise
+        seen.add(record_id)
+    return PreparedCreates(collection, given, texts)
+
+
+def create_prepared(tx: Tx, tenant: str, prepared: PreparedCreates) -> NewRecords:
+    """Write what :func:`prepare_creates` checked, with one multi-row insert, or nothing:
+    an id that exists raises 409 ``ALREADY_EXISTS`` and nothing of this call stays
+    written. Ids are generated here, in the transaction, so they follow commit order."""
+    collection, given = prepared.collection, prepared.given
+    explicit = sum(1 for record_id in given if record_id is not None)
+    if not explicit:
+        ids = new_record_ids(len(given))
     else:
-        seen: set[str] = set()
-        for position, (record_id, _) in enumerate(items):
-            if record_id is None:
-                continue
-            try:
-                validate_record_id(record_id)
-                if record_id in seen:
-                    raise _exists(collection, record_id)
-            except APIError as exc:
-                exc.details["item"] = position
-                raise
-            seen.add(record_id)
-        generated = iter(new_record_ids(len(items) - len(given)))
-        ids = [next(generated) if record_id is None else record_id for record_id, _ in items]
+        generated = iter(new_record_ids(len(given) - explicit))
+        ids = [next(generated) if record_id is None else record_id for record_id in given]
     now = now_iso()
     try:
-        tx.insert_encoded(tenant, collection, ids, EncodedRecords(texts), now=now)
+        tx.insert_encoded(tenant, collection, ids, EncodedRecords(prepared.json), now=now)
     except DuplicateRecordError as exc:
         raise _exists(collection, exc.ids[0]) from exc
-    return NewRecords(collection, ids, texts, now)
+    return NewRecords(collection, ids, prepared.json, now)
 
 
 def create_bulk(tx: Tx, tenant: str, collection: str, datas: Sequence[Any]) -> dict[int, APIError]:
