@@ -437,9 +437,9 @@ def failing(fail_times: int, error: Exception, real: Any = None) -> Any:
     return run
 
 
-# A batch of plain creates takes the all-creates lane (creates.py); naming its operations
-# sends the same creates down the general planner and executor. Store failures must look
-# the same on both.
+# A batch of plain creates takes the all-creates lane (creates.py); an empty depends_on on
+# each operation sends the same creates down the general planner and executor. Store
+# failures must look the same on both.
 BOTH_PATHS = pytest.mark.parametrize("path", ["creates lane", "general path"])
 
 
@@ -455,7 +455,7 @@ def break_store(
 def creates_on(path: str, *numbers: int) -> list[dict[str, Any]]:
     if path == "creates lane":
         return [create(i) for i in numbers]
-    return [create(i, ref=f"r{i}") for i in numbers]
+    return [create(i, depends_on=[]) for i in numbers]
 
 
 @BOTH_PATHS

@@ -1,7 +1,8 @@
 """The all-creates lane of ``POST /v1/batch``: plain creates, no per-operation objects.
 
-The batch that bulk loaders send most is N creates with nothing else: no names, no
-references, no dependencies, no atomicity groups. For it the general planner and executor
+The batch that bulk loaders send most is N creates with nothing else: no references, no
+dependencies, no atomicity groups (names are fine: they only label results), in either
+dialect. For it the general planner and executor
 build a :class:`~batchops.server.batch.model.PlannedOp`, an outcome, a record dict and a
 result dict per operation, and encode every record's data twice (to store it, then to echo
 it). py-spy put that Python work at about half of the server's GIL time for such batches.
@@ -9,10 +10,11 @@ it). py-spy put that Python work at about half of the server's GIL time for such
 This lane answers the same batch with the same bytes, doing per operation only what has
 to be done per operation:
 
-- msgspec decodes the body straight into :class:`CreateOperation` structs. Anything that is
-  not a plain create (another type, a name, ``depends_on``, a reference, a validate-only
-  run…) fails that decode or the checks after it, and :func:`plan_creates` answers None:
-  the general path takes the batch;
+- msgspec decodes the body straight into :class:`CreateOperation` (typed) or
+  :class:`RestCreateOperation` structs. Anything that is not a plain create (another type
+  or path, ``depends_on``, a reference, mixed dialects, a validate-only run…) fails that
+  decode or the checks after it, and :func:`plan_creates` answers None: the general path
+  takes the batch;
 - on the event loop, :func:`~batchops.server.records.operations.prepare_creates` checks
   and encodes each run of consecutive creates of one collection (invalid data or ids:
   None, the general path answers);
@@ -30,6 +32,7 @@ the batch that succeeds, the one bulk loads send, pays for one cheap one.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -40,7 +43,7 @@ import orjson
 from batchops._exceptions import APIError
 from batchops.server.batch.model import BatchOptions
 from batchops.server.batch.planner import plan_options
-from batchops.server.batch.refs import may_hold_templates
+from batchops.server.batch.refs import NAME_RE, may_hold_templates
 from batchops.server.batch.wire import WireOptions
 from batchops.server.records import operations as ops
 from batchops.server.records.operations import NewRecords, PreparedCreates
@@ -50,6 +53,7 @@ __all__ = [
     "CreateOperation",
     "CreatePlan",
     "LaneBail",
+    "RestCreateOperation",
     "plan_creates",
     "render_creates",
     "run_creates",
@@ -57,15 +61,32 @@ __all__ = [
 
 
 class CreateOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
-    """A typed create and nothing more: ``{"type": "create", "collection", "data", "id"?}``.
+    """A typed create and nothing more: ``{"type": "create", "collection", "data", "id"?,
+    "ref"?}``.
 
-    ``gc=False``: it holds only strings and decoded JSON, which cannot refer back to it, so
-    the collector need not track a hundred of them per batch.
+    ``gc=False`` (here and below): it holds only strings and decoded JSON, which cannot
+    refer back to it, so the collector need not track a hundred of them per batch.
     """
 
     type: Literal["create"]
     collection: str
     data: dict[str, Any]
+    id: str | None = None
+    ref: str | None = None
+
+
+class _RestCreateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
+    data: dict[str, Any]
+    id: str | None = None
+
+
+class RestCreateOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
+    """A REST-dialect create and nothing more: ``{"method": "POST", "path":
+    "/v1/collections/{collection}/records", "body": {"data", "id"?}, "id"?}``."""
+
+    method: Literal["POST"]
+    path: str
+    body: _RestCreateBody
     id: str | None = None
 
 
@@ -74,7 +95,20 @@ class _CreateBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     options: WireOptions = msgspec.field(default_factory=WireOptions)
 
 
+class _RestCreateBatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    operations: list[RestCreateOperation]
+    options: WireOptions = msgspec.field(default_factory=WireOptions)
+
+
 _DECODER: Final = msgspec.json.Decoder(_CreateBatch)
+_REST_DECODER: Final = msgspec.json.Decoder(_RestCreateBatch)
+
+# The one REST path the lane takes. A collection name needs no percent-decoding (its
+# alphabet is URL-safe); any other spelling (escapes, a query string) takes the general
+# path, which routes it the same way or answers its error.
+_RECORDS_PATH_RE: Final = re.compile(
+    r"/v1/collections/([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})/records/?"
+)
 
 
 @dataclass(slots=True)
@@ -86,6 +120,7 @@ class CreatePlan:
     groups: list[PreparedCreates]
     options: BatchOptions
     count: int
+    names: list[str | None] | None = None  # operation names, when any operation has one
 
     @property
     def cost(self) -> dict[str, int]:
@@ -120,31 +155,66 @@ def plan_creates(body: bytes, *, max_operations: int) -> CreatePlan | None:
     """
     if may_hold_templates(body):  # references need the planner and the executor
         return None
-    try:
-        request = _DECODER.decode(body)
-    except msgspec.DecodeError:
+    decoded = _decode(body)
+    if decoded is None:
         return None
-    operations = request.operations
-    n = len(operations)
+    items, names, wire_options = decoded
+    n = len(items)
     if not 0 < n <= max_operations:
         return None
-    options = plan_options(request.options)
+    if any(name is not None for name in names):
+        given = [name for name in names if name is not None]
+        if len(set(given)) != len(given) or not all(NAME_RE.fullmatch(g) for g in given):
+            return None  # the planner answers the 400
+    options = plan_options(wire_options)
     if options.validate_only:
         return None
     groups: list[PreparedCreates] = []
     start = 0
     try:
         while start < n:
-            collection = operations[start].collection
+            collection = items[start][0]
             end = start + 1
-            while end < n and operations[end].collection == collection:
+            while end < n and items[end][0] == collection:
                 end += 1
-            items = [(op.id, op.data) for op in operations[start:end]]
-            groups.append(ops.prepare_creates(collection, items))
+            group = [(record_id, data) for _, record_id, data in items[start:end]]
+            groups.append(ops.prepare_creates(collection, group))
             start = end
     except APIError:
         return None
-    return CreatePlan(groups, options, n)
+    named = names if any(name is not None for name in names) else None
+    return CreatePlan(groups, options, n, named)
+
+
+_Item = tuple[str, str | None, Any]  # collection, record id, data
+
+
+def _decode(body: bytes) -> tuple[list[_Item], list[str | None], WireOptions] | None:
+    """The creates of either dialect as (collection, record id, data) items and operation
+    names, or None when the body is not plain creates of one dialect."""
+    try:
+        typed = _DECODER.decode(body)
+    except msgspec.DecodeError:
+        pass
+    else:
+        return (
+            [(op.collection, op.id, op.data) for op in typed.operations],
+            [op.ref for op in typed.operations],
+            typed.options,
+        )
+    if b'"method"' not in body:
+        return None
+    try:
+        rest = _REST_DECODER.decode(body)
+    except msgspec.DecodeError:
+        return None
+    items: list[_Item] = []
+    for op in rest.operations:
+        match = _RECORDS_PATH_RE.fullmatch(op.path)
+        if match is None:
+            return None
+        items.append((match[1], op.body.id, op.body.data))
+    return items, [op.id for op in rest.operations], rest.options
 
 
 def run_creates(
@@ -180,12 +250,16 @@ def render_creates(
         results: list[str] = []
         append = results.append
         index = 0
+        names = plan.names
         for group in groups:
             middle = f'","collection":"{group.collection}","data":'
             tail = f',"version":1,"created_at":"{group.now}","updated_at":"{group.now}"}}}}'
             for record_id, text in zip(group.ids, group.json, strict=True):
+                name = names[index] if names is not None else None
+                # A name is the client's text: JSON-escaped, unlike ids and collections.
+                named = "" if name is None else f',"id":{orjson.dumps(name).decode()}'
                 append(
-                    f'{{"index":{index},"type":"create","status":201,"body":{{"id":"'
+                    f'{{"index":{index}{named},"type":"create","status":201,"body":{{"id":"'
                     f"{record_id}{middle}{text}{tail}"
                 )
                 index += 1
