@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import orjson
@@ -160,20 +162,51 @@ async def test_cancel_stops_a_running_job_at_a_chunk_boundary(service: Service) 
 
 
 async def test_a_plain_import_is_prepared_in_a_worker_process_that_is_gone_at_the_end(
-    service: Service,
+    service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from batchops.server.jobs import runner as runner_module
+    from batchops.server.jobs.prepare import ChunkPreparer, PreparedChunk
+
+    workers: list[BaseProcess] = []
+    received: list[int] = []
+
+    class Watched(ChunkPreparer):
+        """The runner's preparer, noting its worker process and every chunk it hands out.
+        (Whether the worker is still alive when a chunk commits is timing: once it has sent
+        the whole file down the pipe it exits by itself, ~60-90 ms later.)"""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            workers.append(self._process)
+
+        async def next(self) -> PreparedChunk | None:
+            chunk = await super().next()
+            if chunk is not None:
+                received.append(chunk.count)
+            return chunk
+
+    monkeypatch.setattr(runner_module, "ChunkPreparer", Watched)
     runner = service.app.state.services.jobs
-    seen: list[list[str]] = []
+    seen: list[int] = []
 
     async def look(job: object) -> None:
-        seen.append([p.name for p in multiprocessing.active_children()])
+        seen.append(len(received))
 
     runner.after_chunk = look
     response = await upload(service.client, _csv(30), collection="prepared", chunk_size=10)
     job = await wait_done(service.client, response.json()["id"])
     assert (job["state"], job["succeeded"]) == ("succeeded", 30)
+    # One worker process prepared every chunk: each had come from it before it committed.
+    assert [worker.name for worker in workers] == ["batchops-import-prepare"]
+    assert received == [10, 10, 10]
     assert len(seen) == 3
-    assert all("batchops-import-prepare" in names for names in seen)
+    assert all(count >= n for n, count in enumerate(seen, 1))
+    # The job stopped AND reaped its worker before reporting itself done: no process is
+    # left, not even a zombie (active_children() below would reap a zombie itself).
+    pid = workers[0].pid
+    assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
     assert multiprocessing.active_children() == []
 
 
