@@ -465,7 +465,12 @@ class Store(Protocol):
         """Run ``fn(tx)`` in the database thread inside one transaction: commit when it
         returns, roll back when it raises (the exception propagates). Transient database
         errors (busy, locked, serialization failure) are retried up to ``retries`` times
-        with the whole ``fn`` re-run, then raised as TransientStoreError."""
+        with the whole ``fn`` re-run, then raised as TransientStoreError.
+
+        A store may run several callers' ``fn`` in one database transaction, each in a
+        savepoint of its own (SQLite's group commit): to each ``fn`` that is
+        indistinguishable from a transaction of its own, and no caller gets its result
+        before the commit."""
         ...
 
     async def close(self) -> None:

@@ -1,8 +1,10 @@
 """The SQLite store: the embedded default.
 
 One dedicated thread owns one connection, and a whole unit of work (``fn(tx)``) runs there in
-ONE executor hop inside ``BEGIN IMMEDIATE … COMMIT``. An awaited aiosqlite statement costs
-~85-190 µs on this machine, so per-statement hops would dominate a 100-operation batch.
+ONE executor hop inside ``BEGIN IMMEDIATE … COMMIT`` (units that queue up meanwhile share
+one, a savepoint each: group commit, see :meth:`SQLiteStore.run`). An awaited aiosqlite
+statement costs ~85-190 µs on this machine, so per-statement hops would dominate a
+100-operation batch.
 ``BEGIN IMMEDIATE`` takes the write lock up front, so a transaction never fails half-way with
 "database is locked" on its first write; a busy database surfaces at BEGIN, where the whole
 ``fn`` can be retried safely.
