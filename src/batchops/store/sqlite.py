@@ -637,22 +637,27 @@ class SQLiteStore:
         self._conn = conn
 
     def _run_once(self, fn: Callable[[Tx], T]) -> T:
+        with self._transaction() as conn:
+            return fn(SQLiteTx(conn))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE``, then COMMIT when the block ends, ROLLBACK if it raises."""
         conn = self._conn
         if conn is None:
             raise StoreError("the store is closed")
         with _translating():
             conn.execute("BEGIN IMMEDIATE")
         try:
-            result = fn(SQLiteTx(conn))
+            yield conn
             with _translating():
                 conn.execute("COMMIT")
-            self._checkpointer.wake()
         except BaseException:
             if conn.in_transaction:
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             raise
-        return result
+        self._checkpointer.wake()
 
     async def run(self, fn: Callable[[Tx], T], *, retries: int = 0) -> T:
         """Run ``fn(tx)`` in the database thread in one transaction (see Store.run).
@@ -728,13 +733,8 @@ class SQLiteStore:
                 loop.call_soon_threadsafe(_settle, settled)
 
     def _run_together(self, units: list[_Unit[Any]]) -> list[tuple[bool, Any]]:
-        conn = self._conn
-        if conn is None:
-            raise StoreError("the store is closed")
         outcomes: list[tuple[bool, Any]] = []
-        with _translating():
-            conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             for unit in units:
                 with _translating():
                     conn.execute("SAVEPOINT batchops_unit")
@@ -749,14 +749,6 @@ class SQLiteStore:
                 with _translating():
                     conn.execute("RELEASE batchops_unit")
                 outcomes.append((True, result))
-            with _translating():
-                conn.execute("COMMIT")
-            self._checkpointer.wake()
-        except BaseException:
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
         return outcomes
 
     def _close_conn(self) -> None:
