@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+import pytest
 
 from batchops.store import RecordRow, open_store
 from batchops.store.base import Tx
@@ -36,36 +38,41 @@ async def write_rows(store: SQLiteStore, make_record: MakeRecord, count: int) ->
         await store.run(insert)
 
 
-async def test_commits_leave_the_checkpoint_to_a_thread_of_its_own(
-    tmp_path: Path, make_record: MakeRecord
-) -> None:
-    path = tmp_path / "ckpt.db"
+@pytest.fixture
+async def opened(tmp_path: Path) -> AsyncIterator[tuple[SQLiteStore, Path]]:
+    """A SQLite store on a fresh file, and the file's path; closed after the test."""
+    path = tmp_path / "store.db"
     store = await open_store(f"sqlite:///{path}")
     assert isinstance(store, SQLiteStore)
     try:
-        threshold = await store.run(
-            lambda tx: _as_sqlite(tx)._execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-        )
-        assert threshold == WAL_SAFETY_PAGES
-        size_before = _size(path)
-        await write_rows(store, make_record, 2000)  # ~4 MB: far past SQLite's 1,000 pages
-        for _ in range(100):  # the checkpointer copies the WAL into the database file
-            if _size(path) > size_before + 3_000_000:
-                break
-            await asyncio.sleep(0.05)
-        assert _size(path) > size_before + 3_000_000
-        checkpointers = [t for t in _threads() if t == "batchops-sqlite-checkpoint"]
-        assert checkpointers == ["batchops-sqlite-checkpoint"]
+        yield store, path
     finally:
-        await store.close()
+        await store.close()  # idempotent: a test may close it first
+
+
+async def test_commits_leave_the_checkpoint_to_a_thread_of_its_own(
+    opened: tuple[SQLiteStore, Path], make_record: MakeRecord
+) -> None:
+    store, path = opened
+    threshold = await store.run(
+        lambda tx: _as_sqlite(tx)._execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+    )
+    assert threshold == WAL_SAFETY_PAGES
+    size_before = _size(path)
+    await write_rows(store, make_record, 2000)  # ~4 MB: far past SQLite's 1,000 pages
+    for _ in range(100):  # the checkpointer copies the WAL into the database file
+        if _size(path) > size_before + 3_000_000:
+            break
+        await asyncio.sleep(0.05)
+    assert _size(path) > size_before + 3_000_000
+    checkpointers = [t for t in _threads() if t == "batchops-sqlite-checkpoint"]
+    assert checkpointers == ["batchops-sqlite-checkpoint"]
 
 
 async def test_a_closed_store_leaves_the_database_whole_and_the_wal_empty(
-    tmp_path: Path, make_record: MakeRecord
+    opened: tuple[SQLiteStore, Path], make_record: MakeRecord
 ) -> None:
-    path = tmp_path / "closed.db"
-    store = await open_store(f"sqlite:///{path}")
-    assert isinstance(store, SQLiteStore)
+    store, path = opened
     await write_rows(store, make_record, 500)
     await store.close()
     assert _size(Path(f"{path}-wal")) == 0

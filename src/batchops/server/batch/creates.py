@@ -162,10 +162,9 @@ def plan_creates(body: bytes, *, max_operations: int) -> CreatePlan | None:
     n = len(items)
     if not 0 < n <= max_operations:
         return None
-    if any(name is not None for name in names):
-        given = [name for name in names if name is not None]
-        if len(set(given)) != len(given) or not all(NAME_RE.fullmatch(g) for g in given):
-            return None  # the planner answers the 400
+    given = [name for name in names if name is not None]
+    if len(set(given)) != len(given) or not all(NAME_RE.fullmatch(g) for g in given):
+        return None  # the planner answers the 400
     options = plan_options(wire_options)
     if options.validate_only:
         return None
@@ -182,8 +181,7 @@ def plan_creates(body: bytes, *, max_operations: int) -> CreatePlan | None:
             start = end
     except APIError:
         return None
-    named = names if any(name is not None for name in names) else None
-    return CreatePlan(groups, options, n, named)
+    return CreatePlan(groups, options, n, names if given else None)
 
 
 _Item = tuple[str, str | None, Any]  # collection, record id, data
