@@ -9,6 +9,17 @@ non-public addresses from the very answer it connects to, so a name that re-reso
 between the check and the connection (DNS rebinding) cannot slip through. Redirects are
 not followed. ``Settings.allow_private_webhooks`` (``--allow-private-webhooks``) lifts the
 address rule, for development and tests.
+
+An IPv6 address may embed an IPv4 address that the packet ends up at: IPv4-mapped
+(``::ffff:127.0.0.1``), IPv4-compatible (``::127.0.0.1``), IPv4-translated, NAT64
+(``64:ff9b::a9fe:a9fe`` is 169.254.169.254 through the gateway's translator), 6to4
+(``2002:7f00:1::``) and Teredo (server and client). Python's ``is_global`` judges only the
+IPv6 prefix and calls most of these global, so an address is public only if it is globally
+routable AND every IPv4 it embeds is public (:func:`is_public`, the one check both
+registration and delivery use); the refusal names the embedded IPv4. The local-use NAT64
+prefix 64:ff9b:1::/48 (RFC 8215) places its IPv4 where the operator chose, so all of it is
+refused; Teredo is never global. NAT64 under an operator's own network-specific prefix looks
+like any global address and cannot be recognised here.
 """
 
 from __future__ import annotations
@@ -35,21 +46,62 @@ _ALLOW_HINT = (
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-def _unmapped(ip: IPAddress) -> IPAddress:
-    """An IPv4-mapped IPv6 address (``::ffff:10.0.0.1``) as its IPv4 address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+# IPv6 prefixes whose addresses carry an IPv4 address in their last 32 bits: traffic to them
+# is delivered (by the host's stack, a translator or a tunnel) to that IPv4 address.
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 §2.5.5.1, deprecated
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 §2.1 (SIIT)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+# Local-use NAT64 (RFC 8215): the operator picks a /48 to /96 sub-prefix, so the IPv4 may sit
+# at bits 48, 64 or 96 and cannot be located reliably: the whole prefix is refused.
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+# 6to4 (RFC 3056): the IPv4 in bits 16-47 (``.sixtofour``). Python releases with the
+# CVE-2024-4032 fix call all of 2002::/16 non-global, older ones global: pinned here, so it is
+# judged by its IPv4 alone whatever the Python version.
+_SIXTOFOUR = ipaddress.IPv6Network("2002::/16")
 
 
-def is_public(address: str | IPAddress) -> bool:
-    """A globally routable unicast address (IPv4-mapped IPv6 judged as its IPv4)."""
-    ip = _unmapped(ipaddress.ip_address(address) if isinstance(address, str) else address)
+def _embedded(ip: IPAddress) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address embeds, by which it reaches IPv4 hosts:
+    IPv4-mapped, IPv4-compatible (but not ``::`` and ``::1``, themselves), IPv4-translated,
+    NAT64 (64:ff9b::/96), 6to4 and Teredo (server and de-obfuscated client)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return ()
+    if ip.ipv4_mapped is not None:
+        return (ip.ipv4_mapped,)
+    if ip.teredo is not None:
+        return ip.teredo
+    if ip.sixtofour is not None:
+        return (ip.sixtofour,)
+    if int(ip) > 1 and any(ip in net for net in (_IPV4_COMPATIBLE, _IPV4_TRANSLATED, _NAT64)):
+        return (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF),)
+    return ()
+
+
+def _routable(ip: IPAddress) -> bool:
+    """Globally routable unicast, by the address's own prefix (not what it embeds)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return False
+        if ip.ipv4_mapped is not None or ip in _SIXTOFOUR:
+            return True  # only a wrapper: as routable as the IPv4 it embeds
     return ip.is_global and not ip.is_multicast
 
 
+def is_public(address: str | IPAddress) -> bool:
+    """A globally routable unicast address every embedded IPv4 of which is public too: an
+    IPv6 form that embeds an IPv4 (``::ffff:127.0.0.1``, ``64:ff9b::a9fe:a9fe``,
+    ``2002:7f00:1::``, …) reaches that IPv4, which Python's ``is_global`` does not see."""
+    ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+    return _routable(ip) and all(_routable(v4) for v4 in _embedded(ip))
+
+
 def _kind(ip: IPAddress) -> str:
-    ip = _unmapped(ip)
+    """What kind of non-public address ``ip`` is, by its own prefix: "loopback", …"""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _NAT64_LOCAL:
+            return "local-use NAT64"
+        if ip.teredo is not None:
+            return "Teredo"
     for attribute, name in (
         ("is_loopback", "loopback"),
         ("is_unspecified", "unspecified"),
@@ -61,6 +113,20 @@ def _kind(ip: IPAddress) -> str:
         if getattr(ip, attribute):
             return name
     return "non-public"
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} address"
+
+
+def _why(ip: IPAddress) -> str:
+    """Why ``ip`` is refused: "a loopback address (::1)", or for an IPv6 form that embeds
+    a non-public IPv4 "an IPv6 address (64:ff9b::7f00:1) that embeds 127.0.0.1, a loopback
+    address"."""
+    for v4 in _embedded(ip):
+        if not _routable(v4):
+            return f"an IPv6 address ({ip}) that embeds {v4}, {_a(_kind(v4))}"
+    return f"{_a(_kind(ip))} ({ip})"
 
 
 def _refuse(url: str, message: str, code: str = "WEBHOOK_TARGET_NOT_ALLOWED") -> ValidationError:
@@ -104,7 +170,7 @@ async def check_target(url: str, *, allow_private: bool) -> None:
         if not is_public(ip):
             raise _refuse(
                 url,
-                f"the webhook target {host!r} is a {_kind(ip)} address ({ip}); webhook "
+                f"the webhook target {host!r} is {_why(ip)}; webhook "
                 f"targets must be public: {_ALLOW_HINT}",
             )
 
