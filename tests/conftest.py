@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -62,9 +63,9 @@ def _with_dbname(url: str, dbname: str) -> str:
     return f"postgresql://{user}{password}@{host}:{port}/{dbname}"
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """URL of a fresh PostgreSQL database for this test session (dropped at the end)."""
+@contextmanager
+def _fresh_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on the server of ``BATCHOPS_TEST_PG_URL``, dropped after."""
     server = os.environ.get("BATCHOPS_TEST_PG_URL", DEFAULT_PG_URL)
     name = f"batchops_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -79,6 +80,22 @@ def pg_url() -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """URL of a fresh PostgreSQL database for this test session (dropped at the end)."""
+    with _fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def own_pg_url() -> Iterator[str]:
+    """A PostgreSQL database of this test module's own, for suites that leave behind rows
+    the others would trip over — hostile input leaves webhook deliveries queued for hosts
+    nobody answers, and every app's webhook sender works the queue of every tenant."""
+    with _fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

@@ -14,8 +14,10 @@ Every exception batchops raises (client side and server side) derives from
     │   ├── ItemSkippedError      not started (fail-fast, continue_on_error=false)
     │   ├── ItemCancelledError    cancelled while running
     │   └── ItemTimeoutError      unfinished at the batch deadline or per-attempt timeout
-    ├── StoreError                a database problem the store could not hide
-    │   └── TransientStoreError   busy / locked / serialization failure: safe to retry
+    ├── StoreError                a database problem the store could not hide (500)
+    │   ├── TransientStoreError   busy / locked / serialization failure: safe to retry (503)
+    │   ├── StoreInputError       a value of the request the database refuses (422)
+    │   └── StoreTimeoutError     a statement cancelled at its time bound (504)
     └── APIError                  an error envelope {"error": {code, message, details}}
         ├── InvalidRequestError          400
         │   └── InvalidBatchRequestError 400 INVALID_BATCH_REQUEST
@@ -23,6 +25,7 @@ Every exception batchops raises (client side and server side) derives from
         ├── PermissionDeniedError        403
         ├── NotFoundError                404
         ├── MethodNotAllowedError        405
+        ├── RequestTimeoutError          408 REQUEST_TIMEOUT (the body stalled)
         ├── ConflictError                409
         ├── PayloadTooLargeError         413
         │   └── BatchTooLargeError       413 BATCH_TOO_LARGE
@@ -43,6 +46,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, ClassVar
+
+import orjson
 
 __all__ = [
     "APIError",
@@ -69,8 +74,11 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "RequestTimeoutError",
     "ServiceUnavailableError",
     "StoreError",
+    "StoreInputError",
+    "StoreTimeoutError",
     "TransientStoreError",
     "UnsupportedMediaTypeError",
     "ValidationError",
@@ -147,11 +155,62 @@ class ItemTimeoutError(ItemError, TimeoutError):
 
 
 class StoreError(BatchopsError):
-    """A database error the store layer could not turn into something more precise."""
+    """A database error the store layer could not turn into something more precise.
+
+    The store classifies every driver error once, into this class or one of its
+    subclasses; :meth:`to_api_error` is the one place that says what a client is told.
+    A plain StoreError is the server's fault (a full disk, a bug): 500, no retry invited.
+    """
+
+    def to_api_error(self) -> APIError:
+        """The error a client gets for this store error."""
+        return InternalServerError("the database failed", code="STORE_ERROR")
 
 
 class TransientStoreError(StoreError):
-    """The database was busy (locked, serialization failure, deadlock): retrying may work."""
+    """The database was busy or unreachable (lock timeout, serialization failure,
+    deadlock, lost connection): the same request may well succeed if retried."""
+
+    def to_api_error(self) -> APIError:
+        """503 ``STORE_BUSY`` with ``Retry-After``: the one store error worth retrying."""
+        return ServiceUnavailableError(
+            "the database is busy; retry shortly", code="STORE_BUSY", retry_after=1.0
+        )
+
+
+class StoreInputError(StoreError):
+    """The database refused a value or a statement built from the request (out of range,
+    too complex, not representable): the same request will fail again. The request's own
+    validation should have caught it first; this is the backstop."""
+
+    def to_api_error(self) -> APIError:
+        """422 ``INVALID_VALUE``: never retried."""
+        return ValidationError(
+            f"the database cannot take a value of this request: {self}", code="INVALID_VALUE"
+        )
+
+
+class StoreTimeoutError(StoreError):
+    """A statement ran past its time bound (the server's statement limit or the batch's
+    ``timeout_ms``) and was cancelled.
+
+    ``unit_lost``: the cancellation took the whole transaction with it (SQLite rolls a
+    transaction back when it interrupts a write), so there is no savepoint to return to:
+    the unit of work fails as a whole, it is never one operation's result.
+    """
+
+    def __init__(self, message: str, *, unit_lost: bool = False) -> None:
+        super().__init__(message)
+        self.unit_lost = unit_lost
+
+    def to_api_error(self) -> APIError:
+        """504 ``TIMEOUT``, without ``Retry-After``."""
+        return APIError(
+            "the request took longer than the server allows for one statement and was "
+            "cancelled; narrow it (fewer filters or search words, a smaller limit)",
+            code="TIMEOUT",
+            status=504,
+        )
 
 
 class APIError(BatchopsError):
@@ -189,8 +248,17 @@ class APIError(BatchopsError):
         self.headers: dict[str, str] = dict(headers or {})
 
     def to_envelope(self) -> dict[str, Any]:
-        """The JSON error envelope for this error."""
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        """The JSON error envelope for this error, always writable as JSON: an error often
+        echoes what the client sent (a value, a field name), and a value JSON cannot hold
+        there — an integer beyond 64 bits, a lone surrogate, nesting past 254 levels —
+        must not turn a 4xx into a 500 when the envelope is written. Such values are
+        shown as their (shortened) ``repr``."""
+        error = {"code": self.code, "message": self.message, "details": self.details}
+        try:
+            orjson.dumps(error)
+        except TypeError:
+            error = _writable(error, 0)
+        return {"error": error}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.status_code}, {self.code!r}, {self.message!r})"
@@ -235,6 +303,14 @@ class MethodNotAllowedError(APIError):
 
     status = 405
     default_code = "METHOD_NOT_ALLOWED"
+
+
+class RequestTimeoutError(APIError):
+    """408: the request's body stopped arriving; the server gave up on it and closed the
+    connection. Nothing of the request was applied."""
+
+    status = 408
+    default_code = "REQUEST_TIMEOUT"
 
 
 class ConflictError(APIError):
@@ -302,12 +378,39 @@ class ServiceUnavailableError(APIError):
     default_code = "SERVICE_UNAVAILABLE"
 
 
+def _writable(value: Any, depth: int) -> Any:
+    """``value`` with everything JSON cannot hold replaced by a shortened ``repr``."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode()
+        return value
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**64 else _short_repr(value)
+    if depth >= 32:
+        return _short_repr(value)
+    if isinstance(value, Mapping):
+        return {_writable(str(k), depth): _writable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_writable(v, depth + 1) for v in value]
+    return _short_repr(value)
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 _BY_STATUS: dict[int, type[APIError]] = {
     400: InvalidRequestError,
     401: AuthenticationError,
     403: PermissionDeniedError,
     404: NotFoundError,
     405: MethodNotAllowedError,
+    408: RequestTimeoutError,
     409: ConflictError,
     413: PayloadTooLargeError,
     415: UnsupportedMediaTypeError,

@@ -42,6 +42,20 @@ def main() -> None:
     help="Let webhooks target loopback/private/link-local addresses "
     "(env BATCHOPS_ALLOW_PRIVATE_WEBHOOKS=1). Off by default: an SSRF guard.",
 )
+@click.option(
+    "--max-inflation-ratio",
+    type=float,
+    default=None,
+    help="Refuse a gzip body that inflates more than this many times its size "
+    "(env BATCHOPS_MAX_INFLATION_RATIO; default 100; 0: off).",
+)
+@click.option(
+    "--body-read-timeout-s",
+    type=float,
+    default=None,
+    help="Answer 408 when a request body sends nothing for this many seconds "
+    "(env BATCHOPS_BODY_READ_TIMEOUT_S; default 30; 0: off).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     db_url: str | None,
@@ -52,6 +66,8 @@ def serve(
     rate_limit_requests: int | None,
     rate_limit_operations: int | None,
     allow_private_webhooks: bool,
+    max_inflation_ratio: float | None,
+    body_read_timeout_s: float | None,
     log_level: str,
 ) -> None:
     """Run the records service (OpenAPI docs at /docs). SIGTERM/SIGINT stop it cleanly:
@@ -68,6 +84,8 @@ def serve(
         rate_limit_requests_per_minute=rate_limit_requests,
         rate_limit_operations_per_minute=rate_limit_operations,
         allow_private_webhooks=True if allow_private_webhooks else None,
+        max_inflation_ratio=max_inflation_ratio,
+        body_read_timeout_s=body_read_timeout_s,
     )
     config = uvicorn.Config(
         create_app(settings),

@@ -112,6 +112,30 @@ async def test_limit_caps_how_many_records_are_affected_in_id_order(service: Ser
     assert [versions[i] for i in ordered] == [2, 2, 2] + [1] * 7
 
 
+async def test_a_count_sent_as_a_whole_float_is_that_integer(service: Service) -> None:
+    # Found by schemathesis (tests/contract): JSON has one number type and the OpenAPI
+    # document calls these integers, so 3.0 is 3; it was a 422.
+    await _seed(service.client, "people", _people(5))
+    response = await service.client.post(
+        "/v1/bulk/update",
+        json={
+            "collection": "people",
+            "filter": {},
+            "update": {"x": 1},
+            "limit": 3.0,
+            "chunk_size": 2.0,
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["updated"] == 3
+    fractional = await service.client.post(
+        "/v1/bulk/update",
+        json={"collection": "people", "filter": {}, "update": {"x": 1}, "limit": 2.5},
+    )
+    assert fractional.status_code == 422
+    assert fractional.json()["error"]["details"]["path"] == "limit"
+
+
 async def test_soft_delete_keeps_the_id_taken_and_hard_delete_frees_it(service: Service) -> None:
     await _seed(service.client, "people", _people(4))
     ids = sorted(r["id"] for r in await records(service.client, "people"))
@@ -287,6 +311,41 @@ async def test_bad_bulk_requests_answer_the_envelope_with_the_field_path(
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["details"]["path"] == where, error
+
+
+@pytest.mark.limits(bulk_inline_max=1)
+@pytest.mark.parametrize(
+    ("update", "code", "where"),
+    [
+        pytest.param(b'{"a": "x\\u0000"}', "VALIDATION_ERROR", "update.a", id="nul"),
+        pytest.param(
+            b'{"a": ' + b"9" * 30 + b"}", "VALIDATION_ERROR", "update.a", id="past-64-bits"
+        ),
+        pytest.param(
+            b'{"p": ' + b'{"a": ' * 200 + b"1" + b"}" * 200 + b"}",
+            "JSON_TOO_DEEP",
+            "update.p.a",
+            id="nested-past-128-levels",
+        ),
+    ],
+)
+async def test_a_patch_the_records_api_refuses_is_a_422_before_any_job_is_made(
+    service: Service, update: bytes, code: str, where: str
+) -> None:
+    # Found by tests/fuzz: with more matches than the inline maximum, the patch was stored
+    # in a job that then failed INTERNAL_ERROR (NUL, too deep; a NUL on PostgreSQL: 422
+    # INVALID_VALUE from the job insert), or the job insert itself raised (a 500 past 64
+    # bits). Inline, the same patch was already a 422.
+    await _seed(service.client, "people", _people(3))
+    body = b'{"collection": "people", "filter": {}, "update": ' + update + b"}"
+    response = await service.client.post(
+        "/v1/bulk/update", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["details"]["path"].startswith(where)
+    assert (await service.client.get("/v1/jobs")).json() == {"jobs": []}
 
 
 async def test_bulk_requests_need_json_and_a_key(service: Service) -> None:

@@ -105,6 +105,47 @@ async def test_an_async_batch_whose_webhook_embeds_a_non_public_ipv4_is_refused(
     assert (await service.client.get("/v1/jobs")).json() == {"jobs": []}
 
 
+BAD_HOST_NAMES = [
+    pytest.param("a" * 64 + ".example.com", id="label-over-63-characters"),
+    pytest.param("a..example.com", id="empty-label"),
+    pytest.param(".", id="only-a-dot"),
+]
+
+
+@pytest.mark.parametrize("host", BAD_HOST_NAMES)
+async def test_a_webhook_whose_host_name_cannot_be_encoded_is_a_422_naming_the_url(
+    service: Service, host: str
+) -> None:
+    # Found by tests/fuzz: getaddrinfo raised UnicodeError (IDNA) here, and answered 500.
+    answer = await service.client.post("/v1/webhooks", json={"url": f"https://{host}/hook"})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["details"]["path"] == "url"
+
+
+@pytest.mark.parametrize("host", BAD_HOST_NAMES)
+async def test_a_notification_webhook_whose_host_name_cannot_be_encoded_is_a_422(
+    service: Service, host: str
+) -> None:
+    hook = {"url": f"https://{host}/hook", "secret": SECRET}
+    for url, body, headers in [
+        ("/v1/bulk/delete", {"collection": "c", "filter": {}, "notification_webhook": hook}, {}),
+        (
+            "/v1/batch",
+            {
+                "operations": [{"type": "read", "collection": "c", "id": "x"}],
+                "notification_webhook": hook,
+            },
+            ASYNC,
+        ),
+    ]:
+        answer = await service.client.post(url, json=body, headers=headers)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["details"]["path"] == "notification_webhook.url"
+    assert (await service.client.get("/v1/jobs")).json() == {"jobs": []}
+
+
 async def test_a_webhook_whose_ipv6_target_embeds_a_public_ipv4_is_registered(
     service: Service,
 ) -> None:

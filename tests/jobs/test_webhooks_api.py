@@ -109,6 +109,9 @@ async def test_an_import_with_a_private_notification_webhook_is_refused_and_crea
         ({"url": PUBLIC, "events": []}, "events"),
         ({"url": PUBLIC, "events": ["job.exploded"]}, "events"),
         ({"url": PUBLIC, "secret": "short"}, "secret"),
+        # Found by schemathesis (tests/contract): stored as is on SQLite, refused by
+        # PostgreSQL as a 422 INVALID_VALUE naming nothing.
+        ({"url": PUBLIC, "secret": "s3cret-s3cret-\x00-s3cret"}, "secret"),
         ({"url": PUBLIC, "colour": "red"}, "colour"),
         (["not", "an", "object"], ""),
     ],
@@ -119,6 +122,39 @@ async def test_bad_subscriptions_are_422_naming_the_field(
     answer = await service.client.post("/v1/webhooks", json=body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["details"]["path"] == path
+
+
+@pytest.mark.limits(allow_private_webhooks=True)
+@pytest.mark.parametrize(
+    "url",
+    ["http://host*/h", "http://a b/h", "http://h/\x01", "https://é.example/", "http://[::1/"],
+)
+async def test_a_malformed_url_is_a_422_even_where_private_targets_are_allowed(
+    service: Service, url: str
+) -> None:
+    # Found by schemathesis (tests/contract): with private targets allowed no DNS lookup
+    # refused them, so whatever urlsplit took was stored as a webhook.
+    answer = await service.client.post("/v1/webhooks", json={"url": url})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["details"]["path"] == "url"
+
+
+@pytest.mark.limits(allow_private_webhooks=True)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:pass@localhost:8080/hook?x=1#f",
+        "HTTP://127.0.0.1",
+        "http://[::ffff:127.0.0.1]/hook",
+        "https://xn--mnchen-3ya.example/",
+        "http://my_service/hook",
+    ],
+)
+async def test_a_well_formed_url_is_taken_where_private_targets_are_allowed(
+    service: Service, url: str
+) -> None:
+    answer = await service.client.post("/v1/webhooks", json={"url": url})
+    assert answer.status_code == 201, answer.text
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,33 @@ async def test_successful_responses_carry_ratelimit_headers(service: Service) ->
     assert response.headers["RateLimit-Remaining"] == "2"
 
 
+@pytest.mark.limits(rate_limit_requests_per_minute=5)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/jobs"),
+        ("GET", "/v1/webhooks"),
+        ("GET", "/v1/jobs/nope"),
+        ("GET", f"{PEOPLE}/nope"),
+        ("POST", "/v1/batch"),
+    ],
+)
+async def test_every_answer_after_the_key_is_checked_carries_ratelimit_headers(
+    service: Service, method: str, path: str
+) -> None:
+    # Found by schemathesis (tests/contract): the jobs and webhooks routes, and every error
+    # answered once the key was known (a 404, a 415), carried none.
+    response = await service.client.request(method, path)
+    assert response.headers["RateLimit-Limit"] == "5", (response.status_code, response.text)
+    assert response.headers["RateLimit-Remaining"] == "4"
+
+
+async def test_a_401_carries_no_ratelimit_headers(service: Service) -> None:
+    response = await service.client.get("/v1/jobs", headers={"Authorization": ""})
+    assert response.status_code == 401
+    assert "RateLimit-Limit" not in response.headers
+
+
 @pytest.mark.limits(rate_limit_requests_per_minute=2)
 async def test_a_429_carries_ratelimit_headers_showing_the_spent_budget(
     service: Service,

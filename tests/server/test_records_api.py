@@ -151,6 +151,20 @@ async def test_search_ranks_records_by_their_text_and_honours_filters(service: S
     assert [hit["record"]["id"] for hit in filtered.json()["results"]] == ["a"]
 
 
+async def test_a_search_limit_sent_as_a_whole_float_is_that_integer(service: Service) -> None:
+    # Found by schemathesis (tests/contract): JSON has one number type and the OpenAPI
+    # document calls `limit` an integer, so 1.0 is 1; it was a 422.
+    for record_id in ("a", "b"):
+        await service.client.post(PEOPLE, json={"id": record_id, "data": {"bio": "program"}})
+    search = "/v1/collections/people/search"
+    found = await service.client.post(search, json={"query": "program", "limit": 1.0})
+    assert found.status_code == 200, found.text
+    assert len(found.json()["results"]) == 1
+    fractional = await service.client.post(search, json={"query": "program", "limit": 1.5})
+    assert fractional.status_code == 422
+    assert error_of(fractional)["details"]["path"] == "limit"
+
+
 async def test_data_that_is_not_an_object_is_a_422_naming_the_field(service: Service) -> None:
     response = await service.client.post(PEOPLE, json={"data": [1, 2]})
     assert response.status_code == 422
@@ -232,3 +246,12 @@ async def test_openapi_docs_are_served(service: Service) -> None:
     schema = (await service.client.get("/openapi.json")).json()
     assert "/v1/batch" in schema["paths"]
     assert "/v1/collections/{collection}/records" in schema["paths"]
+
+
+async def test_creating_with_an_explicit_null_id_is_a_422_not_a_generated_id(
+    service: Service,
+) -> None:
+    response = await service.client.post(PEOPLE, json={"id": None, "data": {}})
+    assert response.status_code == 422
+    assert error_of(response)["details"]["path"] == "id"
+    assert (await service.client.get(PEOPLE)).json()["records"] == []

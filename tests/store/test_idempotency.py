@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from batchops.store import IdempotencyRow, Store, Tx
 
 
@@ -56,3 +58,88 @@ async def test_keys_of_different_tenants_do_not_collide(store: Store, tenant: st
         ]
 
     assert await store.run(claim_both) == [None, None]
+
+
+def _claim(
+    tenant: str, fingerprint: str, owner: str, now: float
+) -> Callable[[Tx], IdempotencyRow | None]:
+    return lambda tx: tx.idempotency_claim(
+        tenant, "k", fingerprint, now=now, stale_after_s=60, owner=owner
+    )
+
+
+async def test_only_the_owner_of_a_claim_holds_it(store: Store, tenant: str) -> None:
+    await store.run(_claim(tenant, "fp", "a", 1.0))
+    assert await store.run(lambda tx: tx.idempotency_hold(tenant, "k", "a", now=2.0))
+    assert not await store.run(lambda tx: tx.idempotency_hold(tenant, "k", "b", now=2.0))
+
+
+async def test_holding_a_claim_keeps_it_from_going_stale(store: Store, tenant: str) -> None:
+    await store.run(_claim(tenant, "fp", "a", 1.0))
+    await store.run(lambda tx: tx.idempotency_hold(tenant, "k", "a", now=50.0))
+    # 60 s after the claim but 11 s after its last sign of life: not stale.
+    row = await store.run(_claim(tenant, "fp", "b", 61.0))
+    assert row is not None
+    assert row.owner == "a"
+
+
+async def test_a_claim_taken_over_is_no_longer_held_by_its_first_owner(
+    store: Store, tenant: str
+) -> None:
+    await store.run(_claim(tenant, "fp", "a", 1.0))
+    assert await store.run(_claim(tenant, "fp", "b", 100.0)) is None
+    assert not await store.run(lambda tx: tx.idempotency_hold(tenant, "k", "a", now=101.0))
+    assert await store.run(lambda tx: tx.idempotency_hold(tenant, "k", "b", now=101.0))
+
+
+async def test_progress_is_kept_in_order_and_dropped_when_the_key_is_finished(
+    store: Store, tenant: str
+) -> None:
+    await store.run(_claim(tenant, "fp", "a", 1.0))
+
+    def save(tx: Tx) -> None:
+        tx.idempotency_save_progress(tenant, "k", 1, b"second")
+        tx.idempotency_save_progress(tenant, "k", 0, b"first")
+
+    await store.run(save)
+    assert await store.run(lambda tx: tx.idempotency_progress(tenant, "k")) == [
+        b"first",
+        b"second",
+    ]
+    await store.run(lambda tx: tx.idempotency_finish(tenant, "k", 200, b"{}"))
+    assert await store.run(lambda tx: tx.idempotency_progress(tenant, "k")) == []
+
+
+async def test_a_released_claim_with_progress_is_resumable_at_once(
+    store: Store, tenant: str
+) -> None:
+    await store.run(_claim(tenant, "fp", "a", 1.0))
+    await store.run(lambda tx: tx.idempotency_save_progress(tenant, "k", 0, b"part"))
+    await store.run(lambda tx: tx.idempotency_release(tenant, "k", "a"))
+    # Not 60 s later: at once, and the progress is still there for the new owner.
+    assert await store.run(_claim(tenant, "fp", "b", 2.0)) is None
+    assert await store.run(lambda tx: tx.idempotency_progress(tenant, "k")) == [b"part"]
+
+
+async def test_a_stale_claim_with_progress_is_not_taken_over_by_another_body(
+    store: Store, tenant: str
+) -> None:
+    await store.run(_claim(tenant, "fp", "a", 1.0))
+    await store.run(lambda tx: tx.idempotency_save_progress(tenant, "k", 0, b"part"))
+    row = await store.run(_claim(tenant, "other body", "b", 100.0))
+    assert row is not None
+    assert (row.fingerprint, row.owner) == ("fp", "a")
+
+
+async def test_releasing_someone_elses_claim_does_nothing(store: Store, tenant: str) -> None:
+    await store.run(_claim(tenant, "fp", "a", 1.0))
+    await store.run(lambda tx: tx.idempotency_release(tenant, "k", "b"))
+    assert await store.run(lambda tx: tx.idempotency_hold(tenant, "k", "a", now=2.0))
+
+
+async def test_a_released_claim_is_no_longer_held_by_its_owner(store: Store, tenant: str) -> None:
+    # A transaction the owner started before it gave up must not be able to write.
+    await store.run(_claim(tenant, "fp", "a", 1.0))
+    await store.run(lambda tx: tx.idempotency_save_progress(tenant, "k", 0, b"part"))
+    await store.run(lambda tx: tx.idempotency_release(tenant, "k", "a"))
+    assert not await store.run(lambda tx: tx.idempotency_hold(tenant, "k", "a", now=2.0))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 
+from batchops._exceptions import TransientStoreError
 from batchops.store import DuplicateRecordError, RecordRow, Store, Tx
 
 MakeRecord = Callable[..., RecordRow]
@@ -255,3 +258,49 @@ async def test_a_filter_on_a_non_scalar_value_is_a_value_error(store: Store, ten
                 tenant, "people", filters={"a": {"b": 1}}, after_id=None, limit=1
             )
         )
+
+
+async def test_an_update_computed_from_a_stale_version_writes_nothing_and_is_transient(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    await store.run(lambda tx: tx.insert_records([make_record("r1", {"n": 1})]))
+    stale = make_record("r1", {"n": "stale"})  # version 1, as read before a concurrent write
+    await store.run(lambda tx: tx.update_records([replace(stale, data={"n": 2}, version=2)]))
+
+    with pytest.raises(TransientStoreError):
+        await store.run(lambda tx: tx.update_records([replace(stale, version=2)]))
+
+    got = await store.run(lambda tx: tx.get_records(tenant, "people", ["r1"]))
+    assert (got["r1"].data, got["r1"].version) == ({"n": 2}, 2)
+
+
+async def test_a_row_updated_twice_in_one_call_ends_at_its_last_version(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    row = make_record("r1", {"n": 1})
+    await store.run(lambda tx: tx.insert_records([row]))
+    await store.run(
+        lambda tx: tx.update_records(
+            [replace(row, data={"n": 2}, version=2), replace(row, data={"n": 3}, version=3)]
+        )
+    )
+    got = await store.run(lambda tx: tx.get_records(tenant, "people", ["r1"]))
+    assert (got["r1"].data, got["r1"].version) == ({"n": 3}, 3)
+
+
+async def test_transactions_that_take_the_same_named_lock_run_one_after_the_other(
+    store: Store,
+) -> None:
+    inside = 0
+    peak = 0
+
+    def hold(tx: Tx) -> None:
+        nonlocal inside, peak
+        tx.lock("upsert:people:email")
+        inside += 1
+        peak = max(peak, inside)
+        time.sleep(0.05)
+        inside -= 1
+
+    await asyncio.gather(*(store.run(hold) for _ in range(4)))
+    assert peak == 1

@@ -105,7 +105,8 @@ async def test_search_sees_updated_text_after_update(
     store: Store, tenant: str, make_record: MakeRecord
 ) -> None:
     await store.run(lambda tx: tx.insert_records([make_record("a", {"t": "before"})]))
-    await store.run(lambda tx: tx.update_records([make_record("a", {"t": "after"})]))
+    after = replace(make_record("a", {"t": "after"}), version=2)  # a write bumps the version
+    await store.run(lambda tx: tx.update_records([after]))
     assert (await _search(store, tenant, "before"))[1] == 0
     hits, _ = await _search(store, tenant, "after")
     assert [row.id for row, _ in hits] == ["a"]
@@ -136,7 +137,9 @@ async def test_search_skips_soft_deleted_and_hard_deleted_records(
             [make_record(i, {"t": "word"}) for i in ("soft", "hard", "live")]
         )
     )
-    soft = replace(make_record("soft", {"t": "word"}), deleted_at="2026-01-02T00:00:00.000Z")
+    soft = replace(
+        make_record("soft", {"t": "word"}), version=2, deleted_at="2026-01-02T00:00:00.000Z"
+    )
     await store.run(lambda tx: tx.update_records([soft]))
     await store.run(lambda tx: tx.delete_records(tenant, "people", ["hard"]))
     hits, total = await _search(store, tenant, "word")

@@ -65,6 +65,7 @@ async def test_an_update_of_a_pending_row_is_indexed_with_its_new_text(
     row = make_record("a", {"t": "apple"})
     await sqlite_store.run(lambda tx: tx.insert_records([row]))
     row.data = {"t": "cherry"}
+    row.version = 2  # a write bumps the version
     await sqlite_store.run(lambda tx: tx.update_records([row]))
 
     async def total(query: str) -> int:

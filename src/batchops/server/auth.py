@@ -1,9 +1,17 @@
 """API keys: created once, stored hashed, each bound to one tenant.
 
-A key looks like ``bo_<key_id>_<secret>``; only ``sha256(key)`` is stored. Lookups are
-cached in-process for ``ttl_s`` seconds (so a revocation made by another process — the
-``batchops keys revoke`` CLI — takes effect within that time) because a store hop per
-request costs more than the rest of a small request.
+A key looks like ``bo_<key_id>_<secret>``; only ``sha256(key)`` is stored.
+
+Who is calling is decided in two steps, so that a revocation takes effect on the very
+next request on every process (the ``batchops keys revoke`` CLI is another process)
+without a store hop per request (a hop costs more than the rest of a small request):
+
+1. :class:`Authenticator` resolves the key to a :class:`Caller` from an in-process cache
+   (``ttl_s``), answering 401 for an unknown key without touching the store again;
+2. :class:`KeyCheckingStore`, the store as request handlers see it, checks in the first
+   statement of every unit of work it runs for a request that the caller's key is still
+   live — one primary-key lookup inside a transaction that runs anyway. A revoked key is
+   refused (401) before anything of the request is written or read.
 """
 
 from __future__ import annotations
@@ -11,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import Request
 
@@ -19,15 +30,81 @@ from batchops._exceptions import AuthenticationError
 from batchops.server.records.operations import now_iso
 from batchops.store.base import ApiKeyRow, Store, Tx
 
-__all__ = ["Authenticator", "Caller", "create_api_key", "hash_key"]
+__all__ = [
+    "Authenticator",
+    "Caller",
+    "KeyCheckingStore",
+    "create_api_key",
+    "current_caller",
+    "forget_caller",
+    "hash_key",
+    "restore_caller",
+]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who is calling: every query is scoped to ``tenant``."""
+    """Who is calling: every query is scoped to ``tenant``; ``key_hash`` is the stored form
+    of the key, checked again in every unit of work (see the module docstring)."""
 
     tenant: str
     key_id: str
+    key_hash: str = ""
+
+
+_CALLER: ContextVar[Caller | None] = ContextVar("batchops_caller", default=None)
+
+
+def current_caller() -> Caller | None:
+    """The caller of the request being answered (None outside a request)."""
+    return _CALLER.get()
+
+
+def forget_caller() -> Token[Caller | None]:
+    """Start a request with no caller; give the token back to :func:`restore_caller`."""
+    return _CALLER.set(None)
+
+
+def restore_caller(token: Token[Caller | None]) -> None:
+    """End a request: the caller it set is forgotten."""
+    _CALLER.reset(token)
+
+
+def _revoked() -> AuthenticationError:
+    return AuthenticationError("the API key is unknown or revoked", code="INVALID_API_KEY")
+
+
+class KeyCheckingStore:
+    """The store as request handlers see it (``Services.store``): a unit of work run while a
+    request is answered first checks that the request's key is still live, in the same
+    transaction (401 ``INVALID_API_KEY`` if not; nothing of the unit runs). Outside a
+    request (jobs, webhooks, start-up) it is the store itself."""
+
+    def __init__(self, store: Store) -> None:
+        self.inner = store
+        self.dialect = store.dialect
+        self.url = store.url
+
+    async def run(self, fn: Callable[[Tx], T], *, retries: int = 0) -> T:
+        """:meth:`Store.run`, with the caller's key checked first (see the class)."""
+        caller = _CALLER.get()
+        if caller is None or not caller.key_hash:
+            return await self.inner.run(fn, retries=retries)
+        digest = caller.key_hash
+
+        def checked(tx: Tx) -> T:
+            row = tx.find_api_key(digest)
+            if row is None or row.revoked_at is not None:
+                raise _revoked()
+            return fn(tx)
+
+        return await self.inner.run(checked, retries=retries)
+
+    async def close(self) -> None:
+        """Close the store underneath."""
+        await self.inner.close()
 
 
 def hash_key(key: str) -> str:
@@ -71,7 +148,7 @@ class Authenticator:
         else:
             row = await self._store.run(lambda tx: tx.find_api_key(digest))
             caller = (
-                Caller(row.tenant, row.key_id)
+                Caller(row.tenant, row.key_id, digest)
                 if row is not None and row.revoked_at is None
                 else None
             )
@@ -79,8 +156,9 @@ class Authenticator:
                 self._cache.clear()
             self._cache[digest] = (now + self._ttl_s, caller)
         if caller is None:
-            raise AuthenticationError("the API key is unknown or revoked", code="INVALID_API_KEY")
+            raise _revoked()
         request.state.caller = caller
+        _CALLER.set(caller)  # every unit of work of this request checks the key again
         return caller
 
 

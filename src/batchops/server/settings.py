@@ -43,7 +43,14 @@ class Settings:
     rate_limit_requests_per_minute: int = 6000
     rate_limit_operations_per_minute: int = 600_000
     batch_timeout_ms: int = 30_000
-    idempotency_stale_after_s: float = 300.0
+    # The longest one database statement may run (0: no bound), so that no request can
+    # hold the database and stall the others (docs/limits.md).
+    statement_timeout_ms: int = 30_000
+    # An in-flight Idempotency-Key claim silent this long is presumed dead (its process was
+    # killed) and a retry may take it over; fencing makes that safe whatever the value
+    # (see batchops.server.batch.idempotency), so it only sets how soon a retry after a
+    # crash is answered.
+    idempotency_stale_after_s: float = 30.0
     auth_cache_ttl_s: float = 5.0
     print_first_key: bool = True
     # Bulk jobs (see docs/jobs.md): the runner inside `serve`, uploads on disk.
@@ -68,6 +75,13 @@ class Settings:
     webhook_poll_s: float = 1.0
     webhook_concurrency: int = 8
     extra: dict[str, str] = field(default_factory=dict)
+    # Request bodies (see docs/limits.md). A gzip body that inflates more than this many
+    # times its compressed size (past its first MiB) is refused with 413; 0 turns the guard
+    # off (the byte limits still hold).
+    max_inflation_ratio: float = 100.0
+    # A request whose body sends nothing for this long is answered 408 and its connection
+    # closed; 0 turns the timeout off.
+    body_read_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -79,6 +93,10 @@ class Settings:
             "rate_limit_requests_per_minute": _env_int("BATCHOPS_RATE_LIMIT_REQUESTS", 6000),
             "rate_limit_operations_per_minute": _env_int("BATCHOPS_RATE_LIMIT_OPERATIONS", 600_000),
             "batch_timeout_ms": _env_int("BATCHOPS_BATCH_TIMEOUT_MS", 30_000),
+            "statement_timeout_ms": _env_int("BATCHOPS_STATEMENT_TIMEOUT_MS", 30_000),
+            "idempotency_stale_after_s": float(
+                os.environ.get("BATCHOPS_IDEMPOTENCY_STALE_AFTER_S") or 30.0
+            ),
             "job_concurrency": _env_int("BATCHOPS_JOB_CONCURRENCY", 2),
             "job_lease_s": float(os.environ.get("BATCHOPS_JOB_LEASE_S") or 30.0),
             "max_upload_bytes": _env_int("BATCHOPS_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
@@ -88,6 +106,8 @@ class Settings:
             "webhook_max_attempts": _env_int("BATCHOPS_WEBHOOK_MAX_ATTEMPTS", 10),
             "webhook_retry_base_s": float(os.environ.get("BATCHOPS_WEBHOOK_RETRY_BASE_S") or 5.0),
             "webhook_timeout_s": float(os.environ.get("BATCHOPS_WEBHOOK_TIMEOUT_S") or 10.0),
+            "max_inflation_ratio": float(os.environ.get("BATCHOPS_MAX_INFLATION_RATIO") or 100.0),
+            "body_read_timeout_s": float(os.environ.get("BATCHOPS_BODY_READ_TIMEOUT_S") or 30.0),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

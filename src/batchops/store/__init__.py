@@ -17,6 +17,7 @@ import asyncio
 
 from batchops.store._url import DEFAULT_SQLITE_PATH, parse_store_url, sqlite_url
 from batchops.store.base import (
+    DEFAULT_STATEMENT_TIMEOUT_MS,
     ApiKeyRow,
     Dialect,
     DuplicateRecordError,
@@ -54,17 +55,24 @@ async def open_store(
     busy_timeout_ms: int = 5000,
     pool_size: int = 4,
     connect_timeout_s: float = 10.0,
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> Store:
     """Open the store a URL names, after bringing its schema up to date.
 
     ``url``: ``None`` (``batchops.db`` in the working directory), ``sqlite:///path.db``, a
     bare file path, or ``postgresql://user@host:port/db``. ``busy_timeout_ms`` applies to
-    SQLite; ``pool_size`` (connections = threads) and ``connect_timeout_s`` to PostgreSQL.
+    SQLite; ``pool_size`` (connections = threads) and ``connect_timeout_s`` to PostgreSQL;
+    ``statement_timeout_ms`` (0: none) bounds every statement on both.
     """
     dialect, target = parse_store_url(url)
     await asyncio.to_thread(migrate, url)
     if dialect == "sqlite":
-        return await SQLiteStore.open(target, busy_timeout_ms=busy_timeout_ms)
+        return await SQLiteStore.open(
+            target, busy_timeout_ms=busy_timeout_ms, statement_timeout_ms=statement_timeout_ms
+        )
     return await PostgresStore.open(
-        target, pool_size=pool_size, connect_timeout_s=connect_timeout_s
+        target,
+        pool_size=pool_size,
+        connect_timeout_s=connect_timeout_s,
+        statement_timeout_ms=statement_timeout_ms,
     )

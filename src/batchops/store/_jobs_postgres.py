@@ -194,6 +194,8 @@ class PostgresJobsMixin:
         if self._execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", (name,)).fetchone():
             return
         expr, scope = _field_sql(tenant, collection, path)
+        # A build scans the whole collection: not bound by the per-statement limit.
+        self._execute("SET LOCAL statement_timeout = 0")
         self._execute(f"CREATE INDEX IF NOT EXISTS {name} ON records (({expr})) WHERE {scope}")
         # Statistics on the new expression: without them (e.g. right after a bulk load) the
         # planner estimated a handful of rows for the collection and scanned it by primary key.

@@ -61,6 +61,8 @@ class SQLiteJobsMixin:
 
         def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> sqlite3.Cursor: ...
 
+        def set_statement_timeout(self, seconds: float | None) -> None: ...
+
     def insert_job(self, row: JobRow) -> None:
         """Store a new job."""
         self._execute(
@@ -193,6 +195,7 @@ class SQLiteJobsMixin:
     def ensure_field_index(self, tenant: str, collection: str, path: str) -> None:
         """See :meth:`batchops.store.base.Tx.ensure_field_index`."""
         expr, scope = _field_sql(tenant, collection, path)
+        self.set_statement_timeout(None)  # a build scans the whole collection
         self._execute(
             f"CREATE INDEX IF NOT EXISTS {field_index_name(tenant, collection, path)} "
             f"ON records ({expr}) WHERE {scope}"

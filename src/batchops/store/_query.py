@@ -70,15 +70,16 @@ def _collect_strings(values: Any, out: list[str]) -> None:
 
 
 def search_tokens(query: str) -> list[str]:
-    """The words of a user search query; every word must match (AND).
+    """The distinct words of a user search query, in order; every word must match (AND).
 
     Returns an empty list for a blank query or one made only of punctuation: the stores
     then match nothing instead of raising, so FTS syntax in user input is never an error.
+    A repeated word is one term (it would only make the statement bigger).
 
-    >>> search_tokens('"a" OR (b')
+    >>> search_tokens('"a" OR (b a')
     ['a', 'OR', 'b']
     """
-    return _TOKEN.findall(query)
+    return list(dict.fromkeys(_TOKEN.findall(query)))
 
 
 class FilterPath:

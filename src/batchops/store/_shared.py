@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, ClassVar
 
-from batchops.store.base import ApiKeyRow, JobFailureRow
+from batchops.store.base import ApiKeyRow, IdempotencyRow, JobFailureRow
 
 __all__ = ["SharedSQL"]
 
@@ -81,20 +81,83 @@ class SharedSQL:
         row = self._run("SELECT count(*) FROM api_keys").fetchone()
         return int(row[0]) if row else 0
 
-    # -- idempotency (the claim differs per dialect) ---------------------------------------
+    # -- idempotency (the claim's insert-or-lock differs per dialect) -----------------------
+    def _claim_decision(
+        self,
+        current: IdempotencyRow,
+        fingerprint: str,
+        *,
+        now: float,
+        stale_after_s: float,
+        owner: str,
+    ) -> IdempotencyRow | None:
+        """Given the existing (locked) row of a key: take a stale in-flight claim over
+        (None) or return the row (see Tx.idempotency_claim)."""
+        released = current.created_at < 0  # see idempotency_release
+        if current.state != "in_flight" or (
+            not released and current.created_at >= now - stale_after_s
+        ):
+            return current
+        if current.fingerprint != fingerprint and self.idempotency_progress(
+            current.tenant, current.key
+        ):
+            return current  # part of another body is applied under this key
+        self._run(
+            "UPDATE idempotency_keys SET fingerprint = ?, created_at = ?, owner = ?, "
+            "status_code = NULL, response = NULL WHERE tenant = ? AND key = ?",
+            (fingerprint, now, owner or None, current.tenant, current.key),
+        )
+        return None
+
+    def idempotency_hold(self, tenant: str, key: str, owner: str, *, now: float) -> bool:
+        """Renew ``owner``'s claim if it still holds it (an UPDATE: the row stays locked)."""
+        cur = self._run(
+            "UPDATE idempotency_keys SET created_at = ? "
+            "WHERE tenant = ? AND key = ? AND state = 'in_flight' AND coalesce(owner, '') = ?",
+            (now, tenant, key, owner),
+        )
+        return bool(cur.rowcount == 1)
+
+    def idempotency_save_progress(self, tenant: str, key: str, seq: int, body: bytes) -> None:
+        """Store part ``seq`` of an unfinished request's results."""
+        self._run(
+            "INSERT INTO idempotency_progress (tenant, key, seq, body) VALUES (?, ?, ?, ?)",
+            (tenant, key, seq, body),
+        )
+
+    def idempotency_progress(self, tenant: str, key: str) -> list[bytes]:
+        """The stored parts, in order."""
+        cur = self._run(
+            "SELECT body FROM idempotency_progress WHERE tenant = ? AND key = ? ORDER BY seq",
+            (tenant, key),
+        )
+        return [bytes(row[0]) for row in cur]
+
     def idempotency_finish(self, tenant: str, key: str, status_code: int, response: bytes) -> None:
-        """Store the response of a claimed key (state becomes done)."""
+        """Store the response of a claimed key (state becomes done; progress is dropped)."""
         self._run(
             "UPDATE idempotency_keys SET state = 'done', status_code = ?, response = ? "
             "WHERE tenant = ? AND key = ?",
             (status_code, response, tenant, key),
         )
+        self._run("DELETE FROM idempotency_progress WHERE tenant = ? AND key = ?", (tenant, key))
 
-    def idempotency_release(self, tenant: str, key: str) -> None:
-        """Forget an in-flight claim so a retry may run."""
+    def idempotency_release(self, tenant: str, key: str, owner: str = "") -> None:
+        """Give up ``owner``'s in-flight claim (see Tx.idempotency_release)."""
+        if self.idempotency_progress(tenant, key):
+            # A negative sign of life: released, claimable at once; and an owner no request
+            # has, so that a transaction of the releasing request still in flight (a slice
+            # it started before it gave up) can no longer hold it.
+            self._run(
+                "UPDATE idempotency_keys SET created_at = -1, owner = '(released)' "
+                "WHERE tenant = ? AND key = ? AND state = 'in_flight' AND coalesce(owner, '') = ?",
+                (tenant, key, owner),
+            )
+            return
         self._run(
-            "DELETE FROM idempotency_keys WHERE tenant = ? AND key = ? AND state = 'in_flight'",
-            (tenant, key),
+            "DELETE FROM idempotency_keys "
+            "WHERE tenant = ? AND key = ? AND state = 'in_flight' AND coalesce(owner, '') = ?",
+            (tenant, key, owner),
         )
 
     # -- job failures ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
 __all__ = [
+    "DEFAULT_STATEMENT_TIMEOUT_MS",
     "ApiKeyRow",
     "Dialect",
     "DuplicateRecordError",
@@ -37,6 +38,10 @@ __all__ = [
 T = TypeVar("T")
 
 Dialect = Literal["sqlite", "postgresql"]
+
+DEFAULT_STATEMENT_TIMEOUT_MS = 30_000
+"""The default bound on one statement's run time (``Settings.statement_timeout_ms``): no
+request may hold the database longer than this, so none can stall the others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +91,9 @@ class IdempotencyRow:
     """The state of one ``Idempotency-Key`` of one tenant.
 
     ``state`` is ``"in_flight"`` while the first request runs and ``"done"`` once its
-    response (``status_code`` + ``response`` bytes) is stored.
+    response (``status_code`` + ``response`` bytes) is stored. ``owner`` names the request
+    holding an in-flight claim and ``created_at`` is its last sign of life (the claim, or
+    the last committed slice of a stream).
     """
 
     tenant: str
@@ -96,6 +103,7 @@ class IdempotencyRow:
     created_at: float
     status_code: int | None = None
     response: bytes | None = None
+    owner: str | None = None
 
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -216,6 +224,19 @@ class Tx(Protocol):
         """A nested savepoint: rolled back if the ``with`` block raises, released otherwise."""
         ...
 
+    def set_statement_timeout(self, seconds: float | None) -> None:
+        """Bound the statements of the rest of this transaction: one still running
+        ``seconds`` from now (or past the store's statement limit, if that comes first)
+        is cancelled with StoreTimeoutError. ``None`` lifts every bound for the rest of
+        the transaction (building an index over a whole collection)."""
+        ...
+
+    def lock(self, name: str) -> None:
+        """Hold a named lock until the transaction ends: transactions that take the same
+        name run one after the other (PostgreSQL: an advisory transaction lock; SQLite:
+        nothing to do, every transaction holds the database's write lock)."""
+        ...
+
     # -- records ---------------------------------------------------------------------------
     def insert_records(self, rows: Sequence[RecordRow]) -> None:
         """Insert all rows with multi-row statements. Raises DuplicateRecordError."""
@@ -239,13 +260,28 @@ class Tx(Protocol):
         ...
 
     def get_records(
-        self, tenant: str, collection: str, ids: Sequence[str], *, include_deleted: bool = False
+        self,
+        tenant: str,
+        collection: str,
+        ids: Sequence[str],
+        *,
+        include_deleted: bool = False,
+        for_update: bool = False,
     ) -> dict[str, RecordRow]:
-        """The rows found, by id (one statement)."""
+        """The rows found, by id (one statement). ``for_update`` locks them until the
+        transaction ends, and reads each as the last concurrent writer left it: every
+        read that a write is computed from must take it (PostgreSQL; SQLite's write lock
+        is held by every transaction already)."""
         ...
 
     def update_records(self, rows: Sequence[RecordRow]) -> None:
-        """Write data, version, updated_at and deleted_at of existing rows (by key)."""
+        """Write data, version, updated_at and deleted_at of existing rows (by key).
+
+        Each row's ``version`` is its NEW version, and the stored row must still be at the
+        one before it (the first time a key is given): otherwise a concurrent writer
+        changed it since it was read, nothing is written, and TransientStoreError is
+        raised, so that the unit of work is retried from its reads (a safety net behind
+        ``for_update``, never expected to fire)."""
         ...
 
     def delete_records(self, tenant: str, collection: str, ids: Sequence[str]) -> int:
@@ -260,9 +296,12 @@ class Tx(Protocol):
         filters: Mapping[str, Any],
         after_id: str | None,
         limit: int,
+        for_update: bool = False,
     ) -> list[RecordRow]:
         """Live records ordered by id, after ``after_id``; ``filters`` maps dot paths of
-        ``data`` to JSON scalars that must be equal."""
+        ``data`` to JSON scalars that must be equal. ``for_update`` as in
+        :meth:`get_records` (a row changed meanwhile so that it no longer matches is left
+        out, so fewer than ``limit`` rows do not prove the selection is exhausted)."""
         ...
 
     def search_records(
@@ -291,19 +330,46 @@ class Tx(Protocol):
 
     # -- idempotency -----------------------------------------------------------------------
     def idempotency_claim(
-        self, tenant: str, key: str, fingerprint: str, *, now: float, stale_after_s: float
+        self,
+        tenant: str,
+        key: str,
+        fingerprint: str,
+        *,
+        now: float,
+        stale_after_s: float,
+        owner: str = "",
     ) -> IdempotencyRow | None:
-        """Claim ``key`` for a new request (insert an in-flight row) and return None; or,
-        if the key is taken, return the existing row. An in-flight row older than
-        ``stale_after_s`` (its request died with its process) is taken over: None."""
+        """Claim ``key`` for ``owner`` (an in-flight row) and return None; or, if the key is
+        taken, return the existing row. An in-flight claim silent for ``stale_after_s``
+        (its request died, or gave up) is taken over — None — unless it has progress
+        (:meth:`idempotency_progress`) and ``fingerprint`` differs: that key belongs to
+        another body, part of which is applied."""
+        ...
+
+    def idempotency_hold(self, tenant: str, key: str, owner: str, *, now: float) -> bool:
+        """True if ``owner`` still holds the in-flight claim of ``key``: its sign of life is
+        renewed and the row stays locked until the transaction ends, so nobody takes it
+        over meanwhile. Every transaction that writes on behalf of a claim calls it first
+        (fencing): False means the claim was taken over, and nothing may be written."""
+        ...
+
+    def idempotency_save_progress(self, tenant: str, key: str, seq: int, body: bytes) -> None:
+        """Store part ``seq`` of an unfinished request's results (in the transaction that
+        commits what it describes)."""
+        ...
+
+    def idempotency_progress(self, tenant: str, key: str) -> list[bytes]:
+        """The stored parts of an unfinished request's results, in ``seq`` order."""
         ...
 
     def idempotency_finish(self, tenant: str, key: str, status_code: int, response: bytes) -> None:
-        """Store the response of a claimed key (state becomes done)."""
+        """Store the response of a claimed key (state becomes done; progress is dropped)."""
         ...
 
-    def idempotency_release(self, tenant: str, key: str) -> None:
-        """Forget an in-flight claim whose request wrote nothing (so a retry may run)."""
+    def idempotency_release(self, tenant: str, key: str, owner: str = "") -> None:
+        """Give up ``owner``'s in-flight claim so that a retry may claim the key at once:
+        forgotten if nothing was written for it, else left with its progress, stale, for
+        the retry to resume from."""
         ...
 
     # -- jobs ------------------------------------------------------------------------------

@@ -31,7 +31,12 @@ import psycopg.errors
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
-from batchops._exceptions import StoreError, TransientStoreError
+from batchops._exceptions import (
+    StoreError,
+    StoreInputError,
+    StoreTimeoutError,
+    TransientStoreError,
+)
 from batchops.store._jobs_postgres import PostgresJobsMixin
 from batchops.store._query import (
     FilterPath,
@@ -44,6 +49,7 @@ from batchops.store._retry import retry_transient
 from batchops.store._shared import SharedSQL
 from batchops.store._webhooks import WebhooksSQL
 from batchops.store.base import (
+    DEFAULT_STATEMENT_TIMEOUT_MS,
     Dialect,
     DuplicateRecordError,
     EncodedRecords,
@@ -69,24 +75,54 @@ _INSERT = (
 _COPY = f"COPY records ({_COLS}, search_text) FROM STDIN"
 #: Groups of at least this many rows are written with COPY (see the module docstring).
 COPY_MIN_ROWS = 500
+# The version predicate makes a write that raced a concurrent one change nothing (see
+# Tx.update_records); the callers' reads lock their rows first (FOR UPDATE), so it only
+# guards a read that forgot to.
 _UPDATE = (
     "UPDATE records SET data = %s::jsonb, version = %s, updated_at = %s, deleted_at = %s, "
-    "search_text = %s WHERE tenant = %s AND collection = %s AND id = %s"
+    "search_text = %s WHERE tenant = %s AND collection = %s AND id = %s AND version = %s"
 )
-_IDEM_COLS = "tenant, key, fingerprint, state, created_at, status_code, response"
+_IDEM_COLS = "tenant, key, fingerprint, state, created_at, status_code, response, owner"
 
+# Classified once, here (see batchops._exceptions.StoreError for what each class answers).
+# Retryable: the same unit of work may well succeed on another try.
 _TRANSIENT = (
-    psycopg.errors.SerializationFailure,
-    psycopg.errors.DeadlockDetected,
-    psycopg.errors.LockNotAvailable,
-    psycopg.OperationalError,  # lost connection, pool timeout, server shutting down
+    psycopg.errors.SerializationFailure,  # 40001
+    psycopg.errors.DeadlockDetected,  # 40P01
+    psycopg.errors.LockNotAvailable,  # 55P03: lock_timeout
+    psycopg.errors.AdminShutdown,  # 57P01: the server is restarting
+    psycopg.errors.CrashShutdown,  # 57P02
+    psycopg.errors.CannotConnectNow,  # 57P03: starting up
+    psycopg.errors.TooManyConnections,  # 53300
 )
+# Caused by the request: a value out of range or not representable (class 22: numeric out
+# of range, NUL in text, bad JSON text) or a statement too complex for the server (class
+# 54: stack depth, too many arguments). Retrying sends the same thing again.
+_INPUT = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
 
 
-def _translate(exc: psycopg.Error) -> StoreError:
-    """THE mapping of psycopg errors: retryable ones → transient, the rest → StoreError."""
+def _translate(exc: psycopg.Error, *, timed_out: bool = False) -> StoreError:
+    """THE mapping of psycopg errors (see the classes above).
+
+    ``timed_out``: a statement of this transaction was cancelled at its time bound
+    already. A cancellation that lands inside a pipelined ``executemany`` can leave the
+    connection unusable ("cannot exit pipeline mode while busy"): the driver's errors that
+    follow are that timeout's, for the whole unit of work — not a lost connection to retry.
+    """
+    if isinstance(exc, psycopg.errors.QueryCanceled):  # 57014: statement_timeout
+        return StoreTimeoutError(f"PostgreSQL cancelled a statement: {exc}")
+    if timed_out and isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        return StoreTimeoutError(
+            f"PostgreSQL cancelled a statement and the connection went with it: {exc}",
+            unit_lost=True,
+        )
     if isinstance(exc, _TRANSIENT):
         return TransientStoreError(f"PostgreSQL is busy or unreachable: {exc}")
+    if isinstance(exc, _INPUT):
+        return StoreInputError(f"PostgreSQL refused a value: {exc}")
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        # Raised by the driver itself: the connection was lost, or the pool timed out.
+        return TransientStoreError(f"PostgreSQL is unreachable: {exc}")
     return StoreError(f"PostgreSQL error: {exc}")
 
 
@@ -121,16 +157,31 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
     dialect: Dialect = "postgresql"
     _PLACEHOLDER = "%s"
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], statement_timeout_ms: int = 0) -> None:
         self._conn = conn
+        self._statement_timeout_ms = statement_timeout_ms
+        #: A statement of this transaction was cancelled at its time bound (see _translate).
+        self.timed_out = False
+
+    def _translated(self, exc: psycopg.Error) -> StoreError:
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            self.timed_out = True
+        return _translate(exc, timed_out=self.timed_out)
+
+    @contextmanager
+    def _translating(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise self._translated(exc) from exc
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
-        with _translating():
+        with self._translating():
             return self._conn.execute(sql, params)
 
     def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> psycopg.Cursor[Any]:
         # psycopg 3 pipelines executemany: one round trip for the whole group.
-        with _translating():
+        with self._translating():
             cur = self._conn.cursor()
             cur.executemany(sql, params)
             return cur
@@ -138,8 +189,24 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested savepoint (``conn.transaction()``): rolled back if the block raises."""
-        with _translating(), self._conn.transaction():
+        with self._translating(), self._conn.transaction():
             yield
+
+    def set_statement_timeout(self, seconds: float | None) -> None:
+        """``SET LOCAL statement_timeout``: ``seconds``, or 0 (no bound) for None. One
+        round trip, so callers only ask when their bound is the nearer one."""
+        if seconds is None:
+            ms = 0
+        else:
+            ms = max(1, int(seconds * 1000))
+            if self._statement_timeout_ms:
+                ms = min(ms, self._statement_timeout_ms)
+        # SET takes no bind parameters; ms is an int.
+        self._execute(f"SET LOCAL statement_timeout = {ms}")
+
+    def lock(self, name: str) -> None:
+        """An advisory lock on ``name``, held until the transaction ends."""
+        self._execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
 
     # -- records ---------------------------------------------------------------------------
     def insert_records(self, rows: Sequence[RecordRow]) -> None:
@@ -191,7 +258,7 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
         if len(params) >= COPY_MIN_ROWS and self._copy_records(params):
             return
         inserted: list[tuple[str, str, str]] = []
-        with _translating():
+        with self._translating():
             cur = self._conn.cursor()
             cur.executemany(_INSERT, params, returning=True)
             while True:
@@ -227,7 +294,7 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
         except psycopg.errors.UniqueViolation:
             return False
         except psycopg.Error as exc:
-            raise _translate(exc) from exc
+            raise self._translated(exc) from exc
         return True
 
     def existing_ids(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:
@@ -238,37 +305,58 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
         return {row[0] for row in cur}
 
     def get_records(
-        self, tenant: str, collection: str, ids: Sequence[str], *, include_deleted: bool = False
+        self,
+        tenant: str,
+        collection: str,
+        ids: Sequence[str],
+        *,
+        include_deleted: bool = False,
+        for_update: bool = False,
     ) -> dict[str, RecordRow]:
-        """The rows found, by id."""
+        """The rows found, by id; ``for_update`` locks them (READ COMMITTED then reads
+        each row as its last writer committed it, and re-checks ``deleted_at``)."""
         if not ids:
             return {}
         cur = self._execute(
-            f"SELECT {_COLS} FROM records WHERE {_IDS} AND (%s OR deleted_at IS NULL)",
+            f"SELECT {_COLS} FROM records WHERE {_IDS} AND (%s OR deleted_at IS NULL)"
+            + (" ORDER BY id FOR UPDATE" if for_update else ""),
             (tenant, collection, list(ids), include_deleted),
         )
         return {row[2]: _record(row) for row in cur}
 
     def update_records(self, rows: Sequence[RecordRow]) -> None:
-        """Write data, version, updated_at, deleted_at (tsv follows search_text)."""
+        """Write data, version, updated_at, deleted_at (tsv follows search_text), each
+        row only if it is still at the version before its new one (see Tx)."""
         if not rows:
             return
-        with _translating():
-            self._conn.cursor().executemany(
-                _UPDATE,
-                [
-                    (
-                        _dumps(r.data),
-                        r.version,
-                        r.updated_at,
-                        r.deleted_at,
-                        search_text(r.data),
-                        r.tenant,
-                        r.collection,
-                        r.id,
-                    )
-                    for r in rows
-                ],
+        written: dict[tuple[str, str, str], int] = {}
+        params = []
+        for r in rows:
+            key = (r.tenant, r.collection, r.id)
+            # A key given twice: its second statement finds the first one's version.
+            before = written.get(key, r.version - 1)
+            written[key] = r.version
+            params.append(
+                (
+                    _dumps(r.data),
+                    r.version,
+                    r.updated_at,
+                    r.deleted_at,
+                    search_text(r.data),
+                    r.tenant,
+                    r.collection,
+                    r.id,
+                    before,
+                )
+            )
+        with self._translating():
+            cur = self._conn.cursor()
+            cur.executemany(_UPDATE, params)
+            changed = cur.rowcount
+        if changed != len(params):
+            raise TransientStoreError(
+                f"a concurrent writer changed {len(params) - changed} of {len(params)} "
+                "records since they were read; the unit of work must run again"
             )
 
     def delete_records(self, tenant: str, collection: str, ids: Sequence[str]) -> int:
@@ -286,8 +374,10 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
         filters: Mapping[str, Any],
         after_id: str | None,
         limit: int,
+        for_update: bool = False,
     ) -> list[RecordRow]:
-        """Live records ordered by id, after ``after_id``, matching every filter."""
+        """Live records ordered by id, after ``after_id``, matching every filter;
+        ``for_update`` locks them (see :meth:`get_records`)."""
         sql = [f"SELECT {_COLS} FROM records WHERE tenant = %s AND collection = %s"]
         params: list[Any] = [tenant, collection]
         sql.append("AND deleted_at IS NULL")
@@ -298,7 +388,7 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
             clause, values = _filter_sql(f)
             sql.append(f"AND {clause}")
             params.extend(values)
-        sql.append("ORDER BY id LIMIT %s")
+        sql.append("ORDER BY id LIMIT %s" + (" FOR UPDATE" if for_update else ""))
         params.append(max(limit, 0))
         return [_record(row) for row in self._execute(" ".join(sql), params)]
 
@@ -348,17 +438,25 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
 
     # -- idempotency -----------------------------------------------------------------------
     def idempotency_claim(
-        self, tenant: str, key: str, fingerprint: str, *, now: float, stale_after_s: float
+        self,
+        tenant: str,
+        key: str,
+        fingerprint: str,
+        *,
+        now: float,
+        stale_after_s: float,
+        owner: str = "",
     ) -> IdempotencyRow | None:
         """Claim ``key`` (None) or return its row; stale in-flight claims are taken over.
 
         Two processes claiming at once: ON CONFLICT makes the second wait for the first's
-        transaction, and FOR UPDATE serialises the stale takeover."""
+        transaction, and FOR UPDATE serialises the stale takeover (and waits for a
+        transaction that holds the claim, see idempotency_hold)."""
         inserted = self._execute(
             f"INSERT INTO idempotency_keys ({_IDEM_COLS}) "
-            "VALUES (%s, %s, %s, 'in_flight', %s, NULL, NULL) "
+            "VALUES (%s, %s, %s, 'in_flight', %s, NULL, NULL, %s) "
             "ON CONFLICT (tenant, key) DO NOTHING RETURNING 1",
-            (tenant, key, fingerprint, now),
+            (tenant, key, fingerprint, now, owner or None),
         ).fetchone()
         if inserted:
             return None
@@ -368,19 +466,14 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
         ).fetchone()
         if row is None:  # released between our INSERT and SELECT: claim again
             return self.idempotency_claim(
-                tenant, key, fingerprint, now=now, stale_after_s=stale_after_s
+                tenant, key, fingerprint, now=now, stale_after_s=stale_after_s, owner=owner
             )
-        current = IdempotencyRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+        current = IdempotencyRow(*row)
         if current.response is not None:
             current.response = bytes(current.response)
-        if current.state == "in_flight" and current.created_at < now - stale_after_s:
-            self._execute(
-                "UPDATE idempotency_keys SET fingerprint = %s, created_at = %s, "
-                "status_code = NULL, response = NULL WHERE tenant = %s AND key = %s",
-                (fingerprint, now, tenant, key),
-            )
-            return None
-        return current
+        return self._claim_decision(
+            current, fingerprint, now=now, stale_after_s=stale_after_s, owner=owner
+        )
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -397,11 +490,21 @@ class PostgresStore:
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 4, connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 4,
+        connect_timeout_s: float = 10.0,
+        statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    ) -> None:
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        if statement_timeout_ms < 0:
+            raise ValueError(f"statement_timeout_ms must be >= 0, got {statement_timeout_ms}")
         self.url = url
         self.pool_size = pool_size
+        self.statement_timeout_ms = statement_timeout_ms
         self._connect_timeout_s = connect_timeout_s
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
@@ -410,7 +513,12 @@ class PostgresStore:
             open=False,
             # autocommit: conn.transaction() is then the only thing that opens
             # transactions, and nested ones become savepoints.
-            kwargs={"autocommit": True},
+            # The server's own statement_timeout bounds every statement of every
+            # connection at no cost per transaction (0: no bound).
+            kwargs={
+                "autocommit": True,
+                "options": f"-c statement_timeout={statement_timeout_ms}",
+            },
             configure=_configure,
             timeout=connect_timeout_s,
             name="batchops",
@@ -420,10 +528,20 @@ class PostgresStore:
 
     @classmethod
     async def open(
-        cls, url: str, *, pool_size: int = 4, connect_timeout_s: float = 10.0
+        cls,
+        url: str,
+        *,
+        pool_size: int = 4,
+        connect_timeout_s: float = 10.0,
+        statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
     ) -> PostgresStore:
         """Open the pool and wait for its connections. Does not run migrations."""
-        store = cls(url, pool_size=pool_size, connect_timeout_s=connect_timeout_s)
+        store = cls(
+            url,
+            pool_size=pool_size,
+            connect_timeout_s=connect_timeout_s,
+            statement_timeout_ms=statement_timeout_ms,
+        )
         try:
             await store._call(store._open_pool)
         except BaseException:
@@ -440,8 +558,17 @@ class PostgresStore:
         return await loop.run_in_executor(self._executor, fn)
 
     def _run_once(self, fn: Callable[[Tx], T]) -> T:
-        with _translating(), self._pool.connection() as conn, conn.transaction():
-            return fn(PostgresTx(conn))
+        tx: PostgresTx | None = None
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                tx = PostgresTx(conn, self.statement_timeout_ms)
+                return fn(tx)
+        except psycopg.Error as exc:  # at COMMIT or ROLLBACK, after fn
+            raise _translate(exc, timed_out=tx is not None and tx.timed_out) from exc
+        except TransientStoreError as exc:
+            if tx is not None and tx.timed_out:  # the aftermath of a cancelled statement
+                raise StoreTimeoutError(str(exc), unit_lost=True) from exc
+            raise
 
     async def run(self, fn: Callable[[Tx], T], *, retries: int = 0) -> T:
         """Run ``fn(tx)`` in a pool thread in one transaction (see Store.run).

@@ -34,10 +34,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
@@ -45,7 +46,12 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from batchops._exceptions import StoreError, TransientStoreError
+from batchops._exceptions import (
+    StoreError,
+    StoreInputError,
+    StoreTimeoutError,
+    TransientStoreError,
+)
 from batchops.store._jobs_sqlite import SQLiteJobsMixin
 from batchops.store._query import (
     FilterPath,
@@ -60,6 +66,7 @@ from batchops.store._shared import SharedSQL
 from batchops.store._url import sqlite_url
 from batchops.store._webhooks import WebhooksSQL
 from batchops.store.base import (
+    DEFAULT_STATEMENT_TIMEOUT_MS,
     Dialect,
     DuplicateRecordError,
     EncodedRecords,
@@ -98,9 +105,11 @@ _UPDATE = (
     "UPDATE records SET data = v.column1, version = v.column2, updated_at = v.column3, "
     "deleted_at = v.column4, search_text = v.column5 FROM (VALUES"
 )
+# The version predicate: see Tx.update_records (SQLite's write lock makes a miss
+# impossible today; the check keeps the contract the same on both backends).
 _UPDATE_TAIL = (
     ") AS v WHERE records.tenant = v.column6 AND records.collection = v.column7 "
-    "AND records.id = v.column8"
+    "AND records.id = v.column8 AND records.version = v.column9"
 )
 # Multi-row statements, not executemany: the sqlite3 module releases the GIL around every
 # sqlite3_step, i.e. once per row of an executemany, and must win it back each time. With the
@@ -110,28 +119,70 @@ _UPDATE_TAIL = (
 # 500 rows x 9 columns stays well under SQLite's 32,766 host parameters.
 _ROWS_PER_STATEMENT = 500
 _ROW_9 = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_ROW_8 = "(?, ?, ?, ?, ?, ?, ?, ?)"
 _ROW_2 = "(?, ?)"
 _ROW_DELETE = "('delete', ?, ?)"
-_IDEM_COLS = "tenant, key, fingerprint, state, created_at, status_code, response"
+_IDEM_COLS = "tenant, key, fingerprint, state, created_at, status_code, response, owner"
 
 
-def _translate(exc: sqlite3.Error) -> StoreError:
-    """THE mapping of sqlite3 errors: busy/locked → transient, the rest → StoreError."""
+_SQLITE_INTERRUPT = 9
+_SQLITE_TOOBIG = 18
+_SQLITE_RANGE = 25
+# Messages of SQLITE_ERROR that a request's own shape causes (a statement too big or too
+# deep for SQLite's limits): retrying sends the same statement again.
+_INPUT_MESSAGES = (
+    "expression tree is too large",
+    "too many sql variables",
+    "parser stack overflow",
+    "pattern too complex",
+    "too many terms",
+    "string or blob too big",
+    "too many columns",
+)
+
+
+def _translate(
+    exc: BaseException, conn: sqlite3.Connection | None = None, *, interrupted: bool = False
+) -> StoreError:
+    """THE mapping of sqlite3 errors (see batchops._exceptions.StoreError for what each
+    class answers): busy/locked → transient; interrupted (the statement time bound) →
+    timeout; limits a request's own size or values hit → input; the rest → StoreError.
+
+    An interrupted write rolls SQLite's whole transaction back (sqlite3_interrupt's
+    contract): the timeout then says ``unit_lost``, judged by ``conn`` when it is known,
+    and assumed when it is not. ``interrupted``: the statement watch interrupted the
+    statement that failed, whatever SQLite's message (an interrupt inside a virtual
+    table's constructor says "vtable constructor failed")."""
+    if isinstance(exc, OverflowError):  # a Python int that SQLite's INTEGER cannot bind
+        return StoreInputError(f"SQLite cannot take a value: {exc}")
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     message = str(exc)
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "database is locked" in message:
         return TransientStoreError(f"SQLite database is busy: {message}")
+    if interrupted or primary == _SQLITE_INTERRUPT or message == "interrupted":
+        lost = conn is None or not conn.in_transaction
+        return StoreTimeoutError(
+            f"SQLite interrupted a statement at its time bound: {message}", unit_lost=lost
+        )
+    lowered = message.lower()
+    if (
+        primary in (_SQLITE_TOOBIG, _SQLITE_RANGE)
+        or isinstance(exc, sqlite3.DataError)
+        or any(m in lowered for m in _INPUT_MESSAGES)
+    ):
+        return StoreInputError(f"SQLite refused a value: {message}")
     return StoreError(f"SQLite error: {message}")
 
 
 @contextmanager
-def _translating() -> Iterator[None]:
+def _translating(
+    conn: sqlite3.Connection | None = None, watch: _StatementWatch | None = None
+) -> Iterator[None]:
     try:
         yield
-    except sqlite3.Error as exc:
-        raise _translate(exc) from exc
+    except (sqlite3.Error, OverflowError) as exc:
+        interrupted = watch is not None and watch.fired
+        raise _translate(exc, conn, interrupted=interrupted) from exc
 
 
 def _dumps(value: Any) -> str:
@@ -198,16 +249,24 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, watch: _StatementWatch | None = None) -> None:
         self._conn = conn
         self._savepoints = 0
+        self._watch = watch
+
+    def _translating(self) -> AbstractContextManager[None]:
+        return _translating(self._conn, self._watch)
+
+    def _translated(self, exc: BaseException) -> StoreError:
+        fired = self._watch is not None and self._watch.fired
+        return _translate(exc, self._conn, interrupted=fired)
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with _translating():
+        with self._translating():
             return self._conn.execute(sql, params)
 
     def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
-        with _translating():
+        with self._translating():
             return self._conn.executemany(sql, params)
 
     def _execute_rows(
@@ -231,10 +290,19 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         try:
             yield
         except BaseException:
-            self._execute(f"ROLLBACK TO {name}")
-            self._execute(f"RELEASE {name}")
+            if self._conn.in_transaction:  # else an interrupted write took it all back
+                self._execute(f"ROLLBACK TO {name}")
+                self._execute(f"RELEASE {name}")
             raise
         self._execute(f"RELEASE {name}")
+
+    def set_statement_timeout(self, seconds: float | None) -> None:
+        """Bound (or, None, free) the rest of this unit of work (see _StatementWatch)."""
+        if self._watch is not None:
+            self._watch.narrow(None if seconds is None else time.monotonic() + seconds)
+
+    def lock(self, name: str) -> None:
+        """Nothing to take: the transaction holds the database's write lock."""
 
     # -- records ---------------------------------------------------------------------------
     def insert_records(self, rows: Sequence[RecordRow]) -> None:
@@ -312,10 +380,10 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
                 self._conn.execute(_insert_shared_sql(len(pairs) // 2), [*shared, *pairs])
             except sqlite3.IntegrityError as exc:
                 if "UNIQUE" not in str(exc):
-                    raise _translate(exc) from exc
+                    raise self._translated(exc) from exc
                 raise DuplicateRecordError(duplicate_ids(keys(), self.existing_ids)) from None
             except sqlite3.Error as exc:
-                raise _translate(exc) from exc
+                raise self._translated(exc) from exc
             return
 
         def write() -> None:
@@ -334,10 +402,10 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
                     write()
                 except sqlite3.IntegrityError as exc:
                     if "UNIQUE" not in str(exc):
-                        raise _translate(exc) from exc
+                        raise self._translated(exc) from exc
                     raise _Clash from None  # leaving the savepoint with it rolls it back
                 except sqlite3.Error as exc:
-                    raise _translate(exc) from exc
+                    raise self._translated(exc) from exc
                 # No FTS work: the new rows sit above the watermark until indexed (module).
         except _Clash:
             # Now rolled back: existing_ids sees only what was there before this call.
@@ -353,9 +421,16 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         return {row[0] for row in cur}
 
     def get_records(
-        self, tenant: str, collection: str, ids: Sequence[str], *, include_deleted: bool = False
+        self,
+        tenant: str,
+        collection: str,
+        ids: Sequence[str],
+        *,
+        include_deleted: bool = False,
+        for_update: bool = False,
     ) -> dict[str, RecordRow]:
-        """The rows found, by id."""
+        """The rows found, by id (``for_update`` needs nothing: the transaction holds the
+        write lock)."""
         if not ids:
             return {}
         cur = self._execute(
@@ -380,8 +455,11 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         if not rows:
             return
         final: dict[tuple[str, str, str], tuple[RecordRow, str]] = {}
+        before: dict[tuple[str, str, str], int] = {}
         for r in rows:
-            final[(r.tenant, r.collection, r.id)] = (r, search_text(r.data))
+            key = (r.tenant, r.collection, r.id)
+            final[key] = (r, search_text(r.data))
+            before.setdefault(key, r.version - 1)
         watermark = self.fts_watermark()
         old: dict[tuple[str, str, str], tuple[int, str]] = {}
         for (tenant, collection), ids in ids_by_collection(rows).items():
@@ -396,12 +474,18 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
                 removed.append(previous)
                 added.append((previous[0], text))
         params = [
-            (_dumps(r.data), r.version, r.updated_at, r.deleted_at, text, *key)
+            (_dumps(r.data), r.version, r.updated_at, r.deleted_at, text, *key, before[key])
             for key, (r, text) in final.items()
         ]
-        with _translating():
+        with self._translating():
+            changed = self._execute_rows(_UPDATE, _ROW_9, params, _UPDATE_TAIL)
+            if changed != len(params):
+                # Nothing of this call may stay: the index changes below were not made yet.
+                raise TransientStoreError(
+                    f"a concurrent writer changed {len(params) - changed} of {len(params)} "
+                    "records since they were read; the unit of work must run again"
+                )
             self._execute_rows(_FTS_REMOVE, _ROW_DELETE, removed)
-            self._execute_rows(_UPDATE, _ROW_8, params, _UPDATE_TAIL)
             self._execute_rows(_FTS_ADD, _ROW_2, added)
 
     def delete_records(self, tenant: str, collection: str, ids: Sequence[str]) -> int:
@@ -410,7 +494,7 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
             return 0
         watermark = self.fts_watermark()
         entries = self._fts_entries(tenant, collection, ids)
-        with _translating():
+        with self._translating():
             self._execute_rows(
                 _FTS_REMOVE, _ROW_DELETE, [e for e in entries.values() if e[0] <= watermark]
             )
@@ -431,15 +515,19 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         return int(row[0]) if row else 0
 
     def index_pending(self, limit: int | None = None) -> int:
-        """Index up to ``limit`` pending rows (all when None); returns how many."""
+        """Index up to ``limit`` pending rows (all when None); returns how many.
+
+        Not bound by the statement limit: after a big import the catch-up is long, and a
+        catch-up cut short would be rolled back and started again by every search."""
         watermark = self.fts_watermark()
         top = self._execute("SELECT coalesce(max(rowid), 0) FROM records").fetchone()[0]
         if top <= watermark:
             return 0
         if limit is not None:
             top = min(top, watermark + limit)
-        self._execute(_TEXT_CATCH_UP, (watermark, top))
-        cur = self._execute(_FTS_CATCH_UP, (watermark, top))
+        with self._watch.suspended() if self._watch is not None else nullcontext():
+            self._execute(_TEXT_CATCH_UP, (watermark, top))
+            cur = self._execute(_FTS_CATCH_UP, (watermark, top))
         self._execute("UPDATE fts_watermark SET indexed_rowid = ? WHERE id = 1", (top,))
         return max(cur.rowcount, 0)
 
@@ -451,8 +539,10 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         filters: Mapping[str, Any],
         after_id: str | None,
         limit: int,
+        for_update: bool = False,
     ) -> list[RecordRow]:
-        """Live records ordered by id, after ``after_id``, matching every filter."""
+        """Live records ordered by id, after ``after_id``, matching every filter
+        (``for_update``: see :meth:`get_records`)."""
         sql = [f"SELECT {_COLS} FROM records WHERE tenant = ? AND collection = ?"]
         params: list[Any] = [tenant, collection]
         sql.append("AND deleted_at IS NULL")
@@ -519,7 +609,14 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         return IdempotencyRow(*row) if row else None
 
     def idempotency_claim(
-        self, tenant: str, key: str, fingerprint: str, *, now: float, stale_after_s: float
+        self,
+        tenant: str,
+        key: str,
+        fingerprint: str,
+        *,
+        now: float,
+        stale_after_s: float,
+        owner: str = "",
     ) -> IdempotencyRow | None:
         """Claim ``key`` (None) or return its row; stale in-flight claims are taken over.
 
@@ -528,18 +625,13 @@ class SQLiteTx(SQLiteJobsMixin, WebhooksSQL, SharedSQL):
         if current is None:
             self._execute(
                 f"INSERT INTO idempotency_keys ({_IDEM_COLS}) "
-                "VALUES (?, ?, ?, 'in_flight', ?, NULL, NULL)",
-                (tenant, key, fingerprint, now),
+                "VALUES (?, ?, ?, 'in_flight', ?, NULL, NULL, ?)",
+                (tenant, key, fingerprint, now, owner or None),
             )
             return None
-        if current.state == "in_flight" and current.created_at < now - stale_after_s:
-            self._execute(
-                "UPDATE idempotency_keys SET fingerprint = ?, created_at = ?, "
-                "status_code = NULL, response = NULL WHERE tenant = ? AND key = ?",
-                (fingerprint, now, tenant, key),
-            )
-            return None
-        return current
+        return self._claim_decision(
+            current, fingerprint, now=now, stale_after_s=stale_after_s, owner=owner
+        )
 
 
 class SQLiteStore:
@@ -552,10 +644,20 @@ class SQLiteStore:
 
     dialect: Dialect = "sqlite"
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    ) -> None:
+        if statement_timeout_ms < 0:
+            raise ValueError(f"statement_timeout_ms must be >= 0, got {statement_timeout_ms}")
         self.path = path
         self.url = sqlite_url(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.statement_timeout_ms = statement_timeout_ms
+        self._watch = _StatementWatch(statement_timeout_ms / 1000)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchops-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
@@ -569,9 +671,17 @@ class SQLiteStore:
         self._checkpointer = _Checkpointer(path)
 
     @classmethod
-    async def open(cls, path: str, *, busy_timeout_ms: int = 5000) -> SQLiteStore:
+    async def open(
+        cls,
+        path: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    ) -> SQLiteStore:
         """Connect (in the database thread). Does not run migrations."""
-        store = cls(path, busy_timeout_ms=busy_timeout_ms)
+        store = cls(
+            path, busy_timeout_ms=busy_timeout_ms, statement_timeout_ms=statement_timeout_ms
+        )
         try:
             await store._call(store._connect)
         except BaseException:
@@ -579,6 +689,7 @@ class SQLiteStore:
             raise
         store._indexer = asyncio.get_running_loop().create_task(store._index_when_idle())
         store._checkpointer.start()
+        store._watch.start()
         return store
 
     # While work keeps coming, indexing waits (a bulk import is not slowed by it); once the
@@ -637,8 +748,10 @@ class SQLiteStore:
         self._conn = conn
 
     def _run_once(self, fn: Callable[[Tx], T]) -> T:
-        with self._transaction() as conn:
-            return fn(SQLiteTx(conn))
+        with self._transaction() as conn, self._watch.unit(conn), _translating(conn, self._watch):
+            # _translating: rows are read from a cursor after the statement that made it,
+            # so an error while reading them (an interrupt) surfaces here, untranslated.
+            return fn(SQLiteTx(conn, self._watch))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -722,6 +835,19 @@ class SQLiteStore:
         else:
             try:
                 outcomes = self._run_together(units)
+            except _GroupLost as lost:
+                # One unit's failure took the shared transaction with it (an interrupted
+                # write): what the others did is gone too, through no fault of theirs.
+                # They run again, each in a transaction of its own.
+                outcomes = []
+                for position, unit in enumerate(units):
+                    if position == lost.position:
+                        outcomes.append((False, lost.error))
+                        continue
+                    try:
+                        outcomes.append((True, self._run_once(unit.fn)))
+                    except BaseException as exc:
+                        outcomes.append((False, exc))
             except BaseException as exc:
                 outcomes = [(False, exc)] * len(units)
         # One wake-up per event loop for the whole group.
@@ -735,12 +861,15 @@ class SQLiteStore:
     def _run_together(self, units: list[_Unit[Any]]) -> list[tuple[bool, Any]]:
         outcomes: list[tuple[bool, Any]] = []
         with self._transaction() as conn:
-            for unit in units:
+            for position, unit in enumerate(units):
                 with _translating():
                     conn.execute("SAVEPOINT batchops_unit")
                 try:
-                    result = unit.fn(SQLiteTx(conn))
+                    with self._watch.unit(conn), _translating(conn, self._watch):
+                        result = unit.fn(SQLiteTx(conn, self._watch))
                 except BaseException as exc:
+                    if not conn.in_transaction:
+                        raise _GroupLost(position, exc) from exc
                     with _translating():
                         conn.execute("ROLLBACK TO batchops_unit")
                         conn.execute("RELEASE batchops_unit")
@@ -772,6 +901,7 @@ class SQLiteStore:
             with suppress(asyncio.CancelledError):
                 await self._indexer
         await asyncio.to_thread(self._checkpointer.stop)
+        await asyncio.to_thread(self._watch.stop)
         await self._call(self._close_conn)
         self._executor.shutdown(wait=True)
 
@@ -834,6 +964,120 @@ class _Checkpointer:
                     return
         finally:
             conn.close()
+
+
+class _StatementWatch:
+    """Cancels the writer's statement once its unit of work runs past its time bound.
+
+    Why not a progress handler: that calls back into Python every N SQLite instructions,
+    and each call-back must win the GIL from the event loop (the hand-off that made
+    ``executemany`` ~100x slower, see ``_ROWS_PER_STATEMENT``). Here the writer only
+    stores its unit's deadline (an attribute write at each start and end), and a thread of
+    its own wakes every ``POLL_S`` — or at a nearer deadline a unit asked for — and calls
+    ``sqlite3_interrupt`` (thread-safe) if that same unit is still running past it. A
+    lock makes "same unit" exact: the writer cannot move to the next unit while the
+    watch decides. The interrupted statement fails with SQLITE_INTERRUPT (→
+    StoreTimeoutError) and the unit is rolled back like any failed unit.
+
+    The bound covers a unit's own work, not its wait in the queue, and never a COMMIT
+    (the unit ends before it).
+    """
+
+    POLL_S = 0.25
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self._cond = threading.Condition()
+        self._conn: sqlite3.Connection | None = None
+        self._deadline: float | None = None
+        self._serial = 0
+        self._suspended = 0
+        self._stopped = False
+        #: The running unit's statement was interrupted (an error it raises is a timeout).
+        self.fired = False
+        self._thread = threading.Thread(
+            target=self._loop, name="batchops-sqlite-watch", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start watching (the store has connected)."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (blocking)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    @contextmanager
+    def unit(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """The writer runs one unit of work inside this block."""
+        with self._cond:
+            self._conn = conn
+            self._serial += 1
+            self._suspended = 0
+            self.fired = False
+            self._deadline = time.monotonic() + self.limit_s if self.limit_s > 0 else None
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._deadline = None
+                self._conn = None
+
+    def narrow(self, deadline: float | None) -> None:
+        """The running unit's bound: the nearer of ``deadline`` and the limit; None lifts
+        it for the rest of the unit."""
+        with self._cond:
+            if self._conn is None:
+                return
+            if deadline is None:
+                self._deadline = None
+                return
+            if self._deadline is None or deadline < self._deadline:
+                self._deadline = deadline
+                self._cond.notify()  # it may be nearer than the next poll
+
+    @contextmanager
+    def suspended(self) -> Iterator[None]:
+        """No bound inside this block (within the running unit)."""
+        with self._cond:
+            self._suspended += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._suspended = max(0, self._suspended - 1)
+
+    def _loop(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                deadline = self._deadline
+                now = time.monotonic()
+                if (
+                    deadline is not None
+                    and now >= deadline
+                    and not self._suspended
+                    and self._conn is not None
+                ):
+                    self._conn.interrupt()
+                    self.fired = True
+                    self._deadline = None  # once per unit
+                    continue
+                wait = self.POLL_S if deadline is None else min(self.POLL_S, deadline - now)
+                self._cond.wait(max(wait, 0.001))
+
+
+class _GroupLost(Exception):
+    """Unit ``position`` of a group commit failed in a way that rolled the whole shared
+    transaction back (SQLite does when it interrupts a write), with ``error``."""
+
+    def __init__(self, position: int, error: BaseException) -> None:
+        super().__init__(f"unit {position} lost the group's transaction")
+        self.position = position
+        self.error = error
 
 
 def _as_sqlite(tx: Tx) -> SQLiteTx:

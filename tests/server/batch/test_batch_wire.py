@@ -1,4 +1,6 @@
-"""The /v1/batch wire model: every decode fault is a whole-batch 400 naming its JSON path."""
+"""The /v1/batch wire model: every decode fault is a 400 naming its JSON path — of the whole
+batch when the body is not a batch (or the batch is atomic), of the one operation when
+that operation alone is malformed."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from batchops._exceptions import BatchTooLargeError, InvalidBatchRequestError
-from batchops.server.batch.wire import decode_batch
+from batchops._exceptions import BatchTooLargeError, InvalidBatchRequestError, InvalidRequestError
+from batchops.server.batch.wire import MalformedOperation, WireOperation, decode_batch
 
 
 def body(operations: Any, **extra: Any) -> bytes:
@@ -26,23 +28,38 @@ def decode_error(raw: bytes) -> InvalidBatchRequestError:
     return info.value
 
 
+def op_error(operations: list[Any], index: int) -> InvalidRequestError:
+    """The 400 of malformed operation ``index`` in a non-atomic batch, after checking that
+    the same operations make an atomic batch a whole-batch 400 at the same path."""
+    request = decode_batch(body(operations))
+    malformed = request.operations[index]
+    assert isinstance(malformed, MalformedOperation)
+    assert malformed.error.status_code == 400
+    assert all(
+        isinstance(op, WireOperation) for i, op in enumerate(request.operations) if i != index
+    )
+    atomic = decode_error(body(operations, options={"atomic": True}))
+    assert atomic.details["path"] == malformed.error.details["path"]
+    return malformed.error
+
+
 def test_a_method_of_the_wrong_type_is_reported_at_its_json_path() -> None:
-    err = decode_error(body([READ, READ, {"method": 5, "path": "/v1/x"}]))
+    err = op_error([READ, READ, {"method": 5, "path": "/v1/x"}], 2)
     assert err.details["path"] == "operations[2].method"
 
 
 def test_an_unknown_method_is_reported_at_its_json_path() -> None:
-    err = decode_error(body([{"method": "HEAD", "path": "/v1/x"}]))
+    err = op_error([{"method": "HEAD", "path": "/v1/x"}], 0)
     assert err.details["path"] == "operations[0].method"
 
 
 def test_a_rest_operation_without_path_is_rejected_at_that_path() -> None:
-    err = decode_error(body([READ, {"method": "GET"}]))
+    err = op_error([READ, {"method": "GET"}], 1)
     assert err.details["path"] == "operations[1].path"
 
 
 def test_a_typed_operation_without_collection_is_rejected_at_that_path() -> None:
-    err = decode_error(body([{"type": "read", "id": "r1"}]))
+    err = op_error([{"type": "read", "id": "r1"}], 0)
     assert err.details["path"] == "operations[0].collection"
 
 
@@ -57,7 +74,7 @@ def test_an_unknown_top_level_key_is_rejected() -> None:
 
 
 def test_an_unknown_operation_field_is_rejected_at_the_field() -> None:
-    err = decode_error(body([{**READ, "bdy": {}}]))
+    err = op_error([{**READ, "bdy": {}}], 0)
     assert err.details["path"] == "operations[0].bdy"
 
 
@@ -94,22 +111,22 @@ def test_max_retries_above_ten_is_rejected() -> None:
 
 
 def test_an_operation_with_both_method_and_type_is_rejected_at_the_operation() -> None:
-    err = decode_error(body([READ, {**READ, "type": "read", "collection": "people"}]))
+    err = op_error([READ, {**READ, "type": "read", "collection": "people"}], 1)
     assert err.details["path"] == "operations[1]"
 
 
 def test_an_operation_with_neither_method_nor_type_is_rejected_at_the_operation() -> None:
-    err = decode_error(body([{"path": "/v1/collections/people/records"}]))
+    err = op_error([{"path": "/v1/collections/people/records"}], 0)
     assert err.details["path"] == "operations[0]"
 
 
 def test_a_typed_field_on_a_rest_operation_is_rejected_rather_than_ignored() -> None:
-    err = decode_error(body([{**READ, "data": {"x": 1}}]))
+    err = op_error([{**READ, "data": {"x": 1}}], 0)
     assert err.details["path"] == "operations[0].data"
 
 
 def test_a_rest_field_on_a_typed_operation_is_rejected_rather_than_ignored() -> None:
-    err = decode_error(body([{"type": "create", "collection": "c", "body": {"data": {}}}]))
+    err = op_error([{"type": "create", "collection": "c", "body": {"data": {}}}], 0)
     assert err.details["path"] == "operations[0].body"
 
 
@@ -134,5 +151,41 @@ def test_the_size_limit_is_checked_before_the_operations_are_inspected() -> None
 def test_body_absent_and_body_null_stay_distinguishable() -> None:
     request = decode_batch(body([READ, {**READ, "body": None}]))
     absent, null = request.operations
+    assert isinstance(absent, WireOperation)
+    assert isinstance(null, WireOperation)
     assert absent.body is not None
     assert null.body is None
+
+
+def test_an_operation_that_is_not_an_object_fails_alone() -> None:
+    err = op_error([READ, [1, 2]], 1)
+    assert err.details["path"] == "operations[1]"
+
+
+def test_a_malformed_operation_keeps_its_readable_name() -> None:
+    request = decode_batch(body([{**READ, "id": "a", "colour": "red"}]))
+    malformed = request.operations[0]
+    assert isinstance(malformed, MalformedOperation)
+    assert malformed.name == "a"
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_text_that_is_not_utf8_inside_an_operation_is_a_400_at_that_operation(
+    atomic: bool,
+) -> None:
+    # Found by tests/fuzz: the envelope passes operations through undecoded, and the
+    # operation's own decode raised msgspec.DecodeError, which escaped as a 500.
+    raw = (
+        b'{"operations": [' + orjson.dumps(READ) + b","
+        b'{"type": "create", "collection": "people", "data": {"name": "\xff"}}], '
+        b'"options": {"atomic": ' + (b"true" if atomic else b"false") + b"}}"
+    )
+    if atomic:
+        assert decode_error(raw).details["path"] == "operations[1]"
+        return
+    request = decode_batch(raw)
+    assert isinstance(request.operations[0], WireOperation)
+    malformed = request.operations[1]
+    assert isinstance(malformed, MalformedOperation)
+    assert malformed.error.status_code == 400
+    assert malformed.error.details["path"] == "operations[1]"

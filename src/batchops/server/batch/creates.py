@@ -40,7 +40,7 @@ from typing import Any, Final, Literal
 import msgspec
 import orjson
 
-from batchops._exceptions import APIError
+from batchops._exceptions import APIError, StoreInputError, StoreTimeoutError
 from batchops.server.batch.model import BatchOptions
 from batchops.server.batch.planner import plan_options
 from batchops.server.batch.refs import NAME_RE, may_hold_templates
@@ -71,13 +71,13 @@ class CreateOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
     type: Literal["create"]
     collection: str
     data: dict[str, Any]
-    id: str | None = None
+    id: str | msgspec.UnsetType = msgspec.UNSET  # "id": null is the general path's 400
     ref: str | None = None
 
 
 class _RestCreateBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
     data: dict[str, Any]
-    id: str | None = None
+    id: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class RestCreateOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
@@ -192,11 +192,16 @@ def _decode(body: bytes) -> tuple[list[_Item], list[str | None], WireOptions] | 
     names, or None when the body is not plain creates of one dialect."""
     try:
         typed = _DECODER.decode(body)
+    except RecursionError:
+        return None  # too deep to decode: the general path answers the 400
     except msgspec.DecodeError:
         pass
     else:
         return (
-            [(op.collection, op.id, op.data) for op in typed.operations],
+            [
+                (op.collection, None if op.id is msgspec.UNSET else op.id, op.data)
+                for op in typed.operations
+            ],
             [op.ref for op in typed.operations],
             typed.options,
         )
@@ -204,14 +209,15 @@ def _decode(body: bytes) -> tuple[list[_Item], list[str | None], WireOptions] | 
         return None
     try:
         rest = _REST_DECODER.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     items: list[_Item] = []
     for op in rest.operations:
         match = _RECORDS_PATH_RE.fullmatch(op.path)
         if match is None:
             return None
-        items.append((match[1], op.body.id, op.body.data))
+        fields = op.body
+        items.append((match[1], None if fields.id is msgspec.UNSET else fields.id, fields.data))
     return items, [op.id for op in rest.operations], rest.options
 
 
@@ -229,6 +235,8 @@ def run_creates(
             created.append(ops.create_prepared(tx, tenant, group))
         except APIError as exc:
             raise LaneBail(exc.message) from exc
+        except (StoreInputError, StoreTimeoutError) as exc:
+            raise LaneBail(str(exc)) from exc  # the general path answers per operation
     if deadline is not None and time.monotonic() > deadline:
         raise LaneBail("the batch's timeout_ms passed")
     return created

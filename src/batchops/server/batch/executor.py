@@ -27,7 +27,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from batchops._exceptions import APIError, FailedDependencyError, ValidationError
+from batchops._exceptions import (
+    APIError,
+    FailedDependencyError,
+    StoreError,
+    StoreInputError,
+    StoreTimeoutError,
+    ValidationError,
+)
 from batchops.server.batch.model import BatchOptions, BatchPlan, PlannedOp
 from batchops.server.batch.refs import resolve
 from batchops.server.records import operations as ops
@@ -36,6 +43,7 @@ from batchops.server.records.schemas import (
     validate_data,
     validate_filters,
     validate_limit,
+    validate_query,
     validate_record_id,
 )
 from batchops.store.base import Tx
@@ -45,9 +53,11 @@ __all__ = [
     "OpOutcome",
     "RunState",
     "atomic_failure_outcomes",
+    "lift_deadline",
     "options_deadline",
     "run_plan",
     "summarize",
+    "timed_out_outcomes",
     "validate_plan",
 ]
 
@@ -112,6 +122,10 @@ class RunState:
     tenant: str
     deadline: float | None
     doomed: dict[str, tuple[int, APIError]] = field(default_factory=dict)
+    #: When the plan has atomicity groups: the id each create without one gets, kept
+    #: across the replays of :func:`run_plan` so a replay creates the same records (an
+    #: error kept from the first attempt may name one). None: ids are generated freely.
+    new_ids: dict[int, str] | None = None
     outcomes: list[OpOutcome | None] = field(default_factory=list)
     results_by_name: dict[str, dict[str, Any]] = field(default_factory=dict)
     stopped: bool = False
@@ -144,6 +158,10 @@ class RunState:
         """Run operations ``start..stop-1`` in input order inside ``tx``."""
         self.tx = tx
         plan, options = self.plan, self.plan.options
+        if options.timeout_ms is not None and self.deadline is not None:
+            # The batch's own timeout bounds a statement already running, too (the check
+            # between operations cannot). The server's default limit needs no statement.
+            tx.set_statement_timeout(max(0.001, self.deadline - time.monotonic()))
         outcomes = self.outcomes
         results_by_name = self.results_by_name
         i = start
@@ -249,6 +267,7 @@ class RunState:
             and not op.depends_on
             and op.atomicity_group is None
             and op.if_match is None
+            and not op.params  # e.g. a read that includes deleted records: one by one
         )
 
     def _group_end(self, start: int, stop: int) -> int:
@@ -287,6 +306,7 @@ class RunState:
                         self.tenant,
                         first.collection,
                         [(op.record_id, op.data) for op in batch],
+                        new_ids=self._new_ids(batch),
                     )
                 else:
                     many = ops.read_many(
@@ -298,9 +318,11 @@ class RunState:
                     )
                     if failed is not None and failed < len(many) - 1:
                         raise _StopAt(failed)  # leaving the savepoint rolls the group back
-        except APIError as exc:
+        except (APIError, *_OP_STORE_ERRORS) as exc:
+            if _lost(exc):
+                raise
             if self.plan.options.atomic:
-                raise AtomicBatchFailed(first.index, exc) from exc
+                raise AtomicBatchFailed(first.index, _as_api_error(exc)) from exc
             # A race or a collection-level fault: fall back to one savepoint per operation
             # so each one gets its own precise answer.
             outcomes: list[OpOutcome] = []
@@ -321,15 +343,58 @@ class RunState:
         try:
             target = _resolved(op, results_by_name) if op.has_references else op
             with self._savepoint():
-                body = _dispatch(self.tx, self.tenant, target)
-        except APIError as exc:
-            return _error(op, op.index, exc, counted="failed")
+                if target.type == "create" and self.new_ids is not None:
+                    new_ids = self._new_ids([target])
+                    body = ops.create(
+                        self.tx,
+                        self.tenant,
+                        target.collection,
+                        target.data,
+                        target.record_id,
+                        new_id=new_ids[0] if new_ids else None,
+                    )
+                else:
+                    body = _dispatch(self.tx, self.tenant, target)
+        except (APIError, *_OP_STORE_ERRORS) as exc:
+            if _lost(exc):
+                raise
+            return _error(op, op.index, _as_api_error(exc), counted="failed")
         return OpOutcome(op.index, op.name, op.type, _OK_STATUS.get(op.type, 200), body=body)
+
+    def _new_ids(self, creates: list[PlannedOp]) -> list[str] | None:
+        """The ids of the creates without one (see ``new_ids``), or None: generate."""
+        if self.new_ids is None:
+            return None
+        return [
+            self.new_ids.setdefault(op.index, ops.new_record_id())
+            for op in creates
+            if op.record_id is None
+        ]
 
     def _savepoint(self) -> Any:
         if self.plan.options.atomic:
             return _NO_SAVEPOINT
         return self.tx.savepoint()
+
+
+# Store errors that belong to one operation: the database refused a value of it, or one
+# of its statements ran past the time bound. Its savepoint (or, atomic, the whole
+# transaction) is rolled back and the operation answers the error; anything else from the
+# store (busy, broken) fails the whole batch.
+_OP_STORE_ERRORS = (StoreInputError, StoreTimeoutError)
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether ``exc`` took the whole transaction with it: then it is the batch's error,
+    never one operation's (there is no savepoint left to return to)."""
+    return isinstance(exc, StoreTimeoutError) and exc.unit_lost
+
+
+def _as_api_error(exc: BaseException) -> APIError:
+    if isinstance(exc, APIError):
+        return exc
+    assert isinstance(exc, StoreError)
+    return exc.to_api_error()
 
 
 class _NoSavepoint:
@@ -413,7 +478,15 @@ def _dispatch(tx: Tx, tenant: str, op: PlannedOp) -> Any:
         )
     record_id = _required_id(op)
     if kind == "read":
-        return ops.read(tx, tenant, op.collection, record_id)
+        return ops.read(
+            tx,
+            tenant,
+            op.collection,
+            record_id,
+            include_deleted=bool(op.params.get("include_deleted", False)),
+        )
+    if kind == "restore":
+        return ops.restore(tx, tenant, op.collection, record_id, if_match=op.if_match)
     if kind == "update":
         return ops.update(tx, tenant, op.collection, record_id, op.data, if_match=op.if_match)
     if kind == "replace":
@@ -454,8 +527,9 @@ def run_plan(
     has_groups = not plan.options.atomic and any(
         isinstance(op, PlannedOp) and op.atomicity_group for op in plan.ops
     )
+    new_ids: dict[int, str] | None = {} if has_groups else None
     while True:
-        state = RunState(plan, tenant, deadline, doomed)
+        state = RunState(plan, tenant, deadline, doomed, new_ids=new_ids)
         try:
             if has_groups:
                 with tx.savepoint():
@@ -467,8 +541,19 @@ def run_plan(
             doomed[failed.group] = (failed.index, failed.error)
     outcomes = state.finished()
     if finish is not None:
+        lift_deadline(tx, plan)
         finish(tx, outcomes)
     return outcomes
+
+
+def lift_deadline(tx: Tx, plan: BatchPlan) -> None:
+    """Call after the operations, before the bookkeeping that commits with them (an
+    Idempotency-Key's stored answer, a stream's progress): ``timeout_ms`` bounds the
+    operations, and a deadline already past would otherwise cancel that bookkeeping and
+    fail the whole batch (a 504 envelope, or a 500 on SQLite) instead of answering the
+    operations it timed out."""
+    if plan.options.timeout_ms is not None:
+        tx.set_statement_timeout(None)
 
 
 def atomic_failure_outcomes(plan: BatchPlan, failed: AtomicBatchFailed) -> list[OpOutcome]:
@@ -490,6 +575,24 @@ def atomic_failure_outcomes(plan: BatchPlan, failed: AtomicBatchFailed) -> list[
             name=names.get(i),
         )
         for i, op in enumerate(plan.ops)
+    ]
+
+
+def timed_out_outcomes(plan: BatchPlan, start: int = 0) -> list[OpOutcome]:
+    """The answer of operations ``start..`` of a batch whose transaction a cancelled
+    statement took with it (SQLite rolls a transaction back when it interrupts a write):
+    none of them was committed, each answers 504 ``TIMEOUT``, as an operation the
+    deadline left unstarted does."""
+    timeout = APIError(
+        "not run: the batch ran past its time bound and none of these operations was committed",
+        code="TIMEOUT",
+        status=504,
+    )
+    names = _names_by_index(plan)
+    return [
+        _error(op, i, timeout, counted="skipped", name=names.get(i))
+        for i, op in enumerate(plan.ops)
+        if i >= start
     ]
 
 
@@ -542,19 +645,15 @@ def _validate_static(op: PlannedOp) -> None:
         validate_collection(op.collection)
     if op.record_id is not None and plain(op.record_id):
         validate_record_id(op.record_id)
-    if op.type in ("update", "replace", "delete", "read") and op.record_id is None:
+    if op.type in ("update", "replace", "delete", "read", "restore") and op.record_id is None:
         _required_id(op)
     if op.type in ("create", "update", "replace") and not op.has_references:
         validate_data(op.data)
     if op.type in ("list", "search") and not op.has_references:
         validate_filters(op.params.get("filters"))
         validate_limit(op.params.get("limit"))
-    if (
-        op.type == "search"
-        and not op.has_references
-        and (not isinstance(op.query, str) or not op.query.strip())
-    ):
-        raise ValidationError("'query' must be a non-empty string", details={"path": "query"})
+    if op.type == "search" and not op.has_references:
+        validate_query(op.query)
 
 
 def summarize(outcomes: list[OpOutcome], plan: BatchPlan, duration_ms: float) -> dict[str, Any]:

@@ -15,9 +15,11 @@ from batchops._exceptions import APIError
 
 __all__ = ["WRITE_TYPES", "BatchOptions", "BatchPlan", "OpType", "PlannedOp"]
 
-OpType: TypeAlias = Literal["create", "read", "update", "replace", "delete", "search", "list"]
+OpType: TypeAlias = Literal[
+    "create", "read", "update", "replace", "delete", "restore", "search", "list"
+]
 
-WRITE_TYPES: frozenset[str] = frozenset({"create", "update", "replace", "delete"})
+WRITE_TYPES: frozenset[str] = frozenset({"create", "update", "replace", "delete", "restore"})
 
 
 @dataclass(slots=True)
@@ -40,7 +42,8 @@ class PlannedOp:
     ``params`` by type:
 
     - create: ``{}`` (``record_id`` is the optional explicit id, ``data`` the record data)
-    - read: ``{}``
+    - read: ``{"include_deleted": bool}`` (or ``{}``)
+    - restore: ``{}``
     - update / replace: ``{}`` (``data`` is the merge patch / the new data)
     - delete: ``{"hard": bool}``
     - list: ``{"filters": {dot.path: scalar}, "limit": int, "cursor": str | None}``

@@ -2,9 +2,10 @@
 
 :func:`plan_batch` turns the request body into a :class:`BatchPlan`:
 
-1. decode and check the shape (:func:`batchops.server.batch.wire.decode_batch`): any fault
-   rejects the whole batch (400 ``INVALID_BATCH_REQUEST`` with the JSON path; 413
-   ``BATCH_TOO_LARGE`` past ``max_operations``; 400 for an empty list);
+1. decode and check the shape (:func:`batchops.server.batch.wire.decode_batch`): a body
+   that is not a batch is rejected whole (400 ``INVALID_BATCH_REQUEST`` with the JSON
+   path; 413 ``BATCH_TOO_LARGE`` past ``max_operations``; 400 for an empty list); a
+   malformed operation fails alone unless the batch is atomic;
 2. names (REST ``id`` / typed ``ref``) must be unique and referenceable
    (:data:`batchops.server.batch.refs.NAME_RE`);
 3. ``depends_on`` names and ``${name...}`` references must name an *earlier* operation, so
@@ -34,11 +35,13 @@ from batchops.server.batch.routing import Route, route_rest, route_typed
 from batchops.server.batch.wire import (
     DEFAULT_MAX_OPERATIONS,
     BatchRequest,
+    MalformedOperation,
     WireOperation,
     WireOptions,
     decode_batch,
     op_path,
 )
+from batchops.server.limits import whole_number
 
 __all__ = ["COST_WEIGHTS", "plan_batch", "plan_options", "plan_request"]
 
@@ -49,9 +52,11 @@ COST_WEIGHTS: Final[Mapping[str, int]] = {
     "update": 2,
     "replace": 2,
     "delete": 2,
+    "restore": 2,
     "search": 5,
 }
-"""Cost units per operation type: read/list 1, writes 2, search 5; an invalid op costs 0."""
+"""Cost units per operation type: read/list 1, writes (restore too) 2, search 5; an
+invalid op costs 0."""
 
 _COST_KIND: Final[Mapping[str, str]] = {
     "read": "reads",
@@ -60,6 +65,7 @@ _COST_KIND: Final[Mapping[str, str]] = {
     "update": "writes",
     "replace": "writes",
     "delete": "writes",
+    "restore": "writes",
     "search": "searches",
 }
 
@@ -119,19 +125,38 @@ def plan_options(options: WireOptions) -> BatchOptions:
     return BatchOptions(
         atomic=options.atomic,
         continue_on_error=continue_on_error,
-        parallel=options.parallel,
-        timeout_ms=options.timeout_ms,
+        parallel=_whole(options.parallel, "options.parallel"),
+        timeout_ms=(
+            None if options.timeout_ms is None else _whole(options.timeout_ms, "options.timeout_ms")
+        ),
         suppress_success=options.suppress_success,
         validate_only=options.validate_only,
-        max_retries=options.max_retries,
+        max_retries=_whole(options.max_retries, "options.max_retries"),
     )
 
 
-def _collect_names(operations: list[WireOperation]) -> dict[str, int]:
+def _whole(value: float, path: str) -> int:
+    """An option that counts, as an int: ``2.0`` is 2 (JSON has one number type), ``2.5``
+    is refused (its bounds were checked as it was decoded)."""
+    number = whole_number(value)
+    if number is None:
+        raise InvalidBatchRequestError(f"{path} must be an integer", details={"path": path})
+    return number
+
+
+def _collect_names(operations: list[WireOperation | MalformedOperation]) -> dict[str, int]:
     names: dict[str, int] = {}
     for index, op in enumerate(operations):
         name = op.name
         if name is None:
+            continue
+        if isinstance(op, MalformedOperation):  # its name was checked as it was read
+            first = names.setdefault(name, index)
+            if first != index:
+                raise InvalidBatchRequestError(
+                    f"operations {first} and {index} are both named {name!r}: names must be unique",
+                    details={"path": op_path(index), "name": name, "indexes": [first, index]},
+                )
             continue
         field = "id" if op.is_rest else "ref"
         if not NAME_RE.fullmatch(name):
@@ -150,8 +175,13 @@ def _collect_names(operations: list[WireOperation]) -> dict[str, int]:
 
 
 def _plan_op(
-    index: int, op: WireOperation, names: dict[str, int], may_have_templates: bool = True
+    index: int,
+    op: WireOperation | MalformedOperation,
+    names: dict[str, int],
+    may_have_templates: bool = True,
 ) -> PlannedOp | APIError:
+    if isinstance(op, MalformedOperation):
+        return op.error  # answered as this operation's result; dependents get 424
     if op.atomicity_group == "":
         raise InvalidBatchRequestError(
             f"operation {index}: atomicity_group must be a non-empty string",
@@ -224,7 +254,7 @@ def _route(op: WireOperation) -> Route:
     return route_typed(
         op.type,
         op.collection,
-        record_id=op.id,
+        record_id=op.id,  # UNSET when absent, None when an explicit null
         data=op.data,
         query=op.query,
         options=op.options,
@@ -240,7 +270,7 @@ def _template_fields(op: WireOperation) -> Iterator[tuple[str, Any]]:
             yield "body", op.body
         return
     yield "collection", op.collection
-    if op.id is not None:
+    if isinstance(op.id, str):
         yield "id", op.id
     if op.data is not msgspec.UNSET:
         yield "data", op.data

@@ -7,7 +7,7 @@ status and headers — and hands the body to :func:`plan_batch` (msgspec) and th
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -22,10 +22,10 @@ from starlette.types import Message, Receive, Scope, Send
 from batchops._exceptions import (
     APIError,
     BatchTooLargeError,
-    ConflictError,
     InvalidRequestError,
     PayloadTooLargeError,
-    ValidationError,
+    StoreTimeoutError,
+    api_error_from_envelope,
 )
 from batchops.server.auth import Caller
 from batchops.server.batch.creates import (
@@ -40,9 +40,19 @@ from batchops.server.batch.executor import (
     OpOutcome,
     RunState,
     atomic_failure_outcomes,
+    lift_deadline,
     options_deadline,
     run_plan,
+    timed_out_outcomes,
     validate_plan,
+)
+from batchops.server.batch.idempotency import (
+    MAX_KEY_CHARS,
+    Claim,
+    claim_key,
+    meta_line,
+    ndjson_lines,
+    release_soon,
 )
 from batchops.server.batch.model import BatchPlan, PlannedOp
 from batchops.server.batch.planner import plan_batch
@@ -50,7 +60,17 @@ from batchops.server.batch.response import batch_payload, batch_status
 from batchops.server.deps import Services, authenticated
 from batchops.server.http import read_body, require_json
 from batchops.server.jobs import batches
-from batchops.server.jobs.webhooks import NOTIFICATION_WEBHOOK_SCHEMA
+from batchops.server.openapi import (
+    AUTH,
+    ERROR_STATUSES,
+    JOB_LINKS,
+    LOCATION,
+    STORE,
+    json_answer,
+    param,
+    ref,
+    responses,
+)
 from batchops.server.records.operations import NewRecords
 from batchops.store.base import Tx
 
@@ -61,41 +81,41 @@ __all__ = ["OPENAPI_PATHS", "BatchFastPath", "post_batch", "routes"]
 # sent is already durable.
 STREAM_SLICE = 50
 
-_BATCH_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["operations"],
-                    "properties": {
-                        "operations": {"type": "array", "items": {"type": "object"}},
-                        "options": {"type": "object"},
-                        "notification_webhook": {
-                            **NOTIFICATION_WEBHOOK_SCHEMA,
-                            "description": "Only with 'Prefer: respond-async': called when "
-                            "the batch job ends (see docs/jobs.md#webhooks).",
-                        },
-                    },
-                },
-                "example": {
-                    "operations": [
-                        {
-                            "id": "a",
-                            "method": "POST",
-                            "path": "/v1/collections/people/records",
-                            "body": {"data": {"name": "Ada"}},
-                        },
-                        {"type": "read", "collection": "people", "id": "${a.body.id}"},
-                    ],
-                    "options": {"atomic": False},
-                },
-            }
-        },
+_PRINTABLE = "!-~\\u00a1-\\u00ac\\u00ae-\\u00ff"
+"""Printable Latin-1 (HTTP header text) but the space, as a regex class body."""
+
+
+def _printable(most: int) -> str:
+    # 1-``most`` printable characters; no space at either end (HTTP trims header values).
+    return f"^[{_PRINTABLE}](?:[ {_PRINTABLE}]{{0,{most - 2}}}[{_PRINTABLE}])?$"
+
+
+# An atomic batch that fails answers its failing operation's status, with the batch
+# response as the body (every other operation 424 ROLLED_BACK).
+_ATOMIC = "An atomic batch whose failing operation answered this status: nothing committed."
+_OR_ATOMIC = {"anyOf": [ref("ErrorEnvelope"), ref("BatchResponse")]}
+
+
+def _atomic_too(status: int, why: str) -> dict[str, Any]:
+    return json_answer(_OR_ATOMIC, f"{why} Or: {_ATOMIC}", _ERRORS[status].get("headers"))
+
+
+_ERRORS = responses({}, (*AUTH, *STORE, 400, 404, 408, 409, 413, 415, 422))
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "true when this is the stored answer of an earlier request with the "
+        "same Idempotency-Key.",
+        "schema": {"type": "string", "enum": ["true"]},
     }
 }
-
+_ANSWER_HEADERS = {
+    "X-Batch-Id": {
+        "description": "The batch's id: the request's X-Batch-Id, or one the server made "
+        "(absent from a replayed answer, whose body names the first request's).",
+        "schema": {"type": "string"},
+    },
+    **_REPLAYED,
+}
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/v1/batch": {
@@ -103,14 +123,105 @@ OPENAPI_PATHS: dict[str, Any] = {
             "tags": ["batch"],
             "summary": "Run many operations in one request",
             "description": "See docs/batch.md: both dialects, references, atomicity, "
-            "idempotency, NDJSON streaming.",
+            "idempotency, NDJSON streaming (`Accept: application/x-ndjson`), async batches "
+            "(`Prefer: respond-async`). Results come in input order; 207 when some "
+            "operations failed and the others committed.",
             "operationId": "post_batch",
-            **_BATCH_DOC,
+            "parameters": [
+                param(
+                    "Idempotency-Key",
+                    **{"in": "header"},
+                    description="A retry with the same key and body answers the stored "
+                    "response instead of running again (the same key with another body is "
+                    "422 IDEMPOTENCY_KEY_REUSED; one still running, 409 IDEMPOTENCY_IN_FLIGHT).",
+                    schema={"type": "string", "pattern": _printable(MAX_KEY_CHARS)},
+                ),
+                param(
+                    "X-Batch-Id",
+                    **{"in": "header"},
+                    description="Your id for the batch (echoed, and the answer's batch_id).",
+                    schema={"type": "string", "pattern": _printable(128)},
+                ),
+                param(
+                    "Prefer",
+                    **{"in": "header"},
+                    description="`respond-async`: answer 202 with a job at once instead of "
+                    "running the batch while you wait (RFC 7240).",
+                    schema={"type": "string"},
+                ),
+            ],
+            "requestBody": {
+                "required": True,
+                "description": "Up to the server's byte limit (10 MiB by default; 413 "
+                "BATCH_TOO_LARGE past it), gzip with Content-Encoding.",
+                "content": {
+                    "application/json": {
+                        "schema": ref("BatchRequest"),
+                        "example": {
+                            "operations": [
+                                {
+                                    "id": "a",
+                                    "method": "POST",
+                                    "path": "/v1/collections/people/records",
+                                    "body": {"data": {"name": "Ada"}},
+                                },
+                                {"type": "read", "collection": "people", "id": "${a.body.id}"},
+                            ],
+                            "options": {"atomic": False},
+                        },
+                    }
+                },
+            },
             "responses": {
-                "200": {"description": "Every operation succeeded"},
-                "207": {"description": "Some operations failed, the others committed"},
-                "400": {"description": "INVALID_BATCH_REQUEST: nothing ran"},
-                "413": {"description": "BATCH_TOO_LARGE"},
+                "200": {
+                    "description": "Every operation succeeded (or, streamed, whatever "
+                    "happened: the last line carries the status).",
+                    "headers": _ANSWER_HEADERS,
+                    "content": {
+                        "application/json": {"schema": ref("BatchResponse")},
+                        "application/x-ndjson": {
+                            "schema": {
+                                "type": "string",
+                                "description": "One BatchStreamLine per line.",
+                            }
+                        },
+                    },
+                },
+                "202": json_answer(
+                    ref("Job"),
+                    "Prefer: respond-async: the batch job (its answer at /v1/jobs/{id}/results).",
+                    {**LOCATION, **_REPLAYED},
+                    JOB_LINKS,
+                ),
+                "207": json_answer(
+                    ref("BatchResponse"),
+                    "Some operations failed, the others committed: read each result's status.",
+                    _ANSWER_HEADERS,
+                ),
+                **{str(code): answer for code, answer in _ERRORS.items()},
+                "400": _atomic_too(
+                    400,
+                    "INVALID_BATCH_REQUEST: not a batch (details.path is the JSON path of "
+                    "the fault), a reference or depends_on naming no earlier operation, "
+                    "contradictory options; nothing ran.",
+                ),
+                "404": _atomic_too(
+                    404, "A replayed async batch whose job is gone (JOB_NOT_FOUND)."
+                ),
+                "405": json_answer(ref("BatchResponse"), _ATOMIC),
+                "409": _atomic_too(
+                    409, "IDEMPOTENCY_IN_FLIGHT: a request with this key is running."
+                ),
+                "413": json_answer(
+                    ref("ErrorEnvelope"),
+                    "BATCH_TOO_LARGE: more operations or bytes than the server takes; "
+                    "details {limit, actual, unit}.",
+                ),
+                "422": _atomic_too(
+                    422,
+                    "IDEMPOTENCY_KEY_REUSED, or a bad notification_webhook (details.path).",
+                ),
+                "504": _atomic_too(504, str(ERROR_STATUSES[504])),
             },
         }
     }
@@ -160,34 +271,58 @@ async def post_batch(request: Request) -> Response:
         payload = batch_payload(batch_id, plan, outcomes, started, committed=False)
         return _json(payload, 200 if payload["meta"]["failed"] == 0 else 207, headers)
 
+    claim: Claim | None = None
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None:
-        replay = await _claim(svc, caller, idempotency_key, body)
-        if replay is not None:
-            return await batches.refresh_replay(svc, caller, replay)
+        claimed = await claim_key(
+            svc.store,
+            caller.tenant,
+            idempotency_key,
+            body,
+            stale_after_s=svc.settings.idempotency_stale_after_s,
+            ndjson=streaming,
+        )
+        if not isinstance(claimed, Claim):
+            return await batches.refresh_replay(svc, caller, claimed)
+        claim = claimed
     try:
         if lane is not None:
-            status, data = await _execute_lane(
-                svc, caller, lane, body, batch_id, started, idempotency_key
-            )
+            status, data = await _execute_lane(svc, caller, lane, body, batch_id, started, claim)
         else:
             assert plan is not None
             if run_async:
                 return await batches.submit_batch(
-                    svc, caller, body, plan, batch_id, idempotency_key, headers, hook
+                    svc, caller, body, plan, batch_id, claim, headers, hook
                 )
             if streaming:
-                return StreamingResponse(
-                    _stream(svc, caller, plan, batch_id, started, idempotency_key),
-                    media_type="application/x-ndjson",
-                    headers=headers,
-                )
-            status, data = await _execute(svc, caller, plan, batch_id, started, idempotency_key)
-    except BaseException:
-        if idempotency_key is not None:
-            await svc.store.run(lambda tx: tx.idempotency_release(caller.tenant, idempotency_key))
-        raise
+                # The stream settles or releases its claim itself, whenever it ends.
+                stream = _stream(svc, caller, plan, batch_id, started, claim)
+                claim = None
+                return _ClosingStream(stream, media_type="application/x-ndjson", headers=headers)
+            status, data = await _execute(svc, caller, plan, batch_id, started, claim)
+    finally:
+        if claim is not None:
+            await claim.release(svc.store)  # nothing if the answer was stored
     return Response(data, status_code=status, media_type="application/json", headers=headers)
+
+
+class _ClosingStream(StreamingResponse):
+    """A streamed answer whose body generator is closed however the answer ends.
+
+    When the client goes away, Starlette ends the response wherever its task is — often
+    inside ``send``, with the generator suspended at a ``yield`` — and leaves the generator
+    to the garbage collector, which may take any time to run its ``finally``. The batch
+    stream's ``finally`` gives its Idempotency-Key up for a retry: that must happen now.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
 
 
 routes = [Route("/v1/batch", post_batch, methods=["POST"])]
@@ -266,45 +401,6 @@ def _batch_id(request: Request) -> str:
     return given
 
 
-async def _claim(svc: Services, caller: Caller, key: str, body: bytes) -> Response | None:
-    """Claim ``key`` for this request, or answer from what the key already holds."""
-    if not 1 <= len(key) <= 255:
-        raise InvalidRequestError(
-            "Idempotency-Key must be 1-255 characters", details={"path": "headers.Idempotency-Key"}
-        )
-    fingerprint = hashlib.sha256(body).hexdigest()
-    existing = await svc.store.run(
-        lambda tx: tx.idempotency_claim(
-            caller.tenant,
-            key,
-            fingerprint,
-            now=time.time(),
-            stale_after_s=svc.settings.idempotency_stale_after_s,
-        )
-    )
-    if existing is None:
-        return None
-    if existing.fingerprint != fingerprint:
-        raise ValidationError(
-            "this Idempotency-Key was used with a different request body",
-            code="IDEMPOTENCY_KEY_REUSED",
-            details={"idempotency_key": key},
-        )
-    if existing.state != "done" or existing.response is None:
-        raise ConflictError(
-            "a request with this Idempotency-Key is still in flight; retry later",
-            code="IDEMPOTENCY_IN_FLIGHT",
-            details={"idempotency_key": key},
-            retry_after=1.0,
-        )
-    return Response(
-        existing.response,
-        status_code=existing.status_code or 200,
-        media_type="application/json",
-        headers={"Idempotent-Replayed": "true"},
-    )
-
-
 def _json(payload: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
     return Response(
         orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers
@@ -318,28 +414,29 @@ async def _execute_lane(
     body: bytes,
     batch_id: str,
     started: float,
-    idempotency_key: str | None,
+    claim: Claim | None,
 ) -> tuple[int, bytes]:
     """Run an all-creates batch; if the lane bails (its transaction rolled back), run the
     same body on the general path with the same deadline."""
     deadline = options_deadline(lane.options, svc.settings.batch_timeout_ms)
 
     def run(tx: Tx) -> tuple[list[NewRecords], bytes | None]:
+        if claim is None:
+            return run_creates(tx, caller.tenant, lane, deadline=deadline), None
+        claim.hold(tx)
         groups = run_creates(tx, caller.tenant, lane, deadline=deadline)
-        if idempotency_key is None:
-            return groups, None
         # The stored response commits with the records it describes.
         data = render_creates(batch_id, lane, groups, (time.perf_counter() - started) * 1000)
-        tx.idempotency_finish(caller.tenant, idempotency_key, 200, data)
+        claim.finish(tx, 200, data)
         return groups, data
 
     try:
         groups, data = await svc.store.run(run, retries=lane.options.max_retries)
     except LaneBail:
         plan = plan_batch(body, max_operations=svc.settings.max_batch_operations)
-        return await _execute(
-            svc, caller, plan, batch_id, started, idempotency_key, deadline=deadline
-        )
+        return await _execute(svc, caller, plan, batch_id, started, claim, deadline=deadline)
+    if claim is not None:
+        claim.settled = True
     if data is None:
         # Rendered after the hop: the database thread is the serial section.
         data = render_creates(batch_id, lane, groups, (time.perf_counter() - started) * 1000)
@@ -352,7 +449,7 @@ async def _execute(
     plan: BatchPlan,
     batch_id: str,
     started: float,
-    idempotency_key: str | None,
+    claim: Claim | None,
     *,
     deadline: float | None = None,
 ) -> tuple[int, bytes]:
@@ -366,33 +463,50 @@ async def _execute(
         status = batch_status(outcomes)
         data = orjson.dumps(batch_payload(batch_id, plan, outcomes, started, committed=True))
         answer["status"], answer["data"] = status, data
-        assert idempotency_key is not None
-        tx.idempotency_finish(caller.tenant, idempotency_key, status, data)
+        assert claim is not None
+        claim.finish(tx, status, data)
+
+    def run(tx: Tx) -> list[OpOutcome]:
+        if claim is not None:
+            claim.hold(tx)
+        return run_plan(
+            tx,
+            caller.tenant,
+            plan,
+            deadline=deadline,
+            finish=finish if claim is not None else None,
+        )
 
     try:
-        # Without one, the response is built after the hop: the database thread is the
+        # Without a key, the response is built after the hop: the database thread is the
         # serial section of a batch, so it does only the database work.
-        outcomes = await svc.store.run(
-            lambda tx: run_plan(
-                tx,
-                caller.tenant,
-                plan,
-                deadline=deadline,
-                finish=finish if idempotency_key is not None else None,
-            ),
-            retries=plan.options.max_retries,
-        )
-    except AtomicBatchFailed as failed:
-        outcomes = atomic_failure_outcomes(plan, failed)
-        status = failed.error.status_code
+        outcomes = await svc.store.run(run, retries=plan.options.max_retries)
+    except (AtomicBatchFailed, StoreTimeoutError) as failed:
+        if isinstance(failed, StoreTimeoutError):
+            if not failed.unit_lost:
+                raise
+            # Nothing committed and nothing to blame on one operation: every one of them
+            # answers its TIMEOUT, as those the deadline left unstarted do.
+            outcomes = timed_out_outcomes(plan)
+            status = batch_status(outcomes)
+        else:
+            outcomes = atomic_failure_outcomes(plan, failed)
+            status = failed.error.status_code
         data = orjson.dumps(batch_payload(batch_id, plan, outcomes, started, committed=False))
-        if idempotency_key is not None:
-            key = idempotency_key
-            await svc.store.run(lambda tx: tx.idempotency_finish(caller.tenant, key, status, data))
+        if claim is not None:
+            settle = claim
+
+            def store_failure(tx: Tx) -> None:
+                settle.hold(tx)
+                settle.finish(tx, status, data)
+
+            await svc.store.run(store_failure, retries=3)
+            claim.settled = True
         return status, data
-    if idempotency_key is None:
+    if claim is None:
         payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
         return batch_status(outcomes), orjson.dumps(payload)
+    claim.settled = True
     return answer["status"], answer["data"]
 
 
@@ -402,27 +516,31 @@ async def _stream(
     plan: BatchPlan,
     batch_id: str,
     started: float,
-    idempotency_key: str | None,
+    claim: Claim | None,
 ) -> AsyncIterator[bytes]:
-    """One JSON line per operation as its slice commits, then ``{"meta": …}``.
+    """One JSON line per operation as its slice commits, then the meta line.
 
     Atomic batches and batches with atomicity groups need the whole batch in one
-    transaction, so their lines come after that one commit."""
-    needs_one_tx = plan.options.atomic or any(
-        isinstance(op, PlannedOp) and op.atomicity_group for op in plan.ops
-    )
+    transaction, so their lines come after that one commit. With an Idempotency-Key, each
+    slice's transaction also stores the slice's results as the key's progress, so that a
+    retry after an interrupted stream resumes after the last committed slice (see
+    :mod:`batchops.server.batch.idempotency`); the lines of the slices an earlier run
+    committed are sent first, as they were."""
     try:
+        needs_one_tx = plan.options.atomic or any(
+            isinstance(op, PlannedOp) and op.atomicity_group for op in plan.ops
+        )
         if needs_one_tx:
-            status, data = await _execute(svc, caller, plan, batch_id, started, idempotency_key)
-            payload = orjson.loads(data)
-            for result in payload["results"]:
-                yield orjson.dumps(result) + b"\n"
-            yield orjson.dumps(_meta_line(payload, status)) + b"\n"
+            status, data = await _execute(svc, caller, plan, batch_id, started, claim)
+            yield ndjson_lines(orjson.loads(data), status)
             return
         deadline = options_deadline(plan.options, svc.settings.batch_timeout_ms)
         state = RunState(plan, caller.tenant, deadline)
         n = len(plan.ops)
-        for start in range(0, n, STREAM_SLICE):
+        resume_at = _resume(state, claim.progress) if claim is not None else 0
+        if resume_at:
+            yield _lines(plan, state.outcomes[:resume_at])
+        for start in range(resume_at, n, STREAM_SLICE):
             stop = min(n, start + STREAM_SLICE)
             saved = state.snapshot()
 
@@ -433,30 +551,103 @@ async def _stream(
                 saved: tuple[Any, Any, bool] = saved,
             ) -> None:
                 state.restore(saved)
+                if claim is not None:
+                    claim.hold(tx)
                 state.run_range(tx, start, stop)
+                if claim is not None:
+                    lift_deadline(tx, plan)
+                    claim.save_progress(tx, start, _progress_part(state, start, stop))
 
-            await svc.store.run(run_slice, retries=plan.options.max_retries)
-            for outcome in state.outcomes[start:stop]:
-                if outcome is None or (
-                    plan.options.suppress_success and outcome.counted == "succeeded"
-                ):
-                    continue
-                yield orjson.dumps(outcome.to_wire()) + b"\n"
+            try:
+                await svc.store.run(run_slice, retries=plan.options.max_retries)
+            except StoreTimeoutError as exc:
+                if not exc.unit_lost:
+                    raise
+                # This slice rolled back whole: it and every later operation answer
+                # TIMEOUT (what earlier slices committed stays, and is said so).
+                state.restore(saved)
+                for outcome in timed_out_outcomes(plan, start):
+                    state.outcomes[outcome.index] = outcome
+                state.stopped = True
+                yield _lines(plan, state.outcomes[start:])
+                break
+            yield _lines(plan, state.outcomes[start:stop])
         outcomes = state.finished()
         status = batch_status(outcomes)
         payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
-        if idempotency_key is not None:
-            key, data = idempotency_key, orjson.dumps(payload)
-            await svc.store.run(lambda tx: tx.idempotency_finish(caller.tenant, key, status, data))
-        yield orjson.dumps(_meta_line(payload, status)) + b"\n"
+        if claim is not None:
+            data, settle = orjson.dumps(payload), claim
+
+            def finish(tx: Tx) -> None:
+                settle.hold(tx)
+                settle.finish(tx, status, data)
+
+            await svc.store.run(finish, retries=3)
+            claim.settled = True
+        yield orjson.dumps(meta_line(payload, status)) + b"\n"
     except APIError as exc:
         yield orjson.dumps(exc.to_envelope()) + b"\n"
+    finally:
+        # Every other exit (an error above, a client that went away: the response is
+        # cancelled, and no await may run here) gives the key up for a retry.
+        release_soon(claim, svc.store)
 
 
-def _meta_line(payload: dict[str, Any], status: int) -> dict[str, Any]:
-    return {
-        "batch_id": payload["batch_id"],
-        "committed": payload["committed"],
-        "status": status,
-        "meta": payload["meta"],
-    }
+def _lines(plan: BatchPlan, outcomes: list[OpOutcome | None]) -> bytes:
+    suppress = plan.options.suppress_success
+    return b"".join(
+        orjson.dumps(outcome.to_wire()) + b"\n"
+        for outcome in outcomes
+        if outcome is not None and not (suppress and outcome.counted == "succeeded")
+    )
+
+
+def _progress_part(state: RunState, start: int, stop: int) -> bytes:
+    """Operations ``start..stop-1``'s outcomes (and whether the run stopped), as stored
+    for a resumed stream."""
+    return orjson.dumps(
+        {
+            "stopped": state.stopped,
+            "outcomes": [
+                {
+                    "index": o.index,
+                    "name": o.name,
+                    "type": o.type,
+                    "status": o.status,
+                    "body": o.body,
+                    "error": o.error.to_envelope() if o.error is not None else None,
+                    "counted": o.counted,
+                }
+                for o in state.outcomes[start:stop]
+                if o is not None
+            ],
+        }
+    )
+
+
+def _resume(state: RunState, parts: list[bytes]) -> int:
+    """Put the outcomes an interrupted run committed back into ``state``; the index of
+    the first operation still to run."""
+    resume_at = 0
+    for raw in parts:
+        part = orjson.loads(raw)
+        for o in part["outcomes"]:
+            error = o["error"]
+            outcome = OpOutcome(
+                o["index"],
+                o["name"],
+                o["type"],
+                o["status"],
+                body=o["body"],
+                error=api_error_from_envelope(o["status"], error) if error is not None else None,
+                counted=o["counted"],
+            )
+            state.outcomes[outcome.index] = outcome
+            if outcome.name is not None:
+                state.results_by_name[outcome.name] = {
+                    "status": outcome.status,
+                    "body": outcome.body,
+                }
+            resume_at = max(resume_at, outcome.index + 1)
+        state.stopped = part["stopped"]
+    return resume_at

@@ -8,6 +8,8 @@ REST operations are mapped by method and path::
     PATCH  /v1/collections/{c}/records/{id}     update   body {"data"} (a merge patch)
     PUT    /v1/collections/{c}/records/{id}     replace  body {"data"}
     DELETE /v1/collections/{c}/records/{id}     delete   ?hard=true|false
+    POST   /v1/collections/{c}/records/{id}/restore   restore
+    GET    /v1/collections/{c}/records/{id}?include_deleted=true   read (soft-deleted too)
     POST   /v1/collections/{c}/search           search   body {"query", "filters"?, "limit"?}
 
 Typed operations give the same information as fields (``options`` holds ``hard`` for delete,
@@ -50,6 +52,7 @@ from batchops._exceptions import (
     MethodNotAllowedError,
 )
 from batchops.server.batch.model import OpType
+from batchops.server.limits import INT64_MAX, whole_number
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -71,12 +74,13 @@ _JSON_SCALAR_RE: Final = re.compile(
 )
 _IF_MATCH_RE: Final = re.compile(r'"?([0-9]{1,18})"?')
 
-_RECORD_ID_TYPES: Final = frozenset({"read", "update", "replace", "delete"})
+_RECORD_ID_TYPES: Final = frozenset({"read", "update", "replace", "delete", "restore"})
 _DATA_TYPES: Final = frozenset({"create", "update", "replace"})
-_IF_MATCH_TYPES: Final = frozenset({"update", "replace", "delete"})
+_IF_MATCH_TYPES: Final = frozenset({"update", "replace", "delete", "restore"})
 _OPTION_KEYS: Final[Mapping[str, frozenset[str]]] = {
     "create": frozenset(),
-    "read": frozenset(),
+    "read": frozenset({"include_deleted"}),
+    "restore": frozenset(),
     "update": frozenset(),
     "replace": frozenset(),
     "delete": frozenset({"hard"}),
@@ -136,7 +140,10 @@ def route_rest(
     query = _parse_query_string(query_string)
     if op_type != "list":  # list takes any key (filters); the others only their own
         for key in query:
-            if not (op_type == "delete" and key == "hard"):
+            if not (
+                (op_type == "delete" and key == "hard")
+                or (op_type == "read" and key == "include_deleted")
+            ):
                 raise InvalidRequestError(
                     f"unknown query parameter {key!r} for {op_type}",
                     details={"path": "path", "parameter": key},
@@ -145,8 +152,11 @@ def route_rest(
     if op_type == "create":
         fields = _body_object(body, {"id", "data"}, required=("data",))
         record_id = fields.get("id")
-        if record_id is not None and not isinstance(record_id, str):
-            raise InvalidRequestError("body.id must be a string", details={"path": "body.id"})
+        if "id" in fields and not isinstance(record_id, str):  # null too: omit it instead
+            raise InvalidRequestError(
+                "body.id must be a string; omit it to have one generated",
+                details={"path": "body.id"},
+            )
         return Route("create", collection, record_id=record_id, data=fields["data"])
     if op_type in ("update", "replace"):
         fields = _body_object(body, {"data"}, required=("data",))
@@ -163,7 +173,20 @@ def route_rest(
 
     _no_body(body, op_type)
     if op_type == "read":
-        return Route("read", collection, record_id=tail[1])
+        raw_include = query.get("include_deleted")
+        include = _flag(
+            None if raw_include is None else parse_query_value(raw_include),
+            "path",
+            "include_deleted",
+        )
+        return Route(
+            "read",
+            collection,
+            record_id=tail[1],
+            params={"include_deleted": True} if include else {},
+        )
+    if op_type == "restore":
+        return Route("restore", collection, record_id=tail[1], if_match=if_match)
     if op_type == "delete":
         raw_hard = query.get("hard")
         hard = _hard(None if raw_hard is None else parse_query_value(raw_hard), "path")
@@ -182,17 +205,25 @@ def route_typed(
     type: OpType,
     collection: str,
     *,
-    record_id: str | None = None,
+    record_id: str | msgspec.UnsetType | None = _UNSET,
     data: Any = _UNSET,
     query: str | None = None,
     options: Mapping[str, Any] | None = None,
-    if_match: int | None = None,
+    if_match: float | None = None,
 ) -> Route:
     """Check and map a typed operation; fields a type does not use are errors (400).
 
-    ``data`` is ``msgspec.UNSET`` when absent. Error paths are the typed field names
-    (``id``, ``data``, ``query``, ``options.limit``, ``if_match``).
+    ``data`` and ``record_id`` are ``msgspec.UNSET`` when absent; an explicit ``"id":
+    null`` is an error (omit the id to have one generated). Error paths are the typed
+    field names (``id``, ``data``, ``query``, ``options.limit``, ``if_match``).
     """
+    if record_id is None:
+        raise InvalidRequestError(
+            "id must be a string; omit it to have one generated", details={"path": "id"}
+        )
+    if record_id is _UNSET:
+        record_id = None
+    assert record_id is None or isinstance(record_id, str)
     if type in _RECORD_ID_TYPES:
         if record_id is None:
             raise InvalidRequestError(f"{type} needs the record id", details={"path": "id"})
@@ -213,11 +244,16 @@ def route_typed(
             raise InvalidRequestError(
                 "if_match applies to update, replace and delete", details={"path": "if_match"}
             )
-        if if_match < 0:
+        version = whole_number(if_match)  # 3.0 is 3 (JSON has one number type)
+        # Bounded like every version: one past 64 bits was echoed in the 409's details,
+        # which the JSON encoder cannot write (a 500).
+        if version is None or not 0 <= version <= INT64_MAX:
             raise InvalidRequestError(
-                "if_match must be a version number >= 0", details={"path": "if_match"}
+                f"if_match must be a version number from 0 to {INT64_MAX}",
+                details={"path": "if_match"},
             )
-    if not options and type in ("create", "read", "update", "replace"):
+        if_match = version
+    if not options and type in ("create", "read", "update", "replace", "restore"):
         # The common case: nothing optional to check or convert.
         return Route(
             type,
@@ -240,6 +276,9 @@ def route_typed(
     params: dict[str, Any] = {}
     if type == "delete":
         params = {"hard": _hard(opts.get("hard"), "options.hard")}
+    elif type == "read":
+        if _flag(opts.get("include_deleted"), "options.include_deleted", "include_deleted"):
+            params = {"include_deleted": True}
     elif type in ("list", "search"):
         params = {
             "filters": _filters(opts.get("filters"), "options.filters"),
@@ -303,6 +342,8 @@ def _match(method: str, path: str, tail: list[str]) -> OpType:
         by_method: dict[str, OpType] = {"GET": "list", "POST": "create"}
     elif len(tail) == 2 and tail[0] == "records":
         by_method = {"GET": "read", "PATCH": "update", "PUT": "replace", "DELETE": "delete"}
+    elif len(tail) == 3 and tail[0] == "records" and tail[2] == "restore":
+        by_method = {"POST": "restore"}
     elif tail == ["search"]:
         by_method = {"POST": "search"}
     else:
@@ -406,13 +447,14 @@ def _no_body(body: Any, op_type: str) -> None:
 def _limit(value: Any, path: str) -> int:
     if value is None:
         return DEFAULT_LIMIT
-    # bool is an int subclass; "limit": true is a mistake, not 1.
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+    # "limit": true is a mistake, not 1; 20.0 is 20 (JSON has one number type).
+    size = whole_number(value)
+    if size is None or not 1 <= size <= MAX_LIMIT:
         raise InvalidRequestError(
             f"limit must be an integer from 1 to {MAX_LIMIT}, got {value!r}",
             details={"path": path},
         )
-    return value
+    return size
 
 
 def _filters(value: Any, path: str) -> dict[str, Any]:
@@ -426,10 +468,14 @@ def _filters(value: Any, path: str) -> dict[str, Any]:
 
 
 def _hard(value: Any, path: str) -> bool:
+    return _flag(value, path, "hard")
+
+
+def _flag(value: Any, path: str, name: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
         raise InvalidRequestError(
-            f"hard must be true or false, got {value!r}", details={"path": path}
+            f"{name} must be true or false, got {value!r}", details={"path": path}
         )
     return value

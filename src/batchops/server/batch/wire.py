@@ -21,17 +21,25 @@ itself), so a client can point at the offending field.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal, TypeAlias
 
 import msgspec
 
-from batchops._exceptions import BatchTooLargeError, InvalidBatchRequestError
+from batchops._exceptions import (
+    BatchTooLargeError,
+    InvalidBatchRequestError,
+    InvalidRequestError,
+)
+from batchops.server.batch.refs import NAME_RE
+from batchops.server.limits import MAX_JSON_DEPTH, too_deep_path
 
 __all__ = [
     "DEFAULT_MAX_OPERATIONS",
     "REST_METHODS",
     "TYPED_TYPES",
     "BatchRequest",
+    "MalformedOperation",
     "WireOperation",
     "WireOptions",
     "check_operation_count",
@@ -42,10 +50,14 @@ __all__ = [
 DEFAULT_MAX_OPERATIONS: Final = 1000
 
 Method: TypeAlias = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
-TypedType: TypeAlias = Literal["create", "read", "update", "replace", "delete", "search", "list"]
+TypedType: TypeAlias = Literal[
+    "create", "read", "update", "replace", "delete", "restore", "search", "list"
+]
 
 REST_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-TYPED_TYPES: Final = frozenset({"create", "read", "update", "replace", "delete", "search", "list"})
+TYPED_TYPES: Final = frozenset(
+    {"create", "read", "update", "replace", "delete", "restore", "search", "list"}
+)
 
 
 class WireOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -57,11 +69,17 @@ class WireOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit
 
     atomic: bool = False
     continue_on_error: bool | msgspec.UnsetType = msgspec.UNSET
-    parallel: Annotated[int, msgspec.Meta(ge=1)] = 1
-    timeout_ms: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    # Counts may come as whole floats (2.0 is the integer 2: JSON has one number type);
+    # the planner makes them ints and refuses a fractional one.
+    parallel: Annotated[int, msgspec.Meta(ge=1)] | Annotated[float, msgspec.Meta(ge=1)] = 1
+    timeout_ms: Annotated[int, msgspec.Meta(gt=0)] | Annotated[float, msgspec.Meta(gt=0)] | None = (
+        None
+    )
     suppress_success: bool = False
     validate_only: bool = False
-    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
+    max_retries: (
+        Annotated[int, msgspec.Meta(ge=0, le=10)] | Annotated[float, msgspec.Meta(ge=0, le=10)]
+    ) = 0
 
 
 class WireOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -73,8 +91,8 @@ class WireOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, om
     the same errors as the equivalent REST body or query string.
     """
 
-    # shared
-    id: str | None = None
+    # shared (UNSET when absent: a typed create's explicit ``"id": null`` is an error)
+    id: str | msgspec.UnsetType | None = msgspec.UNSET
     depends_on: list[str] | None = None
     atomicity_group: str | None = None
     # REST dialect
@@ -89,7 +107,7 @@ class WireOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, om
     query: str | None = None
     options: dict[str, Any] | None = None
     ref: str | None = None
-    if_match: int | None = None
+    if_match: int | float | None = None  # a whole float is the version (see WireOptions)
 
     @property
     def is_rest(self) -> bool:
@@ -99,24 +117,49 @@ class WireOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, om
     @property
     def name(self) -> str | None:
         """The operation's name: REST ``id`` or typed ``ref``."""
-        return self.id if self.method is not None else self.ref
+        if self.method is None:
+            return self.ref
+        return self.id if isinstance(self.id, str) else None
 
 
-class BatchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """The whole request body: ``{"operations": [...], "options"?: {...},
-    "notification_webhook"?: {...}}``.
+class _Envelope(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The request body around the operations, which are decoded one by one (see
+    :func:`decode_batch`): ``{"operations": [...], "options"?: {...},
+    "notification_webhook"?: {...}}``."""
+
+    operations: list[msgspec.Raw]
+    options: WireOptions = msgspec.field(default_factory=WireOptions)
+    notification_webhook: Any = None
+
+
+@dataclass(slots=True)
+class MalformedOperation:
+    """An operation that does not fit the wire model (a typo'd field, a wrong type, both
+    dialects or neither): its own 400, naming the path of the fault. ``name`` is its name
+    if one could still be read, so that operations depending on it answer 424."""
+
+    error: InvalidRequestError
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class BatchRequest:
+    """The decoded request body. ``operations[i]`` is a :class:`WireOperation`, or a
+    :class:`MalformedOperation` in a non-atomic batch (an atomic batch with one is
+    rejected whole).
 
     ``notification_webhook`` is left undecoded (``Any``; ``null`` is the same as absent) and
     checked by :func:`batchops.server.jobs.webhooks.parse_webhook_spec` when the batch is
     queued as a job, so its errors are those of every other ``notification_webhook``.
     """
 
-    operations: list[WireOperation]
-    options: WireOptions = msgspec.field(default_factory=WireOptions)
+    operations: list[WireOperation | MalformedOperation]
+    options: WireOptions = field(default_factory=WireOptions)
     notification_webhook: Any = None
 
 
-_DECODER: Final = msgspec.json.Decoder(BatchRequest)
+_DECODER: Final = msgspec.json.Decoder(_Envelope)
+_OPERATION: Final = msgspec.json.Decoder(WireOperation)
 
 # msgspec ends its messages with "- at `$.operations[3].method`"; the field named in
 # "unknown field `x`" / "missing required field `x`" is one level below that location.
@@ -159,13 +202,23 @@ def check_operation_count(actual: int, max_operations: int) -> None:
 def decode_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -> BatchRequest:
     """Decode and check the shape of a batch body; every fault is a 400 naming its JSON path.
 
-    Raises :class:`InvalidBatchRequestError` for bodies that are not JSON, do not match the
-    wire model, or hold an operation using both or neither dialect (or a field of the other
-    dialect), and the errors of :func:`check_operation_count` (checked before the
-    per-operation checks, so an oversized batch gets its 413 first).
+    Raises :class:`InvalidBatchRequestError` for bodies that are not JSON or not a batch
+    (no ``operations`` list, an unknown top-level key or option), and the errors of
+    :func:`check_operation_count` (checked before any operation is looked at, so an
+    oversized batch gets its 413 first).
+
+    An operation that does not fit the wire model — an unknown or mistyped field, both
+    dialects or neither, a field of the other dialect — fails alone in a non-atomic batch
+    (a :class:`MalformedOperation` in its place; the others run), and rejects an atomic
+    batch whole: one typo must not cost a thousand neighbours their run.
     """
     try:
-        request = _DECODER.decode(body)
+        envelope = _DECODER.decode(body)
+    except RecursionError:
+        raise InvalidBatchRequestError(
+            f"the body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels",
+            details={"path": too_deep_path(body) or "", "limit": MAX_JSON_DEPTH},
+        ) from None
     except msgspec.ValidationError as exc:
         raise _validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
@@ -176,13 +229,65 @@ def decode_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -
         raise InvalidBatchRequestError(
             f"the body is not valid JSON: {message}", details=details
         ) from None
-    check_operation_count(len(request.operations), max_operations)
-    for index, op in enumerate(request.operations):
-        _check_dialect(index, op)
-    return request
+    check_operation_count(len(envelope.operations), max_operations)
+    operations: list[WireOperation | MalformedOperation] = []
+    for index, raw in enumerate(envelope.operations):
+        try:
+            operation = _decode_operation(index, raw)
+        except InvalidBatchRequestError as exc:
+            if envelope.options.atomic:
+                raise
+            error = InvalidRequestError(exc.message, details=exc.details)
+            operations.append(MalformedOperation(error, _lenient_name(raw)))
+            continue
+        operations.append(operation)
+    return BatchRequest(operations, envelope.options, envelope.notification_webhook)
 
 
-def _validation_error(message: str) -> InvalidBatchRequestError:
+def _decode_operation(index: int, raw: msgspec.Raw) -> WireOperation:
+    try:
+        operation = _OPERATION.decode(raw)
+    except RecursionError:
+        raise InvalidBatchRequestError(
+            f"operation {index} nests objects and arrays deeper than {MAX_JSON_DEPTH} levels",
+            details={
+                "path": _join(op_path(index), too_deep_path(bytes(raw)) or ""),
+                "limit": MAX_JSON_DEPTH,
+            },
+        ) from None
+    except msgspec.ValidationError as exc:
+        raise _validation_error(str(exc), prefix=op_path(index)) from None
+    except msgspec.DecodeError as exc:
+        # The envelope passes each operation through as raw JSON without decoding its
+        # strings, so text that is not UTF-8 inside one is found only here.
+        raise InvalidBatchRequestError(
+            f"operation {index} is not valid JSON: {exc}",
+            details={"path": op_path(index), "index": index},
+        ) from None
+    _check_dialect(index, operation)
+    return operation
+
+
+def _lenient_name(raw: msgspec.Raw) -> str | None:
+    """The name a malformed operation gives itself (REST ``id``, typed ``ref``), if it is
+    readable and valid; None otherwise."""
+    try:
+        value = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    name = value.get("id") if "method" in value else value.get("ref")
+    return name if isinstance(name, str) and NAME_RE.fullmatch(name) else None
+
+
+def _join(prefix: str, path: str) -> str:
+    if not path:
+        return prefix
+    return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"
+
+
+def _validation_error(message: str, prefix: str = "") -> InvalidBatchRequestError:
     path = ""
     text = message
     if match := _AT_RE.search(message):
@@ -190,6 +295,8 @@ def _validation_error(message: str) -> InvalidBatchRequestError:
         text = message[: match.start()]
     if field := _FIELD_RE.search(text):
         path = f"{path}.{field['field']}" if path else field["field"]
+    if prefix:
+        path = _join(prefix, path)
     hint = _OPTION_HINTS.get(path)
     where = path or "the body"
     return InvalidBatchRequestError(

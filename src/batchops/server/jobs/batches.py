@@ -35,6 +35,7 @@ from batchops.server.batch.executor import (
     options_deadline,
     run_plan,
 )
+from batchops.server.batch.idempotency import Claim
 from batchops.server.batch.model import BatchPlan
 from batchops.server.batch.planner import plan_batch
 from batchops.server.batch.response import batch_payload, batch_status
@@ -112,7 +113,7 @@ async def submit_batch(
     body: bytes,
     plan: BatchPlan,
     batch_id: str,
-    idempotency_key: str | None,
+    claim: Claim | None,
     headers: dict[str, str],
     hook: WebhookSpec | None = None,
 ) -> Response:
@@ -137,14 +138,18 @@ async def submit_batch(
     stored = body if hook is None else _without_webhook(body)
 
     def submit(tx: Tx) -> None:
+        if claim is not None:
+            claim.hold(tx)
         tx.insert_job(job)
         if hook is not None:
             tx.insert_webhook(job_webhook_row(hook, job))
         tx.insert_job_results(job.id, [(0, stored)])
-        if idempotency_key is not None:
-            tx.idempotency_finish(caller.tenant, idempotency_key, 202, answer)
+        if claim is not None:
+            claim.finish(tx, 202, answer)
 
     await svc.store.run(submit, retries=3)
+    if claim is not None:
+        claim.settled = True
     if svc.jobs is not None:
         svc.jobs.wake()
     return Response(

@@ -34,8 +34,14 @@ from batchops.server.jobs.webhooks import (
     job_webhook_row,
     parse_notification_webhook_field,
 )
+from batchops.server.limits import INT64_MAX, whole_number
 from batchops.server.records import operations
-from batchops.server.records.schemas import validate_collection, validate_data, validate_filters
+from batchops.server.records.schemas import (
+    encode_data,
+    validate_collection,
+    validate_data,
+    validate_filters,
+)
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
 if TYPE_CHECKING:
@@ -113,10 +119,11 @@ def _bool(body: dict[str, Any], name: str, default: bool) -> bool:
 
 
 def _int(body: dict[str, Any], name: str, low: int, high: int | None) -> int | None:
-    value = body.get(name)
-    if value is None:
+    raw = body.get(name)
+    if raw is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    value = whole_number(raw)  # 100.0 is 100 (JSON has one number type)
+    if value is None or value < low:
         bound = f"from {low} to {high}" if high is not None else f">= {low}"
         raise ValidationError(f"{name!r} must be an integer {bound}", details={"path": name})
     if high is not None and value > high:
@@ -193,6 +200,10 @@ def parse_request(
                 "'update' must be a JSON object (an RFC 7386 merge patch)",
                 details={"path": "update"},
             ) from exc
+        # What the records API refuses (a NUL, an integer past 64 bits, nesting past 128
+        # levels) is a 422 now, naming the value: a job would store the patch and crash
+        # on it (INTERNAL_ERROR), or fail to store it (a 500 past 64 bits).
+        encode_data(update, path="update")
     options = BulkOptions(
         operation=operation,
         filter=filters,
@@ -200,7 +211,7 @@ def parse_request(
         by_ids=ids is not None,
         soft=_bool(body, "soft", True),
         dry_run=_bool(body, "dry_run", False),
-        limit=_int(body, "limit", 1, None),
+        limit=_int(body, "limit", 1, INT64_MAX),
         chunk_size=_int(body, "chunk_size", 1, MAX_CHUNK_SIZE) or DEFAULT_CHUNK_SIZE,
     )
     # Kept out of BulkOptions: those are stored in jobs.options and shown back, and the
@@ -360,7 +371,20 @@ def _chunk(
     else:
         changed, missing = _apply(tx, job.tenant, job.collection, options, limit=size, after=after)
         covered = changed
-        done = len(changed) < size or size == 0
+        done = size == 0 or (
+            len(changed) < size
+            # Rows are locked as they are read, and one changed meanwhile so that it no
+            # longer matches is left out: a short chunk ends the job only if nothing
+            # matching is left after it.
+            and not operations.matching_ids(
+                tx,
+                job.tenant,
+                job.collection,
+                filters=options.filter,
+                after_id=changed[-1] if changed else after,
+                limit=1,
+            )
+        )
     if remaining is not None and len(changed) >= remaining:
         done = True
     seq = job.checkpoint + 1

@@ -23,46 +23,49 @@ from batchops.server.jobs.bulk import (
     submit_bulk,
 )
 from batchops.server.jobs.schemas import TERMINAL_STATES, job_body, job_not_found
-from batchops.server.jobs.webhooks import NOTIFICATION_WEBHOOK_SCHEMA, check_notification_target
+from batchops.server.jobs.webhooks import check_notification_target
+from batchops.server.openapi import (
+    AUTH,
+    BODY,
+    JOB_LINKS,
+    LOCATION,
+    STORE,
+    json_answer,
+    json_body,
+    param,
+    ref,
+    responses,
+)
+from batchops.server.records.schemas import is_id
 from batchops.store.base import JobRow, Tx
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["jobs"])
 
-_SCALAR = {"type": ["string", "number", "boolean", "null"]}
-_FILTER = {"type": "object", "additionalProperties": _SCALAR}
-_COMMON = {
-    "collection": {"type": "string"},
-    "filter": _FILTER,
-    "dry_run": {"type": "boolean", "default": False},
-    "limit": {"type": "integer", "minimum": 1},
-    "chunk_size": {"type": "integer", "minimum": 1, "maximum": 10_000, "default": 1000},
-    "notification_webhook": {
-        **NOTIFICATION_WEBHOOK_SCHEMA,
-        "description": "Called when the job ends (see docs/jobs.md#webhooks). Given, the "
-        "request always runs as a job (202), however few records it selects.",
-    },
-}
+
+def _doc(schema: str, example: dict[str, Any]) -> dict[str, Any]:
+    return json_body(ref(schema), example=example)
 
 
-def _doc(properties: dict[str, Any], example: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": properties,
-                        "required": ["collection"],
-                        "additionalProperties": False,
-                    },
-                    "example": example,
-                }
-            },
-        }
-    }
+def _answers(done: str) -> dict[int | str, dict[str, Any]]:
+    return responses(
+        {
+            200: json_answer(ref("BulkResult"), f"Few enough matches: {done} at once."),
+            202: json_answer(
+                ref("Job"),
+                "More matches than the server handles inline, or a notification_webhook: "
+                "a job (its results at /v1/jobs/{id}/results).",
+                LOCATION,
+                JOB_LINKS,
+            ),
+        },
+        (*AUTH, *STORE, *BODY, 422),
+        notes={
+            422: "A bad value (details.path names it): an invalid collection name or "
+            "filter, a non-object update, a notification_webhook target not allowed."
+        },
+    )
 
 
 async def _bulk(operation: Operation, request: Request, caller: Any, svc: Any) -> Response:
@@ -91,9 +94,10 @@ async def _bulk(operation: Operation, request: Request, caller: Any, svc: Any) -
     "/v1/bulk/update",
     summary="Merge-patch every live record matching a filter (inline when small, else a job)",
     openapi_extra=_doc(
-        {**_COMMON, "update": {"type": "object"}},
+        "BulkUpdateRequest",
         {"collection": "people", "filter": {"status": "draft"}, "update": {"archived": True}},
     ),
+    responses=_answers("updated"),
 )
 async def bulk_update(request: Request, caller: CallerDep, svc: ServicesDep) -> Response:
     """``{collection, filter, update, dry_run?, limit?, chunk_size?, notification_webhook?}``:
@@ -107,11 +111,7 @@ async def bulk_update(request: Request, caller: CallerDep, svc: ServicesDep) -> 
     "/v1/bulk/delete",
     summary="Delete live records by filter or ids (inline when small, else a job)",
     openapi_extra=_doc(
-        {
-            **_COMMON,
-            "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 10_000},
-            "soft": {"type": "boolean", "default": True},
-        },
+        "BulkDeleteRequest",
         {
             "collection": "people",
             "filter": {"status": "draft"},
@@ -123,6 +123,7 @@ async def bulk_update(request: Request, caller: CallerDep, svc: ServicesDep) -> 
             },
         },
     ),
+    responses=_answers("deleted"),
 )
 async def bulk_delete(request: Request, caller: CallerDep, svc: ServicesDep) -> Response:
     """``{collection, filter | ids, soft?, dry_run?, limit?, chunk_size?,
@@ -152,11 +153,44 @@ def _no_results(job: JobRow) -> ConflictError:
     )
 
 
-@router.get("/v1/jobs/{job_id}/results", summary="What a finished batch or bulk job did")
+@router.get(
+    "/v1/jobs/{job_id}/results",
+    summary="What a finished batch or bulk job did",
+    openapi_extra={"parameters": [param("job_id")]},
+    responses=responses(
+        {
+            200: json_answer(
+                {"anyOf": [ref("BatchResponse"), ref("BulkResult")]},
+                "A batch job: the answer the synchronous POST /v1/batch would have given "
+                "(its status in Batch-Status). A bulk job: the inline answer's shape.",
+                {
+                    "Batch-Status": {
+                        "description": "A batch job: the status of its answer (200, 207, "
+                        "or an atomic batch's failing status).",
+                        "schema": {"type": "integer"},
+                    },
+                    "X-Batch-Id": {
+                        "description": "A batch job: its batch id.",
+                        "schema": {"type": "string"},
+                    },
+                },
+            )
+        },
+        (*AUTH, *STORE, 404, 409),
+        notes={
+            404: "No job with this id for this tenant (JOB_NOT_FOUND).",
+            409: "The job has not finished (JOB_NOT_FINISHED, with Retry-After), or has no "
+            "results: an import, a batch cancelled before it ran (NO_RESULTS).",
+        },
+    ),
+)
 async def job_results(job_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
     """A ``batch`` job: the JSON the synchronous ``POST /v1/batch`` would have answered
     (its status in ``Batch-Status``). A bulk job: the inline answer's shape, streamed.
     409 ``JOB_NOT_FINISHED`` (with ``Retry-After``) while the job is queued or running."""
+
+    if not is_id(job_id):
+        raise job_not_found(job_id)
 
     def fetch(tx: Tx) -> tuple[JobRow | None, bytes | None]:
         job = tx.get_job(job_id, tenant=caller.tenant)

@@ -47,13 +47,30 @@ from batchops.server.jobs.webhooks import (
     job_webhook_row,
     parse_notification_webhook,
 )
+from batchops.server.openapi import (
+    AUTH,
+    BODY,
+    JOB_LINKS,
+    LOCATION,
+    STORE,
+    import_parameters,
+    json_answer,
+    param,
+    ref,
+    responses,
+)
 from batchops.server.records import operations
-from batchops.server.records.schemas import validate_collection
+from batchops.server.records.schemas import is_id, validate_collection
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["jobs"])
+
+_ALWAYS = (*AUTH, *STORE)
+_JOB = ref("Job")
+_NO_JOB = {404: "No job with this id for this tenant (JOB_NOT_FOUND)."}
+_JOB_PATH = {"parameters": [param("job_id")]}
 
 _MEDIA_FORMATS = {
     "text/csv": "csv",
@@ -188,6 +205,22 @@ async def _check_file(path: Path, options: ImportOptions) -> None:
     "/v1/imports",
     status_code=202,
     summary="Upload a CSV / NDJSON / JSON file and import it as a background job",
+    openapi_extra=import_parameters(),
+    responses=responses(
+        {202: json_answer(_JOB, "The queued import job.", LOCATION, JOB_LINKS)},
+        (*_ALWAYS, *BODY, 422),
+        notes={
+            400: "An empty file (EMPTY_UPLOAD), a JSON file that is not an array "
+            "(INVALID_JSON), a CSV header that cannot be read (INVALID_CSV), a malformed "
+            "multipart body (INVALID_MULTIPART), an option given twice differently "
+            "(CONFLICTING_OPTION), a bad gzip body.",
+            413: "The file is larger than the server's upload limit (UPLOAD_TOO_LARGE) or "
+            "inflates too much (INFLATION_RATIO_EXCEEDED).",
+            415: "The format cannot be told from format=, the media type or the file name.",
+            422: "A bad option (details.path names it), mapped columns missing from the CSV "
+            "header, or a notification_webhook target that is not allowed.",
+        },
+    ),
 )
 async def create_import(
     request: Request,
@@ -280,7 +313,22 @@ def _fields(options: ImportOptions) -> dict[str, Any]:
     return {name: getattr(options, name) for name in ImportOptions.__slots__}
 
 
-@router.get("/v1/jobs", summary="The caller's jobs, newest first")
+@router.get(
+    "/v1/jobs",
+    summary="The caller's jobs, newest first",
+    openapi_extra={
+        "parameters": [
+            param("state", **{"in": "query"}, schema={"type": "string", "enum": list(JOB_STATES)}),
+            param("type", **{"in": "query"}, schema={"type": "string", "enum": list(JOB_TYPES)}),
+            param("limit"),
+        ]
+    },
+    responses=responses(
+        {200: json_answer(ref("JobList"), "The jobs.")},
+        (*_ALWAYS, 400, 422),
+        notes={422: "An unknown state or type, or a limit out of range."},
+    ),
+)
 async def list_jobs(
     caller: CallerDep,
     svc: ServicesDep,
@@ -306,22 +354,42 @@ async def list_jobs(
 
 
 async def _job(svc: Any, tenant: str, job_id: str) -> JobRow:
+    if not is_id(job_id):
+        raise job_not_found(job_id)
     job: JobRow | None = await svc.store.run(lambda tx: tx.get_job(job_id, tenant=tenant))
     if job is None:
         raise job_not_found(job_id)
     return job
 
 
-@router.get("/v1/jobs/{job_id}", summary="A job's state and progress")
+@router.get(
+    "/v1/jobs/{job_id}",
+    summary="A job's state and progress",
+    openapi_extra=_JOB_PATH,
+    responses=responses({200: json_answer(_JOB, "The job.")}, (*_ALWAYS, 404), notes=_NO_JOB),
+)
 async def get_job(job_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
     """State, counters, percentage and ETA."""
     return JSONResponse(job_body(await _job(svc, caller.tenant, job_id)))
 
 
-@router.post("/v1/jobs/{job_id}/cancel", summary="Stop a job at its next chunk boundary")
+@router.post(
+    "/v1/jobs/{job_id}/cancel",
+    status_code=202,
+    summary="Stop a job at its next chunk boundary",
+    openapi_extra=_JOB_PATH,
+    responses=responses(
+        {202: json_answer(_JOB, "The job: cancelled, or to stop at its next chunk.")},
+        (*_ALWAYS, 404, 409),
+        notes={**_NO_JOB, 409: "The job has finished (JOB_FINISHED)."},
+    ),
+)
 async def cancel_job(job_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
     """A queued job is cancelled at once; a running one stops before its next chunk
     (chunks already committed stay). 409 if the job has finished."""
+
+    if not is_id(job_id):
+        raise job_not_found(job_id)
 
     def cancel(tx: Tx) -> JobRow:
         job = tx.get_job(job_id, tenant=caller.tenant, for_update=True)
@@ -355,6 +423,31 @@ async def cancel_job(job_id: str, caller: CallerDep, svc: ServicesDep) -> Respon
 @router.get(
     "/v1/jobs/{job_id}/failures",
     summary="The rows a job could not apply, as NDJSON (default) or CSV",
+    response_class=StreamingResponse,
+    openapi_extra={
+        "parameters": [
+            param("job_id"),
+            param(
+                "format",
+                **{"in": "query"},
+                schema={"type": "string", "enum": ["ndjson", "csv"], "default": "ndjson"},
+            ),
+        ]
+    },
+    responses=responses(
+        {
+            200: {
+                "description": "The failed rows, in row order: one JSON object per line "
+                "(JobFailure), or CSV with the columns row,code,message,input.",
+                "content": {
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            }
+        },
+        (*_ALWAYS, 404, 422),
+        notes={**_NO_JOB, 422: "format is neither ndjson nor csv."},
+    ),
 )
 async def job_failures(
     job_id: str, caller: CallerDep, svc: ServicesDep, format: str = "ndjson"
@@ -402,7 +495,34 @@ async def job_failures(
     return StreamingResponse(lines(), media_type=media)
 
 
-@router.get("/v1/jobs/{job_id}/events", summary="Live progress as Server-Sent Events")
+@router.get(
+    "/v1/jobs/{job_id}/events",
+    summary="Live progress as Server-Sent Events",
+    response_class=EventSourceResponse,
+    openapi_extra={
+        "parameters": [
+            param("job_id"),
+            param(
+                "Last-Event-ID",
+                **{"in": "header"},
+                description="Resume after this event (a job revision).",
+                schema={"type": "string"},
+            ),
+        ]
+    },
+    responses=responses(
+        {
+            200: {
+                "description": "`progress` events, then one `complete` or `error`; each "
+                "event's `id` is the job's revision and its `data` the job (the shape of "
+                "GET /v1/jobs/{id}).",
+                "content": {"text/event-stream": {"schema": ref("JobEvent")}},
+            }
+        },
+        (*_ALWAYS, 404),
+        notes=_NO_JOB,
+    ),
+)
 async def job_events_stream(
     job_id: str,
     caller: CallerDep,

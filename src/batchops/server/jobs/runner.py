@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import logging
 import os
 import secrets
@@ -34,16 +35,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchops._exceptions import APIError
+from batchops._exceptions import APIError, StoreError
 from batchops.server.jobs.batches import run_batch_job
 from batchops.server.jobs.bulk import run_bulk_job
 from batchops.server.jobs.imports import (
     InputError,
     RowError,
     SourceRow,
-    convert_rows,
+    checked_rows,
     csv_header,
+    failure_text,
     input_text,
+    key_text,
+    missing_key,
     read_rows,
     scan_rows,
     take_rows,
@@ -187,6 +191,12 @@ class JobRunner:
             await _RUNNERS[job.type](self, job)
         except (_Stop, asyncio.CancelledError):
             return
+        except StoreError as exc:
+            # Classified once by the store: the job says what the database refused, never
+            # an INTERNAL_ERROR for what its input caused.
+            log.warning("job %s failed: %s", job.id, exc)
+            error = exc.to_api_error()
+            await self._finish(job.id, "failed", {"code": error.code, "message": error.message})
         except Exception as exc:
             log.exception("job %s failed", job.id)
             await self._finish(
@@ -256,7 +266,13 @@ async def _run_import(runner: JobRunner, job: JobRow) -> None:
             j.started_at = operations.now_iso()
 
         job = await runner._update(job.id, started)
-    header = await asyncio.to_thread(csv_header, path) if options.format == "csv" else []
+    try:
+        header = await asyncio.to_thread(csv_header, path) if options.format == "csv" else []
+    except (csv.Error, UnicodeDecodeError) as exc:  # refused at upload; a job queued before
+        await runner._finish(
+            job.id, "failed", {"code": "INVALID_CSV", "message": f"the CSV header: {exc}"}
+        )
+        return
     # Plain creates are prepared in a worker process (see batchops.server.jobs.prepare),
     # started now so that its start-up (~0.3 s) overlaps the first pass.
     preparer = (
@@ -294,20 +310,26 @@ async def _run_import(runner: JobRunner, job: JobRow) -> None:
 def _convert_chunk(
     chunk: list[SourceRow], options: ImportOptions, header: list[str]
 ) -> list[dict[str, Any] | RowError]:
-    return convert_rows(chunk, options.format, header, options.mapping)
+    """Each row's data, or the RowError it fails with: conversion, the record rule and the
+    upsert key (so that a key the store could not look up never reaches it), as in the
+    strict first pass and in the worker process."""
+    return checked_rows(chunk, options.format, header, options.mapping, options.upsert_key)
 
 
 def _failure(
     job_id: str, row: SourceRow, options: ImportOptions, code: str, message: str
 ) -> JobFailureRow:
-    return JobFailureRow(job_id, row.number, input_text(row, options.format), code, message)
+    return JobFailureRow(
+        job_id, row.number, input_text(row, options.format), code, failure_text(message)
+    )
 
 
 async def _first_pass(
     runner: JobRunner, job: JobRow, options: ImportOptions, path: Path, header: list[str]
 ) -> JobRow:
     """Count the rows (the job's ``total``); with strict validation, also check every row
-    and fail the job — before anything is written — if any is bad."""
+    (conversion, the record rule, the upsert key: every failure the import would record
+    but a write conflict) and fail the job — before anything is written — if any is bad."""
     strict = options.validation == "strict"
     if strict:
 
@@ -316,7 +338,13 @@ async def _first_pass(
 
         await runner._update(job.id, forget)
     scan = scan_rows(
-        path, options.format, header, options.mapping, size=options.chunk_size, check=strict
+        path,
+        options.format,
+        header,
+        options.mapping,
+        size=options.chunk_size,
+        check=strict,
+        upsert_key=options.upsert_key,
     )
     total = bad = 0
     while True:
@@ -469,15 +497,11 @@ def _apply_chunk(
             failures.append(_failure(job_id, row, options, outcome.code, outcome.message))
         else:
             good.append((row, outcome))
-    if not options.dry_run and good:
+    if not options.dry_run and good:  # (a dry run's rows were all checked by _convert_chunk)
         if options.upsert_key is None:
             _create(tx, job, good, options, failures)
         else:
             _upsert(tx, job, good, options, failures)
-    elif options.dry_run and options.upsert_key is not None:
-        for row, data in good:
-            if _key_text(data, options.upsert_key) is None:
-                failures.append(_missing_key(job_id, row, options))
     failures.sort(key=lambda f: f.row_number)
     return _advance(tx, job, len(chunk), chunk[-1].number, failures)
 
@@ -536,27 +560,10 @@ def _create(
         failures.append(_failure(job.id, good[position][0], options, problem.code, problem.message))
 
 
-def _key_text(data: dict[str, Any], path: str) -> str | None:
-    value: Any = data
-    for name in path.split("."):
-        if not isinstance(value, dict) or name not in value:
-            return None
-        value = value[name]
-    if value is None or isinstance(value, dict | list):
-        return None
-    if isinstance(value, bool):
-        return "1" if value else "0"  # SQLite's text of JSON true/false
-    return str(value)
-
-
 def _missing_key(job_id: str, row: SourceRow, options: ImportOptions) -> JobFailureRow:
-    return _failure(
-        job_id,
-        row,
-        options,
-        "MISSING_UPSERT_KEY",
-        f"the row has no scalar value for the upsert key {options.upsert_key!r}",
-    )
+    assert options.upsert_key is not None
+    error = missing_key(options.upsert_key)
+    return _failure(job_id, row, options, error.code, error.message)
 
 
 def _upsert(
@@ -567,12 +574,20 @@ def _upsert(
     failures: list[JobFailureRow],
 ) -> None:
     """Replace the records whose upsert key matches, create the rest. A key repeated
-    within the chunk starts a new segment, so its later row replaces the earlier one."""
+    within the chunk starts a new segment, so its later row replaces the earlier one.
+
+    The chunk holds a transaction lock on (tenant, collection, key field) first: between
+    a lookup that finds no record and the create, a concurrent upsert of the same key
+    would otherwise create it too (a key created twice). Upserts into one collection on
+    one key therefore commit one chunk at a time (PostgreSQL; SQLite's writer does anyway).
+    """
     assert job.collection is not None
     assert options.upsert_key is not None
+    # (A name shared by accident would only serialise more: "|" needs no escaping.)
+    tx.lock(f"upsert|{job.tenant}|{job.collection}|{options.upsert_key}")
     segment: list[tuple[SourceRow, dict[str, Any], str]] = []
     for row, data in good:
-        key = _key_text(data, options.upsert_key)
+        key = key_text(data, options.upsert_key)
         if key is None:
             failures.append(_missing_key(job.id, row, options))
             continue

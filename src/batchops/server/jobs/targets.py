@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from urllib.parse import SplitResult, urlsplit
 
@@ -34,9 +35,46 @@ from aiohttp.resolver import ThreadedResolver
 
 from batchops._exceptions import ValidationError
 
-__all__ = ["MAX_URL_LENGTH", "PublicResolver", "check_target", "is_public", "parse_target"]
+__all__ = [
+    "MAX_URL_LENGTH",
+    "URL_PATTERN",
+    "PublicResolver",
+    "check_target",
+    "is_public",
+    "parse_target",
+]
 
 MAX_URL_LENGTH = 2048
+
+
+def _ipv6_pattern() -> str:
+    # RFC 3986 §3.2.2 IPv6address, every form of which ipaddress.IPv6Address takes.
+    h16 = "[0-9A-Fa-f]{1,4}"
+    octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+    ls32 = f"(?:{h16}:{h16}|{octet}(?:\\.{octet}){{3}})"
+    forms = [f"(?:{h16}:){{6}}{ls32}", f"::(?:{h16}:){{5}}{ls32}"]
+    forms += [f"(?:{h16})?::(?:{h16}:){{4}}{ls32}"]
+    forms += [f"(?:(?:{h16}:){{0,{n}}}{h16})?::(?:{h16}:){{{3 - n}}}{ls32}" for n in (1, 2)]
+    forms += [f"(?:(?:{h16}:){{0,3}}{h16})?::{h16}:{ls32}"]
+    forms += [f"(?:(?:{h16}:){{0,4}}{h16})?::{ls32}"]
+    forms += [f"(?:(?:{h16}:){{0,5}}{h16})?::{h16}", f"(?:(?:{h16}:){{0,6}}{h16})?::"]
+    return "|".join(forms)
+
+
+_LABEL = "[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+URL_PATTERN = (
+    "[Hh][Tt][Tt][Pp][Ss]?://"
+    "(?:[A-Za-z0-9._~!$&'()*+,;=:%-]*@)?"
+    f"(?:{_LABEL}(?:\\.{_LABEL})*\\.?|\\[(?:{_ipv6_pattern()})\\])"
+    "(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?"
+    "(?:[/?#][!-~]*)?"
+)
+"""A webhook URL, whole (``re.fullmatch``; the OpenAPI document states it too): http(s),
+optional user info, a host name (ASCII labels of 1-63 letters, digits, ``_`` and ``-``;
+IDN names as ``xn--``) or a bracketed IPv6 address, an optional port (0-65535), then any
+printable ASCII. What ``urlsplit`` lets through beyond this (spaces, control characters,
+``*`` in a host) is refused whether or not private targets are allowed."""
+_URL_RE = re.compile(URL_PATTERN)
 _RESOLVE_TIMEOUT_S = 5.0
 _ALLOW_HINT = (
     "start the server with --allow-private-webhooks (BATCHOPS_ALLOW_PRIVATE_WEBHOOKS=1) "
@@ -149,6 +187,21 @@ def parse_target(url: object) -> SplitResult:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationError(
             "'url' must be an absolute http:// or https:// URL with a host",
+            details={"path": "url", "url": url},
+        )
+    try:
+        # What getaddrinfo does with a host name first: an empty label (``a..b``) or one
+        # over 63 characters raised UnicodeError there, a 500 instead of this 422.
+        parts.hostname.encode("idna")
+    except UnicodeError as exc:
+        raise ValidationError(
+            f"'url' has a host name that is not valid: {exc}",
+            details={"path": "url", "url": url},
+        ) from None
+    if _URL_RE.fullmatch(url) is None:
+        raise ValidationError(
+            "'url' must be an http(s) URL of printable ASCII whose host is a name (labels "
+            "of letters, digits, '-' and '_'; IDN names as xn--) or an IP address",
             details={"path": "url", "url": url},
         )
     return parts

@@ -22,7 +22,19 @@ from batchops.server.jobs.webhooks import (
     parse_webhook_spec,
     webhook_body,
 )
+from batchops.server.openapi import (
+    AUTH,
+    BODY,
+    LOCATION,
+    STORE,
+    json_answer,
+    json_body,
+    param,
+    ref,
+    responses,
+)
 from batchops.server.records import operations
+from batchops.server.records.schemas import is_id
 from batchops.store.base import Tx, WebhookRow
 
 __all__ = ["router"]
@@ -30,6 +42,20 @@ __all__ = ["router"]
 router = APIRouter(tags=["webhooks"])
 
 _MAX_BODY_BYTES = 16 * 1024
+_ALWAYS = (*AUTH, *STORE)
+_NO_WEBHOOK = {404: "No webhook with this id for this tenant (WEBHOOK_NOT_FOUND)."}
+_WEBHOOK_PATH = {"parameters": [param("webhook_id")]}
+_DELIVERIES = responses(
+    {200: json_answer(ref("DeliveryList"), "Newest first, each with its attempts.")},
+    (*_ALWAYS, 400, 404, 422),
+    notes={422: "limit is out of range (1-1000)."},
+)
+
+
+def _known(webhook_id: str) -> None:
+    """404 for an id no webhook can have (it never reaches the store)."""
+    if not is_id(webhook_id):
+        raise _not_found(webhook_id)
 
 
 def _not_found(webhook_id: str) -> NotFoundError:
@@ -44,7 +70,25 @@ def _limit(limit: int) -> int:
     return limit
 
 
-@router.post("/v1/webhooks", status_code=201, summary="Subscribe a URL to the tenant's job events")
+@router.post(
+    "/v1/webhooks",
+    status_code=201,
+    summary="Subscribe a URL to the tenant's job events",
+    openapi_extra=json_body(ref("WebhookCreate")),
+    responses=responses(
+        {
+            201: json_answer(
+                ref("Webhook"), "The subscription, with its secret (only now).", LOCATION
+            )
+        },
+        (*_ALWAYS, *BODY, 422),
+        notes={
+            413: f"The body is larger than {_MAX_BODY_BYTES} bytes (PAYLOAD_TOO_LARGE).",
+            422: "A bad field (details.path names it), or a target that is not allowed "
+            "(WEBHOOK_TARGET_NOT_ALLOWED) or does not resolve (WEBHOOK_TARGET_UNRESOLVABLE).",
+        },
+    ),
+)
 async def create_webhook(request: Request, caller: CallerDep, svc: ServicesDep) -> Response:
     """Body ``{url, events?, secret?}``. Without a secret one is generated; the answer is
     the only time the secret is shown. 422 for a target on a non-public address unless the
@@ -69,25 +113,50 @@ async def create_webhook(request: Request, caller: CallerDep, svc: ServicesDep) 
     )
 
 
-@router.get("/v1/webhooks", summary="The tenant's webhook subscriptions")
+@router.get(
+    "/v1/webhooks",
+    summary="The tenant's webhook subscriptions",
+    responses=responses({200: json_answer(ref("WebhookList"), "Oldest first.")}, _ALWAYS),
+)
 async def list_webhooks(caller: CallerDep, svc: ServicesDep) -> Response:
     """Oldest first; secrets are never shown again."""
     rows = await svc.store.run(lambda tx: tx.list_webhooks(caller.tenant))
     return JSONResponse({"webhooks": [webhook_body(row) for row in rows]})
 
 
-@router.get("/v1/webhooks/{webhook_id}", summary="One webhook subscription")
+@router.get(
+    "/v1/webhooks/{webhook_id}",
+    summary="One webhook subscription",
+    openapi_extra=_WEBHOOK_PATH,
+    responses=responses(
+        {200: json_answer(ref("Webhook"), "The subscription (without its secret).")},
+        (*_ALWAYS, 404),
+        notes=_NO_WEBHOOK,
+    ),
+)
 async def get_webhook(webhook_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
     """The subscription (without its secret)."""
+    _known(webhook_id)
     row = await svc.store.run(lambda tx: tx.get_webhook(caller.tenant, webhook_id))
     if row is None:
         raise _not_found(webhook_id)
     return JSONResponse(webhook_body(row))
 
 
-@router.delete("/v1/webhooks/{webhook_id}", status_code=204, summary="Unsubscribe")
+@router.delete(
+    "/v1/webhooks/{webhook_id}",
+    status_code=204,
+    summary="Unsubscribe",
+    openapi_extra=_WEBHOOK_PATH,
+    responses=responses(
+        {204: {"description": "Unsubscribed; its pending deliveries are cancelled."}},
+        (*_ALWAYS, 404),
+        notes=_NO_WEBHOOK,
+    ),
+)
 async def delete_webhook(webhook_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
     """Its pending deliveries are cancelled; past deliveries stay visible on their jobs."""
+    _known(webhook_id)
     deleted = await svc.store.run(
         lambda tx: tx.delete_webhook(caller.tenant, webhook_id), retries=3
     )
@@ -108,12 +177,15 @@ def _deliveries(tenant: str, *, webhook_id: str | None, job_id: str | None, limi
 @router.get(
     "/v1/webhooks/{webhook_id}/deliveries",
     summary="A subscription's deliveries and every attempt at them",
+    openapi_extra={"parameters": [param("webhook_id"), param("limit")]},
+    responses={**_DELIVERIES, 404: _DELIVERIES[404] | {"description": _NO_WEBHOOK[404]}},
 )
 async def webhook_deliveries(
     webhook_id: str, caller: CallerDep, svc: ServicesDep, limit: int = 100
 ) -> Response:
     """Newest first, each with its attempts (status code or error, duration, next retry)."""
     _limit(limit)
+    _known(webhook_id)
     if await svc.store.run(lambda tx: tx.get_webhook(caller.tenant, webhook_id)) is None:
         raise _not_found(webhook_id)
     fn = _deliveries(caller.tenant, webhook_id=webhook_id, job_id=None, limit=limit)
@@ -123,12 +195,19 @@ async def webhook_deliveries(
 @router.get(
     "/v1/jobs/{job_id}/deliveries",
     summary="A job's webhook deliveries and every attempt at them",
+    openapi_extra={"parameters": [param("job_id"), param("limit")]},
+    responses={
+        **_DELIVERIES,
+        404: _DELIVERIES[404] | {"description": "No job with this id (JOB_NOT_FOUND)."},
+    },
 )
 async def job_deliveries(
     job_id: str, caller: CallerDep, svc: ServicesDep, limit: int = 100
 ) -> Response:
     """Deliveries to the job's own webhook and to the tenant's subscriptions."""
     _limit(limit)
+    if not is_id(job_id):
+        raise job_not_found(job_id)
     if await svc.store.run(lambda tx: tx.get_job(job_id, tenant=caller.tenant)) is None:
         raise job_not_found(job_id)
     fn = _deliveries(caller.tenant, webhook_id=None, job_id=job_id, limit=limit)

@@ -38,7 +38,6 @@ from batchops.store.base import (
 __all__ = [
     "EVENTS",
     "NOTIFICATION_WEBHOOK",
-    "NOTIFICATION_WEBHOOK_SCHEMA",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "WebhookSpec",
@@ -64,26 +63,6 @@ MIN_SECRET_LENGTH = 16
 MAX_SECRET_LENGTH = 256
 NOTIFICATION_WEBHOOK = "notification_webhook"
 """The name of a job's own webhook, as a query parameter or a JSON body member."""
-NOTIFICATION_WEBHOOK_SCHEMA: dict[str, Any] = {
-    "type": ["object", "null"],
-    "properties": {
-        "url": {"type": "string", "format": "uri"},
-        "events": {
-            "type": "array",
-            "items": {"type": "string", "enum": list(EVENTS)},
-            "minItems": 1,
-            "default": list(EVENTS),
-        },
-        "secret": {
-            "type": "string",
-            "minLength": MIN_SECRET_LENGTH,
-            "maxLength": MAX_SECRET_LENGTH,
-        },
-    },
-    "required": ["url", "secret"],
-    "additionalProperties": False,
-}
-"""The OpenAPI schema of ``notification_webhook`` as a JSON body member (bulk, batch)."""
 
 
 def new_secret() -> str:
@@ -172,11 +151,14 @@ def parse_webhook_spec(raw: object, *, path: str, secret_required: bool) -> Webh
             details={"path": f"{prefix}secret"},
         )
     if secret is not None and (
-        not isinstance(secret, str) or not MIN_SECRET_LENGTH <= len(secret) <= MAX_SECRET_LENGTH
+        not isinstance(secret, str)
+        or not MIN_SECRET_LENGTH <= len(secret) <= MAX_SECRET_LENGTH
+        # Neither backend may store it otherwise (PostgreSQL refuses U+0000 in text).
+        or "\x00" in secret
     ):
         raise ValidationError(
             f"'secret' must be a string of {MIN_SECRET_LENGTH} to {MAX_SECRET_LENGTH} "
-            "characters (omit it on a subscription to have one generated)",
+            "characters without U+0000 (omit it on a subscription to have one generated)",
             details={"path": f"{prefix}secret"},
         )
     return WebhookSpec(str(raw["url"]), sorted(set(events), key=EVENTS.index), secret)

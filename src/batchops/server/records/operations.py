@@ -24,7 +24,8 @@ from typing import Any
 
 import orjson
 
-from batchops._exceptions import APIError, ConflictError, InvalidRequestError, ValidationError
+from batchops._exceptions import APIError, ConflictError, InvalidRequestError
+from batchops.server.limits import MAX_JSON_DEPTH
 from batchops.server.records.schemas import (
     encode_data,
     not_found,
@@ -33,6 +34,7 @@ from batchops.server.records.schemas import (
     validate_data,
     validate_filters,
     validate_limit,
+    validate_query,
     validate_record_id,
 )
 from batchops.store.base import (
@@ -58,6 +60,7 @@ __all__ = [
     "delete_where",
     "encode_cursor",
     "list_records",
+    "matching_ids",
     "merge_patch",
     "new_record_id",
     "new_record_ids",
@@ -66,6 +69,7 @@ __all__ = [
     "read",
     "read_many",
     "replace",
+    "restore",
     "search",
     "update",
     "update_where",
@@ -185,8 +189,10 @@ def decode_cursor(cursor: str | None) -> str | None:
         decoded = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise bad from exc
-    if not decoded:
-        raise bad
+    try:
+        validate_record_id(decoded)  # every cursor we hand out is a record id
+    except APIError:
+        raise bad from None
     return decoded
 
 
@@ -194,23 +200,41 @@ def decode_cursor(cursor: str | None) -> str | None:
 
 
 def create(
-    tx: Tx, tenant: str, collection: str, data: Any, record_id: str | None = None
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    data: Any,
+    record_id: str | None = None,
+    *,
+    new_id: str | None = None,
 ) -> dict[str, Any]:
-    """Create one record; 409 if ``record_id`` exists (soft-deleted ones included)."""
-    outcome = create_many(tx, tenant, collection, [(record_id, data)])[0]
+    """Create one record; 409 if ``record_id`` exists (soft-deleted ones included).
+    ``new_id``: the id to generate when there is no ``record_id`` (see create_many)."""
+    outcome = create_many(
+        tx, tenant, collection, [(record_id, data)], new_ids=None if new_id is None else [new_id]
+    )[0]
     if isinstance(outcome, APIError):
         raise outcome
     return outcome
 
 
 def create_many(
-    tx: Tx, tenant: str, collection: str, items: Sequence[CreateInput]
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    items: Sequence[CreateInput],
+    *,
+    new_ids: Sequence[str] | None = None,
 ) -> list[dict[str, Any] | APIError]:
     """Create many records of one collection with one multi-row insert.
 
     Per-item problems (invalid data, an id that exists or repeats within ``items``) are
     returned as that item's APIError and the others are still created. Call inside a
     savepoint when the caller must be able to undo the whole group.
+
+    ``new_ids`` are the ids the items without one get, in order (generated when None): a
+    batch run again after a rolled-back attempt gives its creates the same ids, so that
+    what the first attempt reported names the records that are committed.
     """
     validate_collection(collection)
     now = now_iso()
@@ -220,7 +244,11 @@ def create_many(
     texts: list[str] = []
     slots: list[int] = []
     explicit: dict[str, int] = {}
-    generated = iter(new_record_ids(sum(1 for record_id, _ in items if record_id is None)))
+    generated = iter(
+        new_ids
+        if new_ids is not None
+        else new_record_ids(sum(1 for record_id, _ in items if record_id is None))
+    )
     for position, (record_id, data) in enumerate(items):
         try:
             text = encode_data(validate_data(data))
@@ -242,9 +270,10 @@ def create_many(
         taken = tx.existing_ids(tenant, collection, list(explicit))
         if taken:
             kept = [k for k, record_id in enumerate(ids) if record_id not in taken]
+            deleted = _soft_deleted(tx, tenant, collection, taken)
             for k, record_id in enumerate(ids):
                 if record_id in taken:
-                    outcomes[slots[k]] = _exists(collection, record_id)
+                    outcomes[slots[k]] = _exists(collection, record_id, record_id in deleted)
             ids = [ids[k] for k in kept]
             texts = [texts[k] for k in kept]
             slots = [slots[k] for k in kept]
@@ -297,10 +326,18 @@ def prepare_creates(collection: str, items: Sequence[CreateInput]) -> PreparedCr
         texts = [orjson.dumps(data).decode() for data in datas if type(data) is dict]
     except TypeError:
         texts = []  # not encodable: the loop below finds the item
-    if len(texts) != len(datas):
+    if (
+        len(texts) != len(datas)
+        # encode_data's other checks (NUL, nesting), on all texts at once where they can
+        # be: one search of the joined texts, and a bracket count per text.
+        or "\\u0000" in "".join(texts)
+        or any(t.count("{") + t.count("[") > MAX_JSON_DEPTH for t in texts)
+    ):
+        # One by one: the first fault raises (a NUL hit may be a harmless "\\u0000").
+        texts = []
         for position, data in enumerate(datas):
             try:
-                encode_data(validate_data(data))
+                texts.append(encode_data(validate_data(data)))
             except APIError as exc:
                 exc.details["item"] = position
                 raise
@@ -381,7 +418,16 @@ def _unreachable() -> APIError:
     raise AssertionError("create_many left an item without an outcome")
 
 
-def _exists(collection: str, record_id: str) -> ConflictError:
+def _exists(collection: str, record_id: str, deleted: bool = False) -> ConflictError:
+    if deleted:
+        # The id of a soft-deleted record stays taken: say so, and how to free it.
+        return ConflictError(
+            f"record {record_id!r} of collection {collection!r} is soft-deleted and its id "
+            "is still taken: restore it (POST .../records/{id}/restore) or delete it for "
+            "good (DELETE .../records/{id}?hard=true) first",
+            code="ALREADY_EXISTS",
+            details={"collection": collection, "id": record_id, "deleted": True},
+        )
     return ConflictError(
         f"record {record_id!r} already exists in collection {collection!r}",
         code="ALREADY_EXISTS",
@@ -389,11 +435,23 @@ def _exists(collection: str, record_id: str) -> ConflictError:
     )
 
 
+def _soft_deleted(tx: Tx, tenant: str, collection: str, ids: set[str]) -> set[str]:
+    """Which of ``ids`` are soft-deleted records (only asked when a create clashed)."""
+    rows = tx.get_records(tenant, collection, sorted(ids), include_deleted=True)
+    return {record_id for record_id, row in rows.items() if row.deleted_at is not None}
+
+
 # -- read ----------------------------------------------------------------------------------
 
 
-def read(tx: Tx, tenant: str, collection: str, record_id: str) -> dict[str, Any]:
-    """One live record, or 404."""
+def read(
+    tx: Tx, tenant: str, collection: str, record_id: str, *, include_deleted: bool = False
+) -> dict[str, Any]:
+    """One live record, or 404; with ``include_deleted``, a soft-deleted one too (its body
+    then carries ``deleted_at``)."""
+    if include_deleted:
+        row = _row(tx, tenant, collection, record_id, None, include_deleted=True)
+        return record_body(row)
     outcome = read_many(tx, tenant, collection, [record_id])[0]
     if isinstance(outcome, APIError):
         raise outcome
@@ -429,9 +487,27 @@ def read_many(
 def _live_row(
     tx: Tx, tenant: str, collection: str, record_id: str, if_match: int | None
 ) -> RecordRow:
+    return _row(tx, tenant, collection, record_id, if_match, for_update=True)
+
+
+def _row(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    record_id: str,
+    if_match: int | None,
+    *,
+    include_deleted: bool = False,
+    for_update: bool = False,
+) -> RecordRow:
+    """The record (live only unless ``include_deleted``), 404 if there is none, 409 if it
+    is not at ``if_match``. ``for_update`` for every read a write is computed from: it
+    must not race a concurrent writer."""
     validate_collection(collection)
     validate_record_id(record_id)
-    row = tx.get_records(tenant, collection, [record_id]).get(record_id)
+    row = tx.get_records(
+        tenant, collection, [record_id], include_deleted=include_deleted, for_update=for_update
+    ).get(record_id)
     if row is None:
         raise not_found(collection, record_id)
     if if_match is not None and row.version != if_match:
@@ -491,9 +567,11 @@ def delete(
     hard: bool = False,
     if_match: int | None = None,
 ) -> dict[str, Any]:
-    """Soft-delete (the default: the id stays taken, reads answer 404) or, with ``hard``,
-    remove the row. A soft delete bumps ``version``."""
-    row = _live_row(tx, tenant, collection, record_id, if_match)
+    """Soft-delete (the default: the id stays taken, reads answer 404 unless asked to
+    include deleted records, :func:`restore` brings it back) or, with ``hard``, remove
+    the row for good — a soft-deleted one too, which frees its id. A soft delete bumps
+    ``version``; soft-deleting a soft-deleted record is a 404."""
+    row = _row(tx, tenant, collection, record_id, if_match, include_deleted=hard, for_update=True)
     if hard:
         tx.delete_records(tenant, collection, [record_id])
     else:
@@ -507,6 +585,30 @@ def delete(
         "hard": hard,
         "version": row.version,
     }
+
+
+def restore(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    record_id: str,
+    *,
+    if_match: int | None = None,
+) -> dict[str, Any]:
+    """Bring a soft-deleted record back as it was (``version`` bumped): 404 if there is no
+    such record, 409 ``NOT_DELETED`` if it is live."""
+    row = _row(tx, tenant, collection, record_id, if_match, include_deleted=True, for_update=True)
+    if row.deleted_at is None:
+        raise ConflictError(
+            f"record {record_id!r} of collection {collection!r} is not deleted",
+            code="NOT_DELETED",
+            details={"collection": collection, "id": record_id},
+        )
+    row.version += 1
+    row.updated_at = now_iso()
+    row.deleted_at = None
+    tx.update_records([row])
+    return record_body(row)
 
 
 # -- list / search -------------------------------------------------------------------------
@@ -551,8 +653,7 @@ def search(
 ) -> dict[str, Any]:
     """Ranked full-text search over the string values of live records."""
     validate_collection(collection)
-    if not isinstance(query, str) or not query.strip():
-        raise ValidationError("'query' must be a non-empty string", details={"path": "query"})
+    validate_query(query)
     checked_filters = validate_filters(filters)
     page_size = validate_limit(limit, default=20)
     hits, total = tx.search_records(
@@ -574,14 +675,35 @@ def count_where(tx: Tx, tenant: str, collection: str, *, filters: Any) -> int:
 
 
 def _matching(
-    tx: Tx, tenant: str, collection: str, filters: Any, after_id: str | None, limit: int
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    filters: Any,
+    after_id: str | None,
+    limit: int,
+    *,
+    for_update: bool,
 ) -> list[RecordRow]:
     validate_collection(collection)
     if limit <= 0:
         return []
     return tx.list_records(
-        tenant, collection, filters=validate_filters(filters), after_id=after_id, limit=limit
+        tenant,
+        collection,
+        filters=validate_filters(filters),
+        after_id=after_id,
+        limit=limit,
+        for_update=for_update,
     )
+
+
+def matching_ids(
+    tx: Tx, tenant: str, collection: str, *, filters: Any, after_id: str | None, limit: int
+) -> list[str]:
+    """The ids of the first ``limit`` live records above ``after_id`` that match
+    ``filters``, in id order (nothing locked)."""
+    rows = _matching(tx, tenant, collection, filters, after_id, limit, for_update=False)
+    return [row.id for row in rows]
 
 
 def update_where(
@@ -599,7 +721,7 @@ def update_where(
     ids above ``after_id``) that match ``filters``, with one multi-row write; each record's
     ``version`` goes up by one. Returns their ids in id order; ``dry_run`` writes nothing."""
     encode_data(validate_data(patch), path="patch")
-    rows = _matching(tx, tenant, collection, filters, after_id, limit)
+    rows = _matching(tx, tenant, collection, filters, after_id, limit, for_update=not dry_run)
     if not dry_run and rows:
         now = now_iso()
         for row in rows:
@@ -637,7 +759,7 @@ def delete_where(
     """Delete (soft by default, as :func:`delete`) the first ``limit`` live records in id
     order above ``after_id`` that match ``filters``. Returns their ids; ``dry_run`` writes
     nothing."""
-    rows = _matching(tx, tenant, collection, filters, after_id, limit)
+    rows = _matching(tx, tenant, collection, filters, after_id, limit, for_update=not dry_run)
     if not dry_run:
         _delete_rows(tx, tenant, collection, rows, hard)
     return [row.id for row in rows]
@@ -659,7 +781,7 @@ def delete_ids(
     validate_collection(collection)
     for record_id in ids:
         validate_record_id(record_id)
-    found = tx.get_records(tenant, collection, list(ids)) if ids else {}
+    found = tx.get_records(tenant, collection, list(ids), for_update=not dry_run) if ids else {}
     hit: list[RecordRow] = []
     missing: list[str] = []
     for record_id in ids:

@@ -6,6 +6,7 @@ operations layer — the same functions the batch executor and jobs call.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,46 +17,33 @@ from batchops._exceptions import InvalidRequestError
 from batchops.server.batch.routing import parse_if_match, parse_query_value
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
+from batchops.server.openapi import AUTH, BODY, STORE, json_answer, json_body, param, ref, responses
 from batchops.server.records import operations as ops
+from batchops.server.records.schemas import validate_record_id
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/collections/{collection}", tags=["records"])
 
-_DATA_SCHEMA = {"type": "object", "additionalProperties": True}
-_RECORD_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "id": {"type": "string"},
-        "collection": {"type": "string"},
-        "data": _DATA_SCHEMA,
-        "version": {"type": "integer"},
-        "created_at": {"type": "string", "format": "date-time"},
-        "updated_at": {"type": "string", "format": "date-time"},
-    },
-}
+# ASCII digits, few enough that int() is cheap and never refuses (str.isdigit() admits "²").
+_DIGITS = re.compile(r"[0-9]{1,12}")
+
+# What every route here may answer besides its success: no key or a spent budget, a
+# store fault, and a collection name (or record id) the records rules refuse (422).
+_ALWAYS = (*AUTH, *STORE, 422)
+_RECORD = ref("Record")
+_NOT_FOUND = {404: "No live record with this id in the collection (NOT_FOUND)."}
+_PATH = [param("collection")]
+_RECORD_PATH = [param("collection"), param("record_id")]
+_IF_MATCH = [param("If-Match")]
 
 
-def _body_doc(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": properties,
-                        "required": required,
-                        "additionalProperties": False,
-                    }
-                }
-            },
-        }
-    }
-
-
-def _record_doc(status: str) -> dict[int | str, dict[str, Any]]:
-    return {status: {"content": {"application/json": {"schema": _RECORD_SCHEMA}}}}
+def _doc(parameters: list[dict[str, Any]], body: str | None = None) -> dict[str, Any]:
+    """``openapi_extra``: the route's parameters and, if it reads one, its JSON body."""
+    extra: dict[str, Any] = {"parameters": parameters}
+    if body is not None:
+        extra.update(json_body(ref(body)))
+    return extra
 
 
 async def _json_object(
@@ -92,33 +80,83 @@ def _respond(request: Request, body: Any, status: int = 200) -> JSONResponse:
     "/records",
     status_code=201,
     summary="Create a record",
-    openapi_extra=_body_doc({"id": {"type": "string"}, "data": _DATA_SCHEMA}, ["data"]),
-    responses=_record_doc("201"),
+    openapi_extra=_doc(_PATH, "RecordCreate"),
+    responses=responses(
+        {201: json_answer(_RECORD, "The record, at version 1.")},
+        (*_ALWAYS, *BODY, 409),
+        notes={409: "A record with this id exists (CONFLICT; a soft-deleted one too)."},
+    ),
 )
 async def create_record(
     collection: str, request: Request, caller: CallerDep, svc: ServicesDep
 ) -> Response:
     body = await _json_object(request, svc, ("id", "data"), ("data",))
     record_id = body.get("id")
+    if "id" in body and record_id is None:  # an explicit null: omit the id instead
+        validate_record_id(record_id, path="id")
     record = await svc.store.run(
         lambda tx: ops.create(tx, caller.tenant, collection, body["data"], record_id)
     )
     return _respond(request, record, 201)
 
 
-@router.get("/records/{record_id}", summary="Read a record", responses=_record_doc("200"))
+@router.get(
+    "/records/{record_id}",
+    summary="Read a record (a soft-deleted one too with ?include_deleted=true)",
+    openapi_extra=_doc(_RECORD_PATH),
+    responses=responses(
+        {200: json_answer(_RECORD, "The record.")}, (*_ALWAYS, 400, 404), notes=_NOT_FOUND
+    ),
+)
 async def read_record(
+    collection: str,
+    record_id: str,
+    request: Request,
+    caller: CallerDep,
+    svc: ServicesDep,
+    include_deleted: bool = False,
+) -> Response:
+    record = await svc.store.run(
+        lambda tx: ops.read(
+            tx, caller.tenant, collection, record_id, include_deleted=include_deleted
+        )
+    )
+    return _respond(request, record)
+
+
+@router.post(
+    "/records/{record_id}/restore",
+    summary="Restore a soft-deleted record",
+    openapi_extra=_doc(_RECORD_PATH + _IF_MATCH),
+    responses=responses(
+        {200: json_answer(_RECORD, "The record, live again (its version bumped).")},
+        (*_ALWAYS, 400, 404, 409),
+        notes={
+            404: "No such record, deleted or not (NOT_FOUND).",
+            409: "The record is live (NOT_DELETED), or not at the If-Match version "
+            "(VERSION_MISMATCH).",
+        },
+    ),
+)
+async def restore_record(
     collection: str, record_id: str, request: Request, caller: CallerDep, svc: ServicesDep
 ) -> Response:
-    record = await svc.store.run(lambda tx: ops.read(tx, caller.tenant, collection, record_id))
+    if_match = _if_match(request)
+    record = await svc.store.run(
+        lambda tx: ops.restore(tx, caller.tenant, collection, record_id, if_match=if_match)
+    )
     return _respond(request, record)
 
 
 @router.patch(
     "/records/{record_id}",
     summary="Merge-patch a record's data (RFC 7386)",
-    openapi_extra=_body_doc({"data": _DATA_SCHEMA}, ["data"]),
-    responses=_record_doc("200"),
+    openapi_extra=_doc(_RECORD_PATH + _IF_MATCH, "RecordWrite"),
+    responses=responses(
+        {200: json_answer(_RECORD, "The record after the patch (its version bumped).")},
+        (*_ALWAYS, *BODY, 404, 409),
+        notes={**_NOT_FOUND, 409: "Not at the If-Match version (VERSION_MISMATCH)."},
+    ),
 )
 async def update_record(
     collection: str, record_id: str, request: Request, caller: CallerDep, svc: ServicesDep
@@ -136,8 +174,12 @@ async def update_record(
 @router.put(
     "/records/{record_id}",
     summary="Replace a record's data",
-    openapi_extra=_body_doc({"data": _DATA_SCHEMA}, ["data"]),
-    responses=_record_doc("200"),
+    openapi_extra=_doc(_RECORD_PATH + _IF_MATCH, "RecordWrite"),
+    responses=responses(
+        {200: json_answer(_RECORD, "The record with its new data (its version bumped).")},
+        (*_ALWAYS, *BODY, 404, 409),
+        notes={**_NOT_FOUND, 409: "Not at the If-Match version (VERSION_MISMATCH)."},
+    ),
 )
 async def replace_record(
     collection: str, record_id: str, request: Request, caller: CallerDep, svc: ServicesDep
@@ -152,7 +194,16 @@ async def replace_record(
     return _respond(request, record)
 
 
-@router.delete("/records/{record_id}", summary="Delete a record (soft unless ?hard=true)")
+@router.delete(
+    "/records/{record_id}",
+    summary="Delete a record (soft unless ?hard=true, which also purges a soft-deleted one)",
+    openapi_extra=_doc(_RECORD_PATH + _IF_MATCH),
+    responses=responses(
+        {200: json_answer(ref("RecordDeleted"), "What was deleted.")},
+        (*_ALWAYS, 400, 404, 409),
+        notes={**_NOT_FOUND, 409: "Not at the If-Match version (VERSION_MISMATCH)."},
+    ),
+)
 async def delete_record(
     collection: str,
     record_id: str,
@@ -179,19 +230,49 @@ async def delete_record(
         '`null` and numbers are compared as JSON; quote a value (`?code="42"`) to compare '
         "it as a string."
     ),
+    openapi_extra=_doc(
+        [
+            *_PATH,
+            param("limit"),
+            param(
+                "cursor",
+                **{"in": "query"},
+                description="The `next_cursor` of the previous page.",
+                schema={"type": "string"},
+            ),
+        ]
+    ),
+    responses=responses(
+        {200: json_answer(ref("RecordPage"), "A page of live records, by id.")},
+        (*_ALWAYS, 400),
+        notes={
+            400: "A repeated parameter, a `limit` that is not an integer, or a `cursor` "
+            "this API did not hand out (INVALID_REQUEST)."
+        },
+    ),
 )
 async def list_records(
     collection: str, request: Request, caller: CallerDep, svc: ServicesDep
 ) -> Response:
     params = request.query_params
+    seen: set[str] = set()
+    for name, _ in params.multi_items():
+        # One rule with the batch path: a repeated key is a mistake, never "the last wins".
+        if name in seen:
+            raise InvalidRequestError(
+                f"query parameter {name!r} is repeated", details={"path": name, "parameter": name}
+            )
+        seen.add(name)
     filters = {
         name: parse_query_value(value)
         for name, value in params.multi_items()
         if name not in ("limit", "cursor")
     }
     limit_raw = params.get("limit")
-    if limit_raw is not None and not limit_raw.isdigit():
-        raise InvalidRequestError("'limit' must be an integer", details={"path": "limit"})
+    if limit_raw is not None and _DIGITS.fullmatch(limit_raw) is None:
+        raise InvalidRequestError(
+            "'limit' must be an integer from 1 to 1000", details={"path": "limit"}
+        )
     limit = int(limit_raw) if limit_raw is not None else None
     cursor = params.get("cursor")
     page = await svc.store.run(
@@ -205,13 +286,10 @@ async def list_records(
 @router.post(
     "/search",
     summary="Full-text search",
-    openapi_extra=_body_doc(
-        {
-            "query": {"type": "string"},
-            "filters": {"type": "object"},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
-        },
-        ["query"],
+    openapi_extra=_doc(_PATH, "SearchRequest"),
+    responses=responses(
+        {200: json_answer(ref("SearchResult"), "The best matches, best first.")},
+        (*_ALWAYS, *BODY),
     ),
 )
 async def search_records(

@@ -1,0 +1,132 @@
+"""Every statement is bounded in time, so no request can hold the database (both backends).
+
+A statement past the store's limit, or past the deadline a unit of work set, is cancelled
+with StoreTimeoutError; the unit is rolled back and the store serves the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from batchops._exceptions import StoreTimeoutError
+from batchops.server.auth import create_api_key
+from batchops.store import Store, Tx, open_store
+from batchops.store.postgres import PostgresTx
+from batchops.store.sqlite import SQLiteTx
+
+LIMIT_MS = 300
+
+
+@pytest.fixture
+async def bounded(store_url: str) -> AsyncIterator[Store]:
+    """A store whose statement limit is LIMIT_MS."""
+    opened = await open_store(store_url, pool_size=2, statement_timeout_ms=LIMIT_MS)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def _slow(tx: Tx, seconds: float) -> None:
+    """One statement that runs for about ``seconds`` (longer if the machine is slow)."""
+    if isinstance(tx, PostgresTx):
+        tx._execute("SELECT pg_sleep(%s)", (seconds,))
+        return
+    assert isinstance(tx, SQLiteTx)
+    # ~3 M rows a second here: a count that takes about that long, in one statement.
+    rows = int(seconds * 3_000_000)
+    tx._execute(
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+        "SELECT count(*) FROM c",
+        (rows,),
+    ).fetchone()
+
+
+async def test_a_statement_past_the_store_limit_is_cancelled_and_the_store_goes_on(
+    bounded: Store,
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreTimeoutError):
+        await bounded.run(lambda tx: _slow(tx, 5))
+    assert time.monotonic() - started < 2.5
+    assert await bounded.run(lambda tx: tx.count_api_keys()) >= 0
+
+
+async def test_a_cancelled_unit_of_work_leaves_nothing_written(bounded: Store, tenant: str) -> None:
+    def write_then_stall(tx: Tx) -> None:
+        create_api_key(tx, tenant, "written before the stall")
+        _slow(tx, 5)
+
+    with pytest.raises(StoreTimeoutError):
+        await bounded.run(write_then_stall)
+    assert await bounded.run(lambda tx: tx.list_api_keys(tenant)) == []
+
+
+async def test_a_unit_may_set_a_shorter_bound_than_the_limit(store: Store) -> None:
+    # ``store`` has the default 30 s limit; the unit asks for 200 ms.
+    def stall(tx: Tx) -> None:
+        tx.set_statement_timeout(0.2)
+        _slow(tx, 5)
+
+    started = time.monotonic()
+    with pytest.raises(StoreTimeoutError):
+        await store.run(stall)
+    assert time.monotonic() - started < 2.5
+
+
+async def test_a_unit_may_lift_the_limit_for_work_that_must_scan_everything(
+    bounded: Store,
+) -> None:
+    def long_but_allowed(tx: Tx) -> float:
+        tx.set_statement_timeout(None)
+        started = time.monotonic()
+        _slow(tx, LIMIT_MS / 1000 * 3)
+        return time.monotonic() - started
+
+    # It ran to the end, for longer than the limit would have let it.
+    assert await bounded.run(long_but_allowed) > LIMIT_MS / 1000
+
+
+def _slow_write(tx: Tx, tenant: str, seconds: float) -> None:
+    """One INSERT that runs for about ``seconds``: SQLite rolls the whole transaction back
+    when it interrupts a write."""
+    rows = int(seconds * 1_000_000)
+    if isinstance(tx, PostgresTx):
+        tx._execute("SELECT pg_sleep(%s)", (seconds,))
+        return
+    assert isinstance(tx, SQLiteTx)
+    tx._execute(
+        "INSERT INTO job_failures (job_id, row_number, input, code, message) "
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+        "SELECT ?, x, '', '', '' FROM c",
+        (rows, tenant),
+    )
+
+
+async def test_an_interrupted_write_fails_its_unit_and_spares_the_units_sharing_its_commit(
+    bounded: Store, tenant: str
+) -> None:
+    # On SQLite units that queue up share one transaction (group commit); the interrupted
+    # write rolls that transaction back, and the other units must still be applied.
+    def slow(tx: Tx) -> None:
+        create_api_key(tx, tenant, "lost with its unit")
+        _slow_write(tx, tenant, 5)
+
+    def quick(tx: Tx, name: str) -> None:
+        create_api_key(tx, tenant, name)
+
+    results = await asyncio.gather(
+        bounded.run(lambda tx: quick(tx, "before")),
+        bounded.run(slow),
+        bounded.run(lambda tx: quick(tx, "after")),
+        return_exceptions=True,
+    )
+    assert results[0] is None, results
+    assert results[2] is None, results
+    assert isinstance(results[1], StoreTimeoutError)
+    names = sorted(row.name or "" for row in await bounded.run(lambda tx: tx.list_api_keys(tenant)))
+    assert names == ["after", "before"]
