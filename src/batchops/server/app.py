@@ -29,7 +29,7 @@ from batchops.server.jobs.router import router as jobs_router
 from batchops.server.jobs.runner import JobRunner
 from batchops.server.jobs.webhook_router import router as webhooks_router
 from batchops.server.openapi import STORE, install, json_answer, responses
-from batchops.server.ratelimit import RateLimiter
+from batchops.server.ratelimit import KeyRateLimits
 from batchops.server.records.router import router as records_router
 from batchops.server.settings import Settings
 from batchops.store import open_store
@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # the job runner and the webhook sender act for no request.
                 store=KeyCheckingStore(store),
                 authenticator=Authenticator(store, ttl_s=settings.auth_cache_ttl_s),
-                limiter=RateLimiter(
+                limiter=KeyRateLimits(
                     requests_per_minute=settings.rate_limit_requests_per_minute,
                     operations_per_minute=settings.rate_limit_operations_per_minute,
                 ),
