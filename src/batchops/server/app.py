@@ -20,7 +20,7 @@ from batchops.server.auth import (
     forget_caller,
     restore_caller,
 )
-from batchops.server.batch import router as batch
+from batchops.server.batch import endpoint as batch
 from batchops.server.deps import Services
 from batchops.server.http import JSONResponse, error_response, install_error_handlers
 from batchops.server.jobs.bulk_router import router as bulk_router
@@ -134,7 +134,7 @@ _HEALTH: dict[str, Any] = {
 
 class _App(FastAPI):
     """FastAPI, with ``POST /v1/batch`` answered before any of its layers (see
-    :class:`~batchops.server.batch.router.BatchFastPath`), and the body read timeout
+    :class:`~batchops.server.batch.endpoint.BatchFastPath`), and the body read timeout
     applied to every request that may carry a body (see :class:`_BodyWatch`)."""
 
     batch_fast_path: batch.BatchFastPath | None = None
