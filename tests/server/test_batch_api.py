@@ -67,7 +67,34 @@ async def test_both_dialects_run_in_one_request_with_results_in_input_order(
     assert body["results"][3]["body"]["total"] == 1
     assert body["meta"]["total"] == 4
     assert body["meta"]["succeeded"] == 4
-    assert body["meta"]["by_type"] == {"create": 2, "read": 1, "search": 1}
+    assert body["meta"]["by_type"] == {
+        "create": {"total": 2, "succeeded": 2, "failed": 0, "skipped": 0},
+        "read": {"total": 1, "succeeded": 1, "failed": 0, "skipped": 0},
+        "search": {"total": 1, "succeeded": 1, "failed": 0, "skipped": 0},
+    }
+
+
+async def test_meta_by_type_counts_how_the_operations_of_each_type_ended(
+    service: Service,
+) -> None:
+    response = await batch(
+        service,
+        [
+            {"ref": "a", "type": "create", "collection": "people", "id": "a", "data": {}},
+            {"type": "create", "collection": "people", "id": "a", "data": {}},  # 409
+            {"type": "read", "collection": "people", "id": "missing", "ref": "r"},  # 404
+            {"type": "read", "collection": "people", "id": "a"},
+            {"type": "update", "collection": "people", "id": "a", "data": {}, "depends_on": ["r"]},
+        ],
+    )
+    assert response.status_code == 207
+    meta = response.json()["meta"]
+    assert meta["by_type"] == {
+        "create": {"total": 2, "succeeded": 1, "failed": 1, "skipped": 0},
+        "read": {"total": 2, "succeeded": 1, "failed": 1, "skipped": 0},
+        "update": {"total": 1, "succeeded": 0, "failed": 0, "skipped": 1},
+    }
+    assert (meta["succeeded"], meta["failed"], meta["skipped"]) == (2, 2, 1)
 
 
 async def test_a_reference_feeds_an_earlier_result_into_a_later_path_and_body(

@@ -94,6 +94,7 @@ _NOT_BLANK = f"[^{_PY_SPACE}]"
 _RFC3339 = {"type": "string", "format": "date-time"}
 _NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
 _COUNT = {"type": "integer", "minimum": 0}
+_OUTCOMES = ("total", "succeeded", "failed", "skipped")
 
 _URL: dict[str, Any] = {
     "type": "string",
@@ -658,7 +659,16 @@ SCHEMAS: dict[str, Any] = {
             "failed": _COUNT,
             "skipped": _COUNT,
             "duration_ms": {"type": "number", "minimum": 0},
-            "by_type": {"type": "object", "additionalProperties": _COUNT},
+            "by_type": {
+                "type": "object",
+                "description": "Per operation type: how many, and how they ended.",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": list(_OUTCOMES),
+                    "properties": dict.fromkeys(_OUTCOMES, _COUNT),
+                    "additionalProperties": False,
+                },
+            },
             "cost": {
                 "type": "object",
                 "required": ["operations", "reads", "writes", "searches", "invalid", "units"],

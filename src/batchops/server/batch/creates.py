@@ -277,7 +277,7 @@ def render_creates(
         "failed": 0,
         "skipped": 0,
         "duration_ms": round(duration_ms, 3),
-        "by_type": {"create": n},
+        "by_type": {"create": {"total": n, "succeeded": n, "failed": 0, "skipped": 0}},
         "cost": plan.cost,
     }
     parts.append('],"meta":')

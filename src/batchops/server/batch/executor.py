@@ -658,11 +658,15 @@ def _validate_static(op: PlannedOp) -> None:
 
 def summarize(outcomes: list[OpOutcome], plan: BatchPlan, duration_ms: float) -> dict[str, Any]:
     """The ``meta`` object of the response."""
-    succeeded = sum(1 for o in outcomes if o.counted == "succeeded")
-    skipped = sum(1 for o in outcomes if o.counted == "skipped")
-    by_type: dict[str, int] = {}
+    by_type: dict[str, dict[str, int]] = {}
     for o in outcomes:
-        by_type[o.type] = by_type.get(o.type, 0) + 1
+        counts = by_type.get(o.type)
+        if counts is None:
+            counts = by_type[o.type] = {"total": 0, "succeeded": 0, "failed": 0, "skipped": 0}
+        counts["total"] += 1
+        counts[o.counted] += 1
+    succeeded = sum(counts["succeeded"] for counts in by_type.values())
+    skipped = sum(counts["skipped"] for counts in by_type.values())
     return {
         "total": len(outcomes),
         "succeeded": succeeded,
