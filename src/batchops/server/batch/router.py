@@ -28,6 +28,7 @@ from batchops._exceptions import (
     api_error_from_envelope,
 )
 from batchops.server.auth import Caller
+from batchops.server.batch import job as batches
 from batchops.server.batch.creates import (
     CreatePlan,
     LaneBail,
@@ -59,7 +60,6 @@ from batchops.server.batch.planner import plan_batch
 from batchops.server.batch.response import batch_payload, batch_status
 from batchops.server.deps import Services, authenticated
 from batchops.server.http import read_body, require_json
-from batchops.server.jobs import batches
 from batchops.server.openapi import (
     AUTH,
     ERROR_STATUSES,
