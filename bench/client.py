@@ -57,8 +57,8 @@ PAIRS: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
 
 
 async def _gather(loader: Any) -> None:
-    # How callers usually fan out (and how DESIGN.md measured it): gather() adds its own
-    # ~5 µs per awaitable, the same for both loaders.
+    # How callers usually fan out (and how the design-time figures were taken): gather()
+    # adds its own ~5 µs per awaitable, the same for both loaders.
     values = await asyncio.gather(*[loader.load(k) for k in range(N_LOADS)])
     assert values[-1] == N_LOADS - 1
 

@@ -47,7 +47,15 @@ from batchops._exceptions import (
 )
 from batchops._results import BatchResult, Failure, FailureStatus, Result, Success, Summary
 from batchops.coalesce import Batcher, Cache, CircuitBreaker
-from batchops.engine import Progress, RetryPolicy, batch_execute, batch_stream, chunked, run_batch
+from batchops.engine import (
+    EngineOptions,
+    Progress,
+    RetryPolicy,
+    batch_execute,
+    batch_stream,
+    chunked,
+    run_batch,
+)
 
 __version__ = "0.1.0"
 
@@ -67,6 +75,7 @@ __all__ = [
     "CircuitOpenError",
     "ConflictError",
     "ConnectionFailedError",
+    "EngineOptions",
     "FailedDependencyError",
     "Failure",
     "FailureStatus",

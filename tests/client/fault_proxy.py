@@ -21,8 +21,15 @@ from typing import Any
 import aiohttp
 import orjson
 
-_FORWARD = ("authorization", "content-type", "idempotency-key", "accept", "x-batch-id")
-_BACK = ("content-type", "retry-after", "idempotent-replayed", "x-batch-id")
+_FORWARD = (
+    "authorization",
+    "content-type",
+    "idempotency-key",
+    "accept",
+    "x-batch-id",
+    "prefer",
+)
+_BACK = ("content-type", "retry-after", "idempotent-replayed", "x-batch-id", "location")
 
 
 @dataclass

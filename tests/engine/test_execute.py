@@ -23,23 +23,11 @@ from batchops.engine import Progress, RetryPolicy, VirtualClock, batch_execute, 
 from tests.engine.conftest import Spy
 
 
-def test_engine_exports_exactly_its_public_names() -> None:
-    assert sorted(batchops.engine.__all__) == [
-        "Clock",
-        "MonotonicClock",
-        "Progress",
-        "RetryPolicy",
-        "TimerHandle",
-        "VirtualClock",
-        "achunked",
-        "batch_execute",
-        "batch_stream",
-        "chunked",
-        "is_overload",
-        "is_transient",
-        "run_batch",
-    ]
+def test_the_top_level_batch_execute_is_the_engines() -> None:
+    # batchops.engine.__all__ itself is pinned by tests/test_public_api.py, derived from
+    # the package (the hand-copied list that was here drifted with every new name).
     assert batchops.batch_execute is batch_execute
+    assert set(batchops.engine.__all__) >= {"batch_execute", "batch_stream", "run_batch"}
 
 
 async def test_results_keep_input_order_under_random_latencies(clock: VirtualClock) -> None:

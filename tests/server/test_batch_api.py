@@ -17,7 +17,7 @@ from batchops._exceptions import (
     TransientStoreError,
 )
 from batchops.server.batch import executor
-from batchops.server.batch import router as batch_router
+from batchops.server.batch import service as batch_service
 from batchops.store.postgres import PostgresTx
 from batchops.store.sqlite import SQLiteTx
 from tests.server.conftest import Service
@@ -567,8 +567,8 @@ def break_store(
 ) -> None:
     """Make the batch's database work fail ``fail_times`` times on ``path``."""
     name = "run_creates" if path == "creates lane" else "run_plan"
-    real = getattr(batch_router, name)
-    monkeypatch.setattr(batch_router, name, failing(fail_times, error, real))
+    real = getattr(batch_service, name)
+    monkeypatch.setattr(batch_service, name, failing(fail_times, error, real))
 
 
 def creates_on(path: str, *numbers: int) -> list[dict[str, Any]]:

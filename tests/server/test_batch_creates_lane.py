@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from batchops.server.batch import creates
-from batchops.server.batch import router as batch_router
+from batchops.server.batch import service as batch_service
 from batchops.server.records import operations
 from tests.server.conftest import Service
 from tests.server.test_batch_api import stored_ids
@@ -50,7 +50,7 @@ def deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batch_router, "plan_creates", lambda body, **kw: None)
+    monkeypatch.setattr(batch_service, "plan_creates", lambda body, **kw: None)
 
 
 def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -62,7 +62,7 @@ def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         calls.append(plan.count)
         return real(tx, tenant, plan, **kw)
 
-    monkeypatch.setattr(batch_router, "run_creates", spy)
+    monkeypatch.setattr(batch_service, "run_creates", spy)
     return calls
 
 
@@ -307,7 +307,7 @@ async def test_a_lane_batch_past_its_timeout_answers_504s_and_writes_nothing(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = lane_calls(monkeypatch)
-    monkeypatch.setattr(batch_router, "options_deadline", lambda options, default: 0.0)
+    monkeypatch.setattr(batch_service, "options_deadline", lambda options, default: 0.0)
     response = await post(service, [create({"v": 1}), create({"v": 2})], timeout_ms=1)
     assert calls == [2]
     assert [r["status"] for r in response.json()["results"]] == [504, 504]

@@ -19,13 +19,13 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from batchops.server.batch import router as batch_router
+from batchops.server.batch import service as batch_service
 from batchops.server.batch.idempotency import Claim
 from batchops.server.settings import Settings
 from tests.server.conftest import Service, settings_for
 
 N = 1000
-SLICE = batch_router.STREAM_SLICE
+SLICE = batch_service.STREAM_SLICE
 NDJSON = {"Accept": "application/x-ndjson"}
 
 

@@ -130,3 +130,32 @@ async def test_an_interrupted_write_fails_its_unit_and_spares_the_units_sharing_
     assert isinstance(results[1], StoreTimeoutError)
     names = sorted(row.name or "" for row in await bounded.run(lambda tx: tx.list_api_keys(tenant)))
     assert names == ["after", "before"]
+
+
+async def test_on_postgresql_a_statement_after_a_cancel_that_aborted_the_transaction_is_a_lost_unit(
+    pg_url: str,
+) -> None:
+    # A cancel can abort the whole transaction (it lands where its savepoint cannot be
+    # rolled back, as in the middle of a COPY). What the unit runs next is refused with
+    # "current transaction is aborted": that is the timeout's doing, for the whole unit
+    # (every operation answers 504) — never a 500 STORE_ERROR.
+    opened = await open_store(pg_url, pool_size=1)
+    errors: list[StoreTimeoutError] = []
+
+    def cancelled_then_more(tx: Tx) -> None:
+        tx.set_statement_timeout(0.05)
+        try:
+            _slow(tx, 5)  # outside any savepoint: the transaction is aborted
+        except StoreTimeoutError as first:
+            errors.append(first)
+        tx.count_api_keys()
+
+    try:
+        with pytest.raises(StoreTimeoutError) as lost:
+            await opened.run(cancelled_then_more)
+        assert lost.value.unit_lost
+        assert len(errors) == 1
+        assert not errors[0].unit_lost
+        assert await opened.run(lambda tx: tx.count_api_keys()) >= 0
+    finally:
+        await opened.close()

@@ -3,25 +3,36 @@
 - :class:`AsyncClient` / :class:`Client` — one connection pool (aiohttp); ``batch()``
   runs any number of operations in requests within the server's limits, concurrently,
   with idempotent retries, and returns one ``BatchResult`` in input order;
+  ``stream_batch()`` yields the results as requests finish;
 - :class:`AsyncCollection` / :class:`Collection` — ``client.collection("people")``:
   create/get/update/replace/delete/list/search, and ``*_many`` bulk helpers;
-- :class:`NotificationWebhook` — a job's own webhook, for ``client.jobs.create_import``,
-  ``bulk_update`` and ``bulk_delete`` (``notification_webhook=``).
+- :class:`AsyncJobs` / :class:`Jobs` — ``client.jobs``: imports, bulk update/delete,
+  async batches (``create_batch``), and following jobs;
+- :class:`NotificationWebhook` — a job's own webhook (``notification_webhook=``);
+- :class:`ClientOptions`, :class:`BatchOptions`, :class:`StreamOptions` — the keyword
+  options of the client, of ``batch()`` (and the bulk helpers) and of ``stream_batch()``.
 
+``Client``, ``Collection`` and ``Jobs`` have exactly the methods of their async
+counterparts (a test compares them), each running the async one on a private loop.
 See docs/client.md.
 """
 
-from batchops.client._async_client import AsyncClient
-from batchops.client._batch import is_retryable
+from batchops.client._async_client import AsyncClient, ClientOptions
+from batchops.client._batch import BatchOptions, StreamOptions, is_retryable
 from batchops.client._collection import AsyncCollection, Collection
-from batchops.client._jobs import NotificationWebhook
+from batchops.client._jobs import AsyncJobs, Jobs, NotificationWebhook
 from batchops.client._sync_client import Client
 
 __all__ = [
     "AsyncClient",
     "AsyncCollection",
+    "AsyncJobs",
+    "BatchOptions",
     "Client",
+    "ClientOptions",
     "Collection",
+    "Jobs",
     "NotificationWebhook",
+    "StreamOptions",
     "is_retryable",
 ]

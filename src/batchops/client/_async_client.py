@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Hashable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Hashable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from batchops._results import BatchResult, Failure, Result, Success
-from batchops.client._batch import BatchRunner, client_retry_policy
+from batchops.client._batch import BatchOptions, BatchRunner, StreamOptions, client_retry_policy
 from batchops.client._collection import AsyncCollection
 from batchops.client._jobs import AsyncJobs
 from batchops.client._transport import Transport
 from batchops.coalesce import Batcher
-from batchops.engine import Progress, RetryPolicy
+from batchops.engine import RetryPolicy
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "ClientOptions"]
 
 Operations = Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]]
+
+
+class ClientOptions(TypedDict, total=False):
+    """:class:`AsyncClient`'s keyword options, which the blocking ``Client`` passes on."""
+
+    timeout: float
+    max_concurrent: int
+    retry: RetryPolicy | None
+    coalesce: bool
+    coalesce_window_ms: float
+    coalesce_max_batch: int
+    max_batch_operations: int
+    max_batch_bytes: int
 
 
 class _Single:
@@ -136,25 +148,16 @@ class AsyncClient:
     def jobs(self) -> AsyncJobs:
         """Bulk jobs: ``await client.jobs.create_import(path, collection=...)``,
         ``bulk_update``, ``bulk_delete`` (each takes ``notification_webhook=``), ``get``,
-        ``list``, ``cancel``, ``failures``, ``events``, ``results`` (see docs/jobs.md)."""
-        return AsyncJobs(self._transport)
+        ``list``, ``cancel``, ``failures``, ``events``, ``results``, and async batches
+        (``create_batch``) (see docs/jobs.md)."""
+        return AsyncJobs(self._runner)
 
     def collection(self, name: str) -> AsyncCollection:
         """Calls on the collection ``name``."""
         return AsyncCollection(self, name)
 
     async def batch(
-        self,
-        operations: Operations,
-        *,
-        atomic: bool = False,
-        continue_on_error: bool = True,
-        parallel: int | None = None,
-        chunk_size: int | None = None,
-        max_concurrent: int | None = None,
-        validate_only: bool = False,
-        on_progress: Callable[[Progress], object] | None = None,
-        progress: bool = False,
+        self, operations: Operations, **options: Unpack[BatchOptions]
     ) -> BatchResult[Any]:
         """Run any number of operations; one ``Success``/``Failure`` each, in input order.
 
@@ -172,47 +175,30 @@ class AsyncClient:
           request: the splitter never cuts between tied operations, and refuses (400
           ``REFERENCE_ACROSS_REQUESTS``, not sent) an operation whose tied group cannot
           fit one request or that names an operation outside its request.
+
+        Options (keywords, :class:`BatchOptions`; the bulk helpers take them too):
+
         - ``atomic=True``: all or nothing, so it must fit one request; a bigger one
           raises :class:`~batchops.BatchTooLargeError` before anything is sent.
         - ``continue_on_error=False``: each request stops at its first failure, and
           requests not yet sent are skipped (``"skipped"``) once a failure is seen.
         - ``parallel``: operations the server may run at once within a request.
+        - ``chunk_size``: operations per request (capped by the server's limit).
+        - ``max_concurrent``: requests at once (default: the client's).
         - ``validate_only``: the server plans and validates, runs nothing.
         - ``on_progress(Progress)`` per finished operation; ``progress=True`` draws a
           rich bar on a terminal.
         """
-        return await self._runner.execute(
-            operations,
-            atomic=atomic,
-            continue_on_error=continue_on_error,
-            parallel=parallel,
-            chunk_size=chunk_size,
-            max_concurrent=max_concurrent,
-            validate_only=validate_only,
-            on_progress=on_progress,
-            progress=progress,
-        )
+        return await self._runner.execute(operations, **options)
 
     def stream_batch(
-        self,
-        operations: Operations,
-        *,
-        atomic: bool = False,
-        continue_on_error: bool = True,
-        parallel: int | None = None,
-        chunk_size: int | None = None,
-        max_concurrent: int | None = None,
-        validate_only: bool = False,
-        on_progress: Callable[[Progress], object] | None = None,
-        progress: bool = False,
-        idempotency_prefix: str | None = None,
-        checkpoint: str | os.PathLike[str] | None = None,
+        self, operations: Operations, **options: Unpack[StreamOptions]
     ) -> AsyncGenerator[Result[Any], None]:
         """:meth:`batch`, but yield each operation's result as its request finishes.
 
         For inputs too big to hold the results in memory. ``Result.index`` is the input
-        position (requests finish in any order). Extra options for resumable runs (the
-        CLI's ``--resume``):
+        position (requests finish in any order). Takes :meth:`batch`'s options, and two
+        for resumable runs (the CLI's ``--resume``):
 
         - ``idempotency_prefix``: request *n* is sent with ``Idempotency-Key:
           <prefix>:<n>`` (default: a random prefix per call), so rerunning the same input
@@ -222,19 +208,7 @@ class AsyncClient:
 
         Use ``contextlib.aclosing`` when you may stop early.
         """
-        return self._runner.stream(
-            operations,
-            atomic=atomic,
-            continue_on_error=continue_on_error,
-            parallel=parallel,
-            chunk_size=chunk_size,
-            max_concurrent=max_concurrent,
-            validate_only=validate_only,
-            on_progress=on_progress,
-            progress=progress,
-            idempotency_prefix=idempotency_prefix,
-            checkpoint=checkpoint,
-        )
+        return self._runner.stream(operations, **options)
 
     # -- single calls --------------------------------------------------------------------
 

@@ -1,6 +1,10 @@
 """``client.batch()``: any number of operations → requests within limits → one result each.
 
-Layering (DESIGN.md, "one engine"): this module splits operations into requests
+Why one module of ~550 lines: the runner, a request's retry state (``_State``) and the
+rules that turn its wire results into results all work on that one state; apart,
+each half would reach into the other's private fields.
+
+Layering (one engine, docs/architecture.md): this module splits operations into requests
 (:mod:`._split`) and hands the requests to the engine's :func:`batch_stream`, which owns
 concurrency, retries (with Retry-After pauses) and the checkpoint journal. What is left
 here is the per-request step the engine calls — send one request, sort its per-operation
@@ -31,7 +35,7 @@ from collections.abc import (
     Mapping,
 )
 from contextlib import aclosing
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import orjson
 
@@ -43,14 +47,28 @@ from batchops._exceptions import (
     api_error_from_envelope,
 )
 from batchops._results import BatchResult, Failure, Result, Success
-from batchops.client._ops import op_links, op_name
-from batchops.client._split import ENVELOPE_BYTES, Chunk, PendingOp, Splitter
+from batchops.client._split import (
+    ENVELOPE_BYTES,
+    Chunk,
+    PendingOp,
+    Splitter,
+    asplit_ops,
+    pending_op,
+    split_ops,
+)
 from batchops.client._transport import Transport
-from batchops.engine import MonotonicClock, Progress, RetryPolicy, batch_execute, batch_stream
+from batchops.engine import MonotonicClock, Progress, RetryPolicy, batch_stream
 from batchops.engine._progress import ProgressReporter
 from batchops.engine._retry import is_transient
 
-__all__ = ["DEFAULT_RETRY", "BatchRunner", "client_retry_policy", "is_retryable"]
+__all__ = [
+    "DEFAULT_RETRY",
+    "BatchOptions",
+    "BatchRunner",
+    "StreamOptions",
+    "client_retry_policy",
+    "is_retryable",
+]
 
 #: Per-operation statuses worth sending again.
 _RETRY_STATUSES = frozenset({429, 503})
@@ -77,6 +95,30 @@ def client_retry_policy(retry: RetryPolicy | None) -> RetryPolicy:
     if retry.retry_on is is_transient:
         return dataclasses.replace(retry, retry_on=is_retryable)
     return retry
+
+
+class BatchOptions(TypedDict, total=False):
+    """The keyword options of ``client.batch()`` and of every bulk helper (``get_many``…).
+
+    Documented on :meth:`AsyncClient.batch`; their defaults live in one place,
+    :meth:`BatchRunner.stream`.
+    """
+
+    atomic: bool
+    continue_on_error: bool
+    parallel: int | None
+    chunk_size: int | None
+    max_concurrent: int | None
+    validate_only: bool
+    on_progress: Callable[[Progress], object] | None
+    progress: bool
+
+
+class StreamOptions(BatchOptions, total=False):
+    """``client.stream_batch()``'s options: :class:`BatchOptions` plus resumable runs."""
+
+    idempotency_prefix: str | None
+    checkpoint: str | os.PathLike[str] | None
 
 
 @dataclasses.dataclass(slots=True)
@@ -141,22 +183,63 @@ class BatchRunner:
         """One REST call with the client's retry policy; the JSON answer or an APIError."""
         data = None if body is None else orjson.dumps(body)
 
-        async def attempt(_: int) -> Any:
+        async def attempt() -> Any:
             reply = await self.transport.request(method, path, body=data)
             if reply.status >= 400:
                 raise reply.error()
             return reply.json()
 
-        result = await batch_execute([0], attempt, max_concurrent=1, retry=self.retry)
-        outcome = result[0]
-        if isinstance(outcome, Failure):
-            raise outcome.error
-        return outcome.value
+        return await self.retry.call(attempt)
+
+    async def submit(
+        self,
+        operations: Iterable[Mapping[str, Any]],
+        *,
+        atomic: bool = False,
+        continue_on_error: bool = True,
+        parallel: int | None = None,
+        idempotency_key: str | None = None,
+        notification_webhook: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Send ``operations`` as ONE async batch (``Prefer: respond-async``): the job.
+
+        One request, so it must fit the server's limits (refused before sending, as an
+        atomic batch is). Retried with the same ``Idempotency-Key``: a retry answers the
+        same job, never a second one.
+        """
+        if parallel is not None and (not isinstance(parallel, int) or parallel < 1):
+            raise ValueError(f"parallel={parallel!r}: must be an int >= 1, or None")
+        chunk = await self._one_request(operations, "async")
+        options = _Options(atomic, continue_on_error or atomic, parallel, validate_only=False)
+        parts = [
+            b'{"operations":[',
+            b",".join(op.data for op in chunk.ops),
+            b'],"options":',
+            options.encode(),
+        ]
+        if notification_webhook is not None:
+            parts += [b',"notification_webhook":', orjson.dumps(notification_webhook)]
+        body = b"".join(parts) + b"}"
+        headers = {
+            "Prefer": "respond-async",
+            "Idempotency-Key": idempotency_key or uuid.uuid4().hex,
+        }
+
+        async def attempt() -> dict[str, Any]:
+            reply = await self.transport.request("POST", "/v1/batch", body=body, headers=headers)
+            if reply.status >= 400:
+                raise reply.error()
+            job: dict[str, Any] = reply.json()
+            return job
+
+        return await self.retry.call(attempt)
 
     # -- batches ---------------------------------------------------------------------------
 
     async def execute(
-        self, operations: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]], **kw: Any
+        self,
+        operations: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        **kw: Unpack[StreamOptions],
     ) -> BatchResult[Any]:
         """:meth:`stream`, collected into one :class:`BatchResult` in input order."""
         clock = MonotonicClock()
@@ -205,14 +288,14 @@ class BatchRunner:
         chunks: Iterable[Chunk] | AsyncIterable[Chunk]
         if atomic:
             # Refused before anything is sent: an atomic batch is never silently split.
-            chunks = [await self._atomic_chunk(operations)]
+            chunks = [await self._one_request(operations, "atomic")]
         else:
             max_ops = min(chunk_size or self.max_batch_operations, self.max_batch_operations)
             splitter = Splitter(max_ops, self.max_batch_bytes)
             if isinstance(operations, AsyncIterable):
-                chunks = _achunks(operations, splitter)
+                chunks = asplit_ops(operations, splitter)
             else:
-                chunks = _chunks(operations, splitter)
+                chunks = split_ops(operations, splitter)
 
         def register(chunk: Chunk) -> Chunk:
             states[chunk.number] = _State(chunk, f"{prefix}:{chunk.number}", list(chunk.ops))
@@ -248,8 +331,10 @@ class BatchRunner:
             if reporter is not None:
                 reporter.close()
 
-    async def _atomic_chunk(
-        self, operations: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]]
+    async def _one_request(
+        self,
+        operations: Iterable[Mapping[str, Any]] | AsyncIterable[Mapping[str, Any]],
+        kind: str,
     ) -> Chunk:
         limit = self.max_batch_operations
         ops: list[PendingOp] = []
@@ -257,14 +342,14 @@ class BatchRunner:
 
         def take(index: int, op: Mapping[str, Any]) -> None:
             nonlocal size
-            pending = _pending(index, op)
+            pending = pending_op(index, op)
             size += len(pending.data) + 1
             ops.append(pending)
             if len(ops) > limit:
                 raise BatchTooLargeError(
-                    f"an atomic batch must fit one request: more than {limit} operations; "
-                    "nothing was sent. Split it into several atomic batches, or use "
-                    "atomicity_group on smaller groups",
+                    f"an {kind} batch must fit one request: more than {limit} operations; "
+                    f"nothing was sent. Split it into several {kind} batches"
+                    + (", or use atomicity_group on smaller groups" if kind == "atomic" else ""),
                     details={"limit": limit, "actual": f">{limit}", "unit": "operations"},
                 )
 
@@ -278,7 +363,7 @@ class BatchRunner:
                 take(index, op)
         if size > self.max_batch_bytes:
             raise BatchTooLargeError(
-                f"an atomic batch must fit one request: {size} bytes is over the "
+                f"an {kind} batch must fit one request: {size} bytes is over the "
                 f"{self.max_batch_bytes}-byte limit; nothing was sent",
                 details={"limit": self.max_batch_bytes, "actual": size, "unit": "bytes"},
             )
@@ -450,39 +535,6 @@ def _results_of(
 
 def _index_of(result: Result[Any]) -> int:
     return result.index
-
-
-def _pending(index: int, op: Mapping[str, Any]) -> PendingOp:
-    if not isinstance(op, Mapping):
-        raise TypeError(
-            f"operation {index} is a {type(op).__name__}; an operation is a dict in either "
-            "dialect of POST /v1/batch, e.g. {'type': 'read', 'collection': 'people', "
-            "'id': 'r1'} (see docs/batch.md)"
-        )
-    data = orjson.dumps(op)
-    links, group = op_links(op, data)
-    return PendingOp(index, op_name(op), links, group, data)
-
-
-def _chunks(operations: Iterable[Mapping[str, Any]], splitter: Splitter) -> Iterator[Chunk]:
-    for index, op in enumerate(operations):
-        yield from splitter.add(_pending(index, op))
-    last = splitter.rest()
-    if last is not None:
-        yield last
-
-
-async def _achunks(
-    operations: AsyncIterable[Mapping[str, Any]], splitter: Splitter
-) -> AsyncIterator[Chunk]:
-    index = 0
-    async for op in operations:
-        for chunk in splitter.add(_pending(index, op)):
-            yield chunk
-        index += 1
-    last = splitter.rest()
-    if last is not None:
-        yield last
 
 
 def _mapped(

@@ -3,21 +3,23 @@
 Single calls return the record (or page) and raise an :class:`~batchops.APIError`; bulk
 helpers return a :class:`~batchops.BatchResult` in input order and never raise for a
 failed item. Every bulk helper is ``client.batch()`` over typed operations.
+``Collection`` is the blocking facade (``Client.collection(name)``): bridges, no logic.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 from urllib.parse import quote
 
 from batchops._results import BatchResult
+from batchops.client._batch import BatchOptions
+from batchops.client._facade import Facade, blocking
 from batchops.client._ops import typed_op
 
 if TYPE_CHECKING:
     from batchops.client._async_client import AsyncClient
-    from batchops.client._sync_client import Client
 
 __all__ = ["AsyncCollection", "Collection"]
 
@@ -110,26 +112,28 @@ class AsyncCollection:
 
     # -- bulk helpers: one BatchResult in input order ----------------------------------
 
-    async def get_many(self, ids: Iterable[str], **batch_options: Any) -> BatchResult[Record]:
+    async def get_many(
+        self, ids: Iterable[str], **batch_options: Unpack[BatchOptions]
+    ) -> BatchResult[Record]:
         """Read many records; a missing one is a ``Failure`` with ``NotFoundError``."""
         ops = (typed_op("read", self.name, id=i) for i in ids)
         return await self._client.batch(ops, **batch_options)
 
     async def search_many(
-        self, queries: Iterable[str | Mapping[str, Any]], **batch_options: Any
+        self, queries: Iterable[str | Mapping[str, Any]], **batch_options: Unpack[BatchOptions]
     ) -> BatchResult[Record]:
         """Many searches: each query is a text, or ``{"query", "filters"?, "limit"?}``."""
         return await self._client.batch(self._searches(queries), **batch_options)
 
     async def list_many(
-        self, filters: Iterable[Mapping[str, Any]], **batch_options: Any
+        self, filters: Iterable[Mapping[str, Any]], **batch_options: Unpack[BatchOptions]
     ) -> BatchResult[Record]:
         """One list page per filter mapping (field -> value)."""
         ops = (typed_op("list", self.name, options=_list_options(f, None, None)) for f in filters)
         return await self._client.batch(ops, **batch_options)
 
     async def create_many(
-        self, records: Iterable[Mapping[str, Any]], **batch_options: Any
+        self, records: Iterable[Mapping[str, Any]], **batch_options: Unpack[BatchOptions]
     ) -> BatchResult[Record]:
         """Create many records; each item is ``{"data": {...}, "id"?: "..."}``."""
         return await self._client.batch(self._creates(records), **batch_options)
@@ -137,7 +141,7 @@ class AsyncCollection:
     async def update_many(
         self,
         changes: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, Mapping[str, Any]]],
-        **batch_options: Any,
+        **batch_options: Unpack[BatchOptions],
     ) -> BatchResult[Record]:
         """Merge-patch many records: ``{id: patch}`` or ``(id, patch)`` pairs."""
         pairs = changes.items() if isinstance(changes, Mapping) else changes
@@ -145,7 +149,7 @@ class AsyncCollection:
         return await self._client.batch(ops, **batch_options)
 
     async def delete_many(
-        self, ids: Iterable[str], *, hard: bool = False, **batch_options: Any
+        self, ids: Iterable[str], *, hard: bool = False, **batch_options: Unpack[BatchOptions]
     ) -> BatchResult[Record]:
         """Delete many records (soft unless ``hard=True``)."""
         options = {"hard": True} if hard else None
@@ -187,94 +191,36 @@ def _list_options(
     return options or None
 
 
-class Collection:
-    """The blocking twin of :class:`AsyncCollection` (``Client.collection(name)``).
+class Collection(Facade[AsyncCollection]):
+    """The blocking :class:`AsyncCollection` (``Client.collection(name)``).
 
-    Every method runs the :class:`AsyncCollection` method of the same name on the
-    client's private event loop; there is no logic here.
+    Every method is the :class:`AsyncCollection` method of the same name, run on the
+    client's private event loop (see :mod:`batchops.client._facade`); there is no logic here.
     """
 
-    __slots__ = ("_async", "_client", "name")
+    __slots__ = ()
 
-    def __init__(self, client: Client, collection: AsyncCollection) -> None:
-        self._client = client
-        self._async = collection
-        self.name = collection.name
+    @property
+    def name(self) -> str:
+        """The collection's name."""
+        return self._async.name
 
     def __repr__(self) -> str:
         return f"<Collection {self.name!r}>"
 
-    def create(self, data: Mapping[str, Any], *, id: str | None = None) -> Record:
-        """See :meth:`AsyncCollection.create`."""
-        return self._client._run(self._async.create(data, id=id))
-
-    def get(self, id: str) -> Record:
-        """See :meth:`AsyncCollection.get`."""
-        return self._client._run(self._async.get(id))
-
-    def update(self, id: str, data: Mapping[str, Any], *, if_match: int | None = None) -> Record:
-        """See :meth:`AsyncCollection.update`."""
-        return self._client._run(self._async.update(id, data, if_match=if_match))
-
-    def replace(self, id: str, data: Mapping[str, Any], *, if_match: int | None = None) -> Record:
-        """See :meth:`AsyncCollection.replace`."""
-        return self._client._run(self._async.replace(id, data, if_match=if_match))
-
-    def delete(self, id: str, *, hard: bool = False, if_match: int | None = None) -> Record:
-        """See :meth:`AsyncCollection.delete`."""
-        return self._client._run(self._async.delete(id, hard=hard, if_match=if_match))
-
-    def list(
-        self,
-        *,
-        filters: Mapping[str, Any] | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-    ) -> Record:
-        """See :meth:`AsyncCollection.list`."""
-        return self._client._run(self._async.list(filters=filters, limit=limit, cursor=cursor))
-
-    def search(
-        self, query: str, *, filters: Mapping[str, Any] | None = None, limit: int | None = None
-    ) -> Record:
-        """See :meth:`AsyncCollection.search`."""
-        return self._client._run(self._async.search(query, filters=filters, limit=limit))
-
-    def get_many(self, ids: Iterable[str], **batch_options: Any) -> BatchResult[Record]:
-        """See :meth:`AsyncCollection.get_many`."""
-        return self._client._run(self._async.get_many(ids, **batch_options))
-
-    def search_many(
-        self, queries: Iterable[str | Mapping[str, Any]], **batch_options: Any
-    ) -> BatchResult[Record]:
-        """See :meth:`AsyncCollection.search_many`."""
-        return self._client._run(self._async.search_many(queries, **batch_options))
-
-    def list_many(
-        self, filters: Iterable[Mapping[str, Any]], **batch_options: Any
-    ) -> BatchResult[Record]:
-        """See :meth:`AsyncCollection.list_many`."""
-        return self._client._run(self._async.list_many(filters, **batch_options))
-
-    def create_many(
-        self, records: Iterable[Mapping[str, Any]], **batch_options: Any
-    ) -> BatchResult[Record]:
-        """See :meth:`AsyncCollection.create_many`."""
-        return self._client._run(self._async.create_many(records, **batch_options))
-
-    def update_many(
-        self,
-        changes: Mapping[str, Mapping[str, Any]] | Iterable[tuple[str, Mapping[str, Any]]],
-        **batch_options: Any,
-    ) -> BatchResult[Record]:
-        """See :meth:`AsyncCollection.update_many`."""
-        return self._client._run(self._async.update_many(changes, **batch_options))
-
-    def delete_many(
-        self, ids: Iterable[str], *, hard: bool = False, **batch_options: Any
-    ) -> BatchResult[Record]:
-        """See :meth:`AsyncCollection.delete_many`."""
-        return self._client._run(self._async.delete_many(ids, hard=hard, **batch_options))
+    create = blocking(AsyncCollection.create)
+    get = blocking(AsyncCollection.get)
+    update = blocking(AsyncCollection.update)
+    replace = blocking(AsyncCollection.replace)
+    delete = blocking(AsyncCollection.delete)
+    list = blocking(AsyncCollection.list)
+    search = blocking(AsyncCollection.search)
+    get_many = blocking(AsyncCollection.get_many)
+    search_many = blocking(AsyncCollection.search_many)
+    list_many = blocking(AsyncCollection.list_many)
+    create_many = blocking(AsyncCollection.create_many)
+    update_many = blocking(AsyncCollection.update_many)
+    delete_many = blocking(AsyncCollection.delete_many)
 
 
 # ``builtins`` keeps ``list[...]`` meaning the type inside classes with a ``list`` method.

@@ -1,13 +1,15 @@
-"""Bulk jobs from the client side: upload an import, read jobs, follow their events.
+"""Bulk jobs from the client side: imports, bulk updates/deletes, async batches, and
+reading jobs and following their events.
 
 Built on the SDK's one HTTP layer (:class:`~batchops.client._transport.Transport`) and its
-error mapping: an error answer raises the matching :class:`~batchops.APIError`.
+error mapping: an error answer raises the matching :class:`~batchops.APIError`. ``Jobs``
+is the blocking facade (``Client.jobs``): one bridge line per method, no logic.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,11 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from batchops._exceptions import ConnectionFailedError
-from batchops.client._transport import Reply, Transport
+from batchops.client._batch import BatchRunner
+from batchops.client._facade import Facade, blocking, iterating
+from batchops.client._transport import Reply
 
-__all__ = ["CONTENT_TYPES", "AsyncJobs", "JobEvent", "NotificationWebhook"]
+__all__ = ["CONTENT_TYPES", "AsyncJobs", "JobEvent", "Jobs", "NotificationWebhook"]
 
 CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json"}
 
@@ -78,10 +82,11 @@ def format_of(path: Path, explicit: str | None) -> str:
 
 
 class AsyncJobs:
-    """``client.jobs``: imports and the job routes of a batchops server."""
+    """``client.jobs``: imports, bulk jobs, async batches and the job routes of a server."""
 
-    def __init__(self, transport: Transport) -> None:
-        self._transport = transport
+    def __init__(self, runner: BatchRunner) -> None:
+        self._runner = runner
+        self._transport = runner.transport
 
     async def create_import(
         self,
@@ -120,6 +125,36 @@ class AsyncJobs:
         )
         job: dict[str, Any] = _ok(reply)
         return job
+
+    async def create_batch(
+        self,
+        operations: Iterable[Mapping[str, Any]],
+        *,
+        atomic: bool = False,
+        continue_on_error: bool = True,
+        parallel: int | None = None,
+        idempotency_key: str | None = None,
+        notification_webhook: NotificationWebhook | None = None,
+    ) -> dict[str, Any]:
+        """An async batch (``POST /v1/batch`` with ``Prefer: respond-async``): the queued
+        ``batch`` job, at once. Its answer, once it has ended: :meth:`results` — the JSON the
+        synchronous request would have answered.
+
+        The operations go in ONE request (at most the server's limits; a bigger batch
+        raises :class:`~batchops.BatchTooLargeError` before sending). It is retried with
+        one ``Idempotency-Key`` (``idempotency_key``, default a random one), so a retry
+        answers the same job. ``notification_webhook``: be called when the job ends.
+        """
+        return await self._runner.submit(
+            operations,
+            atomic=atomic,
+            continue_on_error=continue_on_error,
+            parallel=parallel,
+            idempotency_key=idempotency_key,
+            notification_webhook=(
+                None if notification_webhook is None else _webhook_json(notification_webhook)
+            ),
+        )
 
     async def get(self, job_id: str) -> dict[str, Any]:
         """A job's state and progress."""
@@ -252,3 +287,21 @@ class AsyncJobs:
                 attempts += 1
                 if attempts > reconnects:
                     raise
+
+
+class Jobs(Facade[AsyncJobs]):
+    """``Client.jobs``: the blocking :class:`AsyncJobs` (same methods; ``events`` is a
+    plain iterator)."""
+
+    __slots__ = ()
+
+    create_import = blocking(AsyncJobs.create_import)
+    create_batch = blocking(AsyncJobs.create_batch)
+    bulk_update = blocking(AsyncJobs.bulk_update)
+    bulk_delete = blocking(AsyncJobs.bulk_delete)
+    get = blocking(AsyncJobs.get)
+    list = blocking(AsyncJobs.list)
+    cancel = blocking(AsyncJobs.cancel)
+    failures = blocking(AsyncJobs.failures)
+    results = blocking(AsyncJobs.results)
+    events = iterating(AsyncJobs.events)

@@ -12,11 +12,24 @@ operation refused, with a 400 result naming it; it is never sent.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ENVELOPE_BYTES", "Chunk", "PendingOp", "Splitter", "refusal"]
+import orjson
+
+from batchops.client._ops import op_links, op_name
+
+__all__ = [
+    "ENVELOPE_BYTES",
+    "Chunk",
+    "PendingOp",
+    "Splitter",
+    "asplit_ops",
+    "pending_op",
+    "refusal",
+    "split_ops",
+]
 
 #: Bytes kept free in every request for ``{"operations":[…],"options":{…}}``.
 ENVELOPE_BYTES = 512
@@ -200,3 +213,39 @@ class Splitter:
                 ),
             )
         )
+
+
+def pending_op(index: int, op: Mapping[str, Any]) -> PendingOp:
+    """Input operation ``index``, checked to be a dict and encoded once."""
+    if not isinstance(op, Mapping):
+        raise TypeError(
+            f"operation {index} is a {type(op).__name__}; an operation is a dict in either "
+            "dialect of POST /v1/batch, e.g. {'type': 'read', 'collection': 'people', "
+            "'id': 'r1'} (see docs/batch.md)"
+        )
+    data = orjson.dumps(op)
+    links, group = op_links(op, data)
+    return PendingOp(index, op_name(op), links, group, data)
+
+
+def split_ops(operations: Iterable[Mapping[str, Any]], splitter: Splitter) -> Iterator[Chunk]:
+    """The requests ``splitter`` makes of ``operations``, lazily."""
+    for index, op in enumerate(operations):
+        yield from splitter.add(pending_op(index, op))
+    last = splitter.rest()
+    if last is not None:
+        yield last
+
+
+async def asplit_ops(
+    operations: AsyncIterable[Mapping[str, Any]], splitter: Splitter
+) -> AsyncIterator[Chunk]:
+    """:func:`split_ops` for an async iterable."""
+    index = 0
+    async for op in operations:
+        for chunk in splitter.add(pending_op(index, op)):
+            yield chunk
+        index += 1
+    last = splitter.rest()
+    if last is not None:
+        yield last

@@ -3,6 +3,10 @@
 The hot path (``load``) is one Future per distinct key, appended to a plain list; no Task
 per load. A batch becomes one Task when it is dispatched (size reached, time window over,
 ``flush()``/``aclose()``), and its results are handed back by index.
+
+Why one module of ~600 lines: it is one class whose load, dispatch and settle paths share
+private state (the open batches, the dedupe map, the back-pressure counters), plus the
+option checks and the batch-function contract that belong to it.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from batchops._exceptions import BatchContractError, BatcherClosedError
 from batchops.coalesce._breaker import CircuitBreaker
 from batchops.coalesce._cache import MISSING, Cache
 from batchops.engine import Clock, MonotonicClock, RetryPolicy, TimerHandle
-from batchops.engine._retry import retry_after_of
 
 __all__ = ["BatchFn", "Batcher"]
 
@@ -396,19 +399,7 @@ class Batcher(Generic[K, V]):
         retry = self._retry
         if retry is None:
             return await _call_batch_fn(self._batch_fn, keys)
-        attempt = 1
-        while True:
-            try:
-                return await _call_batch_fn(self._batch_fn, keys)
-            except Exception as exc:
-                if attempt >= retry.attempts or not retry.should_retry(exc):
-                    raise
-                delay = retry.backoff(attempt)
-                after = retry_after_of(exc)
-                if after is not None and after > delay:
-                    delay = after
-                await self._clock.sleep(delay)
-                attempt += 1
+        return await retry.call(lambda: _call_batch_fn(self._batch_fn, keys), clock=self._clock)
 
     def _settle(self, batch: _Batch[K, V], values: Sequence[V | BaseException]) -> None:
         futs = batch.futs

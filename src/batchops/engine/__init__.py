@@ -7,25 +7,32 @@ One engine (a bounded worker pool, :mod:`batchops.engine._core`) with thin layer
 - :func:`run_batch` — the blocking facade for scripts and notebooks;
 - :func:`chunked` / :func:`achunked` — split items into batches by count or bytes.
 
-Tests drive time with :class:`VirtualClock` (``clock=`` on every function).
+Their options are keywords or one :class:`EngineOptions` value (``options=``). Retries
+everywhere in batchops (engine, Batcher, SDK, stores) are one :class:`RetryPolicy` over
+one pure :func:`backoff_s`. Tests drive time with :class:`VirtualClock` (``clock=`` on
+every function).
 """
 
 from batchops.engine._chunk import achunked, chunked
 from batchops.engine._clock import Clock, MonotonicClock, TimerHandle, VirtualClock
 from batchops.engine._execute import batch_execute
+from batchops.engine._options import EngineKwargs, EngineOptions
 from batchops.engine._progress import Progress
-from batchops.engine._retry import RetryPolicy, is_overload, is_transient
+from batchops.engine._retry import RetryPolicy, backoff_s, is_overload, is_transient
 from batchops.engine._stream import batch_stream
 from batchops.engine._sync import run_batch
 
 __all__ = [
     "Clock",
+    "EngineKwargs",
+    "EngineOptions",
     "MonotonicClock",
     "Progress",
     "RetryPolicy",
     "TimerHandle",
     "VirtualClock",
     "achunked",
+    "backoff_s",
     "batch_execute",
     "batch_stream",
     "chunked",

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import math
-import os
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -30,9 +28,10 @@ from batchops.engine._adaptive import AdaptiveLimit
 from batchops.engine._checkpoint import Journal
 from batchops.engine._clock import Clock, MonotonicClock, TimerHandle
 from batchops.engine._deadline import Deadline
-from batchops.engine._progress import Progress, ProgressReporter
+from batchops.engine._options import EngineOptions
+from batchops.engine._progress import ProgressReporter
 from batchops.engine._rate import RateLimiter
-from batchops.engine._retry import RetryPolicy, is_overload, retry_after_of
+from batchops.engine._retry import is_overload, retry_after_of
 from batchops.engine._source import Source
 
 __all__ = ["Engine", "NotAsyncOperationError"]
@@ -60,61 +59,43 @@ class _ChannelLike(Protocol):
 
 
 class Engine(Generic[T, R]):
-    """A configured batch run. Build it (validates every option), then ``await run()``."""
+    """A configured batch run: build it from checked :class:`EngineOptions`, then ``run()``."""
 
     def __init__(
         self,
         items: Iterable[T] | AsyncIterable[T],
         operation: Callable[[T], Awaitable[R]],
-        *,
-        max_concurrent: int = 10,
-        max_per_second: float | None = None,
-        retry: RetryPolicy | None = None,
-        fail_fast: bool = False,
-        timeout: float | None = None,
-        item_timeout: float | None = None,
-        on_progress: Callable[[Progress], object] | None = None,
-        progress: bool = False,
-        checkpoint: str | os.PathLike[str] | None = None,
-        key: Callable[[T], str] | None = None,
-        adaptive: bool = False,
-        dry_run: bool = False,
-        validate: Callable[[T], object] | None = None,
-        clock: Clock | None = None,
-        checkpoint_fsync: bool = False,
+        options: EngineOptions[T],
     ) -> None:
-        _check_options(
-            max_concurrent=max_concurrent,
-            max_per_second=max_per_second,
-            retry=retry,
-            timeout=timeout,
-            item_timeout=item_timeout,
-            on_progress=on_progress,
-            checkpoint=checkpoint,
-            key=key,
-            dry_run=dry_run,
-            validate=validate,
-            clock=clock,
-        )
+        # Options were checked when ``options`` was built; copy them into attributes the
+        # per-item path reads directly.
+        max_concurrent = options.max_concurrent
+        max_per_second = options.max_per_second
+        retry = options.retry
+        item_timeout = options.item_timeout
+        clock = options.clock
+        dry_run = options.dry_run
+        adaptive = options.adaptive
+        checkpoint = options.checkpoint
         self._source: Source[T] = Source(items)
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         if dry_run:
             # A dry run makes no calls, so there is nothing to retry, pace or time out.
-            self._operation: Callable[[T], Awaitable[Any]] = _validator(validate)
+            self._operation: Callable[[T], Awaitable[Any]] = _validator(options.validate)
             retry, max_per_second, item_timeout = None, None, None
         else:
             self._operation = _as_async(operation)
         self._dry_run = dry_run
         self._max_concurrent = max_concurrent
         self._retry = retry
-        self._fail_fast = fail_fast
-        self._timeout = timeout
+        self._fail_fast = options.fail_fast
+        self._timeout = options.timeout
         self._item_timeout = item_timeout
-        self._on_progress = on_progress
-        self._progress_bar = progress
+        self._on_progress = options.on_progress
+        self._progress_bar = options.progress
         self._checkpoint = checkpoint
-        self._checkpoint_fsync = checkpoint_fsync
-        self._key = key
+        self._checkpoint_fsync = options.checkpoint_fsync
+        self._key = options.key
         self._rate = RateLimiter(max_per_second, self._clock) if max_per_second else None
         self._adaptive = AdaptiveLimit(max_concurrent) if adaptive else None
         # The lean path: one await of the operation, nothing else per item.
@@ -376,11 +357,7 @@ class Engine(Generic[T, R]):
                     if retry is None or attempts >= retry.attempts or not retry.should_retry(exc):
                         result = failure
                         break
-                    delay = retry.backoff(attempts)
-                    after = retry_after_of(exc)
-                    if after is not None and after > delay:
-                        delay = after
-                    await clock.sleep(delay)
+                    await clock.sleep(retry.wait_s(attempts, exc))
                     await self._wait_pause_and_rate()
                     continue
                 except asyncio.CancelledError as exc:
@@ -481,72 +458,3 @@ def _validator(validate: Callable[[Any], object] | None) -> Callable[[Any], Awai
         return verdict
 
     return check
-
-
-def _positive(name: str, value: float | None, unit: str) -> None:
-    if value is None:
-        return
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or math.isnan(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name}={value!r}: must be a positive number of {unit}, or None")
-
-
-def _check_options(
-    *,
-    max_concurrent: int,
-    max_per_second: float | None,
-    retry: RetryPolicy | None,
-    timeout: float | None,
-    item_timeout: float | None,
-    on_progress: object,
-    checkpoint: object,
-    key: object,
-    dry_run: bool,
-    validate: object,
-    clock: object,
-) -> None:
-    if not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool):
-        raise TypeError(f"max_concurrent={max_concurrent!r}: must be an int >= 1")
-    if max_concurrent < 1:
-        raise ValueError(
-            f"max_concurrent={max_concurrent}: must be >= 1 (it is how many items run at "
-            "once; use max_per_second= to slow down further)"
-        )
-    if max_per_second is not None and (
-        isinstance(max_per_second, bool) or not isinstance(max_per_second, int | float)
-    ):
-        raise TypeError(f"max_per_second={max_per_second!r}: must be a number or None")
-    _positive("max_per_second", max_per_second, "items per second (None means no cap)")
-    if max_per_second is not None and math.isinf(max_per_second):
-        raise ValueError("max_per_second=inf: pass None for no rate cap")
-    _positive("timeout", timeout, "seconds for the whole batch")
-    _positive("item_timeout", item_timeout, "seconds per attempt")
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise TypeError(
-            f"retry={retry!r}: pass a RetryPolicy, e.g. retry=RetryPolicy(attempts=3), "
-            "or None for no retries"
-        )
-    if on_progress is not None and not callable(on_progress):
-        raise TypeError("on_progress must be a callable taking a Progress, or None")
-    if checkpoint is not None and key is None:
-        raise ValueError(
-            "checkpoint= needs key=: a function giving each item a stable string id, so a "
-            "rerun can tell which items are done, e.g. key=lambda item: str(item['id'])"
-        )
-    if key is not None and checkpoint is None:
-        raise ValueError("key= is only used with checkpoint=path; pass both or neither")
-    if key is not None and not callable(key):
-        raise TypeError("key must be a callable: key=lambda item: str(item['id'])")
-    if validate is not None and not dry_run:
-        raise ValueError("validate= is only used with dry_run=True; pass dry_run=True too")
-    if validate is not None and not callable(validate):
-        raise TypeError("validate must be a callable (sync or async) taking one item")
-    if clock is not None and not isinstance(clock, Clock):
-        raise TypeError(
-            f"clock={clock!r}: must provide now(), async sleep() and call_at(), like "
-            "MonotonicClock or VirtualClock"
-        )

@@ -1,30 +1,45 @@
-"""Retry policy: which errors are transient, how long to back off, and Retry-After.
+"""Retry, once for every layer: which errors are transient, how long to wait, the loop.
 
-The backoff maths is tenacity's (``wait_exponential`` / ``wait_random_exponential``);
-the retry *loop* lives in the engine because it must cooperate with the pool (the
-Retry-After pause, the rate cap, per-attempt timeouts, fail-fast cancellation), which
-``tenacity.AsyncRetrying`` cannot see. Items run without any of this when ``retry`` is
-not given.
+- :func:`backoff_s` is the pure backoff maths (capped exponential, optional jitter), for
+  every retry schedule in batchops — the engine's, the Batcher's, the SDK's, the stores'
+  and the webhook deliveries'.
+- :class:`RetryPolicy` decides (``should_retry``), waits (``wait_s``: the backoff, or the
+  error's ``Retry-After`` when longer) and runs the generic loop (:meth:`RetryPolicy.call`,
+  on ``tenacity.AsyncRetrying``), used by the Batcher, the SDK's single calls and the
+  stores' units of work.
+- The engine keeps its own short loop over the same policy (``should_retry`` +
+  ``wait_s``): it must cooperate with the pool (the Retry-After pause, the rate cap,
+  per-attempt timeouts, fail-fast cancellation, adaptive concurrency), which
+  ``tenacity.AsyncRetrying`` cannot see. Items run without any of this when ``retry``
+  is not given.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import tenacity
 
 from batchops._exceptions import ItemCancelledError, ItemSkippedError, TransientStoreError
 
+if TYPE_CHECKING:
+    from batchops.engine._clock import Clock
+
 __all__ = [
     "RetryPolicy",
+    "backoff_s",
     "is_overload",
     "is_transient",
     "retry_after_of",
     "status_code_of",
 ]
+
+T = TypeVar("T")
 
 #: HTTP statuses that mean "try again later" rather than "you are wrong".
 TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -94,20 +109,54 @@ def is_overload(exc: BaseException) -> bool:
     return "RateLimit" in type(exc).__name__
 
 
+def backoff_s(
+    failed_attempts: int,
+    *,
+    initial_s: float,
+    max_s: float,
+    multiplier: float = 2.0,
+    jitter: float = 0.0,
+) -> float:
+    """Seconds to wait after the ``failed_attempts``-th failure (1-based).
+
+    ``initial_s * multiplier ** (failed_attempts - 1)``, at most ``max_s``. ``jitter`` is
+    the fraction of that wait drawn at random: 0 exact, 1 uniform in ``[0, wait]`` ("full
+    jitter", so a burst of failures does not retry in lockstep), 0.5 in ``[wait/2, wait]``.
+
+    >>> [backoff_s(n, initial_s=5.0, max_s=60.0) for n in (1, 2, 3, 4, 5)]
+    [5.0, 10.0, 20.0, 40.0, 60.0]
+    >>> backoff_s(10_000, initial_s=1.0, max_s=60.0)
+    60.0
+    """
+    if failed_attempts < 1:
+        raise ValueError(f"failed_attempts={failed_attempts!r}: counts failures, from 1")
+    try:
+        wait = initial_s * multiplier ** (failed_attempts - 1)
+    except OverflowError:
+        wait = max_s if initial_s > 0 else 0.0
+    wait = float(min(wait, max_s))
+    if jitter:
+        wait -= wait * jitter * random.random()
+    return wait
+
+
 RetryOn = Callable[[BaseException], bool] | tuple[type[BaseException], ...] | type[BaseException]
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How to retry one item: up to ``attempts`` calls, exponential backoff in between.
+    """How to retry one call: up to ``attempts`` calls, exponential backoff in between.
 
     The wait after the *n*-th failed attempt is ``initial_backoff * multiplier ** (n - 1)``
-    capped at ``max_backoff``; with ``jitter=True`` it is drawn uniformly from ``[0, that]``
-    ("full jitter", so a burst of failures does not retry in lockstep). An error with a
-    ``retry_after`` waits at least that long, and pauses the whole pool meanwhile.
+    capped at ``max_backoff`` (:func:`backoff_s`); with ``jitter=True`` it is drawn
+    uniformly from ``[0, that]`` ("full jitter", so a burst of failures does not retry in
+    lockstep), and a number between 0 and 1 draws that fraction of it at random
+    (``jitter=0.5``: from ``[that/2, that]``). An error with a ``retry_after`` waits at
+    least that long (and, in the engine, pauses the whole pool meanwhile).
 
     ``retry_on`` is a predicate or exception class(es); the default, :func:`is_transient`,
-    retries timeouts, connection errors and 429/502/503/504 only.
+    retries timeouts, connection errors and 429/502/503/504 only. Only exceptions
+    are retried, never a cancellation.
 
     >>> RetryPolicy(attempts=4, initial_backoff=0.5, jitter=False).schedule()
     [0.5, 1.0, 2.0]
@@ -117,9 +166,9 @@ class RetryPolicy:
     initial_backoff: float = 0.1
     max_backoff: float = 10.0
     multiplier: float = 2.0
-    jitter: bool = True
+    jitter: bool | float = True
     retry_on: RetryOn = is_transient
-    _wait: tenacity.wait.wait_base = field(init=False, repr=False, compare=False)
+    _jitter: float = field(init=False, repr=False, compare=False)
     _predicate: Callable[[BaseException], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -137,26 +186,77 @@ class RetryPolicy:
                 f"RetryPolicy(multiplier={self.multiplier!r}): must be >= 1 "
                 "(1 gives a constant backoff)"
             )
-        wait_cls = tenacity.wait_random_exponential if self.jitter else tenacity.wait_exponential
-        wait = wait_cls(
-            multiplier=self.initial_backoff, max=self.max_backoff, exp_base=self.multiplier
-        )
-        object.__setattr__(self, "_wait", wait)
+        jitter = self.jitter
+        if not isinstance(jitter, int | float) or not 0 <= jitter <= 1:
+            raise ValueError(
+                f"RetryPolicy(jitter={jitter!r}): True (full jitter), False (exact waits), "
+                "or the random fraction of each wait, between 0 and 1"
+            )
+        object.__setattr__(self, "_jitter", float(jitter))
         object.__setattr__(self, "_predicate", _as_predicate(self.retry_on))
 
     def should_retry(self, exc: BaseException) -> bool:
         """Whether ``exc`` is worth another attempt under this policy."""
-        return self._predicate(exc)
+        return isinstance(exc, Exception) and self._predicate(exc)
 
     def backoff(self, failed_attempts: int) -> float:
         """Seconds to wait after ``failed_attempts`` failures (random if ``jitter``)."""
-        state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
-        state.attempt_number = failed_attempts
-        return float(self._wait(state))
+        return backoff_s(
+            failed_attempts,
+            initial_s=self.initial_backoff,
+            max_s=self.max_backoff,
+            multiplier=self.multiplier,
+            jitter=self._jitter,
+        )
+
+    def wait_s(self, failed_attempts: int, exc: BaseException) -> float:
+        """The wait after this failure: the backoff, or ``exc.retry_after`` when longer."""
+        delay = self.backoff(failed_attempts)
+        after = retry_after_of(exc)
+        return after if after is not None and after > delay else delay
 
     def schedule(self) -> list[float]:
         """Every wait between attempts, in order: ``attempts - 1`` values (pure helper)."""
         return [self.backoff(n) for n in range(1, self.attempts)]
+
+    async def call(self, fn: Callable[[], Awaitable[T]], *, clock: Clock | None = None) -> T:
+        """``await fn()``, again after :meth:`wait_s` while it raises a retryable error.
+
+        Raises the last error when the attempts run out or the error is not retryable.
+        ``clock`` is where the waits sleep (a :class:`~batchops.engine.VirtualClock` in
+        tests; default ``asyncio.sleep``). The first attempt runs outside tenacity: the
+        common case, a success, costs one await.
+        """
+        try:
+            return await fn()
+        except Exception as exc:
+            if self.attempts == 1 or not self.should_retry(exc):
+                raise
+            first = exc
+        sleep = asyncio.sleep if clock is None else clock.sleep
+        await sleep(self.wait_s(1, first))
+        retrying = tenacity.AsyncRetrying(
+            sleep=sleep,
+            stop=tenacity.stop_after_attempt(self.attempts - 1),
+            wait=self._tenacity_wait,
+            retry=tenacity.retry_if_exception(self.should_retry),
+            reraise=True,
+        )
+
+        async def attempt() -> T:
+            # An ``async def``: tenacity runs any other callable (a lambda returning a
+            # coroutine, say) as a synchronous one.
+            return await fn()
+
+        return cast(T, await retrying(attempt))
+
+    def _tenacity_wait(self, state: tenacity.RetryCallState) -> float:
+        # tenacity counts from the second call (the first ran in ``call``).
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if exc is None:
+            return self.backoff(state.attempt_number + 1)
+        return self.wait_s(state.attempt_number + 1, exc)
 
 
 def _as_predicate(retry_on: RetryOn) -> Callable[[BaseException], bool]:

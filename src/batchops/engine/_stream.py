@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 from batchops._results import Result
-from batchops.engine._clock import Clock
 from batchops.engine._core import Engine
-from batchops.engine._progress import Progress
-from batchops.engine._retry import RetryPolicy
+from batchops.engine._options import EngineKwargs, EngineOptions
 
 __all__ = ["batch_stream"]
 
@@ -69,21 +66,8 @@ def batch_stream(
     items: Iterable[T] | AsyncIterable[T],
     operation: Callable[[T], Awaitable[R]],
     *,
-    max_concurrent: int = 10,
-    max_per_second: float | None = None,
-    retry: RetryPolicy | None = None,
-    fail_fast: bool = False,
-    timeout: float | None = None,
-    item_timeout: float | None = None,
-    on_progress: Callable[[Progress], object] | None = None,
-    progress: bool = False,
-    checkpoint: str | os.PathLike[str] | None = None,
-    key: Callable[[T], str] | None = None,
-    adaptive: bool = False,
-    dry_run: bool = False,
-    validate: Callable[[T], object] | None = None,
-    clock: Clock | None = None,
-    checkpoint_fsync: bool = False,
+    options: EngineOptions[T] | None = None,
+    **kwargs: Unpack[EngineKwargs[T]],
 ) -> AsyncGenerator[Result[R], None]:
     """Yield each item's ``Success`` / ``Failure`` as soon as it finishes (see ``.index``).
 
@@ -98,26 +82,9 @@ def batch_stream(
             async for result in results:
                 ...
     """
-    engine: Engine[T, R] = Engine(
-        items,
-        operation,
-        max_concurrent=max_concurrent,
-        max_per_second=max_per_second,
-        retry=retry,
-        fail_fast=fail_fast,
-        timeout=timeout,
-        item_timeout=item_timeout,
-        on_progress=on_progress,
-        progress=progress,
-        checkpoint=checkpoint,
-        key=key,
-        adaptive=adaptive,
-        dry_run=dry_run,
-        validate=validate,
-        clock=clock,
-        checkpoint_fsync=checkpoint_fsync,
-    )
-    return _stream(engine, max_concurrent)
+    checked = EngineOptions.of(options, kwargs)
+    engine: Engine[T, R] = Engine(items, operation, checked)
+    return _stream(engine, checked.max_concurrent)
 
 
 async def _stream(engine: Engine[T, R], capacity: int) -> AsyncGenerator[Result[R], None]:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from batchops._results import BatchResult
-from batchops.engine._clock import Clock
 from batchops.engine._execute import batch_execute
-from batchops.engine._progress import Progress
-from batchops.engine._retry import RetryPolicy
+from batchops.engine._options import EngineKwargs, EngineOptions
 
 __all__ = ["run_batch"]
 
@@ -25,21 +22,8 @@ def run_batch(
     items: Iterable[T] | AsyncIterable[T],
     operation: Callable[[T], Awaitable[R]],
     *,
-    max_concurrent: int = 10,
-    max_per_second: float | None = None,
-    retry: RetryPolicy | None = None,
-    fail_fast: bool = False,
-    timeout: float | None = None,
-    item_timeout: float | None = None,
-    on_progress: Callable[[Progress], object] | None = None,
-    progress: bool = False,
-    checkpoint: str | os.PathLike[str] | None = None,
-    key: Callable[[T], str] | None = None,
-    adaptive: bool = False,
-    dry_run: bool = False,
-    validate: Callable[[T], object] | None = None,
-    clock: Clock | None = None,
-    checkpoint_fsync: bool = False,
+    options: EngineOptions[T] | None = None,
+    **kwargs: Unpack[EngineKwargs[T]],
 ) -> BatchResult[R]:
     """Blocking :func:`batch_execute`: same arguments, same result.
 
@@ -49,25 +33,9 @@ def run_batch(
     (e.g. an ``httpx.AsyncClient`` created there); create them inside the operation or
     use ``await batch_execute(...)`` instead.
     """
-    coro = batch_execute(
-        items,
-        operation,
-        max_concurrent=max_concurrent,
-        max_per_second=max_per_second,
-        retry=retry,
-        fail_fast=fail_fast,
-        timeout=timeout,
-        item_timeout=item_timeout,
-        on_progress=on_progress,
-        progress=progress,
-        checkpoint=checkpoint,
-        key=key,
-        adaptive=adaptive,
-        dry_run=dry_run,
-        validate=validate,
-        clock=clock,
-        checkpoint_fsync=checkpoint_fsync,
-    )
+    # Checked here, before a loop or a thread is started for it.
+    checked = EngineOptions.of(options, kwargs)
+    coro = batch_execute(items, operation, options=checked)
     return _run_blocking(coro)
 
 

@@ -20,8 +20,8 @@ from batchops.server.auth import (
     forget_caller,
     restore_caller,
 )
+from batchops.server.batch import endpoint as batch
 from batchops.server.batch import job as batch_job
-from batchops.server.batch import router as batch
 from batchops.server.bulk import job as bulk_job
 from batchops.server.bulk.router import router as bulk_router
 from batchops.server.deps import Services
@@ -31,7 +31,7 @@ from batchops.server.imports.router import router as imports_router
 from batchops.server.jobs.router import router as jobs_router
 from batchops.server.jobs.runner import JobKinds, JobRunner
 from batchops.server.openapi import STORE, install, json_answer, responses
-from batchops.server.ratelimit import RateLimiter
+from batchops.server.ratelimit import KeyRateLimits
 from batchops.server.records.router import router as records_router
 from batchops.server.settings import Settings
 from batchops.server.webhooks.delivery import WebhookSender
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # the job runner and the webhook sender act for no request.
                 store=KeyCheckingStore(store),
                 authenticator=Authenticator(store, ttl_s=settings.auth_cache_ttl_s),
-                limiter=RateLimiter(
+                limiter=KeyRateLimits(
                     requests_per_minute=settings.rate_limit_requests_per_minute,
                     operations_per_minute=settings.rate_limit_operations_per_minute,
                 ),
@@ -152,7 +152,7 @@ _HEALTH: dict[str, Any] = {
 
 class _App(FastAPI):
     """FastAPI, with ``POST /v1/batch`` answered before any of its layers (see
-    :class:`~batchops.server.batch.router.BatchFastPath`), and the body read timeout
+    :class:`~batchops.server.batch.endpoint.BatchFastPath`), and the body read timeout
     applied to every request that may carry a body (see :class:`_BodyWatch`)."""
 
     batch_fast_path: batch.BatchFastPath | None = None

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 from fastapi import Depends, Request
 
 from batchops.server.auth import Authenticator, Caller
-from batchops.server.ratelimit import RateLimiter
+from batchops.server.ratelimit import KeyRateLimits
 from batchops.server.settings import Settings
 from batchops.store.base import Store
 
 if TYPE_CHECKING:
     from batchops.server.jobs.runner import JobRunner
 
-__all__ = ["AppState", "CallerDep", "Services", "ServicesDep", "authenticated"]
+__all__ = ["CallerDep", "Services", "ServicesDep", "authenticated"]
 
 
 @dataclass(slots=True)
@@ -29,12 +29,9 @@ class Services:
     settings: Settings
     store: Store
     authenticator: Authenticator
-    limiter: RateLimiter
+    limiter: KeyRateLimits
     # None when this process runs no jobs (Settings.run_jobs is False).
     jobs: JobRunner | None = None
-
-
-AppState = Services
 
 
 def services(request: Request) -> Services:

@@ -18,10 +18,10 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from batchops._exceptions import RateLimitedError
 
-__all__ = ["RateLimiter"]
+__all__ = ["KeyRateLimits"]
 
 
-class RateLimiter:
+class KeyRateLimits:
     """Checks a key's budget; raises 429 with ``retry_after`` when it is spent.
 
     Each hit returns the RateLimit-* response headers; a refused hit raises with them

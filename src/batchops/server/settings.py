@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["Settings"]
 
@@ -74,7 +74,6 @@ class Settings:
     webhook_timeout_s: float = 10.0
     webhook_poll_s: float = 1.0
     webhook_concurrency: int = 8
-    extra: dict[str, str] = field(default_factory=dict)
     # Request bodies (see docs/limits.md). A gzip body that inflates more than this many
     # times its compressed size (past its first MiB) is refused with 413; 0 turns the guard
     # off (the byte limits still hold).

@@ -32,6 +32,7 @@ from batchops.store.sqlite import SQLiteStore
 
 __all__ = [
     "DEFAULT_SQLITE_PATH",
+    "DEFAULT_STATEMENT_TIMEOUT_MS",
     "ApiKeyRow",
     "Dialect",
     "DuplicateRecordError",

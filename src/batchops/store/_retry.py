@@ -1,27 +1,36 @@
-"""The retry loop shared by both stores: re-run a whole unit of work on transient errors."""
+"""The stores' retry of a whole unit of work on transient errors.
+
+One retry implementation serves every layer (the engine's :class:`RetryPolicy`); what is
+the stores' own is the policy: only :class:`TransientStoreError` (a lost race, a busy
+file, a dropped connection: the unit of work ran in a transaction that was rolled back),
+waits of 5 ms doubling to at most 200 ms, half of each wait random so that writers that
+collided do not collide again.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import TypeVar
 
 from batchops._exceptions import TransientStoreError
+from batchops.engine import RetryPolicy
 
-__all__ = ["backoff_s", "retry_transient"]
+__all__ = ["retry_transient", "unit_retry_policy"]
 
 T = TypeVar("T")
 
 
-def backoff_s(attempt: int, *, base_s: float = 0.005, cap_s: float = 0.2) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): capped exponential, half jitter.
-
-    >>> 0.0025 <= backoff_s(0) <= 0.005
-    True
-    """
-    ceiling = min(cap_s, base_s * 2.0**attempt)
-    return ceiling * (0.5 + random.random() / 2)
+@lru_cache(maxsize=32)
+def unit_retry_policy(retries: int) -> RetryPolicy:
+    """The policy for a unit of work run with ``retries`` retries (``retries + 1`` calls)."""
+    return RetryPolicy(
+        attempts=retries + 1,
+        initial_backoff=0.005,
+        max_backoff=0.2,
+        jitter=0.5,
+        retry_on=TransientStoreError,
+    )
 
 
 async def retry_transient(call: Callable[[], Awaitable[T]], retries: int) -> T:
@@ -32,12 +41,6 @@ async def retry_transient(call: Callable[[], Awaitable[T]], retries: int) -> T:
     """
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries}")
-    attempt = 0
-    while True:
-        try:
-            return await call()
-        except TransientStoreError:
-            if attempt >= retries:
-                raise
-            await asyncio.sleep(backoff_s(attempt))
-            attempt += 1
+    if retries == 0:
+        return await call()
+    return await unit_retry_policy(retries).call(call)

@@ -106,11 +106,18 @@ def _translate(exc: psycopg.Error, *, timed_out: bool = False) -> StoreError:
 
     ``timed_out``: a statement of this transaction was cancelled at its time bound
     already. A cancellation that lands inside a pipelined ``executemany`` can leave the
-    connection unusable ("cannot exit pipeline mode while busy"): the driver's errors that
-    follow are that timeout's, for the whole unit of work — not a lost connection to retry.
+    connection unusable ("cannot exit pipeline mode while busy"), and one that lands where
+    its savepoint cannot be rolled back (mid-COPY) leaves the transaction aborted: the
+    errors that follow are that timeout's, for the whole unit of work — not a lost
+    connection to retry, nor a database failure.
     """
     if isinstance(exc, psycopg.errors.QueryCanceled):  # 57014: statement_timeout
         return StoreTimeoutError(f"PostgreSQL cancelled a statement: {exc}")
+    if timed_out and isinstance(exc, psycopg.errors.InFailedSqlTransaction):  # 25P02
+        return StoreTimeoutError(
+            f"PostgreSQL cancelled a statement and the transaction went with it: {exc}",
+            unit_lost=True,
+        )
     if timed_out and isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
         return StoreTimeoutError(
             f"PostgreSQL cancelled a statement and the connection went with it: {exc}",

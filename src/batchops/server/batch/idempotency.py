@@ -52,7 +52,7 @@ class Claim:
     key: str
     owner: str
     #: Results committed by an earlier run of the same batch that was interrupted (the
-    #: parts :func:`batchops.server.batch.router` stored per slice), oldest first.
+    #: parts :func:`batchops.server.batch.service.stream` stored per slice), oldest first.
     progress: list[bytes] = field(default_factory=list)
     settled: bool = False
 

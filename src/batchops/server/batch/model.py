@@ -13,13 +13,11 @@ from typing import Any, Literal, TypeAlias
 
 from batchops._exceptions import APIError
 
-__all__ = ["WRITE_TYPES", "BatchOptions", "BatchPlan", "OpType", "PlannedOp"]
+__all__ = ["BatchOptions", "BatchPlan", "OpType", "PlannedOp"]
 
 OpType: TypeAlias = Literal[
     "create", "read", "update", "replace", "delete", "restore", "search", "list"
 ]
-
-WRITE_TYPES: frozenset[str] = frozenset({"create", "update", "replace", "delete", "restore"})
 
 
 @dataclass(slots=True)

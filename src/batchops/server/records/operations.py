@@ -329,9 +329,14 @@ def prepare_creates(collection: str, items: Sequence[CreateInput]) -> PreparedCr
     if (
         len(texts) != len(datas)
         # encode_data's other checks (NUL, nesting), on all texts at once where they can
-        # be: one search of the joined texts, and a bracket count per text.
+        # be: one search of the joined texts; a bracket count only for a text long enough
+        # to nest past the limit (a C-level max() over the lengths gates the Python loop,
+        # which cost ~0.4 µs per create on every batch).
         or "\\u0000" in "".join(texts)
-        or any(t.count("{") + t.count("[") > MAX_JSON_DEPTH for t in texts)
+        or (
+            max(map(len, texts), default=0) > 2 * MAX_JSON_DEPTH
+            and any(t.count("{") + t.count("[") > MAX_JSON_DEPTH for t in texts)
+        )
     ):
         # One by one: the first fault raises (a NUL hit may be a harmless "\\u0000").
         texts = []

@@ -1,8 +1,9 @@
-"""``POST /v1/batch``: the lean route in front of the planner and the executor.
+"""``POST /v1/batch``: the HTTP side of the batch service.
 
-The route does only what HTTP needs — auth, content type, the byte limit, idempotency,
-status and headers — and hands the body to :func:`plan_batch` (msgspec) and the executor
-(one store transaction). See docs/batch.md for the wire contract.
+The endpoint does only what HTTP needs — auth, content type, the byte limit, the rate
+limit, the Idempotency-Key claim, the choice of answer (JSON, an NDJSON stream, a job),
+status and headers — and hands the body to :mod:`batchops.server.batch.service`, which
+plans it once and runs it. See docs/batch.md for the wire contract.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -19,45 +20,12 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, request_response
 from starlette.types import Message, Receive, Scope, Send
 
-from batchops._exceptions import (
-    APIError,
-    BatchTooLargeError,
-    InvalidRequestError,
-    PayloadTooLargeError,
-    StoreTimeoutError,
-    api_error_from_envelope,
-)
-from batchops.server.auth import Caller
+from batchops._exceptions import BatchTooLargeError, InvalidRequestError, PayloadTooLargeError
 from batchops.server.batch import job as batches
-from batchops.server.batch.creates import (
-    CreatePlan,
-    LaneBail,
-    plan_creates,
-    render_creates,
-    run_creates,
-)
-from batchops.server.batch.executor import (
-    AtomicBatchFailed,
-    OpOutcome,
-    RunState,
-    atomic_failure_outcomes,
-    lift_deadline,
-    options_deadline,
-    run_plan,
-    timed_out_outcomes,
-    validate_plan,
-)
-from batchops.server.batch.idempotency import (
-    MAX_KEY_CHARS,
-    Claim,
-    claim_key,
-    meta_line,
-    ndjson_lines,
-    release_soon,
-)
-from batchops.server.batch.model import BatchPlan, PlannedOp
-from batchops.server.batch.planner import plan_batch
-from batchops.server.batch.response import batch_payload, batch_status
+from batchops.server.batch import service
+from batchops.server.batch.executor import options_deadline, validate_plan
+from batchops.server.batch.idempotency import MAX_KEY_CHARS, Claim, claim_key
+from batchops.server.batch.response import batch_payload
 from batchops.server.deps import Services, authenticated
 from batchops.server.http import read_body, require_json
 from batchops.server.openapi import (
@@ -71,15 +39,8 @@ from batchops.server.openapi import (
     ref,
     responses,
 )
-from batchops.server.records.operations import NewRecords
-from batchops.store.base import Tx
 
 __all__ = ["OPENAPI_PATHS", "BatchFastPath", "post_batch", "routes"]
-
-
-# Non-atomic NDJSON streams commit this many operations per transaction, so each line
-# sent is already durable.
-STREAM_SLICE = 50
 
 _PRINTABLE = "!-~\\u00a1-\\u00ac\\u00ae-\\u00ff"
 """Printable Latin-1 (HTTP header text) but the space, as a regex class body."""
@@ -249,11 +210,13 @@ async def post_batch(request: Request) -> Response:
         raise BatchTooLargeError(exc.message, details=exc.details) from exc
     run_async = batches.prefers_async(request.headers.get("prefer"))
     streaming = "application/x-ndjson" in request.headers.get("accept", "")
-    max_operations = svc.settings.max_batch_operations
+    settings = svc.settings
+    max_operations = settings.max_batch_operations
     # The all-creates lane answers plain-create batches byte for byte like the general
-    # path, at a fraction of the CPU (see creates.py); anything else is planned here.
-    lane = None if run_async or streaming else plan_creates(body, max_operations=max_operations)
-    plan = plan_batch(body, max_operations=max_operations) if lane is None else None
+    # path, at a fraction of the CPU (see creates.py); streams and jobs take the general
+    # path.
+    planned = service.plan(body, max_operations=max_operations, lane=not (run_async or streaming))
+    plan = planned.plan
     # Checked before the key is claimed and anything is written; a body without the member
     # (the common case) pays one attribute test.
     hook = (
@@ -263,8 +226,7 @@ async def post_batch(request: Request) -> Response:
     )
     headers = {"X-Batch-Id": batch_id}
     headers.update(getattr(request.state, "rate_headers", None) or {})
-    n_ops = len(plan.ops) if plan is not None else lane.count if lane else 0
-    headers.update(await svc.limiter.hit_operations(caller.key_id, n_ops))
+    headers.update(await svc.limiter.hit_operations(caller.key_id, planned.count))
 
     if plan is not None and plan.options.validate_only:
         outcomes = validate_plan(plan)
@@ -279,15 +241,27 @@ async def post_batch(request: Request) -> Response:
             caller.tenant,
             idempotency_key,
             body,
-            stale_after_s=svc.settings.idempotency_stale_after_s,
+            stale_after_s=settings.idempotency_stale_after_s,
             ndjson=streaming,
         )
         if not isinstance(claimed, Claim):
             return await batches.refresh_replay(svc, caller, claimed)
         claim = claimed
+    guard = claim.hold if claim is not None else None
+    keep = claim.finish if claim is not None else None
     try:
-        if lane is not None:
-            status, data = await _execute_lane(svc, caller, lane, body, batch_id, started, claim)
+        if planned.lane is not None:
+            answer = await service.run_lane(
+                svc.store,
+                caller.tenant,
+                planned,
+                batch_id=batch_id,
+                started=started,
+                default_timeout_ms=settings.batch_timeout_ms,
+                max_operations=max_operations,
+                guard=guard,
+                keep=keep,
+            )
         else:
             assert plan is not None
             if run_async:
@@ -296,14 +270,35 @@ async def post_batch(request: Request) -> Response:
                 )
             if streaming:
                 # The stream settles or releases its claim itself, whenever it ends.
-                stream = _stream(svc, caller, plan, batch_id, started, claim)
+                lines = service.stream(
+                    svc.store,
+                    caller.tenant,
+                    plan,
+                    batch_id=batch_id,
+                    started=started,
+                    default_timeout_ms=settings.batch_timeout_ms,
+                    claim=claim,
+                )
                 claim = None
-                return _ClosingStream(stream, media_type="application/x-ndjson", headers=headers)
-            status, data = await _execute(svc, caller, plan, batch_id, started, claim)
+                return _ClosingStream(lines, media_type="application/x-ndjson", headers=headers)
+            answer = await service.run_whole(
+                svc.store,
+                caller.tenant,
+                plan,
+                batch_id=batch_id,
+                started=started,
+                deadline=options_deadline(plan.options, settings.batch_timeout_ms),
+                guard=guard,
+                keep=keep,
+            )
+        if claim is not None:
+            claim.settled = True  # the answer was kept with what it describes
     finally:
         if claim is not None:
-            await claim.release(svc.store)  # nothing if the answer was stored
-    return Response(data, status_code=status, media_type="application/json", headers=headers)
+            await claim.release(svc.store)  # nothing if the answer was kept
+    return Response(
+        answer.data, status_code=answer.status, media_type="application/json", headers=headers
+    )
 
 
 class _ClosingStream(StreamingResponse):
@@ -405,249 +400,3 @@ def _json(payload: dict[str, Any], status: int, headers: dict[str, str]) -> Resp
     return Response(
         orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers
     )
-
-
-async def _execute_lane(
-    svc: Services,
-    caller: Caller,
-    lane: CreatePlan,
-    body: bytes,
-    batch_id: str,
-    started: float,
-    claim: Claim | None,
-) -> tuple[int, bytes]:
-    """Run an all-creates batch; if the lane bails (its transaction rolled back), run the
-    same body on the general path with the same deadline."""
-    deadline = options_deadline(lane.options, svc.settings.batch_timeout_ms)
-
-    def run(tx: Tx) -> tuple[list[NewRecords], bytes | None]:
-        if claim is None:
-            return run_creates(tx, caller.tenant, lane, deadline=deadline), None
-        claim.hold(tx)
-        groups = run_creates(tx, caller.tenant, lane, deadline=deadline)
-        # The stored response commits with the records it describes.
-        data = render_creates(batch_id, lane, groups, (time.perf_counter() - started) * 1000)
-        claim.finish(tx, 200, data)
-        return groups, data
-
-    try:
-        groups, data = await svc.store.run(run, retries=lane.options.max_retries)
-    except LaneBail:
-        plan = plan_batch(body, max_operations=svc.settings.max_batch_operations)
-        return await _execute(svc, caller, plan, batch_id, started, claim, deadline=deadline)
-    if claim is not None:
-        claim.settled = True
-    if data is None:
-        # Rendered after the hop: the database thread is the serial section.
-        data = render_creates(batch_id, lane, groups, (time.perf_counter() - started) * 1000)
-    return 200, data
-
-
-async def _execute(
-    svc: Services,
-    caller: Caller,
-    plan: BatchPlan,
-    batch_id: str,
-    started: float,
-    claim: Claim | None,
-    *,
-    deadline: float | None = None,
-) -> tuple[int, bytes]:
-    if deadline is None:
-        deadline = options_deadline(plan.options, svc.settings.batch_timeout_ms)
-    answer: dict[str, Any] = {}
-
-    def finish(tx: Tx, outcomes: list[OpOutcome]) -> None:
-        # With an Idempotency-Key the response is built inside the transaction, so the
-        # stored response commits with the data it describes.
-        status = batch_status(outcomes)
-        data = orjson.dumps(batch_payload(batch_id, plan, outcomes, started, committed=True))
-        answer["status"], answer["data"] = status, data
-        assert claim is not None
-        claim.finish(tx, status, data)
-
-    def run(tx: Tx) -> list[OpOutcome]:
-        if claim is not None:
-            claim.hold(tx)
-        return run_plan(
-            tx,
-            caller.tenant,
-            plan,
-            deadline=deadline,
-            finish=finish if claim is not None else None,
-        )
-
-    try:
-        # Without a key, the response is built after the hop: the database thread is the
-        # serial section of a batch, so it does only the database work.
-        outcomes = await svc.store.run(run, retries=plan.options.max_retries)
-    except (AtomicBatchFailed, StoreTimeoutError) as failed:
-        if isinstance(failed, StoreTimeoutError):
-            if not failed.unit_lost:
-                raise
-            # Nothing committed and nothing to blame on one operation: every one of them
-            # answers its TIMEOUT, as those the deadline left unstarted do.
-            outcomes = timed_out_outcomes(plan)
-            status = batch_status(outcomes)
-        else:
-            outcomes = atomic_failure_outcomes(plan, failed)
-            status = failed.error.status_code
-        data = orjson.dumps(batch_payload(batch_id, plan, outcomes, started, committed=False))
-        if claim is not None:
-            settle = claim
-
-            def store_failure(tx: Tx) -> None:
-                settle.hold(tx)
-                settle.finish(tx, status, data)
-
-            await svc.store.run(store_failure, retries=3)
-            claim.settled = True
-        return status, data
-    if claim is None:
-        payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
-        return batch_status(outcomes), orjson.dumps(payload)
-    claim.settled = True
-    return answer["status"], answer["data"]
-
-
-async def _stream(
-    svc: Services,
-    caller: Caller,
-    plan: BatchPlan,
-    batch_id: str,
-    started: float,
-    claim: Claim | None,
-) -> AsyncIterator[bytes]:
-    """One JSON line per operation as its slice commits, then the meta line.
-
-    Atomic batches and batches with atomicity groups need the whole batch in one
-    transaction, so their lines come after that one commit. With an Idempotency-Key, each
-    slice's transaction also stores the slice's results as the key's progress, so that a
-    retry after an interrupted stream resumes after the last committed slice (see
-    :mod:`batchops.server.batch.idempotency`); the lines of the slices an earlier run
-    committed are sent first, as they were."""
-    try:
-        needs_one_tx = plan.options.atomic or any(
-            isinstance(op, PlannedOp) and op.atomicity_group for op in plan.ops
-        )
-        if needs_one_tx:
-            status, data = await _execute(svc, caller, plan, batch_id, started, claim)
-            yield ndjson_lines(orjson.loads(data), status)
-            return
-        deadline = options_deadline(plan.options, svc.settings.batch_timeout_ms)
-        state = RunState(plan, caller.tenant, deadline)
-        n = len(plan.ops)
-        resume_at = _resume(state, claim.progress) if claim is not None else 0
-        if resume_at:
-            yield _lines(plan, state.outcomes[:resume_at])
-        for start in range(resume_at, n, STREAM_SLICE):
-            stop = min(n, start + STREAM_SLICE)
-            saved = state.snapshot()
-
-            def run_slice(
-                tx: Tx,
-                start: int = start,
-                stop: int = stop,
-                saved: tuple[Any, Any, bool] = saved,
-            ) -> None:
-                state.restore(saved)
-                if claim is not None:
-                    claim.hold(tx)
-                state.run_range(tx, start, stop)
-                if claim is not None:
-                    lift_deadline(tx, plan)
-                    claim.save_progress(tx, start, _progress_part(state, start, stop))
-
-            try:
-                await svc.store.run(run_slice, retries=plan.options.max_retries)
-            except StoreTimeoutError as exc:
-                if not exc.unit_lost:
-                    raise
-                # This slice rolled back whole: it and every later operation answer
-                # TIMEOUT (what earlier slices committed stays, and is said so).
-                state.restore(saved)
-                for outcome in timed_out_outcomes(plan, start):
-                    state.outcomes[outcome.index] = outcome
-                state.stopped = True
-                yield _lines(plan, state.outcomes[start:])
-                break
-            yield _lines(plan, state.outcomes[start:stop])
-        outcomes = state.finished()
-        status = batch_status(outcomes)
-        payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
-        if claim is not None:
-            data, settle = orjson.dumps(payload), claim
-
-            def finish(tx: Tx) -> None:
-                settle.hold(tx)
-                settle.finish(tx, status, data)
-
-            await svc.store.run(finish, retries=3)
-            claim.settled = True
-        yield orjson.dumps(meta_line(payload, status)) + b"\n"
-    except APIError as exc:
-        yield orjson.dumps(exc.to_envelope()) + b"\n"
-    finally:
-        # Every other exit (an error above, a client that went away: the response is
-        # cancelled, and no await may run here) gives the key up for a retry.
-        release_soon(claim, svc.store)
-
-
-def _lines(plan: BatchPlan, outcomes: list[OpOutcome | None]) -> bytes:
-    suppress = plan.options.suppress_success
-    return b"".join(
-        orjson.dumps(outcome.to_wire()) + b"\n"
-        for outcome in outcomes
-        if outcome is not None and not (suppress and outcome.counted == "succeeded")
-    )
-
-
-def _progress_part(state: RunState, start: int, stop: int) -> bytes:
-    """Operations ``start..stop-1``'s outcomes (and whether the run stopped), as stored
-    for a resumed stream."""
-    return orjson.dumps(
-        {
-            "stopped": state.stopped,
-            "outcomes": [
-                {
-                    "index": o.index,
-                    "name": o.name,
-                    "type": o.type,
-                    "status": o.status,
-                    "body": o.body,
-                    "error": o.error.to_envelope() if o.error is not None else None,
-                    "counted": o.counted,
-                }
-                for o in state.outcomes[start:stop]
-                if o is not None
-            ],
-        }
-    )
-
-
-def _resume(state: RunState, parts: list[bytes]) -> int:
-    """Put the outcomes an interrupted run committed back into ``state``; the index of
-    the first operation still to run."""
-    resume_at = 0
-    for raw in parts:
-        part = orjson.loads(raw)
-        for o in part["outcomes"]:
-            error = o["error"]
-            outcome = OpOutcome(
-                o["index"],
-                o["name"],
-                o["type"],
-                o["status"],
-                body=o["body"],
-                error=api_error_from_envelope(o["status"], error) if error is not None else None,
-                counted=o["counted"],
-            )
-            state.outcomes[outcome.index] = outcome
-            if outcome.name is not None:
-                state.results_by_name[outcome.name] = {
-                    "status": outcome.status,
-                    "body": outcome.body,
-                }
-            resume_at = max(resume_at, outcome.index + 1)
-        state.stopped = part["stopped"]
-    return resume_at
