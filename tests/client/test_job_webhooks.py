@@ -1,6 +1,6 @@
 """``notification_webhook`` from the client side: the SDK's job-creating calls and
 ``batchops import --notify-url``, against a real server (both backends) and a real
-receiver on 127.0.0.1 that checks every signature (tests/jobs/webhook_receiver.py)."""
+receiver on 127.0.0.1 that checks every signature (tests/webhooks/webhook_receiver.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 
 from batchops.client import AsyncClient, NotificationWebhook
 from tests.client.conftest import Live, Tenant
-from tests.jobs.webhook_receiver import run_receiver
+from tests.webhooks.webhook_receiver import run_receiver
 
 SECRET = "s3cret-s3cret-s3cret"
 # The receiver listens on loopback: a private target the server refuses unless told.

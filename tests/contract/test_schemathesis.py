@@ -87,7 +87,7 @@ def test_schemathesis_finds_no_difference_between_the_server_and_its_openapi_doc
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Webhook targets are whatever schemathesis draws: no DNS can vouch for them here, so
-    # the address rule (tests/jobs/test_webhook_targets.py proves it) is lifted, as for
+    # the address rule (tests/webhooks/test_webhook_targets.py proves it) is lifted, as for
     # development; the URL's syntax is still checked.
     monkeypatch.setenv("BATCHOPS_ALLOW_PRIVATE_WEBHOOKS", "1")
     with Server(db_url, tmp_path).running() as server:

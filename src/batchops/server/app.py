@@ -21,20 +21,35 @@ from batchops.server.auth import (
     restore_caller,
 )
 from batchops.server.batch import endpoint as batch
+from batchops.server.batch import job as batch_job
+from batchops.server.bulk import job as bulk_job
+from batchops.server.bulk.router import router as bulk_router
 from batchops.server.deps import Services
 from batchops.server.http import JSONResponse, error_response, install_error_handlers
-from batchops.server.jobs.bulk_router import router as bulk_router
-from batchops.server.jobs.delivery import WebhookSender
+from batchops.server.imports import job as import_job
+from batchops.server.imports.router import router as imports_router
 from batchops.server.jobs.router import router as jobs_router
-from batchops.server.jobs.runner import JobRunner
-from batchops.server.jobs.webhook_router import router as webhooks_router
+from batchops.server.jobs.runner import JobKinds, JobRunner
 from batchops.server.openapi import STORE, install, json_answer, responses
 from batchops.server.ratelimit import KeyRateLimits
 from batchops.server.records.router import router as records_router
 from batchops.server.settings import Settings
+from batchops.server.webhooks.delivery import WebhookSender
+from batchops.server.webhooks.outbox import enqueue_job_event
+from batchops.server.webhooks.router import router as webhooks_router
 from batchops.store import open_store
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "job_kinds"]
+
+
+def job_kinds() -> JobKinds:
+    """The job kinds this server runs, each registered by its package, and the end hook
+    every job's terminal transaction runs: the webhooks' outbox, so a job's end notice
+    commits with its state (see batchops.server.jobs.runner)."""
+    return JobKinds(
+        {**import_job.KINDS, **bulk_job.KINDS, **batch_job.KINDS},
+        on_end=[enqueue_job_event],
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     >>> app = create_app(Settings(db_url="sqlite:///tmp/example.db"))
     """
     settings = settings or Settings.from_env()
+    kinds = job_kinds()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             if settings.print_first_key:
                 await _first_key(store)
-            jobs = JobRunner(store, settings) if settings.run_jobs else None
+            jobs = JobRunner(store, settings, kinds) if settings.run_jobs else None
             app.state.services = Services(
                 settings=settings,
                 # Routes see the store through the key check (see batchops.server.auth);
@@ -89,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         default_response_class=JSONResponse,
     )
+    app.state.job_kinds = kinds  # the /v1/jobs routes answer kind-specific parts from it
     install_error_handlers(app)
 
     async def on_store_error(request: Request, exc: Exception) -> Response:
@@ -112,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "database": services.store.dialect}
 
     app.include_router(records_router)
+    app.include_router(imports_router)
     app.include_router(jobs_router)
     app.include_router(bulk_router)
     app.include_router(webhooks_router)

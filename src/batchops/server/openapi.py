@@ -22,11 +22,9 @@ from typing import Any, Final
 from fastapi import FastAPI
 
 from batchops.server.batch.refs import NAME_RE
-from batchops.server.jobs.bulk import MAX_IDS
-from batchops.server.jobs.imports import FIELD_TYPES, FORMATS
+from batchops.server.bulk.service import MAX_IDS
+from batchops.server.imports.rows import FIELD_TYPES, FORMATS
 from batchops.server.jobs.schemas import JOB_STATES, JOB_TYPES, MAX_CHUNK_SIZE
-from batchops.server.jobs.targets import MAX_URL_LENGTH, URL_PATTERN
-from batchops.server.jobs.webhooks import EVENTS, MAX_SECRET_LENGTH, MIN_SECRET_LENGTH
 from batchops.server.limits import (
     INT64_MAX,
     INT64_MIN,
@@ -45,6 +43,8 @@ from batchops.server.records.schemas import (
     RECORD_ID_PATTERN,
 )
 from batchops.server.settings import Settings
+from batchops.server.webhooks.schemas import EVENTS, MAX_SECRET_LENGTH, MIN_SECRET_LENGTH
+from batchops.server.webhooks.targets import MAX_URL_LENGTH, URL_PATTERN
 
 __all__ = [
     "AUTH",

@@ -21,13 +21,13 @@ from starlette.routing import Route, request_response
 from starlette.types import Message, Receive, Scope, Send
 
 from batchops._exceptions import BatchTooLargeError, InvalidRequestError, PayloadTooLargeError
+from batchops.server.batch import job as batches
 from batchops.server.batch import service
 from batchops.server.batch.executor import options_deadline, validate_plan
 from batchops.server.batch.idempotency import MAX_KEY_CHARS, Claim, claim_key
 from batchops.server.batch.response import batch_payload
 from batchops.server.deps import Services, authenticated
 from batchops.server.http import read_body, require_json
-from batchops.server.jobs import batches
 from batchops.server.openapi import (
     AUTH,
     ERROR_STATUSES,

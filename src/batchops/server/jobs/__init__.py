@@ -1,8 +1,14 @@
-"""Bulk jobs: durable imports with live progress (see docs/jobs.md).
+"""The job scheduler: durable chunked background jobs with live progress (see docs/jobs.md).
 
-``router`` (HTTP), ``schemas`` (options and the job's wire shape), ``imports`` (streaming
-parsers and row conversion), ``runner`` (the worker inside ``batchops serve``), ``sse``
-(the events stream), ``webhooks`` (payload, signature, the outbox), ``delivery`` (the
-webhook sender), ``targets`` (the SSRF guard), ``webhook_router`` (``/v1/webhooks``).
-Bulk update/delete are future job types on the same table, runner and events.
+``runner`` (claim, lease, heartbeat, fencing, take-over of a dead process's jobs, the
+worker loop; the public :class:`~batchops.server.jobs.runner.JobContext` a job kind's
+handler gets, and the :class:`~batchops.server.jobs.runner.JobKinds` registry the app
+builds at start), ``schemas`` (a job's wire shape and states), ``router`` (``/v1/jobs…``:
+list, state, cancel, failures, results), ``sse`` (the events stream).
+
+The kinds live with their capability and register themselves through the app:
+``import`` (:mod:`batchops.server.imports`), ``bulk_update`` / ``bulk_delete``
+(:mod:`batchops.server.bulk`), ``batch`` (:mod:`batchops.server.batch.job`). Nothing here
+imports them; a job's end notifies its webhooks (:mod:`batchops.server.webhooks`) through
+the registry's end hook.
 """

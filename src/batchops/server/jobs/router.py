@@ -1,4 +1,9 @@
-"""HTTP routes of bulk jobs: ``POST /v1/imports`` and ``/v1/jobs…`` (see docs/jobs.md).
+"""HTTP routes of jobs, whatever their kind: ``/v1/jobs…`` (see docs/jobs.md).
+
+List, state, cancel, failures, live events (SSE) and results. What is kind-specific comes
+from the registry the app built (:class:`~batchops.server.jobs.runner.JobKinds`): a
+kind's results, and the end hooks a cancelled job's transaction runs. The routes that
+create jobs live with their kind (``/v1/imports``, ``/v1/bulk/…``, ``/v1/batch``).
 
 Every route is scoped to the caller's tenant: another tenant's job id is a 404.
 """
@@ -9,61 +14,32 @@ import asyncio
 import contextlib
 import csv
 import io
-import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Request
 from sse_starlette import EventSourceResponse
 from starlette.responses import Response, StreamingResponse
 
-from batchops._exceptions import (
-    ConflictError,
-    InvalidRequestError,
-    UnsupportedMediaTypeError,
-    ValidationError,
-)
+from batchops._exceptions import ConflictError, ValidationError
 from batchops.server.deps import CallerDep, Services, ServicesDep
 from batchops.server.http import JSONResponse
-from batchops.server.jobs.imports import csv_header
-from batchops.server.jobs.runner import uploads_dir
+from batchops.server.jobs.runner import JobKinds, uploads_dir
 from batchops.server.jobs.schemas import (
     JOB_STATES,
     JOB_TYPES,
     TERMINAL_STATES,
-    ImportOptions,
     job_body,
     job_not_found,
 )
 from batchops.server.jobs.sse import job_events
-from batchops.server.jobs.uploads import is_multipart, receive_upload
-from batchops.server.jobs.webhooks import (
-    WebhookSpec,
-    check_notification_target,
-    enqueue_job_event,
-    job_webhook_row,
-    parse_notification_webhook,
-)
-from batchops.server.openapi import (
-    AUTH,
-    BODY,
-    JOB_LINKS,
-    LOCATION,
-    STORE,
-    import_parameters,
-    json_answer,
-    param,
-    ref,
-    responses,
-)
+from batchops.server.openapi import AUTH, STORE, json_answer, param, ref, responses
 from batchops.server.records import operations
-from batchops.server.records.schemas import is_id, validate_collection
+from batchops.server.records.schemas import is_id
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
-__all__ = ["router"]
+__all__ = ["JobKindsDep", "registered_kinds", "router", "tenant_job"]
 
 router = APIRouter(tags=["jobs"])
 
@@ -72,245 +48,24 @@ _JOB = ref("Job")
 _NO_JOB = {404: "No job with this id for this tenant (JOB_NOT_FOUND)."}
 _JOB_PATH = {"parameters": [param("job_id")]}
 
-_MEDIA_FORMATS = {
-    "text/csv": "csv",
-    "application/csv": "csv",
-    "application/x-ndjson": "ndjson",
-    "application/ndjson": "ndjson",
-    "application/jsonl": "ndjson",
-    "application/x-jsonlines": "ndjson",
-    "application/json": "json",
-}
-_EXTENSION_FORMATS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".json": "json"}
+
+def registered_kinds(request: Request) -> JobKinds:
+    """The registry of job kinds the app built at start (``app.state.job_kinds``)."""
+    kinds: JobKinds = request.app.state.job_kinds
+    return kinds
 
 
-def _format_of(explicit: str | None, content_type: str, filename: str | None, *, part: bool) -> str:
-    """``format`` if given, else the file's media type, else (a multipart ``part``) its
-    name's extension."""
-    if explicit:
-        return explicit
-    media = content_type.split(";", 1)[0].strip().lower()
-    found = _MEDIA_FORMATS.get(media)
-    if found is None and filename is not None:
-        found = _EXTENSION_FORMATS.get(PurePosixPath(filename).suffix.lower())
-    if found is not None:
-        return found
-    if part:
-        raise UnsupportedMediaTypeError(
-            "give the file part a Content-Type of text/csv, application/x-ndjson or "
-            "application/json, or a filename ending in .csv, .ndjson, .jsonl or .json, "
-            "or name the format with format=csv|ndjson|json",
-            details={"content_type": content_type, "filename": filename},
-        )
-    raise UnsupportedMediaTypeError(
-        "send the file as text/csv, application/x-ndjson or application/json "
-        "(or name it with ?format=csv|ndjson|json)",
-        details={"content_type": content_type},
-    )
+JobKindsDep = Annotated[JobKinds, Depends(registered_kinds)]
 
 
-def _merge_options(query: dict[str, str | None], form: dict[str, str]) -> dict[str, str | None]:
-    """The options given in the query string and as multipart text fields, as one set;
-    400 naming the option when both places give it, differently."""
-    merged = dict(query)
-    for name, value in form.items():
-        given = query.get(name)
-        if given not in (None, "") and given != value:
-            raise InvalidRequestError(
-                f"{name!r} is given both in the query string and as a form field, "
-                "with different values; give it once",
-                code="CONFLICTING_OPTION",
-                details={"path": name},
-            )
-        merged[name] = value
-    return merged
-
-
-@dataclass(frozen=True, slots=True)
-class _ImportRequest:
-    """An import's checked options."""
-
-    collection: str
-    options: ImportOptions
-    hook: WebhookSpec | None
-
-
-async def _import_request(
-    values: dict[str, str | None],
-    svc: Services,
-    *,
-    content_type: str,
-    filename: str | None = None,
-    part: bool = False,
-) -> _ImportRequest:
-    """Check the import's options (from wherever they came): 422 naming the bad one, 415
-    when the format cannot be told."""
-    collection = values.get("collection")
-    validate_collection(collection)
-    assert collection is not None
-    hook = parse_notification_webhook(values.get("notification_webhook"))
-    if hook is not None:
-        await check_notification_target(hook, allow_private=svc.settings.allow_private_webhooks)
-    options = ImportOptions.parse(
-        format=_format_of(values.get("format"), content_type, filename, part=part),
-        validation=values.get("validation"),
-        dry_run=values.get("dry_run"),
-        upsert_key=values.get("upsert_key"),
-        chunk_size=values.get("chunk_size"),
-        mapping=values.get("mapping"),
-    )
-    return _ImportRequest(collection, options, hook)
-
-
-def _first_byte(path: Path) -> bytes:
-    with path.open("rb") as f:
-        while True:
-            block = f.read(4096)
-            if not block:
-                return b""
-            stripped = block.lstrip()
-            if stripped:
-                return stripped[:1]
-
-
-async def _check_file(path: Path, options: ImportOptions) -> None:
-    """Cheap checks of the stored file that deserve an answer now rather than a failed job:
-    empty, not a JSON array, a CSV without a header or lacking mapped columns."""
-    first = await asyncio.to_thread(_first_byte, path)
-    if not first:
-        raise InvalidRequestError("the uploaded file is empty", code="EMPTY_UPLOAD")
-    if options.format == "json" and first != b"[":
-        raise InvalidRequestError(
-            "a JSON import is one top-level array of objects; use format=ndjson for one "
-            "object per line",
-            code="INVALID_JSON",
-        )
-    if options.format == "csv":
-        try:
-            header = await asyncio.to_thread(csv_header, path)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise InvalidRequestError(
-                f"the CSV header cannot be read: {exc}", code="INVALID_CSV"
-            ) from exc
-        if options.mapping is not None:
-            missing = sorted(set(options.mapping) - set(header))
-            if missing:
-                raise ValidationError(
-                    f"mapped columns are not in the CSV header: {', '.join(missing)}",
-                    details={"path": "mapping", "missing": missing, "header": header},
-                )
-
-
-@router.post(
-    "/v1/imports",
-    status_code=202,
-    summary="Upload a CSV / NDJSON / JSON file and import it as a background job",
-    openapi_extra=import_parameters(),
-    responses=responses(
-        {202: json_answer(_JOB, "The queued import job.", LOCATION, JOB_LINKS)},
-        (*_ALWAYS, *BODY, 422),
-        notes={
-            400: "An empty file (EMPTY_UPLOAD), a JSON file that is not an array "
-            "(INVALID_JSON), a CSV header that cannot be read (INVALID_CSV), a malformed "
-            "multipart body (INVALID_MULTIPART), an option given twice differently "
-            "(CONFLICTING_OPTION), a bad gzip body.",
-            413: "The file is larger than the server's upload limit (UPLOAD_TOO_LARGE) or "
-            "inflates too much (INFLATION_RATIO_EXCEEDED).",
-            415: "The format cannot be told from format=, the media type or the file name.",
-            422: "A bad option (details.path names it), mapped columns missing from the CSV "
-            "header, or a notification_webhook target that is not allowed.",
-        },
-    ),
-)
-async def create_import(
-    request: Request,
-    caller: CallerDep,
-    svc: ServicesDep,
-    collection: Annotated[str | None, Query()] = None,
-    format: Annotated[str | None, Query(description="csv | ndjson | json")] = None,
-    validation: Annotated[str | None, Query(description="strict (default) | lenient")] = None,
-    dry_run: Annotated[str | None, Query()] = None,
-    upsert_key: Annotated[str | None, Query()] = None,
-    chunk_size: Annotated[str | None, Query()] = None,
-    mapping: Annotated[str | None, Query(description="JSON: column -> {field, type}")] = None,
-    notification_webhook: Annotated[
-        str | None, Query(description="JSON: {url, events?, secret} called when the job ends")
-    ] = None,
-) -> Response:
-    """The file is the raw body, or the part named ``file`` of a ``multipart/form-data``
-    body (whose text fields may carry the options too); either way it is streamed to disk.
-    The answer (202) is the queued job."""
-    query: dict[str, str | None] = {
-        "collection": collection,
-        "format": format,
-        "validation": validation,
-        "dry_run": dry_run,
-        "upsert_key": upsert_key,
-        "chunk_size": chunk_size,
-        "mapping": mapping,
-        "notification_webhook": notification_webhook,
-    }
-    content_type = request.headers.get("content-type", "")
-    # A raw body's options are all in the query string: refuse bad ones before reading it.
-    # A multipart body's may follow the file, so they are checked once it has arrived.
-    checked = (
-        None
-        if is_multipart(content_type)
-        else await _import_request(query, svc, content_type=content_type)
-    )
-    job_id = operations.new_record_id()
-    directory = uploads_dir(svc.settings)
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f"{job_id}.part"
-    try:
-        upload = await receive_upload(
-            request, partial, max_bytes=svc.settings.max_upload_bytes, fields=query.keys()
-        )
-        if checked is None:
-            checked = await _import_request(
-                _merge_options(query, upload.fields),
-                svc,
-                content_type=upload.content_type,
-                filename=upload.filename,
-                part=True,
-            )
-        await _check_file(partial, checked.options)
-        os.replace(partial, directory / job_id)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        raise
-    hook = checked.hook
-    stored = ImportOptions(**{**_fields(checked.options), "bytes": upload.size})
-    job = JobRow(
-        id=job_id,
-        tenant=caller.tenant,
-        type="import",
-        state="queued",
-        collection=checked.collection,
-        options=stored.to_dict(),
-        created_at=operations.now_iso(),
-        revision=1,
-    )
-
-    def insert(tx: Tx) -> None:
-        tx.insert_job(job)
-        if hook is not None:
-            tx.insert_webhook(job_webhook_row(hook, job))
-
-    try:
-        await svc.store.run(insert, retries=3)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            (directory / job_id).unlink(missing_ok=True)
-        raise
-    if svc.jobs is not None:
-        svc.jobs.wake()
-    return JSONResponse(job_body(job), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
-
-
-def _fields(options: ImportOptions) -> dict[str, Any]:
-    return {name: getattr(options, name) for name in ImportOptions.__slots__}
+async def tenant_job(svc: Services, tenant: str, job_id: str) -> JobRow:
+    """The tenant's job, or 404 ``JOB_NOT_FOUND`` (also for an id no job can have)."""
+    if not is_id(job_id):
+        raise job_not_found(job_id)
+    job = await svc.store.run(lambda tx: tx.get_job(job_id, tenant=tenant))
+    if job is None:
+        raise job_not_found(job_id)
+    return job
 
 
 @router.get(
@@ -353,15 +108,6 @@ async def list_jobs(
     return JSONResponse({"jobs": [job_body(row) for row in rows]})
 
 
-async def _job(svc: Any, tenant: str, job_id: str) -> JobRow:
-    if not is_id(job_id):
-        raise job_not_found(job_id)
-    job: JobRow | None = await svc.store.run(lambda tx: tx.get_job(job_id, tenant=tenant))
-    if job is None:
-        raise job_not_found(job_id)
-    return job
-
-
 @router.get(
     "/v1/jobs/{job_id}",
     summary="A job's state and progress",
@@ -370,7 +116,7 @@ async def _job(svc: Any, tenant: str, job_id: str) -> JobRow:
 )
 async def get_job(job_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
     """State, counters, percentage and ETA."""
-    return JSONResponse(job_body(await _job(svc, caller.tenant, job_id)))
+    return JSONResponse(job_body(await tenant_job(svc, caller.tenant, job_id)))
 
 
 @router.post(
@@ -384,7 +130,9 @@ async def get_job(job_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
         notes={**_NO_JOB, 409: "The job has finished (JOB_FINISHED)."},
     ),
 )
-async def cancel_job(job_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
+async def cancel_job(
+    job_id: str, caller: CallerDep, svc: ServicesDep, kinds: JobKindsDep
+) -> Response:
     """A queued job is cancelled at once; a running one stops before its next chunk
     (chunks already committed stay). 409 if the job has finished."""
 
@@ -408,11 +156,11 @@ async def cancel_job(job_id: str, caller: CallerDep, svc: ServicesDep) -> Respon
         job.revision += 1
         tx.save_job(job)
         if job.state == "cancelled":
-            enqueue_job_event(tx, job)
+            kinds.ended(tx, job)  # the end hooks (webhooks' outbox): same transaction
         return job
 
     job = await svc.store.run(cancel, retries=3)
-    if job.state == "cancelled":  # it never started: its upload is of no further use
+    if job.state == "cancelled":  # it never started: its input file is of no further use
         with contextlib.suppress(OSError):
             await asyncio.to_thread((uploads_dir(svc.settings) / job_id).unlink, missing_ok=True)
     if svc.jobs is not None:
@@ -456,7 +204,7 @@ async def job_failures(
     the columns ``row,code,message,input``."""
     if format not in ("ndjson", "csv"):
         raise ValidationError("'format' must be ndjson or csv", details={"path": "format"})
-    await _job(svc, caller.tenant, job_id)
+    await tenant_job(svc, caller.tenant, job_id)
 
     async def lines() -> AsyncIterator[bytes]:
         after = 0
@@ -531,10 +279,78 @@ async def job_events_stream(
 ) -> Response:
     """``progress`` events, then one ``complete`` or ``error``; resumable with
     ``Last-Event-ID`` (see batchops.server.jobs.sse)."""
-    await _job(svc, caller.tenant, job_id)
+    await tenant_job(svc, caller.tenant, job_id)
     try:
         last = int(last_event_id) if last_event_id else 0
     except ValueError:
         last = 0
     poll_s = svc.settings.job_poll_s
     return EventSourceResponse(job_events(svc, caller.tenant, job_id, last, poll_s=poll_s), ping=15)
+
+
+def _no_results(job: JobRow) -> ConflictError:
+    if job.state not in TERMINAL_STATES:
+        return ConflictError(
+            f"job {job.id!r} has not finished ({job.state}); its results come when it ends",
+            code="JOB_NOT_FINISHED",
+            details={
+                "id": job.id,
+                "state": job.state,
+                "processed": job.processed,
+                "total": job.total,
+            },
+            retry_after=1.0,
+        )
+    return ConflictError(
+        f"job {job.id!r} has no results ({job.type} job, {job.state})",
+        code="NO_RESULTS",
+        details={"id": job.id, "type": job.type, "state": job.state},
+    )
+
+
+@router.get(
+    "/v1/jobs/{job_id}/results",
+    summary="What a finished batch or bulk job did",
+    openapi_extra={"parameters": [param("job_id")]},
+    responses=responses(
+        {
+            200: json_answer(
+                {"anyOf": [ref("BatchResponse"), ref("BulkResult")]},
+                "A batch job: the answer the synchronous POST /v1/batch would have given "
+                "(its status in Batch-Status). A bulk job: the inline answer's shape.",
+                {
+                    "Batch-Status": {
+                        "description": "A batch job: the status of its answer (200, 207, "
+                        "or an atomic batch's failing status).",
+                        "schema": {"type": "integer"},
+                    },
+                    "X-Batch-Id": {
+                        "description": "A batch job: its batch id.",
+                        "schema": {"type": "string"},
+                    },
+                },
+            )
+        },
+        (*AUTH, *STORE, 404, 409),
+        notes={
+            404: "No job with this id for this tenant (JOB_NOT_FOUND).",
+            409: "The job has not finished (JOB_NOT_FINISHED, with Retry-After), or has no "
+            "results: an import, a batch cancelled before it ran (NO_RESULTS).",
+        },
+    ),
+)
+async def job_results(
+    job_id: str, caller: CallerDep, svc: ServicesDep, kinds: JobKindsDep
+) -> Response:
+    """A ``batch`` job: the JSON the synchronous ``POST /v1/batch`` would have answered
+    (its status in ``Batch-Status``). A bulk job: the inline answer's shape, streamed.
+    409 ``JOB_NOT_FINISHED`` (with ``Retry-After``) while the job is queued or running."""
+    # (Answered by the job's kind: JobKind.results, registered at app start.)
+    job = await tenant_job(svc, caller.tenant, job_id)
+    kind = kinds.get(job.type)
+    if job.state not in TERMINAL_STATES or kind is None or kind.results is None:
+        raise _no_results(job)
+    answer = await kind.results(svc.store, job)
+    if answer is None:
+        raise _no_results(job)
+    return answer

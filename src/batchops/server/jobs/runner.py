@@ -1,73 +1,74 @@
-"""The job runner inside ``batchops serve``: claims jobs and runs them chunk by chunk.
+"""The job scheduler inside ``batchops serve``: claims jobs and hands each to its kind.
+
+It knows no job kind. Each kind's package registers a :class:`JobKind` (its handler, and
+optionally how to answer its results) in the :class:`JobKinds` registry that the app
+builds at start and gives to the runner and to the ``/v1/jobs`` routes; a handler gets a
+:class:`JobContext`, the public face of the guarantees below. So the scheduler imports no
+kind, and no kind imports the scheduler's internals.
 
 Durability rule: each chunk is ONE ``store.run(fn)`` whose ``fn`` writes the chunk's
-records through the operations layer, inserts the chunk's failures and advances the job's
-counters and checkpoint — one transaction. A crash (kill -9) therefore leaves either the
-whole chunk with its checkpoint or neither, and the resumed job skips exactly the rows at
-or below the checkpoint: nothing is lost or written twice.
+changes, inserts the chunk's failures and advances the job's counters and checkpoint
+(:meth:`JobContext.checkpoint`) — one transaction. A crash (kill -9) therefore leaves either
+the whole chunk with its checkpoint or neither, and the resumed job goes on from the
+checkpoint: nothing is lost or written twice.
 
 Ownership: a job being run carries ``worker`` (this runner's id) and a heartbeat renewed
 every ``lease_s / 3``. Runners claim queued jobs and running jobs whose heartbeat is older
 than ``lease_s`` (their process died). Every chunk transaction re-reads the job and stops
-if another runner took it over (fencing), so two runners never both apply a chunk.
-A clean shutdown puts this runner's jobs back in the queue at once.
+if another runner took it over (fencing, :meth:`JobContext.own`), so two runners never
+both apply a chunk. A clean shutdown puts this runner's jobs back in the queue at once.
 
-Extension points: ``_RUNNERS`` maps a job type to its coroutine; bulk update/delete jobs
-and webhooks on completion (via :class:`JobEvents`) plug in there.
+The end of a job: whatever transaction saves a job in a terminal state also runs the
+registry's end hooks (:meth:`JobKinds.ended`: the webhooks' outbox), so what they write
+commits with the state change. :meth:`JobContext.update` (hence ``finish``) and
+:meth:`JobContext.cancel` do it; so does the cancel route for a job that never started.
 
-Webhooks: whatever transaction saves a job in a terminal state must also call
-:func:`batchops.server.jobs.webhooks.enqueue_job_event` (``_update`` — hence ``_finish`` —
-does it), so the delivery rows commit with the state change (the outbox).
+A job's input file (an import's upload) waits in :func:`uploads_dir` under the job's id
+and is deleted once the job has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchops._exceptions import APIError, StoreError
-from batchops.server.jobs.batches import run_batch_job
-from batchops.server.jobs.bulk import run_bulk_job
-from batchops.server.jobs.imports import (
-    InputError,
-    RowError,
-    SourceRow,
-    checked_rows,
-    csv_header,
-    failure_text,
-    input_text,
-    key_text,
-    missing_key,
-    read_rows,
-    scan_rows,
-    take_rows,
-)
-from batchops.server.jobs.prepare import ChunkPreparer, PreparedChunk
-from batchops.server.jobs.schemas import TERMINAL_STATES, ImportOptions
-from batchops.server.jobs.webhooks import enqueue_job_event
+from starlette.responses import Response
+
+from batchops._exceptions import StoreError
+from batchops.server.jobs.schemas import TERMINAL_STATES
 from batchops.server.records import operations
 from batchops.server.settings import Settings
 from batchops.store._url import parse_store_url
 from batchops.store.base import JobFailureRow, JobRow, Store, Tx
 
-__all__ = ["JobEvents", "JobRunner", "uploads_dir"]
+__all__ = [
+    "EndHook",
+    "JobContext",
+    "JobEvents",
+    "JobHandler",
+    "JobKind",
+    "JobKinds",
+    "JobRunner",
+    "JobStopped",
+    "ResultsHandler",
+    "uploads_dir",
+]
 
 log = logging.getLogger("batchops.jobs")
 
 
 def uploads_dir(settings: Settings) -> Path:
-    """Where uploaded import files wait: ``data_dir``, else beside the SQLite file, else
-    ``./batchops-uploads``."""
+    """Where jobs' input files (uploaded import files) wait: ``data_dir``, else beside the
+    SQLite file, else ``./batchops-uploads``."""
     if settings.data_dir:
         return Path(settings.data_dir)
     dialect, target = parse_store_url(settings.db_url)
@@ -78,8 +79,8 @@ def uploads_dir(settings: Settings) -> Path:
 
 class JobEvents:
     """In-process change notification: the runner calls :meth:`notify` after every commit;
-    event streams :meth:`wait` instead of polling hard. (Changes made by other processes
-    are seen at the next poll.)"""
+    event streams and the webhook sender :meth:`wait` instead of polling hard. (Changes
+    made by other processes are seen at the next poll.)"""
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
@@ -95,22 +96,205 @@ class JobEvents:
             await asyncio.wait_for(self._event.wait(), timeout_s)
 
 
-class _Stop(Exception):
-    """The job must stop here: cancelled, or no longer ours."""
+class JobStopped(Exception):
+    """The job must stop here: it ended (cancelled, failed) or is no longer this runner's.
+    Raised by :meth:`JobContext.own` and :meth:`JobContext.commit`; the runner ends the
+    job's task quietly when a handler lets it through."""
 
 
-@dataclass(slots=True)
-class _Chunk:
-    rows: list[SourceRow]
-    data: list[dict[str, Any] | RowError] = field(default_factory=list)
+JobHandler = Callable[["JobContext"], Awaitable[None]]
+"""Runs one job of a kind, from its checkpoint, until it ends (see :class:`JobContext`)."""
+ResultsHandler = Callable[[Store, JobRow], Awaitable[Response | None]]
+"""The results of a finished job of a kind (``GET /v1/jobs/{id}/results``); None: none."""
+EndHook = Callable[[Tx, JobRow], None]
+"""Runs inside the transaction that saves a job in a terminal state."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    """What the scheduler knows of one job type: how to run it and, if it has results,
+    how to answer them."""
+
+    run: JobHandler
+    results: ResultsHandler | None = None
+
+
+class JobKinds:
+    """The registry the app builds at start: a :class:`JobKind` per job type, and the hooks
+    every job's terminal transaction runs (the webhooks' outbox)."""
+
+    def __init__(self, kinds: Mapping[str, JobKind], *, on_end: Sequence[EndHook] = ()) -> None:
+        self._kinds = dict(kinds)
+        self._on_end = tuple(on_end)
+
+    @property
+    def types(self) -> frozenset[str]:
+        """The job types registered."""
+        return frozenset(self._kinds)
+
+    def get(self, job_type: str) -> JobKind | None:
+        """The kind of ``job_type``, or None when none is registered."""
+        return self._kinds.get(job_type)
+
+    def ended(self, tx: Tx, job: JobRow) -> None:
+        """Run the end hooks. Call it in the transaction that saves ``job`` in its terminal
+        state (and only then): what they write is exactly as durable as the state."""
+        for hook in self._on_end:
+            hook(tx, job)
+
+
+class JobContext:
+    """What a job kind's handler gets: the claimed job and the scheduler's guarantees.
+
+    - :meth:`own` (fencing): in each of the job's transactions, the job locked, if this
+      runner still owns it; else :class:`JobStopped`.
+    - :meth:`checkpoint`: a chunk's failures, counters and checkpoint, saved in the chunk's
+      transaction, with a fresh heartbeat (the runner also renews the lease of every job
+      it runs every ``lease_s / 3``, however long a chunk takes).
+    - :meth:`commit`: one chunk's transaction, then wake the job's watchers; stops the
+      handler (:class:`JobStopped`) when the job ended in it.
+    - :meth:`start`, :meth:`update`, :meth:`finish`, :meth:`fail`, :meth:`cancel`: the
+      job's own changes, each running the end hooks when the job ends.
+    """
+
+    def __init__(self, runner: JobRunner, job: JobRow) -> None:
+        self._runner = runner
+        self.job = job
+        """The job as claimed (its checkpoint says where to resume)."""
+        self.id = job.id
+        self.store: Store = runner.store
+        self.settings: Settings = runner.settings
+
+    @property
+    def input_path(self) -> Path:
+        """The job's stored input file (an import's upload), deleted when the job ends."""
+        return self._runner.upload_path(self.id)
+
+    def notify(self) -> None:
+        """Wake the job's watchers (event streams, the webhook sender) after a commit made
+        outside :meth:`commit` and :meth:`update`."""
+        self._runner.events.notify()
+
+    def own(self, tx: Tx) -> JobRow:
+        """The job, locked, if this runner still owns it; else :class:`JobStopped`."""
+        job = tx.get_job(self.id, for_update=True)
+        if job is None or job.state != "running" or job.worker != self._runner.worker:
+            raise JobStopped
+        return job
+
+    async def update(self, change: Callable[[Tx, JobRow], None]) -> JobRow:
+        """Apply ``change`` to the owned job and save it, in one transaction (the end hooks
+        too when ``change`` ends the job); :class:`JobStopped` if it is not ours."""
+
+        def fn(tx: Tx) -> JobRow:
+            job = self.own(tx)
+            change(tx, job)
+            job.revision += 1
+            job.heartbeat_at = time.time()
+            tx.save_job(job)
+            if job.state in TERMINAL_STATES:
+                self._runner.kinds.ended(tx, job)
+            return job
+
+        job = await self.store.run(fn, retries=3)
+        self.notify()
+        if job.state in TERMINAL_STATES:
+            await self._discard_input()
+        return job
+
+    async def start(self) -> JobRow:
+        """Mark the job started (once: a resumed job keeps its first ``started_at``)."""
+        if self.job.started_at is not None:
+            return self.job
+
+        def started(tx: Tx, job: JobRow) -> None:
+            if job.started_at is None:
+                job.started_at = operations.now_iso()
+
+        self.job = await self.update(started)
+        return self.job
+
+    async def finish(self, state: str, error: dict[str, Any] | None = None) -> JobRow | None:
+        """End the job in ``state`` (``succeeded``, ``failed``, ``cancelled``) with
+        ``error``; None if it was no longer ours."""
+
+        def change(tx: Tx, job: JobRow) -> None:
+            job.state = state  # type: ignore[assignment]
+            job.finished_at = operations.now_iso()
+            job.error = error
+            job.worker = None
+
+        try:
+            return await self.update(change)
+        except JobStopped:
+            return None
+
+    async def fail(self, code: str, message: str, **details: Any) -> JobRow | None:
+        """:meth:`finish` as ``failed`` with the error ``{code, message, **details}``."""
+        return await self.finish("failed", {"code": code, "message": message, **details})
+
+    def cancel(self, tx: Tx, job: JobRow) -> JobRow:
+        """In a chunk's transaction, instead of the chunk: end the owned ``job`` as
+        cancelled (its cancel was requested)."""
+        job.state = "cancelled"
+        job.finished_at = operations.now_iso()
+        job.worker = None
+        job.revision += 1
+        tx.save_job(job)
+        self._runner.kinds.ended(tx, job)
+        return job
+
+    def checkpoint(
+        self,
+        tx: Tx,
+        job: JobRow,
+        position: int,
+        *,
+        processed: int,
+        succeeded: int,
+        failed: int,
+        failures: Sequence[JobFailureRow] = (),
+    ) -> JobRow:
+        """In a chunk's transaction: store the chunk's ``failures``, add its counts to the
+        job's counters, move the checkpoint to ``position`` and save the job."""
+        if failures:
+            tx.insert_job_failures(failures)
+        job.processed += processed
+        job.succeeded += succeeded
+        job.failed += failed
+        job.checkpoint = position
+        job.revision += 1
+        job.heartbeat_at = time.time()
+        tx.save_job(job)
+        return job
+
+    async def commit(self, apply: Callable[[Tx], JobRow], *, retries: int = 3) -> JobRow:
+        """Run one chunk's transaction (``apply``: :meth:`own`, the chunk, then
+        :meth:`checkpoint` or :meth:`cancel`) and wake the job's watchers. Raises
+        :class:`JobStopped` when the job is no longer running after it."""
+        job = await self.store.run(apply, retries=retries)
+        self.notify()
+        if job.state != "running":
+            if job.state in TERMINAL_STATES:
+                await self._discard_input()
+            raise JobStopped
+        hook = self._runner.after_chunk
+        if hook is not None:
+            await hook(job)
+        return job
+
+    async def _discard_input(self) -> None:
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(self.input_path.unlink, missing_ok=True)
 
 
 class JobRunner:
     """Runs up to ``settings.job_concurrency`` jobs at once (see the module docstring)."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, kinds: JobKinds) -> None:
         self.store = store
         self.settings = settings
+        self.kinds = kinds
         self.uploads = uploads_dir(settings)
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.events = JobEvents()
@@ -122,7 +306,7 @@ class JobRunner:
         self._stopping = False
 
     def upload_path(self, job_id: str) -> Path:
-        """The stored upload of a job."""
+        """The stored input file of a job."""
         return self.uploads / job_id
 
     async def start(self) -> None:
@@ -187,448 +371,26 @@ class JobRunner:
                 await self.store.run(lambda tx: tx.heartbeat_jobs(self.worker, now=time.time()))
 
     async def _run(self, job: JobRow) -> None:
+        context = JobContext(self, job)
+        kind = self.kinds.get(job.type)
         try:
-            await _RUNNERS[job.type](self, job)
-        except (_Stop, asyncio.CancelledError):
+            if kind is None:
+                await context.fail(
+                    "UNKNOWN_JOB_TYPE",
+                    f"this server runs no {job.type!r} jobs (known: "
+                    f"{', '.join(sorted(self.kinds.types))})",
+                )
+                return
+            await kind.run(context)
+        except (JobStopped, asyncio.CancelledError):
             return
         except StoreError as exc:
             # Classified once by the store: the job says what the database refused, never
             # an INTERNAL_ERROR for what its input caused.
             log.warning("job %s failed: %s", job.id, exc)
             error = exc.to_api_error()
-            await self._finish(job.id, "failed", {"code": error.code, "message": error.message})
+            await context.fail(error.code, error.message)
         except Exception as exc:
             log.exception("job %s failed", job.id)
-            await self._finish(
-                job.id, "failed", {"code": "INTERNAL_ERROR", "message": f"{type(exc).__name__}"}
-            )
+            await context.fail("INTERNAL_ERROR", f"{type(exc).__name__}")
         self.events.notify()
-
-    # -- helpers shared by job types ---------------------------------------------------------
-
-    def _own(self, tx: Tx, job_id: str) -> JobRow:
-        """The job, locked, if this runner still owns it; else _Stop."""
-        job = tx.get_job(job_id, for_update=True)
-        if job is None or job.state != "running" or job.worker != self.worker:
-            raise _Stop
-        return job
-
-    async def _update(self, job_id: str, change: Callable[[Tx, JobRow], None]) -> JobRow:
-        def fn(tx: Tx) -> JobRow:
-            job = self._own(tx, job_id)
-            change(tx, job)
-            job.revision += 1
-            job.heartbeat_at = time.time()
-            tx.save_job(job)
-            if job.state in TERMINAL_STATES:
-                enqueue_job_event(tx, job)  # webhooks' outbox: same transaction
-            return job
-
-        job = await self.store.run(fn, retries=3)
-        self.events.notify()
-        return job
-
-    async def _finish(
-        self, job_id: str, state: str, error: dict[str, Any] | None = None
-    ) -> JobRow | None:
-        def change(tx: Tx, job: JobRow) -> None:
-            job.state = state  # type: ignore[assignment]
-            job.finished_at = operations.now_iso()
-            job.error = error
-            job.worker = None
-
-        try:
-            job = await self._update(job_id, change)
-        except _Stop:
-            return None
-        if job.state in TERMINAL_STATES:
-            with contextlib.suppress(OSError):
-                self.upload_path(job_id).unlink(missing_ok=True)
-        return job
-
-
-# -- imports --------------------------------------------------------------------------------
-
-
-async def _run_import(runner: JobRunner, job: JobRow) -> None:
-    options = ImportOptions.from_dict(job.options)
-    path = runner.upload_path(job.id)
-    if not path.exists():
-        await runner._finish(
-            job.id,
-            "failed",
-            {"code": "UPLOAD_MISSING", "message": "the uploaded file is gone from this server"},
-        )
-        return
-    if job.started_at is None:
-
-        def started(tx: Tx, j: JobRow) -> None:
-            j.started_at = operations.now_iso()
-
-        job = await runner._update(job.id, started)
-    try:
-        header = await asyncio.to_thread(csv_header, path) if options.format == "csv" else []
-    except (csv.Error, UnicodeDecodeError) as exc:  # refused at upload; a job queued before
-        await runner._finish(
-            job.id, "failed", {"code": "INVALID_CSV", "message": f"the CSV header: {exc}"}
-        )
-        return
-    # Plain creates are prepared in a worker process (see batchops.server.jobs.prepare),
-    # started now so that its start-up (~0.3 s) overlaps the first pass.
-    preparer = (
-        ChunkPreparer(
-            path,
-            options,
-            header,
-            skip_to=job.checkpoint,
-            # SQLite computes search text when it indexes; PostgreSQL stores it with the row.
-            with_search=runner.store.dialect == "postgresql",
-        )
-        if options.upsert_key is None and not options.dry_run
-        else None
-    )
-    try:
-        if job.total is None:
-            job = await _first_pass(runner, job, options, path, header)
-            if job.state != "running":
-                return
-        if preparer is not None:
-            await _import_prepared(runner, job, options, path, preparer)
-        else:
-            await _import_rows(runner, job, options, path, header)
-    except InputError as exc:
-        await runner._finish(
-            job.id, "failed", {"code": exc.code, "message": exc.message, "row": exc.row_number}
-        )
-        return
-    finally:
-        if preparer is not None:
-            await preparer.aclose()
-    await runner._finish(job.id, "succeeded")
-
-
-def _convert_chunk(
-    chunk: list[SourceRow], options: ImportOptions, header: list[str]
-) -> list[dict[str, Any] | RowError]:
-    """Each row's data, or the RowError it fails with: conversion, the record rule and the
-    upsert key (so that a key the store could not look up never reaches it), as in the
-    strict first pass and in the worker process."""
-    return checked_rows(chunk, options.format, header, options.mapping, options.upsert_key)
-
-
-def _failure(
-    job_id: str, row: SourceRow, options: ImportOptions, code: str, message: str
-) -> JobFailureRow:
-    return JobFailureRow(
-        job_id, row.number, input_text(row, options.format), code, failure_text(message)
-    )
-
-
-async def _first_pass(
-    runner: JobRunner, job: JobRow, options: ImportOptions, path: Path, header: list[str]
-) -> JobRow:
-    """Count the rows (the job's ``total``); with strict validation, also check every row
-    (conversion, the record rule, the upsert key: every failure the import would record
-    but a write conflict) and fail the job — before anything is written — if any is bad."""
-    strict = options.validation == "strict"
-    if strict:
-
-        def forget(tx: Tx, j: JobRow) -> None:
-            tx.delete_job_failures(j.id)  # a pass cut short by a crash starts again
-
-        await runner._update(job.id, forget)
-    scan = scan_rows(
-        path,
-        options.format,
-        header,
-        options.mapping,
-        size=options.chunk_size,
-        check=strict,
-        upsert_key=options.upsert_key,
-    )
-    total = bad = 0
-    while True:
-        # One hop per chunk: the scan holds the GIL, the event loop gets it between chunks.
-        step = await asyncio.to_thread(next, scan, None)
-        if step is None:
-            break
-        count, problems = step
-        total += count
-        if not problems:
-            continue
-        failures = [
-            _failure(job.id, row, options, error.code, error.message) for row, error in problems
-        ]
-        bad += len(failures)
-
-        def record(tx: Tx, j: JobRow, f: list[JobFailureRow] = failures) -> None:
-            tx.insert_job_failures(f)
-
-        await runner._update(job.id, record)
-
-    def counted(tx: Tx, j: JobRow) -> None:
-        j.total = total
-        if bad:
-            j.state = "failed"
-            j.failed = bad
-            j.finished_at = operations.now_iso()
-            j.worker = None
-            j.error = {
-                "code": "VALIDATION_FAILED",
-                "message": f"{bad} of {total} rows are invalid; nothing was imported "
-                "(strict validation). See the failures.",
-            }
-
-    job = await runner._update(job.id, counted)
-    if job.state == "failed":
-        with contextlib.suppress(OSError):
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-    return job
-
-
-async def _import_rows(
-    runner: JobRunner, job: JobRow, options: ImportOptions, path: Path, header: list[str]
-) -> None:
-    if options.upsert_key is not None and not options.dry_run:
-        # Each chunk looks its keys up (find_ids_by_field): without this index that is a
-        # scan of the collection per chunk (~170 ms a chunk at 200k records).
-        assert job.collection is not None
-        collection, key = job.collection, options.upsert_key
-        await runner.store.run(
-            lambda tx: tx.ensure_field_index(job.tenant, collection, key), retries=3
-        )
-    rows = read_rows(path, options.format)
-    skip_to = job.checkpoint
-    job_id = job.id
-    # Read-ahead: the next chunk is parsed and converted in a worker thread while this one
-    # is written (SQLite and psycopg release the GIL while the database works). One chunk
-    # ahead at most, so memory stays bounded; an InputError in it surfaces only after the
-    # chunk before it has committed, as without read-ahead.
-    ahead = _read_ahead(rows, options, header, skip_to)
-    try:
-        while True:
-            chunk, converted = await ahead
-            if not chunk:
-                return
-            ahead = _read_ahead(rows, options, header, skip_to)
-
-            def apply(
-                tx: Tx,
-                c: list[SourceRow] = chunk,
-                v: list[dict[str, Any] | RowError] = converted,
-            ) -> JobRow:
-                return _apply_chunk(runner, tx, job_id, options, c, v)
-
-            await _write_chunk(runner, path, apply)
-    finally:
-        ahead.cancel()  # leaving early (cancelled, _Stop, an error): drop the read-ahead
-        ahead.add_done_callback(_retrieve)
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # retrieved: an abandoned read-ahead's error is not logged
-
-
-def _read_ahead(
-    rows: Iterator[SourceRow], options: ImportOptions, header: list[str], skip_to: int
-) -> asyncio.Future[tuple[list[SourceRow], list[dict[str, Any] | RowError]]]:
-    """The next chunk and its conversion, read in a worker thread (one hop)."""
-
-    def read() -> tuple[list[SourceRow], list[dict[str, Any] | RowError]]:
-        chunk = take_rows(rows, options.chunk_size, skip_to)
-        return chunk, _convert_chunk(chunk, options, header)
-
-    return asyncio.ensure_future(asyncio.to_thread(read))
-
-
-async def _import_prepared(
-    runner: JobRunner, job: JobRow, options: ImportOptions, path: Path, preparer: ChunkPreparer
-) -> None:
-    """Plain creates: each chunk comes prepared from the worker process, which prepares
-    the next one while this one is written; the next one is also received (unpickled)
-    during the write, so the database thread never waits for it."""
-    ahead = asyncio.ensure_future(preparer.next())
-    try:
-        while (prepared := await ahead) is not None:
-            ahead = asyncio.ensure_future(preparer.next())
-
-            def apply(tx: Tx, chunk: PreparedChunk = prepared) -> JobRow:
-                return _apply_prepared(runner, tx, job.id, options, chunk)
-
-            await _write_chunk(runner, path, apply)
-    finally:
-        ahead.cancel()  # leaving early: the worker is stopped by the caller
-        ahead.add_done_callback(_retrieve)
-
-
-async def _write_chunk(runner: JobRunner, path: Path, apply: Callable[[Tx], JobRow]) -> JobRow:
-    """Apply one chunk (one transaction: ``apply``, see :func:`_apply_chunk`); _Stop when
-    the job must not go on."""
-    job = await runner.store.run(apply, retries=3)
-    runner.events.notify()
-    if job.state != "running":
-        if job.state in TERMINAL_STATES:
-            with contextlib.suppress(OSError):
-                await asyncio.to_thread(path.unlink, missing_ok=True)
-        raise _Stop
-    if runner.after_chunk is not None:
-        await runner.after_chunk(job)
-    return job
-
-
-def _apply_chunk(
-    runner: JobRunner,
-    tx: Tx,
-    job_id: str,
-    options: ImportOptions,
-    chunk: list[SourceRow],
-    converted: list[dict[str, Any] | RowError],
-) -> JobRow:
-    """ONE transaction: the chunk's records, its failures, the job's counters."""
-    job = runner._own(tx, job_id)
-    if job.cancel_requested:
-        return _cancel(tx, job)
-    assert job.collection is not None
-    failures: list[JobFailureRow] = []
-    good: list[tuple[SourceRow, dict[str, Any]]] = []
-    for row, outcome in zip(chunk, converted, strict=True):
-        if isinstance(outcome, RowError):
-            failures.append(_failure(job_id, row, options, outcome.code, outcome.message))
-        else:
-            good.append((row, outcome))
-    if not options.dry_run and good:  # (a dry run's rows were all checked by _convert_chunk)
-        if options.upsert_key is None:
-            _create(tx, job, good, options, failures)
-        else:
-            _upsert(tx, job, good, options, failures)
-    failures.sort(key=lambda f: f.row_number)
-    return _advance(tx, job, len(chunk), chunk[-1].number, failures)
-
-
-def _apply_prepared(
-    runner: JobRunner, tx: Tx, job_id: str, options: ImportOptions, chunk: PreparedChunk
-) -> JobRow:
-    """:func:`_apply_chunk` for a chunk prepared in the worker process (plain creates)."""
-    job = runner._own(tx, job_id)
-    if job.cancel_requested:
-        return _cancel(tx, job)
-    assert job.collection is not None
-    records = chunk.records()
-    if records is not None:
-        operations.create_encoded(tx, job.tenant, job.collection, records)
-    failures = [JobFailureRow(job_id, *failure) for failure in chunk.failures]
-    return _advance(tx, job, chunk.count, chunk.last_number, failures)
-
-
-def _cancel(tx: Tx, job: JobRow) -> JobRow:
-    job.state = "cancelled"
-    job.finished_at = operations.now_iso()
-    job.worker = None
-    job.revision += 1
-    tx.save_job(job)
-    enqueue_job_event(tx, job)
-    return job
-
-
-def _advance(
-    tx: Tx, job: JobRow, count: int, last_number: int, failures: list[JobFailureRow]
-) -> JobRow:
-    """The chunk's failures and the job's counters and checkpoint, in the chunk's
-    transaction."""
-    tx.insert_job_failures(failures)
-    job.processed += count
-    job.failed += len(failures)
-    job.succeeded += count - len(failures)
-    job.checkpoint = last_number
-    job.revision += 1
-    job.heartbeat_at = time.time()
-    tx.save_job(job)
-    return job
-
-
-def _create(
-    tx: Tx,
-    job: JobRow,
-    good: list[tuple[SourceRow, dict[str, Any]]],
-    options: ImportOptions,
-    failures: list[JobFailureRow],
-) -> None:
-    assert job.collection is not None
-    problems = operations.create_bulk(tx, job.tenant, job.collection, [data for _, data in good])
-    for position, problem in problems.items():
-        failures.append(_failure(job.id, good[position][0], options, problem.code, problem.message))
-
-
-def _missing_key(job_id: str, row: SourceRow, options: ImportOptions) -> JobFailureRow:
-    assert options.upsert_key is not None
-    error = missing_key(options.upsert_key)
-    return _failure(job_id, row, options, error.code, error.message)
-
-
-def _upsert(
-    tx: Tx,
-    job: JobRow,
-    good: list[tuple[SourceRow, dict[str, Any]]],
-    options: ImportOptions,
-    failures: list[JobFailureRow],
-) -> None:
-    """Replace the records whose upsert key matches, create the rest. A key repeated
-    within the chunk starts a new segment, so its later row replaces the earlier one.
-
-    The chunk holds a transaction lock on (tenant, collection, key field) first: between
-    a lookup that finds no record and the create, a concurrent upsert of the same key
-    would otherwise create it too (a key created twice). Upserts into one collection on
-    one key therefore commit one chunk at a time (PostgreSQL; SQLite's writer does anyway).
-    """
-    assert job.collection is not None
-    assert options.upsert_key is not None
-    # (A name shared by accident would only serialise more: "|" needs no escaping.)
-    tx.lock(f"upsert|{job.tenant}|{job.collection}|{options.upsert_key}")
-    segment: list[tuple[SourceRow, dict[str, Any], str]] = []
-    for row, data in good:
-        key = key_text(data, options.upsert_key)
-        if key is None:
-            failures.append(_missing_key(job.id, row, options))
-            continue
-        if any(k == key for _, _, k in segment):
-            _upsert_segment(tx, job, segment, options, failures)
-            segment = []
-        segment.append((row, data, key))
-    _upsert_segment(tx, job, segment, options, failures)
-
-
-def _upsert_segment(
-    tx: Tx,
-    job: JobRow,
-    segment: list[tuple[SourceRow, dict[str, Any], str]],
-    options: ImportOptions,
-    failures: list[JobFailureRow],
-) -> None:
-    if not segment:
-        return
-    assert job.collection is not None
-    assert options.upsert_key is not None
-    found = tx.find_ids_by_field(
-        job.tenant, job.collection, options.upsert_key, [k for _, _, k in segment]
-    )
-    creates: list[tuple[SourceRow, dict[str, Any]]] = []
-    for row, data, key in segment:
-        record_id = found.get(key)
-        if record_id is None:
-            creates.append((row, data))
-            continue
-        try:
-            operations.replace(tx, job.tenant, job.collection, record_id, data)
-        except APIError as exc:
-            failures.append(_failure(job.id, row, options, exc.code, exc.message))
-    if creates:
-        _create(tx, job, creates, options, failures)
-
-
-_RUNNERS: dict[str, Callable[[JobRunner, JobRow], Awaitable[None]]] = {
-    "import": _run_import,
-    "bulk_update": run_bulk_job,
-    "bulk_delete": run_bulk_job,
-    "batch": run_batch_job,
-}

@@ -15,7 +15,7 @@ from batchops.server.auth import create_api_key
 from batchops.server.settings import Settings
 from batchops.store.base import Store, WebhookRow
 from tests.jobs.conftest import Service, upload, wait_done
-from tests.jobs.webhook_receiver import run_receiver, wait_deliveries
+from tests.webhooks.webhook_receiver import run_receiver, wait_deliveries
 
 SECRET = "s3cret-s3cret-s3cret"
 FAST = {

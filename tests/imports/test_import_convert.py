@@ -10,16 +10,10 @@ from typing import Any
 
 import pytest
 
-from batchops.server.jobs.imports import (
-    FieldSpec,
-    RowError,
-    SourceRow,
-    check_rows,
-    convert,
-    convert_rows,
-    read_rows,
-    scan_rows,
-)
+from batchops.server.imports.check import check_rows, scan_rows
+from batchops.server.imports.convert import convert, convert_rows
+from batchops.server.imports.read import read_rows
+from batchops.server.imports.rows import FieldSpec, RowError, SourceRow
 
 HEADER = ["name", "age", "score", "ok", "meta", "city", "zip", "name"]  # "name" twice
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from batchops.server.jobs.targets import is_public
-from batchops.server.jobs.webhooks import backoff_s, new_secret, sign
-from tests.jobs.webhook_receiver import verify
+from batchops.server.webhooks.signing import backoff_s, new_secret, sign
+from batchops.server.webhooks.targets import is_public
+from tests.webhooks.webhook_receiver import verify
 
 
 def test_the_signature_is_hmac_sha256_of_timestamp_dot_body_in_hex() -> None:

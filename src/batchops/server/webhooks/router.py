@@ -14,14 +14,7 @@ from starlette.responses import Response
 from batchops._exceptions import NotFoundError, ValidationError
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
-from batchops.server.jobs.schemas import job_not_found
-from batchops.server.jobs.targets import check_target
-from batchops.server.jobs.webhooks import (
-    delivery_body,
-    new_secret,
-    parse_webhook_spec,
-    webhook_body,
-)
+from batchops.server.jobs.router import tenant_job
 from batchops.server.openapi import (
     AUTH,
     BODY,
@@ -35,6 +28,9 @@ from batchops.server.openapi import (
 )
 from batchops.server.records import operations
 from batchops.server.records.schemas import is_id
+from batchops.server.webhooks.schemas import delivery_body, parse_webhook_spec, webhook_body
+from batchops.server.webhooks.signing import new_secret
+from batchops.server.webhooks.targets import check_target
 from batchops.store.base import Tx, WebhookRow
 
 __all__ = ["router"]
@@ -206,9 +202,6 @@ async def job_deliveries(
 ) -> Response:
     """Deliveries to the job's own webhook and to the tenant's subscriptions."""
     _limit(limit)
-    if not is_id(job_id):
-        raise job_not_found(job_id)
-    if await svc.store.run(lambda tx: tx.get_job(job_id, tenant=caller.tenant)) is None:
-        raise job_not_found(job_id)
+    await tenant_job(svc, caller.tenant, job_id)
     fn = _deliveries(caller.tenant, webhook_id=None, job_id=job_id, limit=limit)
     return JSONResponse({"deliveries": await svc.store.run(fn)})

@@ -16,12 +16,12 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
-from batchops.server.jobs import delivery as delivery_module
-from batchops.server.jobs.delivery import WebhookSender
 from batchops.server.settings import Settings
+from batchops.server.webhooks import delivery as delivery_module
+from batchops.server.webhooks.delivery import WebhookSender
 from batchops.store.base import Store, Tx, WebhookDeliveryRow, WebhookRow
 from tests.jobs.conftest import settings_for
-from tests.jobs.webhook_receiver import run_receiver
+from tests.webhooks.webhook_receiver import run_receiver
 
 T = TypeVar("T")
 

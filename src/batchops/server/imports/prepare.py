@@ -26,7 +26,7 @@ orjson wrote goes through :func:`~batchops.server.records.schemas.check_encoded`
 nesting: substring tests on the bytes, ~0.7 µs a row of 256 bytes), and data orjson
 refuses (an integer beyond 64 bits, nesting past its 254 levels) through ``encode_data``
 for the same failure the in-process path records. CSV rows skip ``check_encoded`` when
-:func:`~batchops.server.jobs.imports.csv_rule` shows their verdict is the one every row
+:func:`~batchops.server.imports.check.csv_rule` shows their verdict is the one every row
 shares (no ``json`` column, no NUL in the file). Nothing a file holds may crash this
 process: a crash would fail the job as ``INTERNAL_ERROR``.
 """
@@ -45,23 +45,12 @@ from typing import Any
 import orjson
 
 from batchops._exceptions import ValidationError
-from batchops.server.jobs.imports import (
-    InputError,
-    RowError,
-    SourceRow,
-    UnterminatedQuote,
-    convert_rows,
-    csv_cells,
-    csv_converter,
-    csv_rule,
-    data_error,
-    failure_text,
-    has_nul,
-    input_text,
-    read_rows,
-    take_rows,
-)
-from batchops.server.jobs.schemas import ImportOptions
+from batchops.server.imports.check import csv_rule, data_error
+from batchops.server.imports.convert import convert_rows, csv_converter
+from batchops.server.imports.csv_rows import UnterminatedQuote, csv_cells, has_nul
+from batchops.server.imports.options import ImportOptions
+from batchops.server.imports.read import read_rows, take_rows
+from batchops.server.imports.rows import InputError, RowError, SourceRow, failure_text, input_text
 from batchops.server.records.schemas import check_encoded
 from batchops.store._query import search_text
 from batchops.store.base import EncodedRecords

@@ -4,36 +4,21 @@ A request selects live records of one collection — by ``filter`` (equality on 
 the semantics of list filters) or, for delete, by ``ids`` — and changes them through the
 operations layer (:func:`~batchops.server.records.operations.update_where`,
 ``delete_where``, ``delete_ids``). At most ``Settings.bulk_inline_max`` matches are handled
-inline, in ONE transaction, and answered at once (200); more become a job (202). A
-request with a ``notification_webhook`` always becomes a job, however small: the webhook
-reports a job's end, and an inline answer has no job to report on.
-
-A job walks the selection **in id order** in chunks. Each chunk is ONE transaction that
-changes its records, stores the chunk's ids as a result row (``job_results`` seq n, with
-``after``: the last id it covered) and advances the job's counters and ``checkpoint`` (=
-n, the seq of the last committed chunk). A resumed job reads ``after`` from its last
-committed chunk and goes on above it, so a committed chunk is never touched again: no
-version is bumped twice, whatever the merge patch. Records created while a job runs with
-ids above its position may be included when they match (ids are time-ordered).
+inline, in ONE transaction, and answered at once (200); more become a job (202, see
+:mod:`batchops.server.bulk.job`). A request with a ``notification_webhook`` always becomes
+a job, however small: the webhook reports a job's end, and an inline answer has no job to
+report on.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 
 from batchops._exceptions import InvalidRequestError, ValidationError
 from batchops.server.jobs.schemas import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE
-from batchops.server.jobs.webhooks import (
-    NOTIFICATION_WEBHOOK,
-    WebhookSpec,
-    job_webhook_row,
-    parse_notification_webhook_field,
-)
 from batchops.server.limits import INT64_MAX, whole_number
 from batchops.server.records import operations
 from batchops.server.records.schemas import (
@@ -42,17 +27,22 @@ from batchops.server.records.schemas import (
     validate_data,
     validate_filters,
 )
-from batchops.store.base import JobFailureRow, JobRow, Tx
-
-if TYPE_CHECKING:
-    from batchops.server.jobs.runner import JobRunner
+from batchops.server.webhooks.schemas import (
+    NOTIFICATION_WEBHOOK,
+    WebhookSpec,
+    job_webhook_row,
+    parse_notification_webhook_field,
+)
+from batchops.store.base import JobRow, Tx
 
 __all__ = [
     "BULK_TYPES",
     "MAX_IDS",
     "BulkOptions",
-    "bulk_results",
-    "run_bulk_job",
+    "Operation",
+    "answer",
+    "apply",
+    "parse_request",
     "submit_bulk",
 ]
 
@@ -139,7 +129,7 @@ def parse_request(
     """Check a request body: (collection, options, sorted unique ids or None, the
     ``notification_webhook`` or None). Shape faults are 400, bad values 422, each naming
     the field (``details.path``). The webhook's target addresses are not checked here
-    (that needs DNS: :func:`~batchops.server.jobs.webhooks.check_notification_target`)."""
+    (that needs DNS: :func:`~batchops.server.webhooks.schemas.check_notification_target`)."""
     if not isinstance(body, dict):
         raise InvalidRequestError("the body must be a JSON object", details={"path": ""})
     allowed = _FIELDS[operation]
@@ -223,7 +213,7 @@ def parse_request(
 # -- inline ---------------------------------------------------------------------------------
 
 
-def _answer(
+def answer(
     collection: str, options: BulkOptions, ids: list[str], not_found: list[str]
 ) -> dict[str, Any]:
     """The body of an inline answer (and of a finished job's results)."""
@@ -245,7 +235,7 @@ def _answer(
     return out
 
 
-def _apply(
+def apply(
     tx: Tx,
     tenant: str,
     collection: str,
@@ -315,8 +305,8 @@ def submit_bulk(
         inline = matched <= inline_max
     if inline and hook is None:
         cap = options.limit if options.limit is not None else max(len(ids or []), inline_max)
-        changed, missing = _apply(tx, tenant, collection, options, limit=cap, ids=ids)
-        return _answer(collection, options, changed, missing), None
+        changed, missing = apply(tx, tenant, collection, options, limit=cap, ids=ids)
+        return answer(collection, options, changed, missing), None
     job = JobRow(
         id=operations.new_record_id(),
         tenant=tenant,
@@ -334,141 +324,3 @@ def submit_bulk(
     if ids is not None:
         tx.insert_job_results(job.id, [(0, orjson.dumps(ids))])
     return {}, job
-
-
-# -- as a job -------------------------------------------------------------------------------
-
-
-def _chunk(
-    runner: JobRunner, tx: Tx, job_id: str, options: BulkOptions, ids: list[str] | None
-) -> tuple[JobRow, bool]:
-    """ONE transaction: the next chunk's records, its result row and failures, the job's
-    counters and checkpoint. Returns (the job, whether the selection is exhausted); a job
-    whose cancel was requested comes back unchanged."""
-    job = runner._own(tx, job_id)
-    if job.cancel_requested:  # the caller finishes it as cancelled, at this chunk boundary
-        return job, True
-    assert job.collection is not None
-    after: str | None = None
-    if job.checkpoint:
-        previous = tx.get_job_result(job_id, job.checkpoint)
-        assert previous is not None, "a bulk job's checkpoint names its last result row"
-        after = orjson.loads(previous)["after"]
-    remaining = options.limit - job.succeeded if options.limit is not None else None
-    size = options.chunk_size if remaining is None else min(options.chunk_size, remaining)
-    rows: dict[str, int] = {}  # id -> its 1-based row among the sorted ids (for failures)
-    if ids is not None:
-        first = bisect.bisect_right(ids, after) if after is not None else 0
-        pending = ids[first : first + options.chunk_size]
-        rows = {record_id: first + n + 1 for n, record_id in enumerate(pending)}
-        changed, missing = (
-            _apply(tx, job.tenant, job.collection, options, limit=size, ids=pending)
-            if size > 0
-            else ([], [])
-        )
-        covered = sorted([*changed, *missing])
-        done = len(pending) < options.chunk_size or len(covered) < len(pending)
-    else:
-        changed, missing = _apply(tx, job.tenant, job.collection, options, limit=size, after=after)
-        covered = changed
-        done = size == 0 or (
-            len(changed) < size
-            # Rows are locked as they are read, and one changed meanwhile so that it no
-            # longer matches is left out: a short chunk ends the job only if nothing
-            # matching is left after it.
-            and not operations.matching_ids(
-                tx,
-                job.tenant,
-                job.collection,
-                filters=options.filter,
-                after_id=changed[-1] if changed else after,
-                limit=1,
-            )
-        )
-    if remaining is not None and len(changed) >= remaining:
-        done = True
-    seq = job.checkpoint + 1
-    body = {"after": covered[-1] if covered else after, "ids": changed, "not_found": missing}
-    tx.insert_job_results(job_id, [(seq, orjson.dumps(body))])
-    if missing and ids is not None:
-        tx.insert_job_failures(
-            [
-                JobFailureRow(
-                    job_id,
-                    rows[record_id],
-                    record_id,
-                    "NOT_FOUND",
-                    f"no live record {record_id!r} in collection {job.collection!r}",
-                )
-                for record_id in missing
-            ]
-        )
-    job.checkpoint = seq
-    job.processed += len(changed) + len(missing)
-    job.succeeded += len(changed)
-    job.failed += len(missing)
-    if done:
-        job.total = job.processed
-    job.revision += 1
-    tx.save_job(job)
-    return job, done
-
-
-async def run_bulk_job(runner: JobRunner, job: JobRow) -> None:
-    """The ``bulk_update`` / ``bulk_delete`` job (see the module docstring)."""
-    options = BulkOptions.from_dict(job.options)
-    ids: list[str] | None = None
-    job_id = job.id
-    if options.by_ids:
-        raw = await runner.store.run(lambda tx: tx.get_job_result(job_id, 0))
-        ids = orjson.loads(raw) if raw is not None else []
-    if job.started_at is None:
-
-        def started(tx: Tx, j: JobRow) -> None:
-            j.started_at = operations.now_iso()
-
-        await runner._update(job_id, started)
-    while True:
-        job, done = await runner.store.run(
-            lambda tx: _chunk(runner, tx, job_id, options, ids), retries=3
-        )
-        runner.events.notify()
-        if job.cancel_requested:
-            await runner._finish(job_id, "cancelled")
-            return
-        if runner.after_chunk is not None:
-            await runner.after_chunk(job)
-        if done:
-            break
-    await runner._finish(job_id, "succeeded")
-
-
-async def bulk_results(store: Any, job: JobRow) -> AsyncIterator[bytes]:
-    """A bulk job's results, streamed: the inline answer's shape, ``ids`` in id order."""
-    options = BulkOptions.from_dict(job.options)
-    assert job.collection is not None
-    head = _answer(job.collection, options, [], [])
-    head["matched"] = job.succeeded
-    head[options.operation + "d"] = 0 if options.dry_run else job.succeeded
-    head.pop("ids")
-    not_found = head.pop("not_found", None)
-    yield orjson.dumps(head)[:-1] + b',"ids":['
-    for key in ("ids", "not_found"):
-        if key == "not_found":
-            if not_found is None:
-                break
-            yield b'],"not_found":['
-        after, first = 0, True
-        while True:
-            page: list[tuple[int, bytes]] = await store.run(
-                lambda tx, a=after: tx.list_job_results(job.id, after_seq=a, limit=100)
-            )
-            if not page:
-                break
-            for _, raw in page:
-                values = orjson.loads(raw)[key]
-                if values:
-                    yield (b"" if first else b",") + orjson.dumps(values)[1:-1]
-                    first = False
-            after = page[-1][0]
-    yield b"]}"

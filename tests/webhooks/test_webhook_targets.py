@@ -10,7 +10,7 @@ import pytest
 from aiohttp.abc import ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from batchops.server.jobs.targets import PublicResolver, is_public
+from batchops.server.webhooks.targets import PublicResolver, is_public
 from tests.jobs.conftest import Service
 
 SECRET = "s3cret-s3cret-s3cret"

@@ -164,8 +164,8 @@ async def test_cancel_stops_a_running_job_at_a_chunk_boundary(service: Service) 
 async def test_a_plain_import_is_prepared_in_a_worker_process_that_is_gone_at_the_end(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from batchops.server.jobs import runner as runner_module
-    from batchops.server.jobs.prepare import ChunkPreparer, PreparedChunk
+    from batchops.server.imports import job as job_module
+    from batchops.server.imports.prepare import ChunkPreparer, PreparedChunk
 
     workers: list[BaseProcess] = []
     received: list[int] = []
@@ -185,7 +185,7 @@ async def test_a_plain_import_is_prepared_in_a_worker_process_that_is_gone_at_th
                 received.append(chunk.count)
             return chunk
 
-    monkeypatch.setattr(runner_module, "ChunkPreparer", Watched)
+    monkeypatch.setattr(job_module, "ChunkPreparer", Watched)
     runner = service.app.state.services.jobs
     seen: list[int] = []
 

@@ -1,4 +1,5 @@
-"""Async batches: ``POST /v1/batch`` with ``Prefer: respond-async`` becomes a ``batch`` job.
+"""Async batches: ``POST /v1/batch`` with ``Prefer: respond-async`` becomes a ``batch`` job
+(the batch capability's job kind, registered with the job scheduler at app start).
 
 Submission (after the batch is planned, so a malformed batch is still rejected at once
 with 400/413) is ONE transaction: the job, its input (the request body, ``job_results``
@@ -39,22 +40,23 @@ from batchops.server.batch.idempotency import Claim
 from batchops.server.batch.model import BatchPlan
 from batchops.server.batch.planner import plan_batch
 from batchops.server.batch.response import batch_payload, batch_status
+from batchops.server.jobs.runner import JobContext, JobKind
 from batchops.server.jobs.schemas import job_body, job_not_found
-from batchops.server.jobs.webhooks import (
+from batchops.server.records import operations
+from batchops.server.webhooks.schemas import (
     NOTIFICATION_WEBHOOK,
     WebhookSpec,
     check_notification_target,
     job_webhook_row,
     parse_notification_webhook_field,
 )
-from batchops.server.records import operations
-from batchops.store.base import JobRow, Tx
+from batchops.store.base import JobRow, Store, Tx
 
 if TYPE_CHECKING:
     from batchops.server.deps import Services
-    from batchops.server.jobs.runner import JobRunner
 
 __all__ = [
+    "KINDS",
     "batch_results",
     "notification_webhook",
     "prefers_async",
@@ -189,75 +191,89 @@ def _payload(
     return batch_status(outcomes), payload
 
 
-def _store(tx: Tx, job: JobRow, status: int, payload: dict[str, Any]) -> None:
+def _store(ctx: JobContext, tx: Tx, job: JobRow, status: int, payload: dict[str, Any]) -> JobRow:
     tx.insert_job_results(job.id, [(1, orjson.dumps({"status": status, "response": payload}))])
     meta = payload["meta"]
-    job.checkpoint = 1
-    job.processed = meta["total"]
-    job.succeeded = meta["succeeded"]
-    job.failed = meta["failed"] + meta["skipped"]
-    job.revision += 1
-    job.heartbeat_at = time.time()
-    tx.save_job(job)
+    # Checkpoint 1: the results are committed (from 0: nothing was, so the counts add up).
+    return ctx.checkpoint(
+        tx,
+        job,
+        1,
+        processed=meta["total"],
+        succeeded=meta["succeeded"],
+        failed=meta["failed"] + meta["skipped"],
+    )
 
 
-async def run_batch_job(runner: JobRunner, job: JobRow) -> None:
+async def run_batch_job(ctx: JobContext) -> None:
     """The ``batch`` job (see the module docstring)."""
-    job_id = job.id
+    job_id = ctx.id
+    job = ctx.job
     if job.checkpoint == 0:  # not run yet (checkpoint 1: its results are committed)
-        raw = await runner.store.run(lambda tx: tx.get_job_result(job_id, 0))
+        raw = await ctx.store.run(lambda tx: tx.get_job_result(job_id, 0))
         if raw is None:
-            await runner._finish(
-                job_id, "failed", {"code": "INPUT_MISSING", "message": "the batch is gone"}
-            )
+            await ctx.fail("INPUT_MISSING", "the batch is gone")
             return
         try:
-            plan = plan_batch(raw, max_operations=runner.settings.max_batch_operations)
+            plan = plan_batch(raw, max_operations=ctx.settings.max_batch_operations)
         except APIError as exc:
-            await runner._finish(job_id, "failed", exc.to_envelope()["error"])
+            await ctx.finish("failed", exc.to_envelope()["error"])
             return
-
-        def started(tx: Tx, j: JobRow) -> None:
-            j.started_at = operations.now_iso()
-
-        job = await runner._update(job_id, started)
+        job = await ctx.start()
         batch_id = str(job.options.get("batch_id") or job_id)
         began = time.perf_counter()
-        deadline = options_deadline(plan.options, runner.settings.batch_timeout_ms)
+        deadline = options_deadline(plan.options, ctx.settings.batch_timeout_ms)
 
         def run(tx: Tx) -> JobRow:
-            mine = runner._own(tx, job_id)
+            mine = ctx.own(tx)
             if mine.cancel_requested:  # finished as cancelled below, having run nothing
                 return mine
 
             def finish(tx: Tx, outcomes: list[OpOutcome]) -> None:
                 status, payload = _payload(batch_id, plan, outcomes, began, True)
-                _store(tx, mine, status, payload)
+                _store(ctx, tx, mine, status, payload)
 
             run_plan(tx, job.tenant, plan, deadline=deadline, finish=finish)
             return mine
 
         try:
-            job = await runner.store.run(run, retries=max(3, plan.options.max_retries))
+            job = await ctx.store.run(run, retries=max(3, plan.options.max_retries))
         except AtomicBatchFailed as failed:
             outcomes = atomic_failure_outcomes(plan, failed)
             status = failed.error.status_code
             _, payload = _payload(batch_id, plan, outcomes, began, False)
 
             def rolled_back(tx: Tx) -> JobRow:
-                mine = runner._own(tx, job_id)
-                _store(tx, mine, status, payload)
-                return mine
+                return _store(ctx, tx, ctx.own(tx), status, payload)
 
-            job = await runner.store.run(rolled_back, retries=3)
-        runner.events.notify()
+            job = await ctx.store.run(rolled_back, retries=3)
+        ctx.notify()
         if job.checkpoint == 0 and job.cancel_requested:
-            await runner._finish(job_id, "cancelled")
+            await ctx.finish("cancelled")
             return
-    await runner._finish(job_id, "succeeded")
+    await ctx.finish("succeeded")
 
 
 def batch_results(raw: bytes) -> tuple[int, bytes]:
     """(the synchronous answer's status, its JSON) from a stored result row."""
     stored = orjson.loads(raw)
     return int(stored["status"]), orjson.dumps(stored["response"])
+
+
+async def batch_job_results(store: Store, job: JobRow) -> Response | None:
+    """A finished ``batch`` job's results (``GET /v1/jobs/{id}/results``): the answer the
+    synchronous ``POST /v1/batch`` would have given, its status in ``Batch-Status``; None
+    for a batch cancelled before it ran."""
+    stored = await store.run(lambda tx: tx.get_job_result(job.id, 1))
+    if stored is None:
+        return None
+    status, data = batch_results(stored)
+    return Response(
+        data,
+        media_type="application/json",
+        headers={"Batch-Status": str(status), "X-Batch-Id": str(job.options.get("batch_id"))},
+    )
+
+
+KINDS = {"batch": JobKind(run=run_batch_job, results=batch_job_results)}
+"""The job kind of async batches, registered by the app at start."""

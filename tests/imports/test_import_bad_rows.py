@@ -3,8 +3,8 @@
 Every file here holds three data rows: row 1 and row 3 are good, row 2 is bad in one way.
 ``lenient`` imports rows 1 and 3 and lists row 2 as a failure with its code; ``strict``
 fails the job (``VALIDATION_FAILED``) before anything is written. Plain creates are prepared
-in the worker process (jobs/prepare.py); upserts and dry runs are converted in the server's
-process (``_import_rows``): a bad row is handled alike on each path.
+in the worker process (imports/prepare.py); upserts and dry runs are converted in the server's
+process (``imports/job.py``, ``_import_rows``): a bad row is handled alike on each path.
 """
 
 from __future__ import annotations
@@ -19,21 +19,14 @@ import httpx
 import orjson
 import pytest
 
-from batchops.server.jobs import imports
-from batchops.server.jobs.imports import (
-    FieldSpec,
-    InputError,
-    RowError,
-    SourceRow,
-    check_rows,
-    checked_rows,
-    read_rows,
-    scan_rows,
-)
-from batchops.server.jobs.schemas import ImportOptions
+from batchops.server.imports import json_rows
+from batchops.server.imports.check import check_rows, checked_rows, scan_rows
+from batchops.server.imports.options import ImportOptions
+from batchops.server.imports.read import read_rows
+from batchops.server.imports.rows import FieldSpec, InputError, RowError, SourceRow
 from batchops.server.limits import MAX_JSON_DEPTH
+from tests.imports.test_prepare import _messages
 from tests.jobs.conftest import Service, records, upload, wait_done
-from tests.jobs.test_prepare import _messages
 
 CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json"}
 GOOD = {
@@ -553,8 +546,8 @@ def test_a_json_array_reads_the_same_rows_whatever_its_blocks_and_path(
         (171, "INVALID_JSON"),
         (221, "JSON_TOO_DEEP"),
     ]
-    monkeypatch.setattr(imports, "_BLOCK", block)
-    monkeypatch.setattr(imports, "_CUT_TRIES", tries)
+    monkeypatch.setattr(json_rows, "_BLOCK", block)
+    monkeypatch.setattr(json_rows, "_CUT_TRIES", tries)
     assert rows() == expected
 
 

@@ -1,7 +1,6 @@
-"""HTTP routes of bulk update/delete and of job results (see docs/jobs.md):
-``POST /v1/bulk/update``, ``POST /v1/bulk/delete``, ``GET /v1/jobs/{id}/results``.
-
-Every route is scoped to the caller's tenant: another tenant's job id is a 404.
+"""HTTP routes of bulk update/delete (see docs/jobs.md): ``POST /v1/bulk/update`` and
+``POST /v1/bulk/delete``. A job's results are answered by ``GET /v1/jobs/{id}/results``
+(:mod:`batchops.server.jobs.router`), from :func:`batchops.server.bulk.job.bulk_results`.
 """
 
 from __future__ import annotations
@@ -9,21 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
-from batchops._exceptions import ConflictError
+from batchops.server.bulk.service import Operation, parse_request, submit_bulk
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
-from batchops.server.jobs.batches import batch_results
-from batchops.server.jobs.bulk import (
-    BULK_TYPES,
-    Operation,
-    bulk_results,
-    parse_request,
-    submit_bulk,
-)
-from batchops.server.jobs.schemas import TERMINAL_STATES, job_body, job_not_found
-from batchops.server.jobs.webhooks import check_notification_target
+from batchops.server.jobs.schemas import job_body
 from batchops.server.openapi import (
     AUTH,
     BODY,
@@ -32,12 +22,10 @@ from batchops.server.openapi import (
     STORE,
     json_answer,
     json_body,
-    param,
     ref,
     responses,
 )
-from batchops.server.records.schemas import is_id
-from batchops.store.base import JobRow, Tx
+from batchops.server.webhooks.schemas import check_notification_target
 
 __all__ = ["router"]
 
@@ -131,85 +119,3 @@ async def bulk_delete(request: Request, caller: CallerDep, svc: ServicesDep) -> 
     soft, ids, not_found}``, or 202 with a ``bulk_delete`` job (always a job when a
     ``notification_webhook`` is given)."""
     return await _bulk("delete", request, caller, svc)
-
-
-def _no_results(job: JobRow) -> ConflictError:
-    if job.state not in TERMINAL_STATES:
-        return ConflictError(
-            f"job {job.id!r} has not finished ({job.state}); its results come when it ends",
-            code="JOB_NOT_FINISHED",
-            details={
-                "id": job.id,
-                "state": job.state,
-                "processed": job.processed,
-                "total": job.total,
-            },
-            retry_after=1.0,
-        )
-    return ConflictError(
-        f"job {job.id!r} has no results ({job.type} job, {job.state})",
-        code="NO_RESULTS",
-        details={"id": job.id, "type": job.type, "state": job.state},
-    )
-
-
-@router.get(
-    "/v1/jobs/{job_id}/results",
-    summary="What a finished batch or bulk job did",
-    openapi_extra={"parameters": [param("job_id")]},
-    responses=responses(
-        {
-            200: json_answer(
-                {"anyOf": [ref("BatchResponse"), ref("BulkResult")]},
-                "A batch job: the answer the synchronous POST /v1/batch would have given "
-                "(its status in Batch-Status). A bulk job: the inline answer's shape.",
-                {
-                    "Batch-Status": {
-                        "description": "A batch job: the status of its answer (200, 207, "
-                        "or an atomic batch's failing status).",
-                        "schema": {"type": "integer"},
-                    },
-                    "X-Batch-Id": {
-                        "description": "A batch job: its batch id.",
-                        "schema": {"type": "string"},
-                    },
-                },
-            )
-        },
-        (*AUTH, *STORE, 404, 409),
-        notes={
-            404: "No job with this id for this tenant (JOB_NOT_FOUND).",
-            409: "The job has not finished (JOB_NOT_FINISHED, with Retry-After), or has no "
-            "results: an import, a batch cancelled before it ran (NO_RESULTS).",
-        },
-    ),
-)
-async def job_results(job_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
-    """A ``batch`` job: the JSON the synchronous ``POST /v1/batch`` would have answered
-    (its status in ``Batch-Status``). A bulk job: the inline answer's shape, streamed.
-    409 ``JOB_NOT_FINISHED`` (with ``Retry-After``) while the job is queued or running."""
-
-    if not is_id(job_id):
-        raise job_not_found(job_id)
-
-    def fetch(tx: Tx) -> tuple[JobRow | None, bytes | None]:
-        job = tx.get_job(job_id, tenant=caller.tenant)
-        if job is None or job.type != "batch":
-            return job, None
-        return job, tx.get_job_result(job_id, 1)
-
-    job, stored = await svc.store.run(fetch)
-    if job is None:
-        raise job_not_found(job_id)
-    if job.state not in TERMINAL_STATES or job.type not in ("batch", *BULK_TYPES):
-        raise _no_results(job)
-    if job.type == "batch":
-        if stored is None:
-            raise _no_results(job)
-        status, data = batch_results(stored)
-        return Response(
-            data,
-            media_type="application/json",
-            headers={"Batch-Status": str(status), "X-Batch-Id": str(job.options.get("batch_id"))},
-        )
-    return StreamingResponse(bulk_results(svc.store, job), media_type="application/json")

@@ -1,4 +1,4 @@
-"""The import worker's side of the pipe (jobs/prepare.py), run in this process: what it
+"""The import worker's side of the pipe (imports/prepare.py), run in this process: what it
 sends for a file, chunk by chunk."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from batchops.server.jobs.imports import FieldSpec
-from batchops.server.jobs.prepare import PreparedChunk, _produce
-from batchops.server.jobs.schemas import ImportOptions
+from batchops.server.imports.options import ImportOptions
+from batchops.server.imports.prepare import PreparedChunk, _produce
+from batchops.server.imports.rows import FieldSpec
 
 
 def _messages(

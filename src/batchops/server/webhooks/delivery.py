@@ -35,10 +35,11 @@ import aiohttp
 
 from batchops._exceptions import ValidationError
 from batchops.server.jobs.runner import JobEvents
-from batchops.server.jobs.targets import PublicResolver, check_target
-from batchops.server.jobs.webhooks import backoff_s, iso_from_epoch, signed_headers
 from batchops.server.records import operations
 from batchops.server.settings import Settings
+from batchops.server.webhooks.schemas import iso_from_epoch
+from batchops.server.webhooks.signing import backoff_s, signed_headers
+from batchops.server.webhooks.targets import PublicResolver, check_target
 from batchops.store.base import Store, Tx, WebhookAttemptRow, WebhookDeliveryRow
 
 __all__ = ["WebhookSender"]

@@ -1,5 +1,5 @@
 """``notification_webhook`` on bulk update/delete and on async batches, on both backends: a
-real receiver on 127.0.0.1 verifies the signatures (see tests/jobs/webhook_receiver.py)."""
+real receiver on 127.0.0.1 verifies the signatures (see tests/webhooks/webhook_receiver.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.jobs.conftest import Service, records, wait_done
-from tests.jobs.webhook_receiver import run_receiver, wait_deliveries
+from tests.webhooks.webhook_receiver import run_receiver, wait_deliveries
 
 SECRET = "s3cret-s3cret-s3cret"
 PUBLIC = "http://93.184.215.14/hook"  # a literal public address: no DNS in tests

@@ -1,23 +1,15 @@
-"""Webhooks of jobs: what is sent, how it is signed, and the outbox (see docs/jobs.md).
+"""Webhooks of jobs: what a webhook is, how a request names one, and how the API shows
+webhooks and their deliveries (see docs/jobs.md, "Webhooks").
 
-- A *webhook* is a tenant's subscription (``POST /v1/webhooks``) or one job's own
-  ``notification_webhook``; both are rows of ``webhooks`` (the latter with ``job_id``).
-- :func:`enqueue_job_event` runs INSIDE the transaction that moves a job to a terminal
-  state and inserts one delivery row per interested webhook (the outbox pattern): the
-  event commits with the job's state or not at all, and survives any crash after.
-- :mod:`batchops.server.jobs.delivery` sends the pending deliveries, with retries.
-
-Signature: ``X-Batchops-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>``
-with ``timestamp`` the ``X-Batchops-Timestamp`` header (unix seconds, fresh per attempt)
-and ``body`` the exact request bytes (the same on every attempt of a delivery).
+A *webhook* is a tenant's subscription (``POST /v1/webhooks``) or one job's own
+``notification_webhook``; both are rows of ``webhooks`` (the latter with ``job_id``).
+Signing is :mod:`~batchops.server.webhooks.signing`, the outbox
+:mod:`~batchops.server.webhooks.outbox`, sending :mod:`~batchops.server.webhooks.delivery`,
+the SSRF guard :mod:`~batchops.server.webhooks.targets`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,11 +17,10 @@ from typing import Any
 import orjson
 
 from batchops._exceptions import ValidationError
-from batchops.server.jobs.targets import check_target, parse_target
 from batchops.server.records import operations
+from batchops.server.webhooks.targets import check_target, parse_target
 from batchops.store.base import (
     JobRow,
-    Tx,
     WebhookAttemptRow,
     WebhookDeliveryRow,
     WebhookRow,
@@ -37,68 +28,25 @@ from batchops.store.base import (
 
 __all__ = [
     "EVENTS",
+    "MAX_SECRET_LENGTH",
+    "MIN_SECRET_LENGTH",
     "NOTIFICATION_WEBHOOK",
-    "SIGNATURE_HEADER",
-    "TIMESTAMP_HEADER",
     "WebhookSpec",
-    "backoff_s",
     "check_notification_target",
     "delivery_body",
-    "enqueue_job_event",
     "iso_from_epoch",
     "job_webhook_row",
-    "new_secret",
     "parse_notification_webhook",
     "parse_notification_webhook_field",
     "parse_webhook_spec",
-    "sign",
-    "signed_headers",
     "webhook_body",
 ]
 
 EVENTS = ("job.succeeded", "job.failed", "job.cancelled")
-SIGNATURE_HEADER = "X-Batchops-Signature"
-TIMESTAMP_HEADER = "X-Batchops-Timestamp"
 MIN_SECRET_LENGTH = 16
 MAX_SECRET_LENGTH = 256
 NOTIFICATION_WEBHOOK = "notification_webhook"
 """The name of a job's own webhook, as a query parameter or a JSON body member."""
-
-
-def new_secret() -> str:
-    """A signing secret: 32 random bytes, URL-safe text with a recognisable prefix."""
-    return "whsec_" + secrets.token_urlsafe(32)
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The ``X-Batchops-Signature`` value for ``body`` sent at ``timestamp``."""
-    message = str(timestamp).encode() + b"." + body
-    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def signed_headers(
-    delivery: WebhookDeliveryRow, secret: str, attempt: int, timestamp: int
-) -> dict[str, str]:
-    """The headers of one attempt."""
-    return {
-        "Content-Type": "application/json",
-        "User-Agent": "batchops-webhooks/0.1",
-        "X-Batchops-Event": delivery.event,
-        "X-Batchops-Delivery": delivery.id,
-        "X-Batchops-Attempt": str(attempt),
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign(secret, timestamp, delivery.payload.encode()),
-    }
-
-
-def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
-    """The wait after failed attempt number ``attempt`` (1-based): ``base_s * 2**(n-1)``,
-    at most ``max_s``.
-
-    >>> [backoff_s(n, 5.0, 60.0) for n in (1, 2, 3, 4, 5)]
-    [5.0, 10.0, 20.0, 40.0, 60.0]
-    """
-    return float(min(max_s, base_s * 2 ** min(attempt - 1, 62)))
 
 
 # -- input ---------------------------------------------------------------------------------
@@ -188,7 +136,7 @@ def parse_notification_webhook_field(raw: object) -> WebhookSpec | None:
 
 
 async def check_notification_target(spec: WebhookSpec, *, allow_private: bool) -> None:
-    """:func:`~batchops.server.jobs.targets.check_target` for a job's own webhook: the
+    """:func:`~batchops.server.webhooks.targets.check_target` for a job's own webhook: the
     422 names the request field (``notification_webhook.url``), not a bare ``url``, since
     the webhook is one member of a larger request."""
     try:
@@ -210,65 +158,6 @@ def job_webhook_row(spec: WebhookSpec, job: JobRow) -> WebhookRow:
         created_at=operations.now_iso(),
         job_id=job.id,
     )
-
-
-# -- the outbox ----------------------------------------------------------------------------
-
-
-def _job_summary(job: JobRow) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "type": job.type,
-        "state": job.state,
-        "collection": job.collection,
-        "total": job.total,
-        "processed": job.processed,
-        "succeeded": job.succeeded,
-        "failed": job.failed,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "error": job.error,
-        "links": {"self": f"/v1/jobs/{job.id}", "failures": f"/v1/jobs/{job.id}/failures"},
-    }
-
-
-def enqueue_job_event(tx: Tx, job: JobRow) -> None:
-    """Queue ``job.<state>`` for every webhook that wants it. Call it in the transaction
-    that saves the job in its terminal state (and only then): that is what makes the
-    notice exactly as durable as the state change."""
-    event = f"job.{job.state}"
-    if event not in EVENTS:
-        return
-    hooks = [h for h in tx.webhooks_for_job(job.tenant, job.id) if event in h.events]
-    if not hooks:
-        return
-    created = operations.now_iso()
-    now = time.time()
-    rows = []
-    for delivery_id, hook in zip(operations.new_record_ids(len(hooks)), hooks, strict=True):
-        payload = {
-            "delivery_id": delivery_id,
-            "webhook_id": hook.id,
-            "event": event,
-            "created_at": created,
-            "job": _job_summary(job),
-        }
-        rows.append(
-            WebhookDeliveryRow(
-                id=delivery_id,
-                tenant=job.tenant,
-                webhook_id=hook.id,
-                job_id=job.id,
-                event=event,
-                url=hook.url,
-                payload=orjson.dumps(payload).decode(),
-                state="pending",
-                created_at=created,
-                next_attempt_at=now,
-            )
-        )
-    tx.insert_webhook_deliveries(rows)
 
 
 # -- wire shapes -----------------------------------------------------------------------------
