@@ -248,7 +248,7 @@ async def post_batch(request: Request) -> Response:
             return await batches.refresh_replay(svc, caller, claimed)
         claim = claimed
     guard = claim.hold if claim is not None else None
-    keep = claim.finish if claim is not None else None
+    keep = service.keeper(claim)
     try:
         if planned.lane is not None:
             answer = await service.run_lane(

@@ -5,12 +5,14 @@ Submission (after the batch is planned, so a malformed batch is still rejected a
 with 400/413) is ONE transaction: the job, its input (the request body, ``job_results``
 seq 0) and, with an ``Idempotency-Key``, the key's stored answer (the 202 with the job: a
 retry finds the same job). The runner plans the stored body again and runs it with the
-SAME executor as a synchronous batch, in ONE transaction that also stores the response
-(seq 1) and the job's counters, so the results commit with the writes they describe or
-not at all: a batch (at most ``max_batch_operations``, 1,000 by default) is one unit, and
-``processed`` goes from 0 to ``total`` when it commits. A failed atomic batch is rolled
-back and its response (the failing operation's error, the others ``424 ROLLED_BACK``)
-stored in a transaction of its own. ``GET /v1/jobs/{id}/results`` answers the response.
+SAME batch service as a synchronous batch (:func:`batchops.server.batch.service.run_whole`),
+in ONE transaction that also stores the response (seq 1) and the job's counters, so the
+results commit with the writes they describe or not at all: a batch (at most
+``max_batch_operations``, 1,000 by default) is one unit, and ``processed`` goes from 0 to
+``total`` when it commits. A failed atomic batch (or one whose transaction a timed-out
+statement took with it) is rolled back and its response (the failing operation's error,
+the others ``424 ROLLED_BACK``; or every operation's 504) stored in a transaction of its
+own. ``GET /v1/jobs/{id}/results`` answers the response.
 
 A top-level ``notification_webhook`` (``{url, events?, secret}``) is allowed only on an
 async batch (:func:`notification_webhook`): its row is inserted in the submission's
@@ -21,7 +23,7 @@ stored input, so its secret is kept in one place only (the ``webhooks`` row).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
 import orjson
@@ -29,17 +31,11 @@ from starlette.responses import Response
 
 from batchops._exceptions import APIError, InvalidBatchRequestError
 from batchops.server.auth import Caller
-from batchops.server.batch.executor import (
-    AtomicBatchFailed,
-    OpOutcome,
-    atomic_failure_outcomes,
-    options_deadline,
-    run_plan,
-)
+from batchops.server.batch import service
+from batchops.server.batch.executor import options_deadline
 from batchops.server.batch.idempotency import Claim
 from batchops.server.batch.model import BatchPlan
 from batchops.server.batch.planner import plan_batch
-from batchops.server.batch.response import batch_payload, batch_status
 from batchops.server.jobs.runner import JobContext, JobKind
 from batchops.server.jobs.schemas import job_body, job_not_found
 from batchops.server.records import operations
@@ -183,26 +179,8 @@ async def refresh_replay(svc: Services, caller: Caller, replay: Response) -> Res
     )
 
 
-def _payload(
-    batch_id: str, plan: BatchPlan, outcomes: list[OpOutcome], started: float, committed: bool
-) -> tuple[int, dict[str, Any]]:
-    # The synchronous route's own response builder, so both answers are the same JSON.
-    payload = batch_payload(batch_id, plan, outcomes, started, committed=committed)
-    return batch_status(outcomes), payload
-
-
-def _store(ctx: JobContext, tx: Tx, job: JobRow, status: int, payload: dict[str, Any]) -> JobRow:
-    tx.insert_job_results(job.id, [(1, orjson.dumps({"status": status, "response": payload}))])
-    meta = payload["meta"]
-    # Checkpoint 1: the results are committed (from 0: nothing was, so the counts add up).
-    return ctx.checkpoint(
-        tx,
-        job,
-        1,
-        processed=meta["total"],
-        succeeded=meta["succeeded"],
-        failed=meta["failed"] + meta["skipped"],
-    )
+class _CancelledBeforeRun(Exception):
+    """Raised from the batch's transaction when the job's cancel came before it ran."""
 
 
 async def run_batch_job(ctx: JobContext) -> None:
@@ -220,37 +198,44 @@ async def run_batch_job(ctx: JobContext) -> None:
             await ctx.finish("failed", exc.to_envelope()["error"])
             return
         job = await ctx.start()
-        batch_id = str(job.options.get("batch_id") or job_id)
-        began = time.perf_counter()
-        deadline = options_deadline(plan.options, ctx.settings.batch_timeout_ms)
 
-        def run(tx: Tx) -> JobRow:
-            mine = ctx.own(tx)
-            if mine.cancel_requested:  # finished as cancelled below, having run nothing
-                return mine
+        def guard(tx: Tx) -> None:
+            if ctx.own(tx).cancel_requested:
+                raise _CancelledBeforeRun
 
-            def finish(tx: Tx, outcomes: list[OpOutcome]) -> None:
-                status, payload = _payload(batch_id, plan, outcomes, began, True)
-                _store(ctx, tx, mine, status, payload)
-
-            run_plan(tx, job.tenant, plan, deadline=deadline, finish=finish)
-            return mine
+        def keep(tx: Tx, answer: service.Answer) -> None:
+            # The synchronous route's own answer, stored as the job's results (seq 1) with
+            # its counters in the transaction that commits the batch's writes.
+            stored = b'{"status":%d,"response":%b}' % (answer.status, answer.data)
+            tx.insert_job_results(job_id, [(1, stored)])
+            counts = answer.counts
+            # Checkpoint 1: the results are committed (from 0: nothing was).
+            ctx.checkpoint(
+                tx,
+                ctx.own(tx),
+                1,
+                processed=counts["total"],
+                succeeded=counts["succeeded"],
+                failed=counts["failed"] + counts["skipped"],
+            )
 
         try:
-            job = await ctx.store.run(run, retries=max(3, plan.options.max_retries))
-        except AtomicBatchFailed as failed:
-            outcomes = atomic_failure_outcomes(plan, failed)
-            status = failed.error.status_code
-            _, payload = _payload(batch_id, plan, outcomes, began, False)
-
-            def rolled_back(tx: Tx) -> JobRow:
-                return _store(ctx, tx, ctx.own(tx), status, payload)
-
-            job = await ctx.store.run(rolled_back, retries=3)
-        ctx.notify()
-        if job.checkpoint == 0 and job.cancel_requested:
+            await service.run_whole(
+                ctx.store,
+                job.tenant,
+                plan,
+                batch_id=str(job.options.get("batch_id") or job_id),
+                started=time.perf_counter(),
+                deadline=options_deadline(plan.options, ctx.settings.batch_timeout_ms),
+                guard=guard,
+                keep=keep,
+                retries=max(3, plan.options.max_retries),
+            )
+        except _CancelledBeforeRun:
+            ctx.notify()
             await ctx.finish("cancelled")
             return
+        ctx.notify()
     await ctx.finish("succeeded")
 
 

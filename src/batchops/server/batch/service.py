@@ -1,7 +1,7 @@
 """The batch service: a planned batch run once, answered three ways.
 
 ``POST /v1/batch`` (:mod:`batchops.server.batch.endpoint`) and the ``batch`` job
-(:mod:`batchops.server.jobs.batches`) both come here, so what a batch means is decided in
+(:mod:`batchops.server.batch.job`) both come here, so what a batch means is decided in
 one place:
 
 - **Plan once** (:func:`plan`): the all-creates lane's plan when the body is plain creates
@@ -17,7 +17,7 @@ one place:
 
 ``guard`` and ``keep`` are how a caller takes part in each transaction: ``guard(tx)`` runs
 first (an Idempotency-Key's fencing check, a job's ownership check) and may raise to write
-nothing; ``keep(tx, status, data)`` stores the answer. The deadline is the batch's
+nothing; ``keep(tx, answer)`` stores the answer. The deadline is the batch's
 ``timeout_ms`` (or the server's default), taken when the batch starts running.
 """
 
@@ -60,6 +60,7 @@ __all__ = [
     "Guard",
     "Keep",
     "Planned",
+    "keeper",
     "plan",
     "run_lane",
     "run_whole",
@@ -73,8 +74,8 @@ STREAM_SLICE = 50
 Guard = Callable[[Tx], None]
 """First thing in every transaction run for the batch; raises to write nothing."""
 
-Keep = Callable[[Tx, int, bytes], None]
-"""Stores the answer (status, JSON) in the transaction that commits what it describes."""
+Keep = Callable[[Tx, "Answer"], None]
+"""Stores the answer in the transaction that commits what it describes."""
 
 
 @dataclass(slots=True)
@@ -101,11 +102,21 @@ class Planned:
 
 @dataclass(slots=True)
 class Answer:
-    """A batch's answer: its status and JSON, and whether its writes committed."""
+    """A batch's answer: its status and JSON, its counts (``meta``'s ``total``,
+    ``succeeded``, ``failed``, ``skipped``), and whether its writes committed."""
 
     status: int
     data: bytes
+    counts: dict[str, int]
     committed: bool = True
+
+
+def _counts(meta: dict[str, Any]) -> dict[str, int]:
+    return {name: meta[name] for name in ("total", "succeeded", "failed", "skipped")}
+
+
+def _all_created(n: int) -> dict[str, int]:
+    return {"total": n, "succeeded": n, "failed": 0, "skipped": 0}
 
 
 def plan(body: bytes, *, max_operations: int, lane: bool = True) -> Planned:
@@ -143,7 +154,7 @@ async def run_lane(
             return groups, None
         # The kept answer commits with the records it describes.
         data = render_creates(batch_id, lane, groups, (time.perf_counter() - started) * 1000)
-        keep(tx, 200, data)
+        keep(tx, Answer(200, data, _all_created(lane.count)))
         return groups, data
 
     try:
@@ -162,7 +173,7 @@ async def run_lane(
     if data is None:
         # Rendered after the hop: the database thread is the serial section.
         data = render_creates(batch_id, lane, groups, (time.perf_counter() - started) * 1000)
-    return Answer(200, data)
+    return Answer(200, data, _all_created(lane.count))
 
 
 async def run_whole(
@@ -182,10 +193,10 @@ async def run_whole(
 
     def finish(tx: Tx, outcomes: list[OpOutcome]) -> None:
         assert keep is not None
-        status = batch_status(outcomes)
-        data = orjson.dumps(batch_payload(batch_id, plan, outcomes, started, committed=True))
-        keep(tx, status, data)
-        kept[:] = [Answer(status, data)]
+        payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
+        answer = Answer(batch_status(outcomes), orjson.dumps(payload), _counts(payload["meta"]))
+        keep(tx, answer)
+        kept[:] = [answer]
 
     def run(tx: Tx) -> list[OpOutcome]:
         if guard is not None:
@@ -211,21 +222,22 @@ async def run_whole(
         else:
             outcomes = atomic_failure_outcomes(plan, failed)
             status = failed.error.status_code
-        data = orjson.dumps(batch_payload(batch_id, plan, outcomes, started, committed=False))
+        payload = batch_payload(batch_id, plan, outcomes, started, committed=False)
+        answer = Answer(status, orjson.dumps(payload), _counts(payload["meta"]), committed=False)
         if keep is not None:
             store_failure = keep
 
             def keep_failure(tx: Tx) -> None:
                 if guard is not None:
                     guard(tx)
-                store_failure(tx, status, data)
+                store_failure(tx, answer)
 
             await store.run(keep_failure, retries=3)
-        return Answer(status, data, committed=False)
+        return answer
     if kept:
         return kept[0]
     payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
-    return Answer(batch_status(outcomes), orjson.dumps(payload))
+    return Answer(batch_status(outcomes), orjson.dumps(payload), _counts(payload["meta"]))
 
 
 async def stream(
@@ -261,7 +273,7 @@ async def stream(
                 started=started,
                 deadline=deadline,
                 guard=claim.hold if claim is not None else None,
-                keep=_keeper(claim),
+                keep=keeper(claim),
             )
             if claim is not None:
                 claim.settled = True
@@ -325,8 +337,11 @@ async def stream(
         release_soon(claim, store)
 
 
-def _keeper(claim: Claim | None) -> Keep | None:
-    return claim.finish if claim is not None else None
+def keeper(claim: Claim | None) -> Keep | None:
+    """The ``keep`` of an Idempotency-Key's claim: the answer is the key's stored one."""
+    if claim is None:
+        return None
+    return lambda tx, answer: claim.finish(tx, answer.status, answer.data)
 
 
 def _lines(plan: BatchPlan, outcomes: list[OpOutcome | None]) -> bytes:
