@@ -9,6 +9,8 @@ from typing import Any
 
 from batchops.store import RecordRow, Store, Tx
 from batchops.store._query import field_index_name
+from batchops.store.sql.dialect import POSTGRES, SQLITE
+from batchops.store.sql.records import field_sql
 
 MakeRecord = Callable[..., RecordRow]
 
@@ -83,18 +85,14 @@ async def test_the_lookup_uses_the_field_index_once_it_exists(
         # The query find_ids_by_field runs, explained (the planner is kept off sequential
         # scans on PostgreSQL: its table here is tiny).
         if store.dialect == "sqlite":
-            from batchops.store._jobs_sqlite import _field_sql
-
-            expr, scope = _field_sql(tenant, "people", "email")
+            expr, scope = field_sql(SQLITE, tenant, "people", "email")
             rows = tx._execute(
                 f"EXPLAIN QUERY PLAN SELECT id FROM records INDEXED BY {name} WHERE {scope} "
                 f"AND {expr} IN (SELECT value FROM json_each(?))",
                 ('["a@x.org"]',),
             ).fetchall()  # INDEXED BY fails unless the index can serve the query
             return " ".join(str(row[-1]) for row in rows)
-        from batchops.store._jobs_postgres import _field_sql as pg_field_sql
-
-        expr, scope = pg_field_sql(tenant, "people", "email")
+        expr, scope = field_sql(POSTGRES, tenant, "people", "email")
         tx._execute("SET LOCAL enable_seqscan = off")
         rows = tx._execute(
             f"EXPLAIN SELECT id FROM records WHERE {scope} AND {expr} = ANY(%s)",

@@ -1,11 +1,19 @@
 """The Store protocol: the only interface the rest of batchops uses to reach a database.
 
+One module over ~500 lines because it is the store's one contract: the row types and the
+protocols that speak of them, read together by whoever implements or calls a store.
+
 Design (measured, see docs/benchmarks.md): an awaited database call costs a thread hop
 (~85-190 µs on this machine), so a whole unit of work — a REST request, a whole batch, a job
 chunk — is ONE synchronous function ``fn(tx)`` run by :meth:`Store.run` in the database
 thread, inside ONE transaction. ``Tx`` is therefore a *synchronous* interface and the
 operations layer above it is plain synchronous code over ``Tx``. Multi-row methods take
 sequences so callers can group consecutive operations into multi-row statements.
+
+``Tx`` is split by domain — :class:`RecordsTx`, :class:`JobsTx`, :class:`WebhooksTx`,
+:class:`KeysTx`, :class:`IdempotencyTx`, each over :class:`TxBase` — and combines them:
+callers type against ``Tx``; each domain protocol says which of its methods are scoped by
+tenant and why the others may not be.
 
 Only modules under ``batchops.store`` speak SQL.
 """
@@ -24,15 +32,21 @@ __all__ = [
     "DuplicateRecordError",
     "EncodedRecords",
     "IdempotencyRow",
+    "IdempotencyTx",
     "JobFailureRow",
     "JobRow",
     "JobState",
+    "JobsTx",
+    "KeysTx",
     "RecordRow",
+    "RecordsTx",
     "Store",
     "Tx",
+    "TxBase",
     "WebhookAttemptRow",
     "WebhookDeliveryRow",
     "WebhookRow",
+    "WebhooksTx",
 ]
 
 T = TypeVar("T")
@@ -212,11 +226,10 @@ class DuplicateRecordError(Exception):
         self.ids = list(ids)
 
 
-class Tx(Protocol):
-    """One open transaction. Synchronous: only ever used inside :meth:`Store.run`'s ``fn``.
-
-    Every method is scoped by ``tenant``: there is no way to reach another tenant's rows.
-    """
+class TxBase(Protocol):
+    """What every domain of a transaction shares: its dialect, savepoints, the statement
+    time bound and named locks. Synchronous: only ever used inside :meth:`Store.run`'s
+    ``fn``."""
 
     dialect: Dialect
 
@@ -237,7 +250,13 @@ class Tx(Protocol):
         nothing to do, every transaction holds the database's write lock)."""
         ...
 
-    # -- records ---------------------------------------------------------------------------
+
+class RecordsTx(TxBase, Protocol):
+    """The records of collections: writes, reads, listing, search, field lookups.
+
+    Scoped by tenant: every method takes ``tenant`` and ``collection``, or writes rows
+    that carry them (``insert_records``, ``update_records``: the key of each row)."""
+
     def insert_records(self, rows: Sequence[RecordRow]) -> None:
         """Insert all rows with multi-row statements. Raises DuplicateRecordError."""
         ...
@@ -304,6 +323,10 @@ class Tx(Protocol):
         out, so fewer than ``limit`` rows do not prove the selection is exhausted)."""
         ...
 
+    def count_records(self, tenant: str, collection: str, *, filters: Mapping[str, Any]) -> int:
+        """How many live records match every filter (same semantics as list_records)."""
+        ...
+
     def search_records(
         self,
         tenant: str,
@@ -317,18 +340,61 @@ class Tx(Protocol):
         Returns (rows with score — higher is better —, total number of matches)."""
         ...
 
-    # -- api keys --------------------------------------------------------------------------
-    def insert_api_key(self, row: ApiKeyRow) -> None: ...
+    def find_ids_by_field(
+        self, tenant: str, collection: str, path: str, values: Sequence[str]
+    ) -> dict[str, str]:
+        """Live records whose ``data`` field at dot ``path`` has one of ``values`` (compared
+        as text: ``42`` matches ``"42"``): value -> record id. A scan of the collection
+        unless :meth:`ensure_field_index` made an index for that field."""
+        ...
 
-    def find_api_key(self, key_hash: str) -> ApiKeyRow | None: ...
+    def ensure_field_index(self, tenant: str, collection: str, path: str) -> None:
+        """Make :meth:`find_ids_by_field` on this field of this collection an index lookup:
+        a partial expression index over the collection's live records, created the first
+        time (the build scans the collection once, holding the write lock) and kept, so
+        that later upserts on the same key find it ready. ``path`` is a validated dot path
+        (letters, digits, ``_``, ``-``)."""
+        ...
 
-    def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRow]: ...
 
-    def revoke_api_key(self, key_id: str, revoked_at: str) -> bool: ...
+class KeysTx(TxBase, Protocol):
+    """API keys (only a digest of each secret is stored).
 
-    def count_api_keys(self) -> int: ...
+    Not scoped by tenant, on purpose: a key is what tells which tenant a request is, so
+    ``find_api_key`` looks a digest up across tenants; ``revoke_api_key``,
+    ``count_api_keys`` and ``list_api_keys(None)`` serve the operator (the CLI), who
+    manages every tenant. ``insert_api_key`` writes the tenant the row carries."""
 
-    # -- idempotency -----------------------------------------------------------------------
+    def insert_api_key(self, row: ApiKeyRow) -> None:
+        """Store a new API key (``row.tenant`` is the tenant it serves)."""
+        ...
+
+    def find_api_key(self, key_hash: str) -> ApiKeyRow | None:
+        """The key with this hash, revoked or not, whatever its tenant: authentication
+        looks the presented key up to learn the tenant."""
+        ...
+
+    def list_api_keys(self, tenant: str | None = None) -> list[ApiKeyRow]:
+        """The keys of ``tenant``, or of every tenant when None (the operator's CLI),
+        oldest first."""
+        ...
+
+    def revoke_api_key(self, key_id: str, revoked_at: str) -> bool:
+        """Revoke a live key by its id (the operator's CLI; no tenant needed); False if it
+        does not exist or is revoked already."""
+        ...
+
+    def count_api_keys(self) -> int:
+        """How many keys exist, all tenants together, revoked included."""
+        ...
+
+
+class IdempotencyTx(TxBase, Protocol):
+    """``Idempotency-Key`` claims, their progress and stored responses.
+
+    Scoped by tenant: every method takes ``tenant`` (a key names a request of one
+    tenant only)."""
+
     def idempotency_claim(
         self,
         tenant: str,
@@ -372,7 +438,19 @@ class Tx(Protocol):
         the retry to resume from."""
         ...
 
-    # -- jobs ------------------------------------------------------------------------------
+
+class JobsTx(TxBase, Protocol):
+    """Bulk jobs, their failed input rows and their stored bodies.
+
+    Scoped by tenant where a caller names a job from outside: ``list_jobs`` takes
+    ``tenant``, and ``get_job`` does when given one (every API route passes the caller's).
+    The rest is reached by job id: the runner claims, leases and saves jobs of every
+    tenant (``claim_job``, ``heartbeat_jobs``, ``release_jobs``, ``save_job`` and
+    ``get_job`` without a tenant), and the failures and bodies of a job
+    (``*_job_failures``, ``*_job_result(s)``) are read only after a tenant-checked
+    ``get_job`` of that id, or by the runner. ``insert_job`` writes the tenant the row
+    carries."""
+
     def insert_job(self, row: JobRow) -> None:
         """Store a new job."""
         ...
@@ -427,26 +505,6 @@ class Tx(Protocol):
         """Forget a job's failures (a validation pass that starts again)."""
         ...
 
-    def find_ids_by_field(
-        self, tenant: str, collection: str, path: str, values: Sequence[str]
-    ) -> dict[str, str]:
-        """Live records whose ``data`` field at dot ``path`` has one of ``values`` (compared
-        as text: ``42`` matches ``"42"``): value -> record id. A scan of the collection
-        unless :meth:`ensure_field_index` made an index for that field."""
-        ...
-
-    def ensure_field_index(self, tenant: str, collection: str, path: str) -> None:
-        """Make :meth:`find_ids_by_field` on this field of this collection an index lookup:
-        a partial expression index over the collection's live records, created the first
-        time (the build scans the collection once, holding the write lock) and kept, so
-        that later upserts on the same key find it ready. ``path`` is a validated dot path
-        (letters, digits, ``_``, ``-``)."""
-        ...
-
-    def count_records(self, tenant: str, collection: str, *, filters: Mapping[str, Any]) -> int:
-        """How many live records match every filter (same semantics as list_records)."""
-        ...
-
     def insert_job_results(self, job_id: str, rows: Sequence[tuple[int, bytes]]) -> None:
         """Store ``(seq, body)`` rows of a job: seq 0 is its input, 1.. its results."""
         ...
@@ -461,7 +519,19 @@ class Tx(Protocol):
         """A job's ``(seq, body)`` rows with seq above ``after_seq``, in seq order."""
         ...
 
-    # -- webhooks (see batchops.server.jobs.webhooks) -----------------------------------------
+
+class WebhooksTx(TxBase, Protocol):
+    """Webhook targets, the outbox of deliveries and their attempts (the server's webhook
+    sender reads and writes them).
+
+    Scoped by tenant where a tenant's API reads or changes them: ``get_webhook``,
+    ``list_webhooks``, ``webhooks_for_job``, ``delete_webhook`` and
+    ``list_webhook_deliveries`` take ``tenant``; inserts write the tenant their rows carry.
+    The sender works for every tenant, by worker and delivery id
+    (``claim_webhook_deliveries``, ``record_webhook_attempt``,
+    ``release_webhook_deliveries``), and ``list_webhook_attempts`` takes the ids of
+    deliveries a tenant-scoped listing returned."""
+
     def insert_webhook(self, row: WebhookRow) -> None:
         """Store a new webhook (a subscription or a job's own)."""
         ...
@@ -519,6 +589,17 @@ class Tx(Protocol):
     def list_webhook_attempts(self, delivery_ids: Sequence[str]) -> list[WebhookAttemptRow]:
         """The attempts of these deliveries, in attempt order."""
         ...
+
+
+class Tx(RecordsTx, JobsTx, WebhooksTx, KeysTx, IdempotencyTx, Protocol):
+    """One open transaction: every domain's methods (callers type against this).
+
+    Synchronous: only ever used inside :meth:`Store.run`'s ``fn``. Which methods are
+    scoped by tenant, and why the others may not be, each domain protocol says: records
+    and idempotency always are; keys, the job runner and the webhook sender work across
+    tenants by design, and a job's or a delivery's details are reached by ids a
+    tenant-checked read returned.
+    """
 
 
 class Store(Protocol):

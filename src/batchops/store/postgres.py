@@ -15,6 +15,11 @@ for 1,000-row groups into the records table ~15-27k rows/s vs ~10-15k with execu
 ~3 vs ~20 µs of client CPU a row, which the single-process server's GIL feels. COPY cannot
 skip a clashing row, so a clash rolls the savepoint back and the executemany path runs
 instead, to name the duplicates.
+
+The statements that differ from SQLite's only in syntax are written once in
+:mod:`batchops.store.sql` and mixed into :class:`PostgresTx`; what is here differs in
+behaviour: record writes (pipelined executemany, COPY), tsvector search, field indexes
+(ANALYZE after the build), advisory locks and ``SET LOCAL statement_timeout``.
 """
 
 from __future__ import annotations
@@ -37,42 +42,42 @@ from batchops._exceptions import (
     StoreTimeoutError,
     TransientStoreError,
 )
-from batchops.store._jobs_postgres import PostgresJobsMixin
 from batchops.store._query import (
-    FilterPath,
     duplicate_ids,
+    field_index_name,
     parse_filters,
     search_text,
     search_tokens,
 )
 from batchops.store._retry import retry_transient
-from batchops.store._shared import SharedSQL
-from batchops.store._webhooks import WebhooksSQL
 from batchops.store.base import (
     DEFAULT_STATEMENT_TIMEOUT_MS,
     Dialect,
     DuplicateRecordError,
     EncodedRecords,
-    IdempotencyRow,
     RecordRow,
     Tx,
 )
+from batchops.store.sql.dialect import POSTGRES
+from batchops.store.sql.idempotency import IdempotencySQL, IdempotencyStatements
+from batchops.store.sql.jobs import JobsSQL, JobStatements
+from batchops.store.sql.keys import KeysSQL, KeyStatements
+from batchops.store.sql.records import COLS, RecordsSQL, RecordStatements, field_sql
+from batchops.store.sql.webhooks import WebhooksSQL, WebhookStatements
 
 __all__ = ["PostgresStore", "PostgresTx"]
 
 T = TypeVar("T")
 
-_COLS = "tenant, collection, id, data, version, created_at, updated_at, deleted_at"
-_IDS = "tenant = %s AND collection = %s AND id = ANY(%s)"
 # ON CONFLICT DO NOTHING RETURNING: the happy path is one pipelined executemany, and a
 # clash is detected from the missing returned keys without aborting the transaction
 # (a failed statement would poison it unless every insert paid for a savepoint).
 _INSERT = (
-    f"INSERT INTO records ({_COLS}, search_text) "
+    f"INSERT INTO records ({COLS}, search_text) "
     "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s) "
     "ON CONFLICT DO NOTHING RETURNING tenant, collection, id"
 )
-_COPY = f"COPY records ({_COLS}, search_text) FROM STDIN"
+_COPY = f"COPY records ({COLS}, search_text) FROM STDIN"
 #: Groups of at least this many rows are written with COPY (see the module docstring).
 COPY_MIN_ROWS = 500
 # The version predicate makes a write that raced a concurrent one change nothing (see
@@ -82,7 +87,6 @@ _UPDATE = (
     "UPDATE records SET data = %s::jsonb, version = %s, updated_at = %s, deleted_at = %s, "
     "search_text = %s WHERE tenant = %s AND collection = %s AND id = %s AND version = %s"
 )
-_IDEM_COLS = "tenant, key, fingerprint, state, created_at, status_code, response, owner"
 
 # Classified once, here (see batchops._exceptions.StoreError for what each class answers).
 # Retryable: the same unit of work may well succeed on another try.
@@ -145,24 +149,16 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _record(row: Sequence[Any]) -> RecordRow:
-    return RecordRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7])
-
-
-def _filter_sql(f: FilterPath) -> tuple[str, list[Any]]:
-    """SQL for one equality filter. Plain paths use containment (``data @> {"a":{"b":v}}``),
-    which the jsonb_path_ops GIN index serves and which keeps JSON types apart (true is not
-    1; 1 equals 1.0). Paths with array indexes use ``#>`` equality (no index)."""
-    if f.indexes_array:
-        return "data #> %s::text[] = %s::jsonb", [f.segments, _dumps(f.value)]
-    return "data @> %s::jsonb", [_dumps(f.containment())]
-
-
-class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
+class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
     """One open PostgreSQL transaction (see :class:`batchops.store.base.Tx`)."""
 
     dialect: Dialect = "postgresql"
-    _PLACEHOLDER = "%s"
+    sql_dialect = POSTGRES
+    _records_sql = RecordStatements(POSTGRES)
+    _jobs_sql = JobStatements(POSTGRES)
+    _webhooks_sql = WebhookStatements(POSTGRES)
+    _keys_sql = KeyStatements(POSTGRES)
+    _idempotency_sql = IdempotencyStatements(POSTGRES)
 
     def __init__(self, conn: psycopg.Connection[Any], statement_timeout_ms: int = 0) -> None:
         self._conn = conn
@@ -193,6 +189,7 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
             cur.executemany(sql, params)
             return cur
 
+    # Per dialect: PostgreSQL bounds time with SET LOCAL and locks by name with advisory locks.
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested savepoint (``conn.transaction()``): rolled back if the block raises."""
@@ -215,7 +212,7 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
         """An advisory lock on ``name``, held until the transaction ends."""
         self._execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
 
-    # -- records ---------------------------------------------------------------------------
+    # -- records: per dialect (pipelined executemany, COPY, tsvector search) ---------------
     def insert_records(self, rows: Sequence[RecordRow]) -> None:
         """Insert all rows (one COPY from ``COPY_MIN_ROWS`` rows, else one pipelined
         executemany). On DuplicateRecordError nothing of this call is left written."""
@@ -304,33 +301,6 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
             raise self._translated(exc) from exc
         return True
 
-    def existing_ids(self, tenant: str, collection: str, ids: Sequence[str]) -> set[str]:
-        """Which of ``ids`` exist (soft-deleted included)."""
-        if not ids:
-            return set()
-        cur = self._execute(f"SELECT id FROM records WHERE {_IDS}", (tenant, collection, list(ids)))
-        return {row[0] for row in cur}
-
-    def get_records(
-        self,
-        tenant: str,
-        collection: str,
-        ids: Sequence[str],
-        *,
-        include_deleted: bool = False,
-        for_update: bool = False,
-    ) -> dict[str, RecordRow]:
-        """The rows found, by id; ``for_update`` locks them (READ COMMITTED then reads
-        each row as its last writer committed it, and re-checks ``deleted_at``)."""
-        if not ids:
-            return {}
-        cur = self._execute(
-            f"SELECT {_COLS} FROM records WHERE {_IDS} AND (%s OR deleted_at IS NULL)"
-            + (" ORDER BY id FOR UPDATE" if for_update else ""),
-            (tenant, collection, list(ids), include_deleted),
-        )
-        return {row[2]: _record(row) for row in cur}
-
     def update_records(self, rows: Sequence[RecordRow]) -> None:
         """Write data, version, updated_at, deleted_at (tsv follows search_text), each
         row only if it is still at the version before its new one (see Tx)."""
@@ -366,39 +336,6 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
                 "records since they were read; the unit of work must run again"
             )
 
-    def delete_records(self, tenant: str, collection: str, ids: Sequence[str]) -> int:
-        """Remove rows for good; returns how many were removed."""
-        if not ids:
-            return 0
-        cur = self._execute(f"DELETE FROM records WHERE {_IDS}", (tenant, collection, list(ids)))
-        return cur.rowcount
-
-    def list_records(
-        self,
-        tenant: str,
-        collection: str,
-        *,
-        filters: Mapping[str, Any],
-        after_id: str | None,
-        limit: int,
-        for_update: bool = False,
-    ) -> list[RecordRow]:
-        """Live records ordered by id, after ``after_id``, matching every filter;
-        ``for_update`` locks them (see :meth:`get_records`)."""
-        sql = [f"SELECT {_COLS} FROM records WHERE tenant = %s AND collection = %s"]
-        params: list[Any] = [tenant, collection]
-        sql.append("AND deleted_at IS NULL")
-        if after_id is not None:
-            sql.append("AND id > %s")
-            params.append(after_id)
-        for f in parse_filters(filters):
-            clause, values = _filter_sql(f)
-            sql.append(f"AND {clause}")
-            params.extend(values)
-        sql.append("ORDER BY id LIMIT %s" + (" FOR UPDATE" if for_update else ""))
-        params.append(max(limit, 0))
-        return [_record(row) for row in self._execute(" ".join(sql), params)]
-
     def search_records(
         self,
         tenant: str,
@@ -428,7 +365,7 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
         ]
         params: list[Any] = [" ".join(tokens), tenant, collection]
         for f in parsed:
-            clause, values = _filter_sql(f)
+            clause, values = self._records_sql.filter_sql(f, "")
             where.append(clause)
             params.extend(values)
         base = f"FROM records, plainto_tsquery('simple', %s) AS q WHERE {' AND '.join(where)}"
@@ -436,51 +373,28 @@ class PostgresTx(PostgresJobsMixin, WebhooksSQL, SharedSQL):
             total = self._execute(f"SELECT count(*) {base}", params).fetchone()
             return [], int(total[0]) if total else 0
         rows = self._execute(
-            f"SELECT {_COLS}, ts_rank(tsv, q) AS score, count(*) OVER () {base} "
+            f"SELECT {COLS}, ts_rank(tsv, q) AS score, count(*) OVER () {base} "
             "ORDER BY score DESC, id LIMIT %s",
             [*params, limit],
         ).fetchall()
         total = rows[0][9] if rows else 0
-        return [(_record(row), float(row[8])) for row in rows], int(total)
+        record = self._records_sql.record
+        return [(record(row), float(row[8])) for row in rows], int(total)
 
-    # -- idempotency -----------------------------------------------------------------------
-    def idempotency_claim(
-        self,
-        tenant: str,
-        key: str,
-        fingerprint: str,
-        *,
-        now: float,
-        stale_after_s: float,
-        owner: str = "",
-    ) -> IdempotencyRow | None:
-        """Claim ``key`` (None) or return its row; stale in-flight claims are taken over.
-
-        Two processes claiming at once: ON CONFLICT makes the second wait for the first's
-        transaction, and FOR UPDATE serialises the stale takeover (and waits for a
-        transaction that holds the claim, see idempotency_hold)."""
-        inserted = self._execute(
-            f"INSERT INTO idempotency_keys ({_IDEM_COLS}) "
-            "VALUES (%s, %s, %s, 'in_flight', %s, NULL, NULL, %s) "
-            "ON CONFLICT (tenant, key) DO NOTHING RETURNING 1",
-            (tenant, key, fingerprint, now, owner or None),
-        ).fetchone()
-        if inserted:
-            return None
-        row = self._execute(
-            f"SELECT {_IDEM_COLS} FROM idempotency_keys WHERE tenant = %s AND key = %s FOR UPDATE",
-            (tenant, key),
-        ).fetchone()
-        if row is None:  # released between our INSERT and SELECT: claim again
-            return self.idempotency_claim(
-                tenant, key, fingerprint, now=now, stale_after_s=stale_after_s, owner=owner
-            )
-        current = IdempotencyRow(*row)
-        if current.response is not None:
-            current.response = bytes(current.response)
-        return self._claim_decision(
-            current, fingerprint, now=now, stale_after_s=stale_after_s, owner=owner
-        )
+    def ensure_field_index(self, tenant: str, collection: str, path: str) -> None:
+        """See :meth:`batchops.store.base.RecordsTx.ensure_field_index`. A plain CREATE INDEX (not
+        CONCURRENTLY, which cannot run in a transaction): writes to records wait while it
+        builds, then ANALYZE samples the table once."""
+        name = field_index_name(tenant, collection, path)
+        if self._execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", (name,)).fetchone():
+            return
+        expr, scope = field_sql(POSTGRES, tenant, collection, path)
+        # A build scans the whole collection: not bound by the per-statement limit.
+        self.set_statement_timeout(None)
+        self._execute(f"CREATE INDEX IF NOT EXISTS {name} ON records (({expr})) WHERE {scope}")
+        # Statistics on the new expression: without them (e.g. right after a bulk load) the
+        # planner estimated a handful of rows for the collection and scanned it by primary key.
+        self._execute("ANALYZE records")
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:

@@ -1,6 +1,6 @@
-"""The webhooks tables, written once for SQLite and PostgreSQL: a mixin of both transaction
-classes (the statements differ only in the placeholder, see :mod:`batchops.store._shared`,
-and in the row locks PostgreSQL takes when several senders claim deliveries).
+"""The webhooks tables written once (:class:`batchops.store.base.WebhooksTx`): the
+statements differ only in syntax, and in the row locks PostgreSQL takes when several senders
+claim deliveries (``FOR UPDATE OF d SKIP LOCKED``; SQLite's write lock does that job).
 
 Lists and payloads are stored as JSON text in both dialects: they are only ever read back
 whole, never queried into.
@@ -9,18 +9,15 @@ whole, never queried into.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import orjson
 
-from batchops.store.base import (
-    Dialect,
-    WebhookAttemptRow,
-    WebhookDeliveryRow,
-    WebhookRow,
-)
+from batchops.store.base import WebhookAttemptRow, WebhookDeliveryRow, WebhookRow
+from batchops.store.sql.dialect import SqlDialect
+from batchops.store.sql.tx import SqlTx
 
-__all__ = ["WebhooksSQL"]
+__all__ = ["WebhookStatements", "WebhooksSQL"]
 
 _HOOK_COLS = "id, tenant, url, events, secret, created_at, job_id"
 _DELIVERY_COLS = (
@@ -44,18 +41,70 @@ def _marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-class WebhooksSQL:
-    """Webhook methods of the transaction (see :class:`batchops.store.base.Tx`)."""
+class WebhookStatements:
+    """The webhook statements of one dialect, rendered once."""
 
-    if TYPE_CHECKING:
-        dialect: Dialect
+    def __init__(self, d: SqlDialect) -> None:
+        self.bind_ids = d.bind_list
+        hooks = f"SELECT {_HOOK_COLS} FROM webhooks WHERE"
+        self.insert = d.render(f"INSERT INTO webhooks ({_HOOK_COLS}) VALUES ({_marks(7)})")
+        self.get = d.render(f"{hooks} id = ? AND tenant = ? AND job_id IS NULL")
+        self.list = d.render(f"{hooks} tenant = ? AND job_id IS NULL ORDER BY id")
+        self.for_job = d.render(
+            f"{hooks} tenant = ? AND (job_id IS NULL OR job_id = ?) ORDER BY id"
+        )
+        self.delete = d.render(
+            "DELETE FROM webhooks WHERE id = ? AND tenant = ? AND job_id IS NULL"
+        )
+        self.cancel_pending = d.render(
+            "UPDATE webhook_deliveries SET state = 'cancelled', next_attempt_at = NULL, "
+            "worker = NULL WHERE webhook_id = ? AND state = 'pending'"
+        )
+        self.insert_delivery = d.render(
+            f"INSERT INTO webhook_deliveries ({_DELIVERY_COLS}) VALUES ({_marks(15)})"
+        )
+        cols = ", ".join(f"d.{c.strip()}" for c in _DELIVERY_COLS.split(","))
+        self.due = d.render(
+            f"SELECT {cols}, w.secret FROM webhook_deliveries d "
+            "JOIN webhooks w ON w.id = d.webhook_id "
+            "WHERE d.state = 'pending' AND d.next_attempt_at <= ? "
+            f"ORDER BY d.next_attempt_at, d.id LIMIT ?{d.for_update(of='d', skip_locked=True)}"
+        )
+        self.claim = d.render(
+            f"UPDATE webhook_deliveries SET worker = ?, next_attempt_at = ? WHERE id {d.in_list}"
+        )
+        self.attempted = d.render(
+            "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_attempt_at = ?, "
+            "last_status_code = ?, last_error = ?, finished_at = ?, worker = NULL "
+            "WHERE id = ? AND worker = ? AND state = 'pending'"
+        )
+        self.insert_attempt = d.render(
+            f"INSERT INTO webhook_attempts ({_ATTEMPT_COLS}) VALUES ({_marks(7)})"
+        )
+        self.release = d.render(
+            "UPDATE webhook_deliveries SET worker = NULL, next_attempt_at = ? "
+            "WHERE worker = ? AND state = 'pending'"
+        )
+        deliveries = f"SELECT {_DELIVERY_COLS} FROM webhook_deliveries WHERE tenant = ?"
+        self.deliveries = d.render(deliveries)
+        self.of_webhook = d.render(" AND webhook_id = ?")
+        self.of_job = d.render(" AND job_id = ?")
+        self.newest_first = d.render(" ORDER BY id DESC LIMIT ?")
+        self.attempts = d.render(
+            f"SELECT {_ATTEMPT_COLS} FROM webhook_attempts WHERE delivery_id {d.in_list} "
+            "ORDER BY delivery_id, attempt"
+        )
 
-        def _run(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
+
+class WebhooksSQL(SqlTx):
+    """Webhook methods of the transaction (see :class:`batchops.store.base.WebhooksTx`)."""
+
+    _webhooks_sql: ClassVar[WebhookStatements]
 
     def insert_webhook(self, row: WebhookRow) -> None:
         """Store a new webhook."""
-        self._run(
-            f"INSERT INTO webhooks ({_HOOK_COLS}) VALUES ({_marks(7)})",
+        self._execute(
+            self._webhooks_sql.insert,
             (
                 row.id,
                 row.tenant,
@@ -69,49 +118,31 @@ class WebhooksSQL:
 
     def get_webhook(self, tenant: str, webhook_id: str) -> WebhookRow | None:
         """A tenant's subscription."""
-        row = self._run(
-            f"SELECT {_HOOK_COLS} FROM webhooks WHERE id = ? AND tenant = ? AND job_id IS NULL",
-            (webhook_id, tenant),
-        ).fetchone()
+        row = self._execute(self._webhooks_sql.get, (webhook_id, tenant)).fetchone()
         return _hook(row) if row else None
 
     def list_webhooks(self, tenant: str) -> list[WebhookRow]:
         """A tenant's subscriptions, oldest first."""
-        cur = self._run(
-            f"SELECT {_HOOK_COLS} FROM webhooks WHERE tenant = ? AND job_id IS NULL ORDER BY id",
-            (tenant,),
-        )
-        return [_hook(row) for row in cur]
+        return [_hook(row) for row in self._execute(self._webhooks_sql.list, (tenant,))]
 
     def webhooks_for_job(self, tenant: str, job_id: str) -> list[WebhookRow]:
         """The tenant's subscriptions and the job's own webhook."""
-        cur = self._run(
-            f"SELECT {_HOOK_COLS} FROM webhooks WHERE tenant = ? "
-            "AND (job_id IS NULL OR job_id = ?) ORDER BY id",
-            (tenant, job_id),
-        )
+        cur = self._execute(self._webhooks_sql.for_job, (tenant, job_id))
         return [_hook(row) for row in cur]
 
     def delete_webhook(self, tenant: str, webhook_id: str) -> bool:
         """Remove a subscription; its pending deliveries are cancelled (history stays)."""
-        cur = self._run(
-            "DELETE FROM webhooks WHERE id = ? AND tenant = ? AND job_id IS NULL",
-            (webhook_id, tenant),
-        )
-        if cur.rowcount <= 0:
+        s = self._webhooks_sql
+        if self._execute(s.delete, (webhook_id, tenant)).rowcount <= 0:
             return False
-        self._run(
-            "UPDATE webhook_deliveries SET state = 'cancelled', next_attempt_at = NULL, "
-            "worker = NULL WHERE webhook_id = ? AND state = 'pending'",
-            (webhook_id,),
-        )
+        self._execute(s.cancel_pending, (webhook_id,))
         return True
 
     def insert_webhook_deliveries(self, rows: Sequence[WebhookDeliveryRow]) -> None:
         """Queue deliveries."""
-        sql = f"INSERT INTO webhook_deliveries ({_DELIVERY_COLS}) VALUES ({_marks(15)})"
+        sql = self._webhooks_sql.insert_delivery
         for r in rows:
-            self._run(
+            self._execute(
                 sql,
                 (
                     r.id,
@@ -136,23 +167,12 @@ class WebhooksSQL:
         self, worker: str, *, now: float, lease_s: float, limit: int
     ) -> list[tuple[WebhookDeliveryRow, str]]:
         """Take due deliveries (PostgreSQL: rows another sender holds are skipped)."""
-        cols = ", ".join(f"d.{c.strip()}" for c in _DELIVERY_COLS.split(","))
-        lock = " FOR UPDATE OF d SKIP LOCKED" if self.dialect == "postgresql" else ""
-        rows = self._run(
-            f"SELECT {cols}, w.secret FROM webhook_deliveries d "
-            "JOIN webhooks w ON w.id = d.webhook_id "
-            "WHERE d.state = 'pending' AND d.next_attempt_at <= ? "
-            f"ORDER BY d.next_attempt_at, d.id LIMIT ?{lock}",
-            (now, max(limit, 0)),
-        ).fetchall()
+        s = self._webhooks_sql
+        rows = self._execute(s.due, (now, max(limit, 0))).fetchall()
         if not rows:
             return []
         claimed = [(_delivery(row[:-1]), str(row[-1])) for row in rows]
-        self._run(
-            "UPDATE webhook_deliveries SET worker = ?, next_attempt_at = ? "
-            f"WHERE id IN ({_marks(len(claimed))})",
-            (worker, now + lease_s, *(d.id for d, _ in claimed)),
-        )
+        self._execute(s.claim, (worker, now + lease_s, s.bind_ids([d.id for d, _ in claimed])))
         for delivery, _ in claimed:
             delivery.worker = worker
             delivery.next_attempt_at = now + lease_s
@@ -162,10 +182,9 @@ class WebhooksSQL:
         self, worker: str, delivery: WebhookDeliveryRow, attempt: WebhookAttemptRow
     ) -> bool:
         """Store the attempt and the delivery's new state if ``worker`` holds the claim."""
-        cur = self._run(
-            "UPDATE webhook_deliveries SET state = ?, attempts = ?, next_attempt_at = ?, "
-            "last_status_code = ?, last_error = ?, finished_at = ?, worker = NULL "
-            "WHERE id = ? AND worker = ? AND state = 'pending'",
+        s = self._webhooks_sql
+        cur = self._execute(
+            s.attempted,
             (
                 delivery.state,
                 delivery.attempts,
@@ -179,8 +198,8 @@ class WebhooksSQL:
         )
         if cur.rowcount <= 0:
             return False
-        self._run(
-            f"INSERT INTO webhook_attempts ({_ATTEMPT_COLS}) VALUES ({_marks(7)})",
+        self._execute(
+            s.insert_attempt,
             (
                 attempt.delivery_id,
                 attempt.attempt,
@@ -195,12 +214,7 @@ class WebhooksSQL:
 
     def release_webhook_deliveries(self, worker: str, *, now: float) -> int:
         """Hand ``worker``'s claims back (due at once)."""
-        cur = self._run(
-            "UPDATE webhook_deliveries SET worker = NULL, next_attempt_at = ? "
-            "WHERE worker = ? AND state = 'pending'",
-            (now, worker),
-        )
-        return int(cur.rowcount)
+        return int(self._execute(self._webhooks_sql.release, (now, worker)).rowcount)
 
     def list_webhook_deliveries(
         self,
@@ -211,24 +225,22 @@ class WebhooksSQL:
         limit: int = 100,
     ) -> list[WebhookDeliveryRow]:
         """A tenant's deliveries, newest first."""
-        sql = f"SELECT {_DELIVERY_COLS} FROM webhook_deliveries WHERE tenant = ?"
+        s = self._webhooks_sql
+        sql = s.deliveries
         params: list[Any] = [tenant]
         if webhook_id is not None:
-            sql += " AND webhook_id = ?"
+            sql += s.of_webhook
             params.append(webhook_id)
         if job_id is not None:
-            sql += " AND job_id = ?"
+            sql += s.of_job
             params.append(job_id)
-        cur = self._run(sql + " ORDER BY id DESC LIMIT ?", (*params, max(limit, 0)))
+        cur = self._execute(sql + s.newest_first, (*params, max(limit, 0)))
         return [_delivery(row) for row in cur]
 
     def list_webhook_attempts(self, delivery_ids: Sequence[str]) -> list[WebhookAttemptRow]:
         """The attempts of these deliveries, by delivery then attempt number."""
         if not delivery_ids:
             return []
-        cur = self._run(
-            f"SELECT {_ATTEMPT_COLS} FROM webhook_attempts "
-            f"WHERE delivery_id IN ({_marks(len(delivery_ids))}) ORDER BY delivery_id, attempt",
-            tuple(delivery_ids),
-        )
+        s = self._webhooks_sql
+        cur = self._execute(s.attempts, (s.bind_ids(delivery_ids),))
         return [WebhookAttemptRow(*row) for row in cur]

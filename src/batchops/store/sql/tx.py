@@ -1,0 +1,42 @@
+"""The base of the statement mixins: what they need of a store's transaction class.
+
+Each domain module (:mod:`.records`, :mod:`.jobs`, :mod:`.webhooks`, :mod:`.keys`,
+:mod:`.idempotency`) holds the methods of its domain's Tx protocol, written once, over
+statements rendered for the transaction class's dialect. The SQLite and PostgreSQL
+transaction classes mix them in and provide ``_execute``/``_executemany`` (each maps its
+driver's errors, see their store).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from batchops.store.sql.dialect import SqlDialect
+
+__all__ = ["SqlTx"]
+
+
+class SqlTx:
+    """Declares the calls the mixins make; the store's transaction class defines them."""
+
+    #: The transaction class's dialect (its statement sets are rendered with it).
+    sql_dialect: ClassVar[SqlDialect]
+
+    def _run(self, template: str, params: Sequence[Any] = ()) -> Any:
+        """Run a one-off statement template (``?`` placeholders, see
+        :mod:`batchops.store.sql.dialect`) in this dialect: rendered per call, so for
+        tests and rare statements only, never for the store's own statements."""
+        return self._execute(self.sql_dialect.render(template), params)
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement; returns the driver's cursor."""
+        raise NotImplementedError
+
+    def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Any:
+        """Run one statement over many parameter rows; returns the driver's cursor."""
+        raise NotImplementedError
+
+    def set_statement_timeout(self, seconds: float | None) -> None:
+        """See :meth:`batchops.store.base.TxBase.set_statement_timeout`."""
+        raise NotImplementedError
