@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from batchops.server.webhooks.signing import backoff_s, new_secret, sign
+from batchops.engine import backoff_s
+from batchops.server.webhooks.signing import new_secret, sign
 from batchops.server.webhooks.targets import is_public
 from tests.webhooks.webhook_receiver import verify
 
@@ -31,8 +32,9 @@ def test_the_documented_verification_accepts_a_fresh_signature_and_nothing_else(
 
 
 def test_backoff_doubles_from_the_base_up_to_the_cap() -> None:
-    assert [backoff_s(n, 0.5, 3.0) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert backoff_s(10_000, 1.0, 60.0) == 60.0
+    waits = [backoff_s(n, initial_s=0.5, max_s=3.0) for n in range(1, 6)]
+    assert waits == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff_s(10_000, initial_s=1.0, max_s=60.0) == 60.0
 
 
 @pytest.mark.parametrize(

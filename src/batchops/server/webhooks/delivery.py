@@ -34,11 +34,12 @@ from typing import Any, TypeVar
 import aiohttp
 
 from batchops._exceptions import ValidationError
+from batchops.engine import backoff_s
 from batchops.server.jobs.runner import JobEvents
 from batchops.server.records import operations
 from batchops.server.settings import Settings
 from batchops.server.webhooks.schemas import iso_from_epoch
-from batchops.server.webhooks.signing import backoff_s, signed_headers
+from batchops.server.webhooks.signing import signed_headers
 from batchops.server.webhooks.targets import PublicResolver, check_target
 from batchops.store.base import Store, Tx, WebhookAttemptRow, WebhookDeliveryRow
 
@@ -184,7 +185,9 @@ class WebhookSender:
             delivery.finished_at = operations.now_iso()
         else:
             next_retry = time.time() + backoff_s(
-                number, self.settings.webhook_retry_base_s, self.settings.webhook_retry_max_s
+                number,
+                initial_s=self.settings.webhook_retry_base_s,
+                max_s=self.settings.webhook_retry_max_s,
             )
         delivery.next_attempt_at = next_retry
         attempt = WebhookAttemptRow(

@@ -17,7 +17,6 @@ from batchops.store.base import WebhookDeliveryRow
 __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
-    "backoff_s",
     "new_secret",
     "sign",
     "signed_headers",
@@ -51,13 +50,3 @@ def signed_headers(
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: sign(secret, timestamp, delivery.payload.encode()),
     }
-
-
-def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
-    """The wait after failed attempt number ``attempt`` (1-based): ``base_s * 2**(n-1)``,
-    at most ``max_s``.
-
-    >>> [backoff_s(n, 5.0, 60.0) for n in (1, 2, 3, 4, 5)]
-    [5.0, 10.0, 20.0, 40.0, 60.0]
-    """
-    return float(min(max_s, base_s * 2 ** min(attempt - 1, 62)))
