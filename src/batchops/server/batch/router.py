@@ -71,7 +71,7 @@ from batchops.server.openapi import (
     ref,
     responses,
 )
-from batchops.server.records.operations import NewRecords
+from batchops.server.records.service import NewRecords
 from batchops.store.base import Tx
 
 __all__ = ["OPENAPI_PATHS", "BatchFastPath", "post_batch", "routes"]

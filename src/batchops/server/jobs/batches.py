@@ -27,6 +27,7 @@ import orjson
 from starlette.responses import Response
 
 from batchops._exceptions import APIError, InvalidBatchRequestError
+from batchops.server import _ids
 from batchops.server.auth import Caller
 from batchops.server.batch.executor import (
     AtomicBatchFailed,
@@ -47,7 +48,6 @@ from batchops.server.jobs.webhooks import (
     job_webhook_row,
     parse_notification_webhook_field,
 )
-from batchops.server.records import operations
 from batchops.store.base import JobRow, Tx
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ async def submit_batch(
     """Queue the planned batch as a job, with its ``hook`` (see
     :func:`notification_webhook`); the 202 answer."""
     job = JobRow(
-        id=operations.new_record_id(),
+        id=_ids.new_record_id(),
         tenant=caller.tenant,
         type="batch",
         state="queued",
@@ -130,7 +130,7 @@ async def submit_batch(
             "operations": len(plan.ops),
             "atomic": plan.options.atomic,
         },
-        created_at=operations.now_iso(),
+        created_at=_ids.now_iso(),
         total=len(plan.ops),
         revision=1,
     )
@@ -218,7 +218,7 @@ async def run_batch_job(runner: JobRunner, job: JobRow) -> None:
             return
 
         def started(tx: Tx, j: JobRow) -> None:
-            j.started_at = operations.now_iso()
+            j.started_at = _ids.now_iso()
 
         job = await runner._update(job_id, started)
         batch_id = str(job.options.get("batch_id") or job_id)

@@ -26,6 +26,7 @@ from batchops._exceptions import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
+from batchops.server import _ids
 from batchops.server.deps import CallerDep, Services, ServicesDep
 from batchops.server.http import JSONResponse
 from batchops.server.jobs.imports import csv_header
@@ -59,7 +60,6 @@ from batchops.server.openapi import (
     ref,
     responses,
 )
-from batchops.server.records import operations
 from batchops.server.records.schemas import is_id, validate_collection
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
@@ -258,7 +258,7 @@ async def create_import(
         if is_multipart(content_type)
         else await _import_request(query, svc, content_type=content_type)
     )
-    job_id = operations.new_record_id()
+    job_id = _ids.new_record_id()
     directory = uploads_dir(svc.settings)
     directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f"{job_id}.part"
@@ -289,7 +289,7 @@ async def create_import(
         state="queued",
         collection=checked.collection,
         options=stored.to_dict(),
-        created_at=operations.now_iso(),
+        created_at=_ids.now_iso(),
         revision=1,
     )
 
@@ -404,7 +404,7 @@ async def cancel_job(job_id: str, caller: CallerDep, svc: ServicesDep) -> Respon
         job.cancel_requested = True
         if job.state == "queued":
             job.state = "cancelled"
-            job.finished_at = operations.now_iso()
+            job.finished_at = _ids.now_iso()
         job.revision += 1
         tx.save_job(job)
         if job.state == "cancelled":

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from batchops._exceptions import APIError, StoreError
+from batchops.server import _ids
 from batchops.server.jobs.batches import run_batch_job
 from batchops.server.jobs.bulk import run_bulk_job
 from batchops.server.jobs.imports import (
@@ -55,7 +56,7 @@ from batchops.server.jobs.imports import (
 from batchops.server.jobs.prepare import ChunkPreparer, PreparedChunk
 from batchops.server.jobs.schemas import TERMINAL_STATES, ImportOptions
 from batchops.server.jobs.webhooks import enqueue_job_event
-from batchops.server.records import operations
+from batchops.server.records import service
 from batchops.server.settings import Settings
 from batchops.store._url import parse_store_url
 from batchops.store.base import JobFailureRow, JobRow, Store, Tx
@@ -233,7 +234,7 @@ class JobRunner:
     ) -> JobRow | None:
         def change(tx: Tx, job: JobRow) -> None:
             job.state = state  # type: ignore[assignment]
-            job.finished_at = operations.now_iso()
+            job.finished_at = _ids.now_iso()
             job.error = error
             job.worker = None
 
@@ -263,7 +264,7 @@ async def _run_import(runner: JobRunner, job: JobRow) -> None:
     if job.started_at is None:
 
         def started(tx: Tx, j: JobRow) -> None:
-            j.started_at = operations.now_iso()
+            j.started_at = _ids.now_iso()
 
         job = await runner._update(job.id, started)
     try:
@@ -371,7 +372,7 @@ async def _first_pass(
         if bad:
             j.state = "failed"
             j.failed = bad
-            j.finished_at = operations.now_iso()
+            j.finished_at = _ids.now_iso()
             j.worker = None
             j.error = {
                 "code": "VALIDATION_FAILED",
@@ -516,14 +517,16 @@ def _apply_prepared(
     assert job.collection is not None
     records = chunk.records()
     if records is not None:
-        operations.create_encoded(tx, job.tenant, job.collection, records)
+        service.create_prepared(
+            tx, job.tenant, service.PreparedCreates.encoded(job.collection, records)
+        )
     failures = [JobFailureRow(job_id, *failure) for failure in chunk.failures]
     return _advance(tx, job, chunk.count, chunk.last_number, failures)
 
 
 def _cancel(tx: Tx, job: JobRow) -> JobRow:
     job.state = "cancelled"
-    job.finished_at = operations.now_iso()
+    job.finished_at = _ids.now_iso()
     job.worker = None
     job.revision += 1
     tx.save_job(job)
@@ -555,7 +558,7 @@ def _create(
     failures: list[JobFailureRow],
 ) -> None:
     assert job.collection is not None
-    problems = operations.create_bulk(tx, job.tenant, job.collection, [data for _, data in good])
+    problems = service.create_bulk(tx, job.tenant, job.collection, [data for _, data in good])
     for position, problem in problems.items():
         failures.append(_failure(job.id, good[position][0], options, problem.code, problem.message))
 
@@ -619,7 +622,7 @@ def _upsert_segment(
             creates.append((row, data))
             continue
         try:
-            operations.replace(tx, job.tenant, job.collection, record_id, data)
+            service.replace(tx, job.tenant, job.collection, record_id, data)
         except APIError as exc:
             failures.append(_failure(job.id, row, options, exc.code, exc.message))
     if creates:

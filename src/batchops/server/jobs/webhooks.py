@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 
 from batchops._exceptions import ValidationError
+from batchops.server import _ids
 from batchops.server.jobs.targets import check_target, parse_target
-from batchops.server.records import operations
 from batchops.store.base import (
     JobRow,
     Tx,
@@ -202,12 +202,12 @@ def job_webhook_row(spec: WebhookSpec, job: JobRow) -> WebhookRow:
     """The row of a job's own webhook (insert it in the job's transaction)."""
     assert spec.secret is not None
     return WebhookRow(
-        id=operations.new_record_id(),
+        id=_ids.new_record_id(),
         tenant=job.tenant,
         url=spec.url,
         events=spec.events,
         secret=spec.secret,
-        created_at=operations.now_iso(),
+        created_at=_ids.now_iso(),
         job_id=job.id,
     )
 
@@ -243,10 +243,10 @@ def enqueue_job_event(tx: Tx, job: JobRow) -> None:
     hooks = [h for h in tx.webhooks_for_job(job.tenant, job.id) if event in h.events]
     if not hooks:
         return
-    created = operations.now_iso()
+    created = _ids.now_iso()
     now = time.time()
     rows = []
-    for delivery_id, hook in zip(operations.new_record_ids(len(hooks)), hooks, strict=True):
+    for delivery_id, hook in zip(_ids.new_record_ids(len(hooks)), hooks, strict=True):
         payload = {
             "delivery_id": delivery_id,
             "webhook_id": hook.id,
