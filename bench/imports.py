@@ -123,7 +123,7 @@ def _typed_row(cells: list[str]) -> dict[str, Any]:
 def raw_chunks(path: Path, size: int, *, text: bool) -> Iterator[list[tuple[Any, ...]]]:
     """The file's rows as records-table tuples, ``size`` at a time (built lazily);
     ``search_text`` filled only when ``text`` (SQLite computes it later, at indexing)."""
-    from batchops.server.records.operations import new_record_ids, now_iso
+    from batchops.server._ids import new_record_ids, now_iso
     from batchops.store._query import search_text
 
     with path.open(newline="", encoding="utf-8") as f:

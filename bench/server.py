@@ -107,7 +107,7 @@ async def run_singles(url: str, key: str, n: int, clients: int) -> dict[str, flo
 
 
 def raw_rows(n: int) -> list[tuple[Any, ...]]:
-    from batchops.server.records.operations import new_record_id, now_iso
+    from batchops.server._ids import new_record_id, now_iso
 
     now = now_iso()
     return [

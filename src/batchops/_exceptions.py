@@ -37,7 +37,7 @@ Every exception batchops raises (client side and server side) derives from
         └── ServiceUnavailableError      503 (retry_after)
 
 :class:`APIError` is shared by both ends of the wire: the server raises it from the
-operations layer and renders it as the JSON envelope; the client parses an envelope back
+records service and renders it as the JSON envelope; the client parses an envelope back
 into the same class (see :func:`api_error_from_envelope`). It exposes ``status_code`` and
 ``retry_after``, which is exactly what the engine's default retry policy looks at.
 """

@@ -155,7 +155,7 @@ def keys_list(tenant: str | None, db_url: str | None) -> None:
 @_db_option
 def keys_revoke(key_id: str, db_url: str | None) -> None:
     """Revoke a key by its id (the part after ``bo_``)."""
-    from batchops.server.records.operations import now_iso
+    from batchops.server._ids import now_iso
 
     if not _with_store(db_url, lambda tx: tx.revoke_api_key(key_id, now_iso())):
         click.echo(f"no active key with id {key_id!r}", err=True)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from batchops.server import _ids
 from batchops.server.app import job_kinds
 from batchops.server.jobs.runner import JobContext, JobKind, JobKinds, JobRunner
 from batchops.server.jobs.schemas import JOB_TYPES, TERMINAL_STATES
-from batchops.server.records import operations
 from batchops.server.settings import Settings
 from batchops.store import open_store
 from batchops.store.base import JobFailureRow, JobRow, Store, Tx
@@ -79,13 +79,13 @@ async def runner(store: Store, tmp_path: Path) -> AsyncIterator[JobRunner]:
 
 async def queue(store: Store, job_type: str, **options: object) -> str:
     job = JobRow(
-        id=operations.new_record_id(),
+        id=_ids.new_record_id(),
         tenant=f"tenant_{uuid.uuid4().hex[:12]}",
         type=job_type,
         state="queued",
         collection=None,
         options=dict(options),
-        created_at=operations.now_iso(),
+        created_at=_ids.now_iso(),
         revision=1,
     )
     await store.run(lambda tx: tx.insert_job(job))

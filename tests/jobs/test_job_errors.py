@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from batchops._exceptions import StoreInputError, StoreTimeoutError
-from batchops.server.records import operations
+from batchops.server.records import service as records_service
 from tests.jobs.conftest import upload, wait_done
 from tests.server.conftest import Service
 
@@ -26,7 +26,7 @@ async def test_a_job_whose_chunk_the_database_refuses_fails_with_the_store_error
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise error
 
-    monkeypatch.setattr(operations, "create_encoded", refuse)
+    monkeypatch.setattr(records_service, "create_prepared", refuse)
     response = await upload(service.client, b"name\nada\n", collection="people")
     job = await wait_done(service.client, response.json()["id"])
     assert job["state"] == "failed"

@@ -13,9 +13,10 @@ import httpx
 import orjson
 import pytest
 
+from batchops.server import _ids
 from batchops.server.batch import creates
 from batchops.server.batch import service as batch_service
-from batchops.server.records import operations
+from batchops.server.records import service as records_service
 from tests.server.conftest import Service
 from tests.server.test_batch_api import stored_ids
 
@@ -45,8 +46,8 @@ def deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     def ids(count: int) -> list[str]:
         return [f"id-{next(counter):04d}" for _ in range(count)]
 
-    monkeypatch.setattr(operations, "new_record_ids", ids)
-    monkeypatch.setattr(operations, "now_iso", lambda: "2026-12-02T00:00:00.000Z")
+    monkeypatch.setattr(_ids, "new_record_ids", ids)
+    monkeypatch.setattr(_ids, "now_iso", lambda: "2026-12-02T00:00:00.000Z")
 
 
 def general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -132,7 +133,7 @@ async def test_plain_creates_get_the_general_paths_response_byte_for_byte(
     lane = await post(service, operations_, **options)
     assert calls == [len(operations_)]
     general_path_only(monkeypatch)
-    monkeypatch.setattr(operations, "new_record_ids", _restarted_ids())
+    monkeypatch.setattr(_ids, "new_record_ids", _restarted_ids())
     other_tenant = await service.client_for(f"t_{uuid.uuid4().hex[:10]}")
     general = await post(service, operations_, client=other_tenant, **options)
     assert calls == [len(operations_)]  # the second run did not take the lane
@@ -149,13 +150,13 @@ async def test_each_run_of_one_collection_is_one_insert(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inserts: list[tuple[str, int]] = []
-    real = operations.create_prepared
+    real = records_service.create_prepared
 
-    def spy(tx: Any, tenant: str, prepared: operations.PreparedCreates) -> Any:
-        inserts.append((prepared.collection, len(prepared.given)))
+    def spy(tx: Any, tenant: str, prepared: records_service.PreparedCreates) -> Any:
+        inserts.append((prepared.collection, len(prepared.json)))
         return real(tx, tenant, prepared)
 
-    monkeypatch.setattr(operations, "create_prepared", spy)
+    monkeypatch.setattr(records_service, "create_prepared", spy)
     response = await post(service, VARIED)
     assert response.status_code == 200
     assert inserts == [(PEOPLE, 4), ("teams", 2), (PEOPLE, 1)]

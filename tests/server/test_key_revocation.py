@@ -14,9 +14,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from batchops.server._ids import now_iso
 from batchops.server.app import create_app
 from batchops.server.auth import create_api_key
-from batchops.server.records.operations import now_iso
 from batchops.server.settings import Settings
 from batchops.store import Store, open_store
 from tests.server.conftest import Service

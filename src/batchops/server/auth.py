@@ -27,7 +27,7 @@ from typing import TypeVar
 from fastapi import Request
 
 from batchops._exceptions import AuthenticationError
-from batchops.server.records.operations import now_iso
+from batchops.server._ids import now_iso
 from batchops.store.base import ApiKeyRow, Store, Tx
 
 __all__ = [

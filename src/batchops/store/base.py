@@ -7,7 +7,7 @@ Design (measured, see docs/benchmarks.md): an awaited database call costs a thre
 (~85-190 µs on this machine), so a whole unit of work — a REST request, a whole batch, a job
 chunk — is ONE synchronous function ``fn(tx)`` run by :meth:`Store.run` in the database
 thread, inside ONE transaction. ``Tx`` is therefore a *synchronous* interface and the
-operations layer above it is plain synchronous code over ``Tx``. Multi-row methods take
+records service above it is plain synchronous code over ``Tx``. Multi-row methods take
 sequences so callers can group consecutive operations into multi-row statements.
 
 ``Tx`` is split by domain — :class:`RecordsTx`, :class:`JobsTx`, :class:`WebhooksTx`,

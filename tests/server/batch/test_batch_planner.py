@@ -131,9 +131,9 @@ def test_a_wrong_method_is_a_per_operation_405() -> None:
 
 
 def test_a_structural_fault_is_a_per_operation_400_with_the_full_path() -> None:
-    bad = plan([{"type": "list", "collection": "people", "options": {"limit": 5000}}]).ops[0]
+    bad = plan([{"type": "list", "collection": "people", "options": {"limt": 50}}]).ops[0]
     assert isinstance(bad, APIError)
-    assert bad.details["path"] == "operations[0].options.limit"
+    assert bad.details["path"] == "operations[0].options.limt"
 
 
 def test_a_reference_to_a_later_operation_is_rejected_naming_it() -> None:

@@ -15,10 +15,10 @@ to be done per operation:
   or path, ``depends_on``, a reference, mixed dialects, a validate-only run…) fails that
   decode or the checks after it, and :func:`plan_creates` answers None: the general path
   takes the batch;
-- on the event loop, :func:`~batchops.server.records.operations.prepare_creates` checks
+- on the event loop, :func:`~batchops.server.records.service.prepare_creates` checks
   and encodes each run of consecutive creates of one collection (invalid data or ids:
   None, the general path answers);
-- in the database thread, :func:`~batchops.server.records.operations.create_prepared`
+- in the database thread, :func:`~batchops.server.records.service.create_prepared`
   generates the ids and writes each run with one multi-row insert;
 - the response is spliced from those texts (:func:`render_creates`): no dict per record,
   no second encoding.
@@ -45,8 +45,8 @@ from batchops.server.batch.model import BatchOptions
 from batchops.server.batch.planner import plan_options
 from batchops.server.batch.refs import NAME_RE, may_hold_templates
 from batchops.server.batch.wire import WireOptions
-from batchops.server.records import operations as ops
-from batchops.server.records.operations import NewRecords, PreparedCreates
+from batchops.server.records import service
+from batchops.server.records.service import NewRecords, PreparedCreates
 from batchops.store.base import Tx
 
 __all__ = [
@@ -114,7 +114,7 @@ _RECORDS_PATH_RE: Final = re.compile(
 @dataclass(slots=True)
 class CreatePlan:
     """A batch of plain creates, checked and encoded: one
-    :class:`~batchops.server.records.operations.PreparedCreates` per run of consecutive
+    :class:`~batchops.server.records.service.PreparedCreates` per run of consecutive
     creates of one collection, and the planned options."""
 
     groups: list[PreparedCreates]
@@ -177,7 +177,7 @@ def plan_creates(body: bytes, *, max_operations: int) -> CreatePlan | None:
             while end < n and items[end][0] == collection:
                 end += 1
             group = [(record_id, data) for _, record_id, data in items[start:end]]
-            groups.append(ops.prepare_creates(collection, group))
+            groups.append(service.prepare_creates(collection, group))
             start = end
     except APIError:
         return None
@@ -232,7 +232,7 @@ def run_creates(
     created: list[NewRecords] = []
     for group in plan.groups:
         try:
-            created.append(ops.create_prepared(tx, tenant, group))
+            created.append(service.create_prepared(tx, tenant, group))
         except APIError as exc:
             raise LaneBail(exc.message) from exc
         except (StoreInputError, StoreTimeoutError) as exc:

@@ -30,6 +30,7 @@ import orjson
 from starlette.responses import Response
 
 from batchops._exceptions import APIError, InvalidBatchRequestError
+from batchops.server import _ids
 from batchops.server.auth import Caller
 from batchops.server.batch import service
 from batchops.server.batch.executor import options_deadline
@@ -38,7 +39,6 @@ from batchops.server.batch.model import BatchPlan
 from batchops.server.batch.planner import plan_batch
 from batchops.server.jobs.runner import JobContext, JobKind
 from batchops.server.jobs.schemas import job_body, job_not_found
-from batchops.server.records import operations
 from batchops.server.webhooks.schemas import (
     NOTIFICATION_WEBHOOK,
     WebhookSpec,
@@ -118,7 +118,7 @@ async def submit_batch(
     """Queue the planned batch as a job, with its ``hook`` (see
     :func:`notification_webhook`); the 202 answer."""
     job = JobRow(
-        id=operations.new_record_id(),
+        id=_ids.new_record_id(),
         tenant=caller.tenant,
         type="batch",
         state="queued",
@@ -128,7 +128,7 @@ async def submit_batch(
             "operations": len(plan.ops),
             "atomic": plan.options.atomic,
         },
-        created_at=operations.now_iso(),
+        created_at=_ids.now_iso(),
         total=len(plan.ops),
         revision=1,
     )

@@ -44,8 +44,11 @@ class PlannedOp:
     - restore: ``{}``
     - update / replace: ``{}`` (``data`` is the merge patch / the new data)
     - delete: ``{"hard": bool}``
-    - list: ``{"filters": {dot.path: scalar}, "limit": int, "cursor": str | None}``
-    - search: ``{"filters": {...}, "limit": int}`` (``query`` is the text)
+    - list: ``{"filters", "limit", "cursor"}``
+    - search: ``{"filters", "limit"}`` (``query`` is the text)
+
+    Filters, limits and cursors are as sent (None when absent): the records service judges
+    them and applies the defaults, as it does for REST.
 
     ``if_match`` is the expected version (optimistic concurrency), None if not given.
     """

@@ -15,11 +15,14 @@ REST operations are mapped by method and path::
 Typed operations give the same information as fields (``options`` holds ``hard`` for delete,
 ``filters``/``limit``/``cursor`` for list, ``filters``/``limit`` for search).
 
-Only *structural* checks live here (data present, query a string, limit an int in
-1..1000, no unknown keys); collection names, record ids and data shape are validated by the
-records operations layer when the operation runs, so there is one copy of that validation.
-Failures are raised as :class:`APIError` with ``details["path"]`` relative to the operation
-(``body.data``, ``options.limit``, ``headers.If-Match``); the planner prefixes
+Only the *shape* of an operation is checked here (a known path and method, data present,
+query a string, no unknown keys, flags true or false); everything a record rule judges —
+collection names, record ids, data, filters, a page size and its default, cursors, queries —
+is passed on as sent and judged by the records service
+(:mod:`batchops.server.records.service`) when the operation runs, the same way as over
+REST, so each rule has one copy and every way in answers alike (tests/parity). Shape
+failures are raised as :class:`APIError` with ``details["path"]`` relative to the operation
+(``body.data``, ``options.hard``, ``headers.If-Match``); the planner prefixes
 ``operations[i].`` and keeps them as per-operation results. The one exception is a path
 under ``/v1/batch``: :class:`InvalidBatchRequestError`, which rejects the whole batch.
 
@@ -29,7 +32,9 @@ is (never percent-decoded). A segment that only *decodes* to ``${`` is refused, 
 would turn into a reference nobody declared.
 
 List query strings: ``limit`` and ``cursor`` are reserved, every other key is an equality
-filter on a dot path (``?profile.team=core``). Values are parsed by
+filter on a dot path (``?profile.team=core``). ``limit`` is read by
+:func:`parse_limit_param` (digits are a number, anything else stays text for the service to
+refuse), as the REST route reads it. Filter values are parsed by
 :func:`parse_query_value`: a JSON scalar (number, ``true``, ``false``, ``null``, or a
 double-quoted JSON string) is decoded, anything else is taken as the raw string. So
 ``?age=42`` filters on the number 42, ``?zip=007`` on the string "007" (not valid JSON),
@@ -55,17 +60,13 @@ from batchops.server.batch.model import OpType
 from batchops.server.limits import INT64_MAX, whole_number
 
 __all__ = [
-    "DEFAULT_LIMIT",
-    "MAX_LIMIT",
     "Route",
     "parse_if_match",
+    "parse_limit_param",
     "parse_query_value",
     "route_rest",
     "route_typed",
 ]
-
-DEFAULT_LIMIT: Final = 100
-MAX_LIMIT: Final = 1000
 
 _UNSET: Final = msgspec.UNSET
 
@@ -73,6 +74,8 @@ _JSON_SCALAR_RE: Final = re.compile(
     r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|"(?:[^"\\]|\\.)*"'
 )
 _IF_MATCH_RE: Final = re.compile(r'"?([0-9]{1,18})"?')
+# At most 18 digits: int() stays cheap, and longer is past any page size anyway.
+_LIMIT_RE: Final = re.compile(r"-?[0-9]{1,18}")
 
 _RECORD_ID_TYPES: Final = frozenset({"read", "update", "replace", "delete", "restore"})
 _DATA_TYPES: Final = frozenset({"create", "update", "replace"})
@@ -165,10 +168,7 @@ def route_rest(
         fields = _body_object(body, {"query", "filters", "limit"}, required=("query",))
         if not isinstance(fields["query"], str):
             raise InvalidRequestError("body.query must be a string", details={"path": "body.query"})
-        params = {
-            "filters": _filters(fields.get("filters"), "body.filters"),
-            "limit": _limit(fields.get("limit"), "body.limit"),
-        }
+        params = {"filters": fields.get("filters"), "limit": fields.get("limit")}
         return Route("search", collection, query=fields["query"], params=params)
 
     _no_body(body, op_type)
@@ -195,7 +195,7 @@ def route_rest(
         )
     # list: limit and cursor are reserved, the other keys are equality filters
     raw_limit = query.pop("limit", None)
-    limit = _limit(None if raw_limit is None else parse_query_value(raw_limit), "path")
+    limit = None if raw_limit is None else parse_limit_param(raw_limit)
     cursor = query.pop("cursor", None)  # opaque: kept as text, never JSON-parsed
     filters = {key: parse_query_value(value) for key, value in query.items()}
     return Route("list", collection, params={"filters": filters, "limit": limit, "cursor": cursor})
@@ -280,17 +280,9 @@ def route_typed(
         if _flag(opts.get("include_deleted"), "options.include_deleted", "include_deleted"):
             params = {"include_deleted": True}
     elif type in ("list", "search"):
-        params = {
-            "filters": _filters(opts.get("filters"), "options.filters"),
-            "limit": _limit(opts.get("limit"), "options.limit"),
-        }
+        params = {"filters": opts.get("filters"), "limit": opts.get("limit")}
         if type == "list":
-            cursor = opts.get("cursor")
-            if cursor is not None and not isinstance(cursor, str):
-                raise InvalidRequestError(
-                    "options.cursor must be a string", details={"path": "options.cursor"}
-                )
-            params["cursor"] = cursor
+            params["cursor"] = opts.get("cursor")
     return Route(
         type,
         collection,
@@ -317,6 +309,18 @@ def parse_query_value(raw: str) -> Any:
         except msgspec.DecodeError:  # e.g. a bad escape inside quotes: keep the text
             return raw
     return raw
+
+
+def parse_limit_param(raw: str) -> Any:
+    """A ``limit`` query parameter (percent-decoded): an integer when it is one in digits,
+    else the text as sent, which the records service refuses with its 422 — so ``?limit=0``,
+    ``?limit=1e3`` and ``?limit=ten`` answer what ``"limit": 0`` or ``"ten"`` in a body
+    answers. A reference template stays text, resolved before the service judges it.
+
+    >>> [parse_limit_param(v) for v in ["20", "-1", "1e3", "ten"]]
+    [20, -1, '1e3', 'ten']
+    """
+    return int(raw) if _LIMIT_RE.fullmatch(raw) else raw
 
 
 def parse_if_match(value: str) -> int:
@@ -442,29 +446,6 @@ def _body_object(body: Any, allowed: set[str], *, required: tuple[str, ...]) -> 
 def _no_body(body: Any, op_type: str) -> None:
     if body is not _UNSET and body is not None:
         raise InvalidRequestError(f"{op_type} takes no body", details={"path": "body"})
-
-
-def _limit(value: Any, path: str) -> int:
-    if value is None:
-        return DEFAULT_LIMIT
-    # "limit": true is a mistake, not 1; 20.0 is 20 (JSON has one number type).
-    size = whole_number(value)
-    if size is None or not 1 <= size <= MAX_LIMIT:
-        raise InvalidRequestError(
-            f"limit must be an integer from 1 to {MAX_LIMIT}, got {value!r}",
-            details={"path": path},
-        )
-    return size
-
-
-def _filters(value: Any, path: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise InvalidRequestError(
-            "filters must be an object of {field.path: value}", details={"path": path}
-        )
-    return value
 
 
 def _hard(value: Any, path: str) -> bool:

@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 
 from batchops.server.bulk.service import BULK_TYPES, BulkOptions, answer, apply
 from batchops.server.jobs.runner import JobContext, JobKind
-from batchops.server.records import operations
+from batchops.server.records import service
 from batchops.store.base import JobFailureRow, JobRow, Store, Tx
 
 __all__ = ["KINDS", "bulk_results", "run_bulk_job"]
@@ -63,7 +63,7 @@ def _chunk(
             # Rows are locked as they are read, and one changed meanwhile so that it no
             # longer matches is left out: a short chunk ends the job only if nothing
             # matching is left after it.
-            and not operations.matching_ids(
+            and not service.matching_ids(
                 tx,
                 job.tenant,
                 job.collection,

@@ -2,7 +2,7 @@
 
 A request selects live records of one collection — by ``filter`` (equality on dot paths,
 the semantics of list filters) or, for delete, by ``ids`` — and changes them through the
-operations layer (:func:`~batchops.server.records.operations.update_where`,
+records service (:func:`~batchops.server.records.service.update_where`,
 ``delete_where``, ``delete_ids``). At most ``Settings.bulk_inline_max`` matches are handled
 inline, in ONE transaction, and answered at once (200); more become a job (202, see
 :mod:`batchops.server.bulk.job`). A request with a ``notification_webhook`` always becomes
@@ -18,9 +18,10 @@ from typing import Any, Literal
 import orjson
 
 from batchops._exceptions import InvalidRequestError, ValidationError
+from batchops.server import _ids
 from batchops.server.jobs.schemas import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE
 from batchops.server.limits import INT64_MAX, whole_number
-from batchops.server.records import operations
+from batchops.server.records import service
 from batchops.server.records.schemas import (
     encode_data,
     validate_collection,
@@ -248,7 +249,7 @@ def apply(
     """Change up to ``limit`` records (above ``after`` in id order, or among ``ids``):
     (affected ids, ids not found)."""
     if ids is not None:
-        return operations.delete_ids(
+        return service.delete_ids(
             tx,
             tenant,
             collection,
@@ -258,7 +259,7 @@ def apply(
             dry_run=options.dry_run,
         )
     if options.operation == "update":
-        changed = operations.update_where(
+        changed = service.update_where(
             tx,
             tenant,
             collection,
@@ -269,7 +270,7 @@ def apply(
             dry_run=options.dry_run,
         )
     else:
-        changed = operations.delete_where(
+        changed = service.delete_where(
             tx,
             tenant,
             collection,
@@ -299,7 +300,7 @@ def submit_bulk(
         matched = len(ids) if options.limit is None else min(len(ids), options.limit)
         inline = len(ids) <= inline_max
     else:
-        matched = operations.count_where(tx, tenant, collection, filters=options.filter)
+        matched = service.count_where(tx, tenant, collection, filters=options.filter)
         if options.limit is not None:
             matched = min(matched, options.limit)
         inline = matched <= inline_max
@@ -308,13 +309,13 @@ def submit_bulk(
         changed, missing = apply(tx, tenant, collection, options, limit=cap, ids=ids)
         return answer(collection, options, changed, missing), None
     job = JobRow(
-        id=operations.new_record_id(),
+        id=_ids.new_record_id(),
         tenant=tenant,
         type=f"bulk_{options.operation}",
         state="queued",
         collection=collection,
         options=options.to_dict(),
-        created_at=operations.now_iso(),
+        created_at=_ids.now_iso(),
         total=matched,
         revision=1,
     )

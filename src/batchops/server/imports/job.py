@@ -1,7 +1,7 @@
 """The ``import`` job: the uploaded file, chunk by chunk, into its collection.
 
 Each chunk is ONE transaction (:meth:`~batchops.server.jobs.runner.JobContext.commit`) that
-writes the chunk's records through the operations layer, inserts its failures and moves
+writes the chunk's records through the records service, inserts its failures and moves
 the checkpoint to its last row number; a resumed job skips exactly the rows at or below
 the checkpoint, so nothing is lost or written twice.
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from batchops._exceptions import APIError
+from batchops.server import _ids
 from batchops.server.imports.check import checked_rows, key_text, missing_key, scan_rows
 from batchops.server.imports.csv_rows import csv_header
 from batchops.server.imports.options import ImportOptions
@@ -27,7 +28,7 @@ from batchops.server.imports.prepare import ChunkPreparer, PreparedChunk
 from batchops.server.imports.read import read_rows, take_rows
 from batchops.server.imports.rows import InputError, RowError, SourceRow, failure_text, input_text
 from batchops.server.jobs.runner import JobContext, JobKind
-from batchops.server.records import operations
+from batchops.server.records import service
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
 __all__ = ["KINDS", "run_import"]
@@ -147,7 +148,7 @@ async def _first_pass(
         if bad:
             j.state = "failed"
             j.failed = bad
-            j.finished_at = operations.now_iso()
+            j.finished_at = _ids.now_iso()
             j.worker = None
             j.error = {
                 "code": "VALIDATION_FAILED",
@@ -269,7 +270,9 @@ def _apply_prepared(ctx: JobContext, tx: Tx, chunk: PreparedChunk) -> JobRow:
     assert job.collection is not None
     records = chunk.records()
     if records is not None:
-        operations.create_encoded(tx, job.tenant, job.collection, records)
+        service.create_prepared(
+            tx, job.tenant, service.PreparedCreates.encoded(job.collection, records)
+        )
     failures = [JobFailureRow(job.id, *failure) for failure in chunk.failures]
     return _advance(ctx, tx, job, chunk.count, chunk.last_number, failures)
 
@@ -302,7 +305,7 @@ def _create(
     failures: list[JobFailureRow],
 ) -> None:
     assert job.collection is not None
-    problems = operations.create_bulk(tx, job.tenant, job.collection, [data for _, data in good])
+    problems = service.create_bulk(tx, job.tenant, job.collection, [data for _, data in good])
     for position, problem in problems.items():
         failures.append(_failure(job.id, good[position][0], options, problem.code, problem.message))
 
@@ -366,7 +369,7 @@ def _upsert_segment(
             creates.append((row, data))
             continue
         try:
-            operations.replace(tx, job.tenant, job.collection, record_id, data)
+            service.replace(tx, job.tenant, job.collection, record_id, data)
         except APIError as exc:
             failures.append(_failure(job.id, row, options, exc.code, exc.message))
     if creates:

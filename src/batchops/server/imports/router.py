@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from batchops._exceptions import InvalidRequestError, UnsupportedMediaTypeError, ValidationError
+from batchops.server import _ids
 from batchops.server.deps import CallerDep, Services, ServicesDep
 from batchops.server.http import JSONResponse
 from batchops.server.imports.csv_rows import csv_header
@@ -38,7 +39,6 @@ from batchops.server.openapi import (
     ref,
     responses,
 )
-from batchops.server.records import operations
 from batchops.server.records.schemas import validate_collection
 from batchops.server.webhooks.schemas import (
     WebhookSpec,
@@ -241,7 +241,7 @@ async def create_import(
         if is_multipart(content_type)
         else await _import_request(query, svc, content_type=content_type)
     )
-    job_id = operations.new_record_id()
+    job_id = _ids.new_record_id()
     directory = uploads_dir(svc.settings)
     directory.mkdir(parents=True, exist_ok=True)
     partial = directory / f"{job_id}.part"
@@ -272,7 +272,7 @@ async def create_import(
         state="queued",
         collection=checked.collection,
         options=stored.to_dict(),
-        created_at=operations.now_iso(),
+        created_at=_ids.now_iso(),
         revision=1,
     )
 

@@ -23,6 +23,7 @@ from sse_starlette import EventSourceResponse
 from starlette.responses import Response, StreamingResponse
 
 from batchops._exceptions import ConflictError, ValidationError
+from batchops.server import _ids
 from batchops.server.deps import CallerDep, Services, ServicesDep
 from batchops.server.http import JSONResponse
 from batchops.server.jobs.runner import JobKinds, uploads_dir
@@ -35,7 +36,6 @@ from batchops.server.jobs.schemas import (
 )
 from batchops.server.jobs.sse import job_events
 from batchops.server.openapi import AUTH, STORE, json_answer, param, ref, responses
-from batchops.server.records import operations
 from batchops.server.records.schemas import is_id
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
@@ -152,7 +152,7 @@ async def cancel_job(
         job.cancel_requested = True
         if job.state == "queued":
             job.state = "cancelled"
-            job.finished_at = operations.now_iso()
+            job.finished_at = _ids.now_iso()
         job.revision += 1
         tx.save_job(job)
         if job.state == "cancelled":

@@ -44,8 +44,8 @@ from typing import Any
 from starlette.responses import Response
 
 from batchops._exceptions import StoreError
+from batchops.server import _ids
 from batchops.server.jobs.schemas import TERMINAL_STATES
-from batchops.server.records import operations
 from batchops.server.settings import Settings
 from batchops.store._url import parse_store_url
 from batchops.store.base import JobFailureRow, JobRow, Store, Tx
@@ -209,7 +209,7 @@ class JobContext:
 
         def started(tx: Tx, job: JobRow) -> None:
             if job.started_at is None:
-                job.started_at = operations.now_iso()
+                job.started_at = _ids.now_iso()
 
         self.job = await self.update(started)
         return self.job
@@ -220,7 +220,7 @@ class JobContext:
 
         def change(tx: Tx, job: JobRow) -> None:
             job.state = state  # type: ignore[assignment]
-            job.finished_at = operations.now_iso()
+            job.finished_at = _ids.now_iso()
             job.error = error
             job.worker = None
 
@@ -237,7 +237,7 @@ class JobContext:
         """In a chunk's transaction, instead of the chunk: end the owned ``job`` as
         cancelled (its cancel was requested)."""
         job.state = "cancelled"
-        job.finished_at = operations.now_iso()
+        job.finished_at = _ids.now_iso()
         job.worker = None
         job.revision += 1
         tx.save_job(job)

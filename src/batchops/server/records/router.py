@@ -1,12 +1,12 @@
-"""REST routes for records: thin HTTP adapters over the operations layer.
+"""REST routes for records: thin HTTP adapters over the records service.
 
 Each handler reads and checks the body shape, then makes ONE ``store.run`` call into the
-operations layer — the same functions the batch executor and jobs call.
+records service — the same functions both batch dialects and the jobs call, which judge
+every value (a page size included) so each way in answers alike (tests/parity).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,19 +14,16 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from batchops._exceptions import InvalidRequestError
-from batchops.server.batch.routing import parse_if_match, parse_query_value
+from batchops.server.batch.routing import parse_if_match, parse_limit_param, parse_query_value
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
 from batchops.server.openapi import AUTH, BODY, STORE, json_answer, json_body, param, ref, responses
-from batchops.server.records import operations as ops
+from batchops.server.records import service
 from batchops.server.records.schemas import validate_record_id
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/collections/{collection}", tags=["records"])
-
-# ASCII digits, few enough that int() is cheap and never refuses (str.isdigit() admits "²").
-_DIGITS = re.compile(r"[0-9]{1,12}")
 
 # What every route here may answer besides its success: no key or a spent budget, a
 # store fault, and a collection name (or record id) the records rules refuse (422).
@@ -95,7 +92,7 @@ async def create_record(
     if "id" in body and record_id is None:  # an explicit null: omit the id instead
         validate_record_id(record_id, path="id")
     record = await svc.store.run(
-        lambda tx: ops.create(tx, caller.tenant, collection, body["data"], record_id)
+        lambda tx: service.create(tx, caller.tenant, collection, body["data"], record_id)
     )
     return _respond(request, record, 201)
 
@@ -117,7 +114,7 @@ async def read_record(
     include_deleted: bool = False,
 ) -> Response:
     record = await svc.store.run(
-        lambda tx: ops.read(
+        lambda tx: service.read(
             tx, caller.tenant, collection, record_id, include_deleted=include_deleted
         )
     )
@@ -143,7 +140,7 @@ async def restore_record(
 ) -> Response:
     if_match = _if_match(request)
     record = await svc.store.run(
-        lambda tx: ops.restore(tx, caller.tenant, collection, record_id, if_match=if_match)
+        lambda tx: service.restore(tx, caller.tenant, collection, record_id, if_match=if_match)
     )
     return _respond(request, record)
 
@@ -164,7 +161,7 @@ async def update_record(
     body = await _json_object(request, svc, ("data",), ("data",))
     if_match = _if_match(request)
     record = await svc.store.run(
-        lambda tx: ops.update(
+        lambda tx: service.update(
             tx, caller.tenant, collection, record_id, body["data"], if_match=if_match
         )
     )
@@ -187,7 +184,7 @@ async def replace_record(
     body = await _json_object(request, svc, ("data",), ("data",))
     if_match = _if_match(request)
     record = await svc.store.run(
-        lambda tx: ops.replace(
+        lambda tx: service.replace(
             tx, caller.tenant, collection, record_id, body["data"], if_match=if_match
         )
     )
@@ -214,7 +211,7 @@ async def delete_record(
 ) -> Response:
     if_match = _if_match(request)
     result = await svc.store.run(
-        lambda tx: ops.delete(
+        lambda tx: service.delete(
             tx, caller.tenant, collection, record_id, hard=hard, if_match=if_match
         )
     )
@@ -246,8 +243,9 @@ async def delete_record(
         {200: json_answer(ref("RecordPage"), "A page of live records, by id.")},
         (*_ALWAYS, 400),
         notes={
-            400: "A repeated parameter, a `limit` that is not an integer, or a `cursor` "
-            "this API did not hand out (INVALID_REQUEST)."
+            400: "A repeated parameter, or a `cursor` this API did not hand out (INVALID_REQUEST).",
+            422: "A `limit` that is not an integer from 1 to 1000, a filter the records "
+            "rules refuse, or a bad collection name (VALIDATION_ERROR).",
         },
     ),
 )
@@ -269,14 +267,10 @@ async def list_records(
         if name not in ("limit", "cursor")
     }
     limit_raw = params.get("limit")
-    if limit_raw is not None and _DIGITS.fullmatch(limit_raw) is None:
-        raise InvalidRequestError(
-            "'limit' must be an integer from 1 to 1000", details={"path": "limit"}
-        )
-    limit = int(limit_raw) if limit_raw is not None else None
+    limit = parse_limit_param(limit_raw) if limit_raw is not None else None
     cursor = params.get("cursor")
     page = await svc.store.run(
-        lambda tx: ops.list_records(
+        lambda tx: service.list_records(
             tx, caller.tenant, collection, filters=filters, limit=limit, cursor=cursor
         )
     )
@@ -297,7 +291,7 @@ async def search_records(
 ) -> Response:
     body = await _json_object(request, svc, ("query", "filters", "limit"), ("query",))
     found = await svc.store.run(
-        lambda tx: ops.search(
+        lambda tx: service.search(
             tx,
             caller.tenant,
             collection,

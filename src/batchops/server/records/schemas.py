@@ -26,6 +26,7 @@ from batchops.store.base import RecordRow
 __all__ = [
     "COLLECTION_PATTERN",
     "DEFAULT_PAGE_SIZE",
+    "DEFAULT_SEARCH_SIZE",
     "MAX_PAGE_SIZE",
     "MAX_RECORD_BYTES_HINT",
     "RECORD_ID_PATTERN",
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 DEFAULT_PAGE_SIZE = 100
+"""A list's page when it names no ``limit`` (REST and both batch dialects alike)."""
+DEFAULT_SEARCH_SIZE = 20
+"""A search's best matches when it names no ``limit``: a search is ranked, and its first
+results are the ones read."""
 MAX_PAGE_SIZE = 1000
 MAX_RECORD_BYTES_HINT = 1 << 20
 
@@ -228,7 +233,8 @@ def _unencodable(value: Any, path: str) -> tuple[str, str]:
 
 
 def validate_limit(limit: Any, *, path: str = "limit", default: int = DEFAULT_PAGE_SIZE) -> int:
-    """A page size between 1 and MAX_PAGE_SIZE."""
+    """A page size between 1 and MAX_PAGE_SIZE (``default`` when None); anything else,
+    a number or not, is a 422 naming ``path``."""
     if limit is None:
         return default
     size = whole_number(limit)  # 20.0 is 20 (JSON has one number type)

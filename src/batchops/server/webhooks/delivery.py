@@ -35,8 +35,8 @@ import aiohttp
 
 from batchops._exceptions import ValidationError
 from batchops.engine import backoff_s
+from batchops.server import _ids
 from batchops.server.jobs.runner import JobEvents
-from batchops.server.records import operations
 from batchops.server.settings import Settings
 from batchops.server.webhooks.schemas import iso_from_epoch
 from batchops.server.webhooks.signing import signed_headers
@@ -151,7 +151,7 @@ class WebhookSender:
     async def _attempt(self, delivery: WebhookDeliveryRow, secret: str) -> None:
         assert self._session is not None
         number = delivery.attempts + 1
-        at = operations.now_iso()
+        at = _ids.now_iso()
         started = time.monotonic()
         status: int | None = None
         error: str | None = None
@@ -179,10 +179,10 @@ class WebhookSender:
         next_retry: float | None = None
         if status is not None and 200 <= status < 300:
             delivery.state = "succeeded"
-            delivery.finished_at = operations.now_iso()
+            delivery.finished_at = _ids.now_iso()
         elif number >= self.settings.webhook_max_attempts:
             delivery.state = "failed"
-            delivery.finished_at = operations.now_iso()
+            delivery.finished_at = _ids.now_iso()
         else:
             next_retry = time.time() + backoff_s(
                 number,

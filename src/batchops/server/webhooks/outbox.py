@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from batchops.server.records import operations
+from batchops.server import _ids
 from batchops.server.webhooks.schemas import EVENTS
 from batchops.store.base import JobRow, Tx, WebhookDeliveryRow
 
@@ -49,10 +49,10 @@ def enqueue_job_event(tx: Tx, job: JobRow) -> None:
     hooks = [h for h in tx.webhooks_for_job(job.tenant, job.id) if event in h.events]
     if not hooks:
         return
-    created = operations.now_iso()
+    created = _ids.now_iso()
     now = time.time()
     rows = []
-    for delivery_id, hook in zip(operations.new_record_ids(len(hooks)), hooks, strict=True):
+    for delivery_id, hook in zip(_ids.new_record_ids(len(hooks)), hooks, strict=True):
         payload = {
             "delivery_id": delivery_id,
             "webhook_id": hook.id,

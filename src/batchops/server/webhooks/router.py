@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from batchops._exceptions import NotFoundError, ValidationError
+from batchops.server import _ids
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
 from batchops.server.jobs.router import tenant_job
@@ -26,7 +27,6 @@ from batchops.server.openapi import (
     ref,
     responses,
 )
-from batchops.server.records import operations
 from batchops.server.records.schemas import is_id
 from batchops.server.webhooks.schemas import delivery_body, parse_webhook_spec, webhook_body
 from batchops.server.webhooks.signing import new_secret
@@ -94,12 +94,12 @@ async def create_webhook(request: Request, caller: CallerDep, svc: ServicesDep) 
     spec = parse_webhook_spec(raw, path="", secret_required=False)
     await check_target(spec.url, allow_private=svc.settings.allow_private_webhooks)
     row = WebhookRow(
-        id=operations.new_record_id(),
+        id=_ids.new_record_id(),
         tenant=caller.tenant,
         url=spec.url,
         events=spec.events,
         secret=spec.secret or new_secret(),
-        created_at=operations.now_iso(),
+        created_at=_ids.now_iso(),
     )
     await svc.store.run(lambda tx: tx.insert_webhook(row), retries=3)
     return JSONResponse(

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from batchops._exceptions import ValidationError
-from batchops.server.records import operations
+from batchops.server import _ids
 from batchops.server.webhooks.targets import check_target, parse_target
 from batchops.store.base import (
     JobRow,
@@ -150,12 +150,12 @@ def job_webhook_row(spec: WebhookSpec, job: JobRow) -> WebhookRow:
     """The row of a job's own webhook (insert it in the job's transaction)."""
     assert spec.secret is not None
     return WebhookRow(
-        id=operations.new_record_id(),
+        id=_ids.new_record_id(),
         tenant=job.tenant,
         url=spec.url,
         events=spec.events,
         secret=spec.secret,
-        created_at=operations.now_iso(),
+        created_at=_ids.now_iso(),
         job_id=job.id,
     )
 

@@ -1,32 +1,45 @@
-"""The records operations layer: the ONLY code that reads or changes records.
+"""The records service: the ONLY code that validates and executes a record operation.
+
+(One module on purpose, past 500 lines: it is the one home of every record operation and
+of the order its rules apply in; split, the rules would again live in more than one place.)
 
 Every function is synchronous and takes an open store transaction (``Tx``): REST routes,
-the batch executor and the job runner all call these inside ``Store.run(fn)``, so a whole
-request or batch is one hop into the database thread and one transaction. Validation lives
-here once (via :mod:`batchops.server.records.schemas`); errors are :class:`APIError`\\ s that
-render as the JSON envelope.
+both batch dialects (through :func:`perform` and the ``*_many`` functions), the batch's
+all-creates lane (:func:`prepare_creates` / :func:`create_prepared`) and the jobs all call
+these inside ``Store.run(fn)``, so a whole request or batch is one hop into the database
+thread and one transaction. Each rule is applied here once, from
+:mod:`batchops.server.records.schemas` (the one copy of each rule), so every way in answers
+an operation alike — the same status, code and ``details.path`` (tests/parity proves it):
+a page size's default and bounds, filters, queries, cursors, names, ids and data. Errors are
+:class:`APIError`\\ s that render as the JSON envelope. :func:`check` is the same checks
+without the database, for ``validate_only`` batches.
 
 The ``*_many`` variants are what make batches fast: consecutive operations of one kind
 become one multi-row statement, with per-item outcomes (value or APIError) in input order.
+
+Creates come three ways, one per kind of caller: :func:`create_many` (per-item outcomes and
+the records echoed: REST and the batch's general path; :func:`create` is one of it);
+:func:`prepare_creates` + :func:`create_prepared` (checked and encoded off the database
+thread, written all or nothing: the all-creates lane and import chunks a worker process
+encoded); :func:`create_bulk` (per-row problems, nothing echoed: imports).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import os
-import threading
-import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from batchops._exceptions import APIError, ConflictError, InvalidRequestError
+from batchops._exceptions import APIError, ConflictError, InvalidRequestError, ValidationError
+from batchops.server import _ids
 from batchops.server.limits import MAX_JSON_DEPTH
 from batchops.server.records.schemas import (
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_SEARCH_SIZE,
     encode_data,
     not_found,
     record_body,
@@ -48,10 +61,10 @@ __all__ = [
     "CreateInput",
     "NewRecords",
     "PreparedCreates",
+    "check",
     "count_where",
     "create",
     "create_bulk",
-    "create_encoded",
     "create_many",
     "create_prepared",
     "decode_cursor",
@@ -62,9 +75,7 @@ __all__ = [
     "list_records",
     "matching_ids",
     "merge_patch",
-    "new_record_id",
-    "new_record_ids",
-    "now_iso",
+    "perform",
     "prepare_creates",
     "read",
     "read_many",
@@ -77,81 +88,6 @@ __all__ = [
 
 CreateInput = tuple[str | None, Any]
 """(explicit id or None, data) for :func:`create_many`."""
-
-
-def now_iso() -> str:
-    """Now, as the ISO-8601 UTC string records carry (millisecond precision)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def new_record_id() -> str:
-    """A time-ordered id (UUIDv7): inserts stay append-mostly on the primary key, which
-    measured ~2.4x faster than random uuid4 keys on SQLite (DESIGN.md)."""
-    return new_record_ids(1)[0]
-
-
-_id_lock = threading.Lock()
-_id_state = [0, 0]  # last unix ms used, last 12-bit sequence within it
-
-
-def new_record_ids(count: int) -> list[str]:
-    """``count`` UUIDv7 strings, strictly increasing across calls and threads.
-
-    RFC 9562 UUIDv7 with a 12-bit counter in ``rand_a`` (its "method 1") and 62 random
-    bits. Hand-written because ``uuid6.uuid7()`` measured 4.7 µs per id here (an
-    ``os.urandom`` call and a UUID object each), about 8% of a batched create. Here the
-    random bits come hex-encoded from a pool refilled a few KB at a time (one
-    ``os.urandom`` call per ~500 ids: the call releases the GIL, and taking it back can
-    stall the database thread behind the event loop), and an id is one f-string of slices
-    of that text (~0.4 µs an id; integer arithmetic per id was ~1.5 µs).
-    """
-    need = 16 * count + 3  # rand_b per id, and a counter start for a new millisecond
-    ids: list[str] = []
-    append = ids.append
-    with _id_lock:
-        pool = _random_hex[0]
-        if len(pool) < need:
-            pool += os.urandom(max(_RANDOM_POOL_BYTES, need // 2)).hex()
-        pool, _random_hex[0] = pool[:need], pool[need:]
-        last_ms, seq = _id_state
-        now_ms = time.time_ns() // 1_000_000
-        if now_ms > last_ms:
-            # A random start in the lower half leaves room to count within the ms.
-            last_ms, seq = now_ms, (int(pool[-3:], 16) & 0x7FF) - 1
-        prefix = _time_prefix(last_ms)
-        for start in range(0, need - 3, 16):
-            seq += 1
-            if seq > 0xFFF:  # counter exhausted: borrow the next millisecond
-                last_ms, seq = last_ms + 1, 0
-                prefix = _time_prefix(last_ms)
-            # The first digit of rand_b carries the variant bits 0b10 and two random bits.
-            append(
-                f"{prefix}{seq:03x}-{_VARIANT[pool[start]]}{pool[start + 1 : start + 4]}-"
-                f"{pool[start + 4 : start + 16]}"
-            )
-        _id_state[0], _id_state[1] = last_ms, seq
-    return ids
-
-
-_RANDOM_POOL_BYTES = 4096
-_random_hex = [""]  # random hex digits not handed out yet (guarded by _id_lock)
-
-
-def _forget_random_pool() -> None:
-    # A forked child must not hand out the parent's random digits again.
-    _random_hex[0] = ""
-
-
-os.register_at_fork(after_in_child=_forget_random_pool)
-
-
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-
-
-def _time_prefix(ms: int) -> str:
-    """``tttttttt-tttt-7``: the 48-bit millisecond time and the version digit."""
-    t = f"{ms:012x}"
-    return f"{t[:8]}-{t[8:]}-7"
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -184,6 +120,8 @@ def decode_cursor(cursor: str | None) -> str | None:
     bad = InvalidRequestError(
         "'cursor' is not a cursor returned by this API", details={"path": "cursor"}
     )
+    if not isinstance(cursor, str):
+        raise bad
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         decoded = base64.b64decode(padded.encode(), altchars=b"-_", validate=True).decode()
@@ -194,6 +132,121 @@ def decode_cursor(cursor: str | None) -> str | None:
     except APIError:
         raise bad from None
     return decoded
+
+
+# -- one operation, by kind: what the batch paths call ----------------------------------------
+
+_TARGETED = frozenset({"read", "update", "replace", "delete", "restore"})
+"""The kinds that name one record by its id."""
+
+
+def check(
+    kind: str,
+    collection: Any,
+    *,
+    record_id: Any = None,
+    data: Any = None,
+    query: Any = None,
+    params: Mapping[str, Any] | None = None,
+) -> None:
+    """Every check :func:`perform` makes before it reads the database, without it (a
+    ``validate_only`` batch): the first fault raises its APIError."""
+    validate_collection(collection)
+    if kind in _TARGETED:
+        validate_record_id(_required_id(kind, record_id))
+    elif record_id is not None:
+        validate_record_id(record_id)
+    params = params or {}
+    if kind in ("create", "update", "replace"):
+        encode_data(validate_data(data))
+    elif kind == "list":
+        _page(params.get("filters"), params.get("limit"), params.get("cursor"))
+    elif kind == "search":
+        _search_terms(query, params.get("filters"), params.get("limit"))
+    elif kind not in _TARGETED:
+        raise _unknown_kind(kind)
+
+
+def perform(
+    tx: Tx,
+    tenant: str,
+    kind: str,
+    collection: str,
+    *,
+    record_id: str | None = None,
+    data: Any = None,
+    query: Any = None,
+    params: Mapping[str, Any] | None = None,
+    if_match: int | None = None,
+    new_id: str | None = None,
+) -> Any:
+    """Run one operation of ``kind`` and answer its body (or raise its APIError).
+
+    ``params`` by kind: read ``include_deleted``; delete ``hard``; list ``filters``,
+    ``limit``, ``cursor``; search ``filters``, ``limit`` — as sent, checked here. ``new_id``:
+    the id a create without ``record_id`` gets (generated when None).
+    """
+    params = params or {}
+    if kind == "create":
+        return create(tx, tenant, collection, data, record_id, new_id=new_id)
+    if kind == "list":
+        return list_records(
+            tx,
+            tenant,
+            collection,
+            filters=params.get("filters"),
+            limit=params.get("limit"),
+            cursor=params.get("cursor"),
+        )
+    if kind == "search":
+        return search(
+            tx,
+            tenant,
+            collection,
+            query=query,
+            filters=params.get("filters"),
+            limit=params.get("limit"),
+        )
+    if kind not in _TARGETED:
+        raise _unknown_kind(kind)
+    target = _required_id(kind, record_id)
+    if kind == "read":
+        include_deleted = bool(params.get("include_deleted", False))
+        return read(tx, tenant, collection, target, include_deleted=include_deleted)
+    if kind == "restore":
+        return restore(tx, tenant, collection, target, if_match=if_match)
+    if kind == "update":
+        return update(tx, tenant, collection, target, data, if_match=if_match)
+    if kind == "replace":
+        return replace(tx, tenant, collection, target, data, if_match=if_match)
+    hard = bool(params.get("hard", False))
+    return delete(tx, tenant, collection, target, hard=hard, if_match=if_match)
+
+
+def _required_id(kind: str, record_id: Any) -> Any:
+    """``record_id``, which a ``kind`` that names one record must have (checked where it
+    is used)."""
+    if record_id is None:
+        raise ValidationError(f"a {kind} operation needs the record id", details={"path": "id"})
+    return record_id
+
+
+def _unknown_kind(kind: str) -> ValidationError:
+    return ValidationError(f"unknown operation type {kind!r}", details={"path": "type"})
+
+
+def _page(filters: Any, limit: Any, cursor: Any) -> tuple[dict[str, Any], int, str | None]:
+    """A list's filters, page size (default ``DEFAULT_PAGE_SIZE``) and the id the page
+    starts after."""
+    checked = validate_filters(filters)
+    return checked, validate_limit(limit, default=DEFAULT_PAGE_SIZE), decode_cursor(cursor)
+
+
+def _search_terms(query: Any, filters: Any, limit: Any) -> tuple[str, dict[str, Any], int]:
+    """A search's query, filters and page size (default ``DEFAULT_SEARCH_SIZE``)."""
+    text = validate_query(query)
+    checked = validate_filters(filters)
+    return text, checked, validate_limit(limit, default=DEFAULT_SEARCH_SIZE)
 
 
 # -- create --------------------------------------------------------------------------------
@@ -208,8 +261,9 @@ def create(
     *,
     new_id: str | None = None,
 ) -> dict[str, Any]:
-    """Create one record; 409 if ``record_id`` exists (soft-deleted ones included).
-    ``new_id``: the id to generate when there is no ``record_id`` (see create_many)."""
+    """Create one record (:func:`create_many` of one); 409 if ``record_id`` exists
+    (soft-deleted ones included). ``new_id``: the id to generate when there is no
+    ``record_id``."""
     outcome = create_many(
         tx, tenant, collection, [(record_id, data)], new_ids=None if new_id is None else [new_id]
     )[0]
@@ -237,7 +291,7 @@ def create_many(
     what the first attempt reported names the records that are committed.
     """
     validate_collection(collection)
-    now = now_iso()
+    now = _ids.now_iso()
     # None marks an item whose row is still to be written.
     outcomes: list[dict[str, Any] | APIError | None] = []
     ids: list[str] = []
@@ -247,15 +301,16 @@ def create_many(
     generated = iter(
         new_ids
         if new_ids is not None
-        else new_record_ids(sum(1 for record_id, _ in items if record_id is None))
+        else _ids.new_record_ids(sum(1 for record_id, _ in items if record_id is None))
     )
     for position, (record_id, data) in enumerate(items):
         try:
+            if record_id is not None:
+                validate_record_id(record_id)
             text = encode_data(validate_data(data))
             if record_id is None:
                 record_id = next(generated)
             else:
-                validate_record_id(record_id)
                 if record_id in explicit:
                     raise _exists(collection, record_id)
                 explicit[record_id] = position
@@ -292,11 +347,20 @@ def create_many(
 class PreparedCreates:
     """Creates of one collection, checked and encoded, not written yet
     (:func:`prepare_creates`): ``json[i]`` is item i's data as JSON text, ``given[i]`` its
-    explicit id or None."""
+    explicit id or None (``given`` None: every id is generated). ``search``: the texts
+    the store indexes, when the producer made them (an import's worker process)."""
 
     collection: str
-    given: list[str | None]
+    given: list[str | None] | None
     json: list[str]
+    search: list[str] | None = None
+
+    @classmethod
+    def encoded(cls, collection: str, records: EncodedRecords) -> PreparedCreates:
+        """New records another process checked and encoded (import chunks), every id
+        generated."""
+        validate_collection(collection)
+        return cls(collection, None, records.json, records.search)
 
 
 @dataclass(slots=True)
@@ -363,30 +427,34 @@ def prepare_creates(collection: str, items: Sequence[CreateInput]) -> PreparedCr
 
 
 def create_prepared(tx: Tx, tenant: str, prepared: PreparedCreates) -> NewRecords:
-    """Write what :func:`prepare_creates` checked, with one multi-row insert, or nothing:
-    an id that exists raises 409 ``ALREADY_EXISTS`` and nothing of this call stays
-    written. Ids are generated here, in the transaction, so they follow commit order."""
+    """Write what :func:`prepare_creates` checked (or :meth:`PreparedCreates.encoded`
+    took), with one multi-row insert, or nothing: an id that exists raises 409
+    ``ALREADY_EXISTS`` (with generated ids only a concurrent writer can cause one) and
+    nothing of this call stays written. Ids are generated here, in the transaction, so
+    they follow commit order."""
     collection, given = prepared.collection, prepared.given
-    explicit = sum(1 for record_id in given if record_id is not None)
-    if not explicit:
-        ids = new_record_ids(len(given))
+    if given is None:
+        ids = _ids.new_record_ids(len(prepared.json))
     else:
-        generated = iter(new_record_ids(len(given) - explicit))
-        ids = [next(generated) if record_id is None else record_id for record_id in given]
-    now = now_iso()
+        explicit = sum(1 for record_id in given if record_id is not None)
+        if not explicit:
+            ids = _ids.new_record_ids(len(given))
+        else:
+            generated = iter(_ids.new_record_ids(len(given) - explicit))
+            ids = [next(generated) if record_id is None else record_id for record_id in given]
+    now = _ids.now_iso()
+    records = EncodedRecords(prepared.json, prepared.search)
     try:
-        tx.insert_encoded(tenant, collection, ids, EncodedRecords(prepared.json), now=now)
+        tx.insert_encoded(tenant, collection, ids, records, now=now)
     except DuplicateRecordError as exc:
         raise _exists(collection, exc.ids[0]) from exc
     return NewRecords(collection, ids, prepared.json, now)
 
 
 def create_bulk(tx: Tx, tenant: str, collection: str, datas: Sequence[Any]) -> dict[int, APIError]:
-    """:func:`create_many` for bulk loads (import jobs): every record gets a generated id
-    and nothing is echoed back, so only the problems are returned, by position in
-    ``datas`` (empty when all were created). Generated ids cannot clash, so no existence
-    check is made; a clash anyway (a concurrent writer) is a 409 for the whole call, as in
-    create_many."""
+    """Creates for bulk loads (import jobs): every record gets a generated id and nothing
+    is echoed back, so only the problems are returned, by position in ``datas`` (empty
+    when all were created); the others are written by :func:`create_prepared`."""
     validate_collection(collection)
     problems: dict[int, APIError] = {}
     texts: list[str] = []
@@ -397,26 +465,8 @@ def create_bulk(tx: Tx, tenant: str, collection: str, datas: Sequence[Any]) -> d
         except APIError as exc:
             problems[position] = exc
     if texts:
-        try:
-            tx.insert_encoded(
-                tenant, collection, new_record_ids(len(texts)), EncodedRecords(texts), now=now_iso()
-            )
-        except DuplicateRecordError as exc:
-            raise _exists(collection, exc.ids[0]) from exc
+        create_prepared(tx, tenant, PreparedCreates(collection, None, texts))
     return problems
-
-
-def create_encoded(tx: Tx, tenant: str, collection: str, records: EncodedRecords) -> None:
-    """:func:`create_bulk` for data its producer has encoded already (JSON objects; import
-    jobs prepare them in a worker process): generated ids, nothing echoed back, a clash
-    (a concurrent writer) is a 409 for the whole call."""
-    validate_collection(collection)
-    try:
-        tx.insert_encoded(
-            tenant, collection, new_record_ids(len(records.json)), records, now=now_iso()
-        )
-    except DuplicateRecordError as exc:
-        raise _exists(collection, exc.ids[0]) from exc
 
 
 def _unreachable() -> APIError:
@@ -489,10 +539,17 @@ def read_many(
 # -- update / replace / delete -------------------------------------------------------------
 
 
+def _target(collection: Any, record_id: Any) -> None:
+    """The names of one record: its collection first, then its id."""
+    validate_collection(collection)
+    validate_record_id(record_id)
+
+
 def _live_row(
     tx: Tx, tenant: str, collection: str, record_id: str, if_match: int | None
 ) -> RecordRow:
-    return _row(tx, tenant, collection, record_id, if_match, for_update=True)
+    """:func:`_row` of a live record to write, for a caller that checked the names."""
+    return _fetch(tx, tenant, collection, record_id, if_match, for_update=True)
 
 
 def _row(
@@ -508,8 +565,28 @@ def _row(
     """The record (live only unless ``include_deleted``), 404 if there is none, 409 if it
     is not at ``if_match``. ``for_update`` for every read a write is computed from: it
     must not race a concurrent writer."""
-    validate_collection(collection)
-    validate_record_id(record_id)
+    _target(collection, record_id)
+    return _fetch(
+        tx,
+        tenant,
+        collection,
+        record_id,
+        if_match,
+        include_deleted=include_deleted,
+        for_update=for_update,
+    )
+
+
+def _fetch(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    record_id: str,
+    if_match: int | None,
+    *,
+    include_deleted: bool = False,
+    for_update: bool = False,
+) -> RecordRow:
     row = tx.get_records(
         tenant, collection, [record_id], include_deleted=include_deleted, for_update=for_update
     ).get(record_id)
@@ -534,6 +611,7 @@ def update(
     if_match: int | None = None,
 ) -> dict[str, Any]:
     """Apply an RFC 7386 merge patch to ``data``; bumps ``version``."""
+    _target(collection, record_id)
     encode_data(validate_data(patch))  # what JSON cannot hold is a 422, not a failed write
     row = _live_row(tx, tenant, collection, record_id, if_match)
     merged = merge_patch(row.data, patch)
@@ -550,6 +628,7 @@ def replace(
     if_match: int | None = None,
 ) -> dict[str, Any]:
     """Replace ``data`` whole; bumps ``version``."""
+    _target(collection, record_id)
     encode_data(validate_data(data))
     row = _live_row(tx, tenant, collection, record_id, if_match)
     return _write(tx, row, data)
@@ -558,7 +637,7 @@ def replace(
 def _write(tx: Tx, row: RecordRow, data: dict[str, Any]) -> dict[str, Any]:
     row.data = data
     row.version += 1
-    row.updated_at = now_iso()
+    row.updated_at = _ids.now_iso()
     tx.update_records([row])
     return record_body(row)
 
@@ -581,7 +660,7 @@ def delete(
         tx.delete_records(tenant, collection, [record_id])
     else:
         row.version += 1
-        row.updated_at = row.deleted_at = now_iso()
+        row.updated_at = row.deleted_at = _ids.now_iso()
         tx.update_records([row])
     return {
         "id": record_id,
@@ -610,7 +689,7 @@ def restore(
             details={"collection": collection, "id": record_id},
         )
     row.version += 1
-    row.updated_at = now_iso()
+    row.updated_at = _ids.now_iso()
     row.deleted_at = None
     tx.update_records([row])
     return record_body(row)
@@ -626,17 +705,17 @@ def list_records(
     *,
     filters: Any = None,
     limit: Any = None,
-    cursor: str | None = None,
+    cursor: Any = None,
 ) -> dict[str, Any]:
-    """A page of live records ordered by id; ``next_cursor`` is None on the last page."""
+    """A page of live records ordered by id (``limit`` as sent: default
+    ``DEFAULT_PAGE_SIZE``); ``next_cursor`` is None on the last page."""
     validate_collection(collection)
-    checked_filters = validate_filters(filters)
-    page_size = validate_limit(limit)
+    checked_filters, page_size, after_id = _page(filters, limit, cursor)
     rows = tx.list_records(
         tenant,
         collection,
         filters=checked_filters,
-        after_id=decode_cursor(cursor),
+        after_id=after_id,
         limit=page_size + 1,
     )
     more = len(rows) > page_size
@@ -656,13 +735,12 @@ def search(
     filters: Any = None,
     limit: Any = None,
 ) -> dict[str, Any]:
-    """Ranked full-text search over the string values of live records."""
+    """Ranked full-text search over the string values of live records (``limit`` as sent:
+    default ``DEFAULT_SEARCH_SIZE``)."""
     validate_collection(collection)
-    validate_query(query)
-    checked_filters = validate_filters(filters)
-    page_size = validate_limit(limit, default=20)
+    text, checked_filters, page_size = _search_terms(query, filters, limit)
     hits, total = tx.search_records(
-        tenant, collection, query=query, filters=checked_filters, limit=page_size
+        tenant, collection, query=text, filters=checked_filters, limit=page_size
     )
     return {
         "results": [{"record": record_body(row), "score": score} for row, score in hits],
@@ -728,7 +806,7 @@ def update_where(
     encode_data(validate_data(patch), path="patch")
     rows = _matching(tx, tenant, collection, filters, after_id, limit, for_update=not dry_run)
     if not dry_run and rows:
-        now = now_iso()
+        now = _ids.now_iso()
         for row in rows:
             row.data = merge_patch(row.data, patch)
             row.version += 1
@@ -743,7 +821,7 @@ def _delete_rows(tx: Tx, tenant: str, collection: str, rows: list[RecordRow], ha
     if hard:
         tx.delete_records(tenant, collection, [row.id for row in rows])
         return
-    now = now_iso()
+    now = _ids.now_iso()
     for row in rows:
         row.version += 1
         row.updated_at = row.deleted_at = now
