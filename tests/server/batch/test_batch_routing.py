@@ -16,12 +16,11 @@ from batchops._exceptions import (
 )
 from batchops.server.batch.routing import (
     Route,
-    parse_if_match,
-    parse_query_value,
     route_rest,
     route_typed,
 )
 from batchops.server.records import service
+from batchops.server.records.params import parse_if_match, parse_query_value
 
 RECORDS = "/v1/collections/people/records"
 

@@ -43,7 +43,6 @@ and ``?code="42"`` on the string "42". A repeated key is an error (400).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -58,24 +57,16 @@ from batchops._exceptions import (
 )
 from batchops.server.batch.model import OpType
 from batchops.server.limits import INT64_MAX, whole_number
+from batchops.server.records.params import parse_if_match, parse_limit_param, parse_query_value
 
 __all__ = [
     "Route",
-    "parse_if_match",
-    "parse_limit_param",
-    "parse_query_value",
     "route_rest",
     "route_typed",
 ]
 
 _UNSET: Final = msgspec.UNSET
 
-_JSON_SCALAR_RE: Final = re.compile(
-    r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|"(?:[^"\\]|\\.)*"'
-)
-_IF_MATCH_RE: Final = re.compile(r'"?([0-9]{1,18})"?')
-# At most 18 digits: int() stays cheap, and longer is past any page size anyway.
-_LIMIT_RE: Final = re.compile(r"-?[0-9]{1,18}")
 
 _RECORD_ID_TYPES: Final = frozenset({"read", "update", "replace", "delete", "restore"})
 _DATA_TYPES: Final = frozenset({"create", "update", "replace"})
@@ -292,50 +283,6 @@ def route_typed(
         params=params,
         if_match=if_match,
     )
-
-
-def parse_query_value(raw: str) -> Any:
-    """Decode a (percent-decoded) query-string value: JSON scalar if it is one, else the text.
-
-    A value containing ``${`` is returned untouched: it is a reference template, and a
-    whole-string reference keeps its JSON type when resolved.
-
-    >>> [parse_query_value(v) for v in ["42", "1.5", "true", "null", '"42"', "007", "ada"]]
-    [42, 1.5, True, None, '42', '007', 'ada']
-    """
-    if "${" not in raw and _JSON_SCALAR_RE.fullmatch(raw):
-        try:
-            return msgspec.json.decode(raw)
-        except msgspec.DecodeError:  # e.g. a bad escape inside quotes: keep the text
-            return raw
-    return raw
-
-
-def parse_limit_param(raw: str) -> Any:
-    """A ``limit`` query parameter (percent-decoded): an integer when it is one in digits,
-    else the text as sent, which the records service refuses with its 422 — so ``?limit=0``,
-    ``?limit=1e3`` and ``?limit=ten`` answer what ``"limit": 0`` or ``"ten"`` in a body
-    answers. A reference template stays text, resolved before the service judges it.
-
-    >>> [parse_limit_param(v) for v in ["20", "-1", "1e3", "ten"]]
-    [20, -1, '1e3', 'ten']
-    """
-    return int(raw) if _LIMIT_RE.fullmatch(raw) else raw
-
-
-def parse_if_match(value: str) -> int:
-    """Parse an ``If-Match`` header into a version: ``3`` or the ETag form ``"3"``.
-
-    Raises :class:`InvalidRequestError` (path ``headers.If-Match``) for anything else,
-    including weak ETags (``W/"3"``), lists and ``*``.
-    """
-    match = _IF_MATCH_RE.fullmatch(value.strip())
-    if match is None:
-        raise InvalidRequestError(
-            f'If-Match must be a record version like 3 or "3", got {value!r}',
-            details={"path": "headers.If-Match"},
-        )
-    return int(match.group(1))
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -14,11 +14,11 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from batchops._exceptions import InvalidRequestError
-from batchops.server.batch.routing import parse_if_match, parse_limit_param, parse_query_value
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
 from batchops.server.openapi import AUTH, BODY, STORE, json_answer, json_body, param, ref, responses
 from batchops.server.records import service
+from batchops.server.records.params import parse_if_match, parse_limit_param, parse_query_value
 from batchops.server.records.schemas import validate_record_id
 
 __all__ = ["router"]

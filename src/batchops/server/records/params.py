@@ -1,0 +1,67 @@
+"""The REST form of a record operation's parameters: query-string values, ``?limit=`` and
+the ``If-Match`` header, read the same way by the REST routes
+(:mod:`batchops.server.records.router`) and by the REST dialect of ``/v1/batch``
+(:mod:`batchops.server.batch.routing`), so both hand the records service the same values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import msgspec
+
+from batchops._exceptions import InvalidRequestError
+
+__all__ = ["parse_if_match", "parse_limit_param", "parse_query_value"]
+
+_JSON_SCALAR_RE: Final = re.compile(
+    r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|"(?:[^"\\]|\\.)*"'
+)
+_IF_MATCH_RE: Final = re.compile(r'"?([0-9]{1,18})"?')
+# At most 18 digits: int() stays cheap, and longer is past any page size anyway.
+_LIMIT_RE: Final = re.compile(r"-?[0-9]{1,18}")
+
+
+def parse_query_value(raw: str) -> Any:
+    """Decode a (percent-decoded) query-string value: JSON scalar if it is one, else the text.
+
+    A value containing ``${`` is returned untouched: it is a reference template, and a
+    whole-string reference keeps its JSON type when resolved.
+
+    >>> [parse_query_value(v) for v in ["42", "1.5", "true", "null", '"42"', "007", "ada"]]
+    [42, 1.5, True, None, '42', '007', 'ada']
+    """
+    if "${" not in raw and _JSON_SCALAR_RE.fullmatch(raw):
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError:  # e.g. a bad escape inside quotes: keep the text
+            return raw
+    return raw
+
+
+def parse_limit_param(raw: str) -> Any:
+    """A ``limit`` query parameter (percent-decoded): an integer when it is one in digits,
+    else the text as sent, which the records service refuses with its 422 — so ``?limit=0``,
+    ``?limit=1e3`` and ``?limit=ten`` answer what ``"limit": 0`` or ``"ten"`` in a body
+    answers. A reference template stays text, resolved before the service judges it.
+
+    >>> [parse_limit_param(v) for v in ["20", "-1", "1e3", "ten"]]
+    [20, -1, '1e3', 'ten']
+    """
+    return int(raw) if _LIMIT_RE.fullmatch(raw) else raw
+
+
+def parse_if_match(value: str) -> int:
+    """Parse an ``If-Match`` header into a version: ``3`` or the ETag form ``"3"``.
+
+    Raises :class:`InvalidRequestError` (path ``headers.If-Match``) for anything else,
+    including weak ETags (``W/"3"``), lists and ``*``.
+    """
+    match = _IF_MATCH_RE.fullmatch(value.strip())
+    if match is None:
+        raise InvalidRequestError(
+            f'If-Match must be a record version like 3 or "3", got {value!r}',
+            details={"path": "headers.If-Match"},
+        )
+    return int(match.group(1))
