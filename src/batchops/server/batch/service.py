@@ -109,6 +109,9 @@ class Answer:
     data: bytes
     counts: dict[str, int]
     committed: bool = True
+    #: The answer before it was encoded (the general path's; the lane splices ``data``
+    #: straight from the stored texts and has none).
+    payload: dict[str, Any] | None = None
 
 
 def _counts(meta: dict[str, Any]) -> dict[str, int]:
@@ -194,7 +197,9 @@ async def run_whole(
     def finish(tx: Tx, outcomes: list[OpOutcome]) -> None:
         assert keep is not None
         payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
-        answer = Answer(batch_status(outcomes), orjson.dumps(payload), _counts(payload["meta"]))
+        answer = Answer(
+            batch_status(outcomes), orjson.dumps(payload), _counts(payload["meta"]), True, payload
+        )
         keep(tx, answer)
         kept[:] = [answer]
 
@@ -223,7 +228,7 @@ async def run_whole(
             outcomes = atomic_failure_outcomes(plan, failed)
             status = failed.error.status_code
         payload = batch_payload(batch_id, plan, outcomes, started, committed=False)
-        answer = Answer(status, orjson.dumps(payload), _counts(payload["meta"]), committed=False)
+        answer = Answer(status, orjson.dumps(payload), _counts(payload["meta"]), False, payload)
         if keep is not None:
             store_failure = keep
 
@@ -237,7 +242,9 @@ async def run_whole(
     if kept:
         return kept[0]
     payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
-    return Answer(batch_status(outcomes), orjson.dumps(payload), _counts(payload["meta"]))
+    return Answer(
+        batch_status(outcomes), orjson.dumps(payload), _counts(payload["meta"]), True, payload
+    )
 
 
 async def stream(
@@ -277,7 +284,8 @@ async def stream(
             )
             if claim is not None:
                 claim.settled = True
-            yield ndjson_lines(orjson.loads(answer.data), answer.status)
+            assert answer.payload is not None  # run_whole's answers carry theirs
+            yield ndjson_lines(answer.payload, answer.status)
             return
         state = RunState(plan, tenant, deadline)
         n = len(plan.ops)
