@@ -39,6 +39,7 @@ from batchops.server.limits import (
 from batchops.server.records.schemas import (
     COLLECTION_PATTERN,
     DEFAULT_PAGE_SIZE,
+    DEFAULT_SEARCH_SIZE,
     MAX_PAGE_SIZE,
     RECORD_ID_PATTERN,
 )
@@ -257,7 +258,7 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["integer", "null"],
                 "minimum": 1,
                 "maximum": MAX_PAGE_SIZE,
-                "default": 20,
+                "default": DEFAULT_SEARCH_SIZE,
             },
         },
         "additionalProperties": False,
