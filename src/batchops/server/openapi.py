@@ -119,6 +119,17 @@ _SCALAR: dict[str, Any] = {
     "pattern": _NO_NUL,  # binds strings only
 }
 
+_BULK_OPTIONS: dict[str, Any] = {
+    "dry_run": {"type": "boolean", "default": False},
+    "limit": {"type": ["integer", "null"], "minimum": 1, "maximum": INT64_MAX},
+    "chunk_size": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_CHUNK_SIZE},
+    "notification_webhook": {
+        "description": "Given, the request always runs as a job (202).",
+        "anyOf": [{"$ref": "#/components/schemas/NotificationWebhook"}, {"type": "null"}],
+    },
+}
+"""What both bulk requests take besides their selection."""
+
 SCHEMAS: dict[str, Any] = {
     # -- the error envelope (every non-2xx answer) ------------------------------------------
     "Error": {
@@ -536,17 +547,7 @@ SCHEMAS: dict[str, Any] = {
             "collection": {"type": "string", "pattern": _anchored(COLLECTION_PATTERN)},
             "filter": {"$ref": "#/components/schemas/Filters"},
             "update": {"$ref": "#/components/schemas/RecordData"},
-            "dry_run": {"type": "boolean", "default": False},
-            "limit": {"type": ["integer", "null"], "minimum": 1, "maximum": INT64_MAX},
-            "chunk_size": {
-                "type": ["integer", "null"],
-                "minimum": 1,
-                "maximum": MAX_CHUNK_SIZE,
-            },
-            "notification_webhook": {
-                "description": "Given, the request always runs as a job (202).",
-                "anyOf": [{"$ref": "#/components/schemas/NotificationWebhook"}, {"type": "null"}],
-            },
+            **_BULK_OPTIONS,
         },
         "additionalProperties": False,
     },
@@ -564,17 +565,7 @@ SCHEMAS: dict[str, Any] = {
                 "items": {"type": "string", "pattern": _anchored(RECORD_ID_PATTERN)},
             },
             "soft": {"type": "boolean", "default": True},
-            "dry_run": {"type": "boolean", "default": False},
-            "limit": {"type": ["integer", "null"], "minimum": 1, "maximum": INT64_MAX},
-            "chunk_size": {
-                "type": ["integer", "null"],
-                "minimum": 1,
-                "maximum": MAX_CHUNK_SIZE,
-            },
-            "notification_webhook": {
-                "description": "Given, the request always runs as a job (202).",
-                "anyOf": [{"$ref": "#/components/schemas/NotificationWebhook"}, {"type": "null"}],
-            },
+            **_BULK_OPTIONS,
         },
         "oneOf": [{"required": ["filter"]}, {"required": ["ids"]}],
         "additionalProperties": False,

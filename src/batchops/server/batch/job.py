@@ -199,9 +199,13 @@ async def run_batch_job(ctx: JobContext) -> None:
             return
         job = await ctx.start()
 
+        owned: list[JobRow] = []  # the job as this transaction's guard locked it
+
         def guard(tx: Tx) -> None:
-            if ctx.own(tx).cancel_requested:
+            mine = ctx.own(tx)
+            if mine.cancel_requested:
                 raise _CancelledBeforeRun
+            owned[:] = [mine]
 
         def keep(tx: Tx, answer: service.Answer) -> None:
             # The synchronous route's own answer, stored as the job's results (seq 1) with
@@ -212,7 +216,7 @@ async def run_batch_job(ctx: JobContext) -> None:
             # Checkpoint 1: the results are committed (from 0: nothing was).
             ctx.checkpoint(
                 tx,
-                ctx.own(tx),
+                owned[0],
                 1,
                 processed=counts["total"],
                 succeeded=counts["succeeded"],

@@ -230,14 +230,7 @@ async def run_whole(
         payload = batch_payload(batch_id, plan, outcomes, started, committed=False)
         answer = Answer(status, orjson.dumps(payload), _counts(payload["meta"]), False, payload)
         if keep is not None:
-            store_failure = keep
-
-            def keep_failure(tx: Tx) -> None:
-                if guard is not None:
-                    guard(tx)
-                store_failure(tx, answer)
-
-            await store.run(keep_failure, retries=3)
+            await _keep_apart(store, guard, keep, answer)
         return answer
     if kept:
         return kept[0]
@@ -328,13 +321,8 @@ async def stream(
         status = batch_status(outcomes)
         payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
         if claim is not None:
-            data, settle = orjson.dumps(payload), claim
-
-            def finish(tx: Tx) -> None:
-                settle.hold(tx)
-                settle.finish(tx, status, data)
-
-            await store.run(finish, retries=3)
+            answer = Answer(status, orjson.dumps(payload), _counts(payload["meta"]), True, payload)
+            await _keep_apart(store, claim.hold, keeper(claim), answer)
             claim.settled = True
         yield orjson.dumps(meta_line(payload, status)) + b"\n"
     except APIError as exc:
@@ -343,6 +331,19 @@ async def stream(
         # Every other exit (an error above, a client that went away: the response is
         # cancelled, and no await may run here) gives the key up for a retry.
         release_soon(claim, store)
+
+
+async def _keep_apart(store: Store, guard: Guard | None, keep: Keep | None, answer: Answer) -> None:
+    """Keep ``answer`` in a transaction of its own (guarded like the batch's): for answers
+    whose writes committed slice by slice, or rolled back."""
+
+    def run(tx: Tx) -> None:
+        if guard is not None:
+            guard(tx)
+        if keep is not None:
+            keep(tx, answer)
+
+    await store.run(run, retries=3)
 
 
 def keeper(claim: Claim | None) -> Keep | None:
