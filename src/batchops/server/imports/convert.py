@@ -124,14 +124,7 @@ def csv_converter(
             count(cells)
         data: dict[str, Any] = {}
         for index, cell, column, parents, last in plan:
-            value = cell(cells[index], column)
-            target = data
-            for name in parents:
-                child = target.get(name)
-                if not isinstance(child, dict):
-                    child = target[name] = {}
-                target = child
-            target[last] = value
+            _put(data, parents, last, cell(cells[index], column))
         return data
 
     tree = _field_tree(plan)
@@ -242,6 +235,12 @@ CELLS: dict[FieldType, _Cell] = {
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     *parents, last = path.split(".")
+    _put(data, parents, last, value)
+
+
+def _put(data: dict[str, Any], parents: Sequence[str], last: str, value: Any) -> None:
+    """``value`` at ``parents`` + ``last`` in ``data``, making (or replacing non-object)
+    parents as objects."""
     target = data
     for name in parents:
         child = target.get(name)
