@@ -30,7 +30,8 @@ from batchops.server.imports import job as import_job
 from batchops.server.imports.router import router as imports_router
 from batchops.server.jobs.router import router as jobs_router
 from batchops.server.jobs.runner import JobKinds, JobRunner
-from batchops.server.openapi import STORE, install, json_answer, responses
+from batchops.server.openapi import install
+from batchops.server.openapi_routes import STORE, json_answer, responses
 from batchops.server.ratelimit import KeyRateLimits
 from batchops.server.records.router import router as records_router
 from batchops.server.settings import Settings

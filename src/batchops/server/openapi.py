@@ -1,12 +1,13 @@
-"""The OpenAPI document, told true: every shared schema, the error envelope, the security
-schemes and the helpers routes declare their parameters, bodies and answers with.
+"""The OpenAPI document, told true: every shared component schema (the error envelope
+among them), the security schemes, and :func:`install`, which puts them in the document
+``/openapi.json`` serves.
 
-One module so that a shape is written once: the routes (``responses=`` and
-``openapi_extra=`` on FastAPI routes, ``OPENAPI_PATHS`` for the plain Starlette
-``POST /v1/batch``) refer to the components here by name, and :func:`install` puts them in
-the document ``/openapi.json`` serves. Bounds come from the constants the server enforces
-(:mod:`batchops.server.limits`, the records rules, the settings of the running app), never
-from copies.
+The routes (``responses=`` and ``openapi_extra=`` on FastAPI routes, ``OPENAPI_PATHS`` for
+the plain Starlette ``POST /v1/batch``) declare their part with the helpers of
+:mod:`batchops.server.openapi_routes` and refer to the components here by name, so a
+shape is written once. Bounds come from the constants the server enforces
+(:mod:`batchops.server.limits`, the domains' rules, the settings of the running app),
+never from copies: this module reads every domain, so only the app (the top) imports it.
 
 Why it matters: ``tests/contract/test_schemathesis.py`` runs schemathesis against a real
 ``batchops serve`` with every check on — a status, a header, a content type or a body the
@@ -16,14 +17,13 @@ the server refuses (or one it calls invalid that the server takes).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from fastapi import FastAPI
 
 from batchops.server.batch.refs import NAME_RE
 from batchops.server.bulk.service import MAX_IDS
-from batchops.server.imports.rows import FIELD_TYPES, FORMATS
 from batchops.server.jobs.schemas import JOB_STATES, JOB_TYPES, MAX_CHUNK_SIZE
 from batchops.server.limits import (
     INT64_MAX,
@@ -36,9 +36,9 @@ from batchops.server.limits import (
     MAX_SEARCH_TERMS,
     UINT64_MAX,
 )
+from batchops.server.openapi_routes import RATE_HEADERS, anchored, ref
 from batchops.server.records.schemas import (
     COLLECTION_PATTERN,
-    DEFAULT_PAGE_SIZE,
     DEFAULT_SEARCH_SIZE,
     MAX_PAGE_SIZE,
     RECORD_ID_PATTERN,
@@ -48,35 +48,12 @@ from batchops.server.webhooks.schemas import EVENTS, MAX_SECRET_LENGTH, MIN_SECR
 from batchops.server.webhooks.targets import MAX_URL_LENGTH, URL_PATTERN
 
 __all__ = [
-    "AUTH",
     "BEARER",
-    "BODY",
-    "ERROR_STATUSES",
-    "JOB_LINKS",
-    "LOCATION",
     "NOTIFICATION_WEBHOOK_SCHEMA",
     "SCHEMAS",
     "SECURITY_SCHEMES",
-    "STORE",
-    "import_parameters",
     "install",
-    "json_answer",
-    "json_body",
-    "param",
-    "ref",
-    "responses",
 ]
-
-
-def ref(name: str) -> dict[str, str]:
-    """A reference to the component schema ``name``."""
-    assert name in SCHEMAS, f"no schema {name!r}"
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _anchored(pattern: str) -> str:
-    # Python's fullmatch is JSON Schema's (ECMA 262) search with both ends anchored.
-    return f"^(?:{pattern})$"
 
 
 # -- values -------------------------------------------------------------------------------
@@ -102,7 +79,7 @@ _URL: dict[str, Any] = {
     "maxLength": MAX_URL_LENGTH,
     "description": "An absolute http(s) URL of printable ASCII, e.g. "
     "https://hooks.example.com/batchops: its host a name (IDN names as xn--) or an IP address.",
-    "pattern": _anchored(URL_PATTERN),
+    "pattern": anchored(URL_PATTERN),
 }
 _EVENTS: dict[str, Any] = {
     "type": ["array", "null"],
@@ -177,7 +154,7 @@ SCHEMAS: dict[str, Any] = {
         "maxProperties": MAX_FILTERS,
         "propertyNames": {
             "maxLength": MAX_FILTER_PATH_CHARS,
-            "pattern": _anchored(
+            "pattern": anchored(
                 f"[A-Za-z0-9_-]+(?:\\.[A-Za-z0-9_-]+){{0,{MAX_FILTER_SEGMENTS - 1}}}"
             ),
         },
@@ -188,8 +165,8 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["id", "collection", "data", "version", "created_at", "updated_at"],
         "properties": {
-            "id": {"type": "string", "pattern": _anchored(RECORD_ID_PATTERN)},
-            "collection": {"type": "string", "pattern": _anchored(COLLECTION_PATTERN)},
+            "id": {"type": "string", "pattern": anchored(RECORD_ID_PATTERN)},
+            "collection": {"type": "string", "pattern": anchored(COLLECTION_PATTERN)},
             "data": {"$ref": "#/components/schemas/RecordData"},
             "version": {"type": "integer", "minimum": 1},
             "created_at": _RFC3339,
@@ -207,7 +184,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {
                 "type": "string",
-                "pattern": _anchored(RECORD_ID_PATTERN),
+                "pattern": anchored(RECORD_ID_PATTERN),
                 "description": "Your own id; without one the server makes a time-ordered one.",
             },
             "data": {"$ref": "#/components/schemas/RecordData"},
@@ -544,7 +521,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["collection", "filter", "update"],
         "properties": {
-            "collection": {"type": "string", "pattern": _anchored(COLLECTION_PATTERN)},
+            "collection": {"type": "string", "pattern": anchored(COLLECTION_PATTERN)},
             "filter": {"$ref": "#/components/schemas/Filters"},
             "update": {"$ref": "#/components/schemas/RecordData"},
             **_BULK_OPTIONS,
@@ -556,13 +533,13 @@ SCHEMAS: dict[str, Any] = {
         "description": "Select the records by `filter` or by `ids`, not both.",
         "required": ["collection"],
         "properties": {
-            "collection": {"type": "string", "pattern": _anchored(COLLECTION_PATTERN)},
+            "collection": {"type": "string", "pattern": anchored(COLLECTION_PATTERN)},
             "filter": {"$ref": "#/components/schemas/Filters"},
             "ids": {
                 "type": "array",
                 "minItems": 1,
                 "maxItems": MAX_IDS,
-                "items": {"type": "string", "pattern": _anchored(RECORD_ID_PATTERN)},
+                "items": {"type": "string", "pattern": anchored(RECORD_ID_PATTERN)},
             },
             "soft": {"type": "boolean", "default": True},
             **_BULK_OPTIONS,
@@ -713,7 +690,7 @@ NOTIFICATION_WEBHOOK_SCHEMA: Final = SCHEMAS["NotificationWebhook"]
 
 # -- POST /v1/batch: the operations of both dialects --------------------------------------
 
-_NAME_PATTERN = _anchored(NAME_RE.pattern.replace("\\s", _PY_SPACE))
+_NAME_PATTERN = anchored(NAME_RE.pattern.replace("\\s", _PY_SPACE))
 _OP_NAME = {
     "type": "string",
     "pattern": _NAME_PATTERN,
@@ -760,7 +737,7 @@ _NO_IF_MATCH_HEADER = {
     "additionalProperties": {"type": "string"},
 }
 _TYPED_FIELDS: dict[str, dict[str, Any]] = {
-    "id": {"type": "string", "pattern": _anchored(RECORD_ID_PATTERN)},
+    "id": {"type": "string", "pattern": anchored(RECORD_ID_PATTERN)},
     "data": ref("RecordData"),
     "query": SCHEMAS["SearchRequest"]["properties"]["query"],
     "if_match": {"type": ["integer", "null"], "minimum": 0, "maximum": INT64_MAX},
@@ -787,7 +764,7 @@ _TYPED_KINDS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], dict[str, Any]]
 def _rest_operation(kind: str, method: str, path: str, body: dict[str, Any] | None) -> Any:
     properties: dict[str, Any] = {
         "method": {"const": method},
-        "path": {"type": "string", "pattern": _anchored(path)},
+        "path": {"type": "string", "pattern": anchored(path)},
         "id": {**_OP_NAME, "type": ["string", "null"]},
         "headers": _IF_MATCH_HEADER if kind in _IF_MATCH_KINDS else _NO_IF_MATCH_HEADER,
         **_COMMON_OP,
@@ -808,7 +785,7 @@ def _typed_operation(
 ) -> Any:
     properties: dict[str, Any] = {
         "type": {"const": kind},
-        "collection": {"type": "string", "pattern": _anchored(COLLECTION_PATTERN)},
+        "collection": {"type": "string", "pattern": anchored(COLLECTION_PATTERN)},
         "ref": {**_OP_NAME, "type": ["string", "null"]},
         **{name: _TYPED_FIELDS[name] for name in (*required, *optional)},
         **_COMMON_OP,
@@ -866,181 +843,6 @@ def _batch_schemas(max_operations: int) -> dict[str, Any]:
 SCHEMAS.update(_batch_schemas(Settings().max_batch_operations))
 
 
-# -- parameters ---------------------------------------------------------------------------
-
-_PARAMETERS: dict[str, dict[str, Any]] = {
-    "collection": {
-        "in": "path",
-        "required": True,
-        "description": "The collection's name.",
-        "schema": {"type": "string", "pattern": _anchored(COLLECTION_PATTERN)},
-    },
-    "record_id": {
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": _anchored(RECORD_ID_PATTERN)},
-    },
-    "job_id": {"in": "path", "required": True, "schema": {"type": "string"}},
-    "webhook_id": {"in": "path", "required": True, "schema": {"type": "string"}},
-    "limit": {
-        "in": "query",
-        "description": "Page size.",
-        "schema": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": MAX_PAGE_SIZE,
-            "default": DEFAULT_PAGE_SIZE,
-        },
-    },
-    "If-Match": {
-        "in": "header",
-        "description": 'The version the record must be at (409 VERSION_MISMATCH): 3 or "3".',
-        "schema": {"type": "string", "pattern": '^ *"?[0-9]{1,18}"? *$'},
-    },
-}
-
-
-def param(name: str, **overrides: Any) -> dict[str, Any]:
-    """The OpenAPI parameter ``name`` (a shared one, adjusted by ``overrides``; or a new one
-    when ``overrides`` give at least ``in`` and ``schema``)."""
-    return {"name": name, **_PARAMETERS.get(name, {}), **overrides}
-
-
-# -- bodies -------------------------------------------------------------------------------
-
-
-def json_body(schema: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    """``openapi_extra`` for a route whose body is JSON of ``schema`` (declared by hand:
-    the routes read the body themselves, to bound it and to answer the error envelope)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": dict(schema), **extra}},
-        }
-    }
-
-
-# -- answers ------------------------------------------------------------------------------
-
-_INT_HEADER = {"schema": {"type": "integer", "minimum": 0}}
-_RATE_HEADERS: Final = {
-    "RateLimit-Limit": {**_INT_HEADER, "description": "The key's budget per minute."},
-    "RateLimit-Remaining": {**_INT_HEADER, "description": "What is left of it."},
-    "RateLimit-Reset": {**_INT_HEADER, "description": "Seconds until it is whole again."},
-}
-_RETRY_AFTER: Final = {
-    "description": "Seconds to wait before retrying.",
-    "schema": {"type": "integer", "minimum": 1},
-}
-
-ERROR_STATUSES: Final[Mapping[int, str]] = {
-    400: "The request is malformed (INVALID_REQUEST or a more precise code): not JSON, an "
-    "unknown or missing field, a bad parameter; `details.path` names it.",
-    401: "MISSING_API_KEY or INVALID_API_KEY (unknown or revoked).",
-    403: "FORBIDDEN.",
-    404: "Not found for this tenant (NOT_FOUND, JOB_NOT_FOUND, WEBHOOK_NOT_FOUND).",
-    408: "REQUEST_TIMEOUT: no part of the body arrived for the server's read timeout; the "
-    "connection is closed and nothing was applied.",
-    409: "A conflict with the current state (CONFLICT, VERSION_MISMATCH, ...).",
-    413: "The body is larger than the server takes (PAYLOAD_TOO_LARGE, "
-    "INFLATION_RATIO_EXCEEDED for a gzip body).",
-    415: "UNSUPPORTED_MEDIA_TYPE: the Content-Type or Content-Encoding is not taken here.",
-    422: "VALIDATION_ERROR (or a more precise code): well-formed but invalid content; "
-    "`details.path` names it.",
-    429: "RATE_LIMITED: the key's budget is spent; retry after Retry-After seconds.",
-    500: "INTERNAL_ERROR or STORE_ERROR: a fault of the server, never of the request.",
-    503: "STORE_BUSY: the database is busy; retry after Retry-After seconds.",
-    504: "TIMEOUT: a statement ran past the server's bound and was cancelled; narrow the request.",
-}
-"""What each error status means, anywhere (routes say more where they know more)."""
-
-_STATUS_HEADERS: Final[Mapping[int, dict[str, Any]]] = {
-    429: {"Retry-After": {**_RETRY_AFTER, "required": True}, **_RATE_HEADERS},
-    503: {"Retry-After": {**_RETRY_AFTER, "required": True}},
-}
-
-AUTH: Final = (401, 429)
-"""Every route behind the API key: no or a bad key, the key's request budget."""
-STORE: Final = (500, 503, 504)
-"""Every route that runs a unit of work on the store."""
-BODY: Final = (400, 408, 413, 415)
-"""Every route that reads a request body."""
-
-
-def _error(status: int, description: str | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "description": description or ERROR_STATUSES[status],
-        "content": {"application/json": {"schema": ref("ErrorEnvelope")}},
-    }
-    if status in _STATUS_HEADERS:
-        answer["headers"] = dict(_STATUS_HEADERS[status])
-    return answer
-
-
-def responses(
-    success: Mapping[int, Mapping[str, Any]],
-    errors: Iterable[int],
-    *,
-    notes: Mapping[int, str] | None = None,
-) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` of a route: its ``success`` answers (status → OpenAPI response) and
-    the error envelope under every status of ``errors``, described by ``notes`` where the
-    route knows more than :data:`ERROR_STATUSES`."""
-    out: dict[int | str, dict[str, Any]] = {code: dict(answer) for code, answer in success.items()}
-    for status in sorted(set(errors)):
-        out[status] = _error(status, (notes or {}).get(status))
-    return out
-
-
-def json_answer(
-    schema: Mapping[str, Any],
-    description: str,
-    headers: Mapping[str, Any] | None = None,
-    links: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A JSON success answer of ``schema``, with the ``links`` its body feeds."""
-    answer: dict[str, Any] = {
-        "description": description,
-        "content": {"application/json": {"schema": dict(schema)}},
-    }
-    if headers:
-        answer["headers"] = dict(headers)
-    if links:
-        answer["links"] = dict(links)
-    return answer
-
-
-def _operation_ref(path: str, method: str) -> str:
-    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
-
-
-JOB_LINKS: Final = {
-    name: {
-        "operationRef": _operation_ref(path, method),
-        "parameters": {"job_id": "$response.body#/id"},
-        "description": description,
-    }
-    for name, path, method, description in (
-        ("job", "/v1/jobs/{job_id}", "get", "The job's state and progress."),
-        ("cancel", "/v1/jobs/{job_id}/cancel", "post", "Stop the job."),
-        ("events", "/v1/jobs/{job_id}/events", "get", "Its progress, live."),
-        ("failures", "/v1/jobs/{job_id}/failures", "get", "The rows it could not apply."),
-        ("results", "/v1/jobs/{job_id}/results", "get", "What it did, once it ends."),
-        ("deliveries", "/v1/jobs/{job_id}/deliveries", "get", "Its webhook deliveries."),
-    )
-}
-"""Where a job's id leads (every answer that makes a job)."""
-
-
-LOCATION: Final = {
-    "Location": {
-        "description": "Where the new resource is.",
-        "required": True,
-        "schema": {"type": "string"},
-    }
-}
-
-
 # -- the document -------------------------------------------------------------------------
 
 BEARER: Final = "bearerAuth"
@@ -1067,6 +869,9 @@ def install(app: FastAPI, settings: Settings, extra_paths: Mapping[str, Any]) ->
     Starlette routes), the shared components, the security schemes on every operation
     that does not declare its own, and the limits of ``settings``.
 
+    Every ``$ref`` to a component schema must name one (the routes write them with
+    :func:`batchops.server.openapi_routes.ref`, which cannot check).
+
     Two artefacts of FastAPI are corrected, for every route at once:
 
     - its automatic 422 ``HTTPValidationError`` is dropped: this app answers request
@@ -1092,6 +897,8 @@ def install(app: FastAPI, settings: Settings, extra_paths: Mapping[str, Any]) ->
                 for operation in item.values():
                     _correct(operation, rate_limited=rate_limited)
             document["webhooks"] = _WEBHOOKS
+            dangling = sorted(set(_dangling_refs(document, schemas)))
+            assert not dangling, f"references to no schema: {dangling}"
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -1118,8 +925,28 @@ def _correct(operation: dict[str, Any], *, rate_limited: bool) -> None:
         # server counts requests): only a 401 comes before it.
         if status != "401" and rate_limited:
             headers = answer.setdefault("headers", {})
-            for name, header in _RATE_HEADERS.items():
+            for name, header in RATE_HEADERS.items():
                 headers.setdefault(name, {**header, "required": True})
+
+
+_SCHEMA_REF: Final = "#/components/schemas/"
+
+
+def _dangling_refs(node: Any, schemas: Mapping[str, Any]) -> Iterator[str]:
+    """The references to a component schema under ``node`` that name none of ``schemas``."""
+    if isinstance(node, dict):
+        target = node.get("$ref")
+        if (
+            isinstance(target, str)
+            and target.startswith(_SCHEMA_REF)
+            and target.removeprefix(_SCHEMA_REF) not in schemas
+        ):
+            yield target
+        for value in node.values():
+            yield from _dangling_refs(value, schemas)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _dangling_refs(value, schemas)
 
 
 _WEBHOOKS: Final = {
@@ -1138,131 +965,3 @@ _WEBHOOKS: Final = {
         }
     }
 }
-
-
-# -- POST /v1/imports ---------------------------------------------------------------------
-
-_FIELD_PATH = _anchored("[A-Za-z0-9_-]+(?:\\.[A-Za-z0-9_-]+)*")
-_IMPORT_OPTIONS: Final[dict[str, dict[str, Any]]] = {
-    "collection": {"type": "string", "pattern": _anchored(COLLECTION_PATTERN)},
-    "format": {
-        "type": "string",
-        "enum": list(FORMATS),
-        "description": "Default: from the media type, else the file name's extension.",
-    },
-    "validation": {
-        "type": "string",
-        "enum": ["strict", "lenient"],
-        "default": "strict",
-        "description": "strict: one bad row fails the job and nothing is imported; "
-        "lenient: bad rows are skipped and listed as failures.",
-    },
-    "dry_run": {"type": "boolean", "default": False},
-    "upsert_key": {
-        "type": "string",
-        "pattern": _FIELD_PATH,
-        "description": "A data field: a row whose value matches a record's replaces it.",
-    },
-    "chunk_size": {"type": "integer", "minimum": 1, "maximum": MAX_CHUNK_SIZE},
-}
-
-
-def _field_spec(*, field_required: bool) -> dict[str, Any]:
-    return {
-        "anyOf": [
-            {"type": "string", "pattern": _FIELD_PATH},
-            {
-                "type": "object",
-                "required": ["field"] if field_required else [],
-                "properties": {
-                    "field": {"type": "string", "pattern": _FIELD_PATH},
-                    "type": {"type": "string", "enum": list(FIELD_TYPES), "default": "string"},
-                },
-                "additionalProperties": False,
-            },
-        ]
-    }
-
-
-_MAPPING: Final = {
-    "type": "object",
-    "description": "JSON: CSV column → the field it fills (a name or dot path) and its type "
-    "(default: the column name, string); every column named must be in the CSV header "
-    "(422 otherwise). A column that is not itself a field name must name its field.",
-    "minProperties": 1,
-    "patternProperties": {_FIELD_PATH: _field_spec(field_required=False)},
-    "additionalProperties": _field_spec(field_required=True),
-}
-
-
-def import_parameters() -> dict[str, Any]:
-    """``openapi_extra`` of ``POST /v1/imports``: its options (query parameters, or text
-    fields of a multipart body) and the four shapes of its body."""
-    parameters = [
-        {
-            "name": name,
-            "in": "query",
-            "required": name == "collection",
-            "schema": schema,
-        }
-        for name, schema in _IMPORT_OPTIONS.items()
-    ]
-    parameters += [
-        {"name": "mapping", "in": "query", "content": {"application/json": {"schema": _MAPPING}}},
-        {
-            "name": "notification_webhook",
-            "in": "query",
-            "description": "JSON: a webhook called when the job ends.",
-            "content": {"application/json": {"schema": ref("NotificationWebhook")}},
-        },
-    ]
-    # A raw body is bytes, not a JSON value: no `type` (a JSON type means nothing on the
-    # wire here). What the server needs of it: a byte that bytes.strip() keeps (else 400
-    # EMPTY_UPLOAD).
-    text = {"minLength": 1, "pattern": "[^\\t\\n\\u000b\\u000c\\r ]"}
-    return {
-        "parameters": parameters,
-        "requestBody": {
-            "required": True,
-            "description": "The file, raw (its media type names the format, unless format= "
-            "does: also application/csv, application/ndjson, application/jsonl and "
-            "application/x-jsonlines; gzip with Content-Encoding), or the `file` part of a "
-            "multipart body whose other parts may carry the options instead of the query "
-            "string.",
-            "content": {
-                "text/csv": {
-                    "schema": {
-                        **text,
-                        "description": "A header row, then one record per row.",
-                    }
-                },
-                "application/x-ndjson": {
-                    "schema": {**text, "description": "One JSON object per line."}
-                },
-                "application/json": {
-                    "schema": {
-                        "description": "One array of record data objects (read as the "
-                        "format= parameter says, when it is given).",
-                    }
-                },
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            **_IMPORT_OPTIONS,
-                            "mapping": _MAPPING,
-                            "notification_webhook": ref("NotificationWebhook"),
-                        },
-                        "additionalProperties": False,
-                    },
-                    "encoding": {
-                        "file": {"contentType": "text/csv"},
-                        "mapping": {"contentType": "application/json"},
-                        "notification_webhook": {"contentType": "application/json"},
-                    },
-                },
-            },
-        },
-    }

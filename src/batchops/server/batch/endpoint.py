@@ -28,7 +28,7 @@ from batchops.server.batch.idempotency import MAX_KEY_CHARS, Claim, claim_key
 from batchops.server.batch.response import batch_payload
 from batchops.server.deps import Services, authenticated
 from batchops.server.http import read_body, require_json
-from batchops.server.openapi import (
+from batchops.server.openapi_routes import (
     AUTH,
     ERROR_STATUSES,
     JOB_LINKS,

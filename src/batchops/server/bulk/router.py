@@ -14,7 +14,7 @@ from batchops.server.bulk.service import Operation, parse_request, submit_bulk
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
 from batchops.server.jobs.schemas import job_body
-from batchops.server.openapi import (
+from batchops.server.openapi_routes import (
     AUTH,
     BODY,
     JOB_LINKS,

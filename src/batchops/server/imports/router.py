@@ -24,17 +24,17 @@ from batchops.server import _ids
 from batchops.server.deps import CallerDep, Services, ServicesDep
 from batchops.server.http import JSONResponse
 from batchops.server.imports.csv_rows import csv_header
+from batchops.server.imports.openapi import import_parameters
 from batchops.server.imports.options import ImportOptions
 from batchops.server.imports.uploads import is_multipart, receive_upload
 from batchops.server.jobs.runner import uploads_dir
 from batchops.server.jobs.schemas import job_body
-from batchops.server.openapi import (
+from batchops.server.openapi_routes import (
     AUTH,
     BODY,
     JOB_LINKS,
     LOCATION,
     STORE,
-    import_parameters,
     json_answer,
     ref,
     responses,

@@ -35,7 +35,8 @@ from batchops.server.jobs.schemas import (
     job_not_found,
 )
 from batchops.server.jobs.sse import job_events
-from batchops.server.openapi import AUTH, STORE, json_answer, param, ref, responses
+from batchops.server.openapi_routes import AUTH, STORE, json_answer, param, ref, responses
+from batchops.server.records.params import LIMIT_PARAM
 from batchops.server.records.schemas import is_id
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
@@ -75,7 +76,7 @@ async def tenant_job(svc: Services, tenant: str, job_id: str) -> JobRow:
         "parameters": [
             param("state", **{"in": "query"}, schema={"type": "string", "enum": list(JOB_STATES)}),
             param("type", **{"in": "query"}, schema={"type": "string", "enum": list(JOB_TYPES)}),
-            param("limit"),
+            LIMIT_PARAM,
         ]
     },
     responses=responses(

@@ -2,6 +2,9 @@
 the ``If-Match`` header, read the same way by the REST routes
 (:mod:`batchops.server.records.router`) and by the REST dialect of ``/v1/batch``
 (:mod:`batchops.server.batch.routing`), so both hand the records service the same values.
+
+Also what the OpenAPI document says of them (``*_PARAM``), from the records' own rules:
+the routes of records, jobs and webhooks declare their path and page parameters with these.
 """
 
 from __future__ import annotations
@@ -12,8 +15,23 @@ from typing import Any, Final
 import msgspec
 
 from batchops._exceptions import InvalidRequestError
+from batchops.server.openapi_routes import anchored
+from batchops.server.records.schemas import (
+    COLLECTION_PATTERN,
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    RECORD_ID_PATTERN,
+)
 
-__all__ = ["parse_if_match", "parse_limit_param", "parse_query_value"]
+__all__ = [
+    "COLLECTION_PARAM",
+    "IF_MATCH_PARAM",
+    "LIMIT_PARAM",
+    "RECORD_ID_PARAM",
+    "parse_if_match",
+    "parse_limit_param",
+    "parse_query_value",
+]
 
 _JSON_SCALAR_RE: Final = re.compile(
     r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|"(?:[^"\\]|\\.)*"'
@@ -65,3 +83,39 @@ def parse_if_match(value: str) -> int:
             details={"path": "headers.If-Match"},
         )
     return int(match.group(1))
+
+
+# -- in the OpenAPI document ---------------------------------------------------------------
+
+COLLECTION_PARAM: Final[dict[str, Any]] = {
+    "name": "collection",
+    "in": "path",
+    "required": True,
+    "description": "The collection's name.",
+    "schema": {"type": "string", "pattern": anchored(COLLECTION_PATTERN)},
+}
+RECORD_ID_PARAM: Final[dict[str, Any]] = {
+    "name": "record_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": anchored(RECORD_ID_PATTERN)},
+}
+LIMIT_PARAM: Final[dict[str, Any]] = {
+    "name": "limit",
+    "in": "query",
+    "description": "Page size.",
+    "schema": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_PAGE_SIZE,
+        "default": DEFAULT_PAGE_SIZE,
+    },
+}
+"""``?limit=`` of a page of records, jobs, webhooks or deliveries."""
+IF_MATCH_PARAM: Final[dict[str, Any]] = {
+    "name": "If-Match",
+    "in": "header",
+    "description": 'The version the record must be at (409 VERSION_MISMATCH): 3 or "3".',
+    "schema": {"type": "string", "pattern": '^ *"?[0-9]{1,18}"? *$'},
+}
+"""The header :func:`parse_if_match` reads."""

@@ -16,9 +16,26 @@ from starlette.responses import Response
 from batchops._exceptions import InvalidRequestError
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
-from batchops.server.openapi import AUTH, BODY, STORE, json_answer, json_body, param, ref, responses
+from batchops.server.openapi_routes import (
+    AUTH,
+    BODY,
+    STORE,
+    json_answer,
+    json_body,
+    param,
+    ref,
+    responses,
+)
 from batchops.server.records import service
-from batchops.server.records.params import parse_if_match, parse_limit_param, parse_query_value
+from batchops.server.records.params import (
+    COLLECTION_PARAM,
+    IF_MATCH_PARAM,
+    LIMIT_PARAM,
+    RECORD_ID_PARAM,
+    parse_if_match,
+    parse_limit_param,
+    parse_query_value,
+)
 from batchops.server.records.schemas import validate_record_id
 
 __all__ = ["router"]
@@ -30,9 +47,9 @@ router = APIRouter(prefix="/v1/collections/{collection}", tags=["records"])
 _ALWAYS = (*AUTH, *STORE, 422)
 _RECORD = ref("Record")
 _NOT_FOUND = {404: "No live record with this id in the collection (NOT_FOUND)."}
-_PATH = [param("collection")]
-_RECORD_PATH = [param("collection"), param("record_id")]
-_IF_MATCH = [param("If-Match")]
+_PATH = [COLLECTION_PARAM]
+_RECORD_PATH = [COLLECTION_PARAM, RECORD_ID_PARAM]
+_IF_MATCH = [IF_MATCH_PARAM]
 
 
 def _doc(parameters: list[dict[str, Any]], body: str | None = None) -> dict[str, Any]:
@@ -230,7 +247,7 @@ async def delete_record(
     openapi_extra=_doc(
         [
             *_PATH,
-            param("limit"),
+            LIMIT_PARAM,
             param(
                 "cursor",
                 **{"in": "query"},

@@ -16,7 +16,7 @@ from batchops.server import _ids
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
 from batchops.server.jobs.router import tenant_job
-from batchops.server.openapi import (
+from batchops.server.openapi_routes import (
     AUTH,
     BODY,
     LOCATION,
@@ -27,6 +27,7 @@ from batchops.server.openapi import (
     ref,
     responses,
 )
+from batchops.server.records.params import LIMIT_PARAM
 from batchops.server.records.schemas import is_id
 from batchops.server.webhooks.schemas import delivery_body, parse_webhook_spec, webhook_body
 from batchops.server.webhooks.signing import new_secret
@@ -173,7 +174,7 @@ def _deliveries(tenant: str, *, webhook_id: str | None, job_id: str | None, limi
 @router.get(
     "/v1/webhooks/{webhook_id}/deliveries",
     summary="A subscription's deliveries and every attempt at them",
-    openapi_extra={"parameters": [param("webhook_id"), param("limit")]},
+    openapi_extra={"parameters": [param("webhook_id"), LIMIT_PARAM]},
     responses={**_DELIVERIES, 404: _DELIVERIES[404] | {"description": _NO_WEBHOOK[404]}},
 )
 async def webhook_deliveries(
@@ -191,7 +192,7 @@ async def webhook_deliveries(
 @router.get(
     "/v1/jobs/{job_id}/deliveries",
     summary="A job's webhook deliveries and every attempt at them",
-    openapi_extra={"parameters": [param("job_id"), param("limit")]},
+    openapi_extra={"parameters": [param("job_id"), LIMIT_PARAM]},
     responses={
         **_DELIVERIES,
         404: _DELIVERIES[404] | {"description": "No job with this id (JOB_NOT_FOUND)."},
