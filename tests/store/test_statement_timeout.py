@@ -159,3 +159,45 @@ async def test_on_postgresql_a_statement_after_a_cancel_that_aborted_the_transac
         assert await opened.run(lambda tx: tx.count_api_keys()) >= 0
     finally:
         await opened.close()
+
+
+_THREE_ROWS = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3) SELECT x FROM c"
+)
+
+
+@pytest.mark.parametrize("read", ["fetchone", "fetchall", "iterate"])
+async def test_on_sqlite_an_interrupt_that_lands_while_rows_are_read_is_a_store_timeout(
+    sqlite_url: str, read: str
+) -> None:
+    # SQLite steps a statement as its rows are read: the interrupt (the statement watch's,
+    # at a batch's deadline) can surface at fetchone(), after execute() returned. That
+    # error must be the store's StoreTimeoutError right there, where the operation that
+    # read can answer it — not a raw sqlite3 error that escapes to the unit of work and
+    # fails the whole batch. (PostgreSQL's client-side cursors read every row in execute.)
+    opened = await open_store(sqlite_url)
+    caught: list[BaseException] = []
+
+    def interrupted_mid_read(tx: Tx) -> None:
+        assert isinstance(tx, SQLiteTx)
+        cur = tx._execute(_THREE_ROWS)
+        tx._conn.interrupt()  # stays pending: the statement is still active
+        try:
+            if read == "fetchone":
+                cur.fetchone()
+                cur.fetchone()
+            elif read == "fetchall":
+                cur.fetchall()
+            else:
+                list(cur)
+        except Exception as exc:
+            caught.append(exc)
+
+    try:
+        await opened.run(interrupted_mid_read)
+        assert len(caught) == 1
+        assert isinstance(caught[0], StoreTimeoutError), repr(caught[0])
+        assert not caught[0].unit_lost  # a read: the transaction is still there
+        assert await opened.run(lambda tx: tx.count_api_keys()) >= 0
+    finally:
+        await opened.close()
