@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import psycopg
 import pytest
 
 from batchops._exceptions import StoreTimeoutError
 from batchops.server.auth import create_api_key
 from batchops.store import Store, Tx, open_store
+from batchops.store.base import RecordRow
 from batchops.store.postgres import PostgresTx
 from batchops.store.sqlite import SQLiteTx
 
@@ -155,7 +158,9 @@ async def test_on_postgresql_a_statement_after_a_cancel_that_aborted_the_transac
             await opened.run(cancelled_then_more)
         assert lost.value.unit_lost
         assert len(errors) == 1
-        assert not errors[0].unit_lost
+        # Cancelled outside every savepoint: the cancel itself already says the unit is
+        # lost (nothing of it can be kept, whatever runs next).
+        assert errors[0].unit_lost
         assert await opened.run(lambda tx: tx.count_api_keys()) >= 0
     finally:
         await opened.close()
@@ -199,5 +204,107 @@ async def test_on_sqlite_an_interrupt_that_lands_while_rows_are_read_is_a_store_
         assert isinstance(caught[0], StoreTimeoutError), repr(caught[0])
         assert not caught[0].unit_lost  # a read: the transaction is still there
         assert await opened.run(lambda tx: tx.count_api_keys()) >= 0
+    finally:
+        await opened.close()
+
+
+@pytest.mark.parametrize("where", ["outside", "inside"])
+async def test_on_postgresql_a_cancel_loses_the_unit_only_outside_a_savepoint(
+    pg_url: str, tenant: str, where: str
+) -> None:
+    # Inside a savepoint (a non-atomic batch's operation) the cancel is that operation's
+    # error and the unit goes on; outside every savepoint — the batch's own SET LOCAL that
+    # lifts its deadline, run after the operations, can be the statement cancelled — the
+    # transaction is aborted, and saying so at once is what lets the batch answer each
+    # operation's 504 instead of a top-level 504 for "the bookkeeping timed out".
+    opened = await open_store(pg_url, pool_size=1)
+    errors: list[StoreTimeoutError] = []
+
+    def cancelled(tx: Tx) -> None:
+        tx.set_statement_timeout(0.05)
+        try:
+            if where == "inside":
+                with tx.savepoint():
+                    _slow(tx, 5)
+            else:
+                _slow(tx, 5)
+        except StoreTimeoutError as exc:
+            errors.append(exc)
+        if where == "inside":
+            tx.set_statement_timeout(None)
+            create_api_key(tx, tenant, "after the cancel")
+
+    try:
+        await opened.run(cancelled)
+        assert len(errors) == 1
+        assert errors[0].unit_lost is (where == "outside")
+        names = [k.name for k in await opened.run(lambda tx: tx.list_api_keys(tenant))]
+        assert names == (["after the cancel"] if where == "inside" else [])
+    finally:
+        await opened.close()
+
+
+@pytest.mark.parametrize("bound_passed", [True, False])
+async def test_on_postgresql_a_pipeline_failing_in_psycopg_itself_after_the_bound_is_that_timeout(
+    pg_url: str,
+    make_record: Callable[..., RecordRow],
+    monkeypatch: pytest.MonkeyPatch,
+    bound_passed: bool,
+) -> None:
+    # A cancel that lands inside psycopg's pipeline (every executemany) can end in an
+    # error of psycopg's own code — seen: IndexError("pop from an empty deque") from
+    # Pipeline.__exit__, about 1 unit in 2,000 with a 1 ms batch deadline — and never
+    # surface as QueryCanceled. After the unit's bound passed that is the bound's
+    # timeout, and the unit is lost (the connection is unusable); before it, it stays
+    # what it is: a fault of the server (500).
+    opened = await open_store(pg_url, pool_size=1)
+
+    def broken(self: psycopg.Cursor[Any], *args: Any, **kwargs: Any) -> None:
+        raise IndexError("pop from an empty deque")
+
+    def unit(tx: Tx) -> None:
+        tx.set_statement_timeout(0.01 if bound_passed else 30)
+        time.sleep(0.05)
+        monkeypatch.setattr(psycopg.Cursor, "executemany", broken)
+        tx.insert_records([make_record("r1")])
+
+    try:
+        if bound_passed:
+            with pytest.raises(StoreTimeoutError) as raised:
+                await opened.run(unit)
+            assert raised.value.unit_lost
+        else:
+            with pytest.raises(IndexError):
+                await opened.run(unit)
+    finally:
+        monkeypatch.undo()
+        await opened.close()
+
+
+async def test_on_postgresql_whatever_fails_after_a_unit_was_lost_fails_as_that_loss(
+    pg_url: str,
+) -> None:
+    # After a cancel broke a pipeline the connection answers nonsense (seen: InternalError
+    # "unexpected result status from query: PIPELINE_SYNC"): still the lost unit's
+    # timeout, never a 500 for a batch that ran out of time.
+    opened = await open_store(pg_url, pool_size=1)
+    later: list[BaseException] = []
+
+    def lost_then_nonsense(tx: Tx) -> None:
+        assert isinstance(tx, PostgresTx)
+        tx.set_statement_timeout(0.05)
+        with pytest.raises(StoreTimeoutError):
+            _slow(tx, 5)
+        try:
+            with tx._translating():
+                raise psycopg.InternalError("unexpected result status from query: PIPELINE_SYNC")
+        except Exception as exc:
+            later.append(exc)
+
+    try:
+        await opened.run(lost_then_nonsense)
+        assert len(later) == 1
+        assert isinstance(later[0], StoreTimeoutError), repr(later[0])
+        assert later[0].unit_lost
     finally:
         await opened.close()

@@ -25,6 +25,7 @@ behaviour: record writes (pipelined executemany, COPY), tsvector search, field i
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -105,7 +106,7 @@ _TRANSIENT = (
 _INPUT = (psycopg.DataError, psycopg.errors.ProgramLimitExceeded)
 
 
-def _translate(exc: psycopg.Error, *, timed_out: bool = False) -> StoreError:
+def _translate(exc: psycopg.Error, *, timed_out: bool = False, lost: bool = False) -> StoreError:
     """THE mapping of psycopg errors (see the classes above).
 
     ``timed_out``: a statement of this transaction was cancelled at its time bound
@@ -114,9 +115,12 @@ def _translate(exc: psycopg.Error, *, timed_out: bool = False) -> StoreError:
     its savepoint cannot be rolled back (mid-COPY) leaves the transaction aborted: the
     errors that follow are that timeout's, for the whole unit of work — not a lost
     connection to retry, nor a database failure.
+
+    ``lost``: a cancelled statement takes the transaction with it (there is no savepoint
+    to return to).
     """
     if isinstance(exc, psycopg.errors.QueryCanceled):  # 57014: statement_timeout
-        return StoreTimeoutError(f"PostgreSQL cancelled a statement: {exc}")
+        return StoreTimeoutError(f"PostgreSQL cancelled a statement: {exc}", unit_lost=lost)
     if timed_out and isinstance(exc, psycopg.errors.InFailedSqlTransaction):  # 25P02
         return StoreTimeoutError(
             f"PostgreSQL cancelled a statement and the transaction went with it: {exc}",
@@ -163,13 +167,39 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
     def __init__(self, conn: psycopg.Connection[Any], statement_timeout_ms: int = 0) -> None:
         self._conn = conn
         self._statement_timeout_ms = statement_timeout_ms
-        #: A statement of this transaction was cancelled at its time bound (see _translate).
-        self.timed_out = False
+        self._cancelled = False
+        # When the bound a unit set (set_statement_timeout) runs out; kept once lifted.
+        self._bound_until: float | None = None
+        self._savepoints = 0
+        self._lost = False
+
+    @property
+    def timed_out(self) -> bool:
+        """A statement of this transaction was cancelled at its time bound, or the bound
+        the unit set has passed: the errors that follow are that timeout's (see
+        _translate). The second half matters where psycopg never surfaces the cancel
+        itself — inside a pipeline it can end in "cannot exit pipeline mode while busy"
+        or in an error of psycopg's own (see _pipelined)."""
+        return self._cancelled or (
+            self._bound_until is not None and time.monotonic() >= self._bound_until
+        )
 
     def _translated(self, exc: psycopg.Error) -> StoreError:
+        if self._lost:
+            # Whatever fails after the unit was lost fails for that reason (seen after a
+            # pipeline the cancel broke: InternalError "unexpected result status").
+            return StoreTimeoutError(
+                f"PostgreSQL: the transaction was lost to a cancelled statement: {exc}",
+                unit_lost=True,
+            )
         if isinstance(exc, psycopg.errors.QueryCanceled):
-            self.timed_out = True
-        return _translate(exc, timed_out=self.timed_out)
+            self._cancelled = True
+        # A statement cancelled outside every savepoint aborts the whole transaction: the
+        # unit is lost, whichever statement it was (the batch's own SET LOCAL that lifts
+        # its deadline once the operations are done can be the one cancelled).
+        error = _translate(exc, timed_out=self.timed_out, lost=self._savepoints == 0)
+        self._lost = isinstance(error, StoreTimeoutError) and error.unit_lost
+        return error
 
     @contextmanager
     def _translating(self) -> Iterator[None]:
@@ -184,17 +214,44 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
 
     def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> psycopg.Cursor[Any]:
         # psycopg 3 pipelines executemany: one round trip for the whole group.
-        with self._translating():
+        with self._pipelined():
             cur = self._conn.cursor()
             cur.executemany(sql, params)
             return cur
+
+    @contextmanager
+    def _pipelined(self) -> Iterator[None]:
+        """Around psycopg's pipelined calls (every executemany): its errors translated, and
+        an error of psycopg's own code after this unit's bound passed taken for what it is,
+        the cancel's aftermath. Measured (a 1 ms batch deadline, 1-5 row inserts, ~1 in
+        2,000 units): a cancel that lands inside a pipeline can end in ``IndexError: pop
+        from an empty deque`` from ``Pipeline.__exit__`` instead of QueryCanceled, and the
+        connection is unusable after it — a 500 for a batch that merely ran out of time."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise self._translated(exc) from exc
+        except Exception as exc:
+            if not self.timed_out:
+                raise
+            self._lost = True
+            raise StoreTimeoutError(
+                f"PostgreSQL cancelled a statement inside a pipeline: {exc!r}", unit_lost=True
+            ) from exc
 
     # Per dialect: PostgreSQL bounds time with SET LOCAL and locks by name with advisory locks.
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested savepoint (``conn.transaction()``): rolled back if the block raises."""
-        with self._translating(), self._conn.transaction():
-            yield
+        with self._translating():
+            self._savepoints += 1
+            try:
+                with self._conn.transaction():
+                    yield
+            finally:
+                # Before the exit's own error is translated: a ROLLBACK TO that is itself
+                # cancelled leaves no savepoint to return to.
+                self._savepoints -= 1
 
     def set_statement_timeout(self, seconds: float | None) -> None:
         """``SET LOCAL statement_timeout``: ``seconds``, or 0 (no bound) for None. One
@@ -205,6 +262,7 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
             ms = max(1, int(seconds * 1000))
             if self._statement_timeout_ms:
                 ms = min(ms, self._statement_timeout_ms)
+            self._bound_until = time.monotonic() + ms / 1000
         # SET takes no bind parameters; ms is an int.
         self._execute(f"SET LOCAL statement_timeout = {ms}")
 
@@ -262,7 +320,7 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
         if len(params) >= COPY_MIN_ROWS and self._copy_records(params):
             return
         inserted: list[tuple[str, str, str]] = []
-        with self._translating():
+        with self._pipelined():
             cur = self._conn.cursor()
             cur.executemany(_INSERT, params, returning=True)
             while True:
@@ -326,7 +384,7 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
                     before,
                 )
             )
-        with self._translating():
+        with self._pipelined():
             cur = self._conn.cursor()
             cur.executemany(_UPDATE, params)
             changed = cur.rowcount
@@ -485,7 +543,7 @@ class PostgresStore:
                 tx = PostgresTx(conn, self.statement_timeout_ms)
                 return fn(tx)
         except psycopg.Error as exc:  # at COMMIT or ROLLBACK, after fn
-            raise _translate(exc, timed_out=tx is not None and tx.timed_out) from exc
+            raise _translate(exc, timed_out=tx is not None and tx.timed_out, lost=True) from exc
         except TransientStoreError as exc:
             if tx is not None and tx.timed_out:  # the aftermath of a cancelled statement
                 raise StoreTimeoutError(str(exc), unit_lost=True) from exc

@@ -23,6 +23,7 @@ nothing; ``keep(tx, answer)`` stores the answer. The deadline is the batch's
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -30,7 +31,13 @@ from typing import Any
 
 import orjson
 
-from batchops._exceptions import APIError, StoreTimeoutError, api_error_from_envelope
+from batchops._exceptions import (
+    APIError,
+    InternalServerError,
+    StoreError,
+    StoreTimeoutError,
+    api_error_from_envelope,
+)
 from batchops.server.batch.creates import (
     CreatePlan,
     LaneBail,
@@ -66,6 +73,8 @@ __all__ = [
     "run_whole",
     "stream",
 ]
+
+logger = logging.getLogger(__name__)
 
 # Non-atomic NDJSON streams commit this many operations per transaction, so each line
 # sent is already durable.
@@ -325,8 +334,15 @@ async def stream(
             await _keep_apart(store, claim.hold, keeper(claim), answer)
             claim.settled = True
         yield orjson.dumps(meta_line(payload, status)) + b"\n"
-    except APIError as exc:
-        yield orjson.dumps(exc.to_envelope()) + b"\n"
+    except (APIError, StoreError) as exc:
+        # The 200 went out before the first transaction ran: a failure can only be said
+        # in the stream, as its last line (the client sees no meta line, and the key is
+        # given up below). Raised, it would break the chunked response off instead.
+        error = exc if isinstance(exc, APIError) else exc.to_api_error()
+        yield orjson.dumps(error.to_envelope()) + b"\n"
+    except Exception:
+        logger.exception("a streamed batch failed")
+        yield orjson.dumps(InternalServerError("internal server error").to_envelope()) + b"\n"
     finally:
         # Every other exit (an error above, a client that went away: the response is
         # cancelled, and no await may run here) gives the key up for a retry.

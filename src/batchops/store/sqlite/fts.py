@@ -19,13 +19,15 @@ indexing cost ~40 µs of a ~64 µs create in a 100-op batch, so inserts do not i
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from batchops.store.sql.dialect import SQLITE
 from batchops.store.sqlite.watch import StatementWatch
+
+if TYPE_CHECKING:
+    from batchops.store.sqlite.tx import Rows
 
 __all__ = ["DeferredIndex"]
 
@@ -62,7 +64,7 @@ class DeferredIndex:
 
     if TYPE_CHECKING:  # the SQLite transaction's
 
-        def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor: ...
+        def _execute(self, sql: str, params: Sequence[Any] = ()) -> Rows: ...
 
         def _execute_rows(
             self, head: str, row: str, rows: Sequence[Sequence[Any]], tail: str = ""

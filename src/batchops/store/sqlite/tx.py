@@ -39,7 +39,7 @@ from batchops.store.sqlite.errors import translate, translating
 from batchops.store.sqlite.fts import DeferredIndex
 from batchops.store.sqlite.watch import StatementWatch
 
-__all__ = ["ROWS_PER_STATEMENT", "SQLiteTx"]
+__all__ = ["ROWS_PER_STATEMENT", "Rows", "SQLiteTx"]
 
 _R_COLS = ", ".join(f"r.{c.strip()}" for c in COLS.split(","))
 _INSERT = f"INSERT INTO records ({COLS}, search_text) VALUES"
@@ -93,6 +93,46 @@ _Keys = Callable[[], Sequence[tuple[str, str, str]]]
 """The (tenant, collection, id) keys of the rows an insert writes, built only on a clash."""
 
 
+class Rows:
+    """A statement's cursor whose reads are translated like the statement itself.
+
+    sqlite3 steps a statement as its rows are read: ``execute`` runs it to the first row,
+    each later row is another step. An error can therefore surface at ``fetchone`` — most
+    often the statement watch's interrupt at a batch's deadline, which then lands after
+    ``execute`` returned. Untranslated, it escaped the operation that read (a raw
+    sqlite3 error is no store error the batch answers per operation) and failed the whole
+    batch. ``try``/``except`` inline, not a context manager: reads are on every path.
+    """
+
+    __slots__ = ("_cur", "_tx")
+
+    def __init__(self, cur: sqlite3.Cursor, tx: SQLiteTx) -> None:
+        self._cur = cur
+        self._tx = tx
+
+    @property
+    def rowcount(self) -> int:
+        """Rows the statement changed (-1 for a query)."""
+        return self._cur.rowcount
+
+    def fetchone(self) -> Any:
+        """The next row, or None."""
+        try:
+            return self._cur.fetchone()
+        except (sqlite3.Error, OverflowError) as exc:
+            raise self._tx._translated(exc) from exc
+
+    def fetchall(self) -> list[Any]:
+        """The remaining rows."""
+        try:
+            return self._cur.fetchall()
+        except (sqlite3.Error, OverflowError) as exc:
+            raise self._tx._translated(exc) from exc
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
 class _Clash(Exception):
     """A UNIQUE violation inside insert_records (private: becomes DuplicateRecordError)."""
 
@@ -120,13 +160,17 @@ class SQLiteTx(DeferredIndex, RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, Idempot
         fired = self._watch is not None and self._watch.fired
         return translate(exc, self._conn, interrupted=fired)
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with self._translating():
-            return self._conn.execute(sql, params)
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        try:
+            return Rows(self._conn.execute(sql, params), self)
+        except (sqlite3.Error, OverflowError) as exc:
+            raise self._translated(exc) from exc
 
-    def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
-        with self._translating():
-            return self._conn.executemany(sql, params)
+    def _executemany(self, sql: str, params: Sequence[Sequence[Any]]) -> Rows:
+        try:
+            return Rows(self._conn.executemany(sql, params), self)
+        except (sqlite3.Error, OverflowError) as exc:
+            raise self._translated(exc) from exc
 
     def _execute_rows(
         self, head: str, row: str, rows: Sequence[Sequence[Any]], tail: str = ""
