@@ -1,7 +1,8 @@
-"""The REST form of a record operation's parameters: query-string values, ``?limit=`` and
-the ``If-Match`` header, read the same way by the REST routes
-(:mod:`batchops.server.records.router`) and by the REST dialect of ``/v1/batch``
-(:mod:`batchops.server.batch.routing`), so both hand the records service the same values.
+"""The REST form of a record operation's parameters: query-string values, ``?limit=``, the
+flags ``?hard=`` and ``?include_deleted=``, and the ``If-Match`` header, read the same way
+by the REST routes (:mod:`batchops.server.records.router`) and by the REST dialect of
+``/v1/batch`` (:mod:`batchops.server.batch.routing`), so both hand the records service the
+same values.
 
 Also what the OpenAPI document says of them (``*_PARAM``), from the records' own rules:
 the routes of records, jobs and webhooks declare their path and page parameters with these.
@@ -25,9 +26,13 @@ from batchops.server.records.schemas import (
 
 __all__ = [
     "COLLECTION_PARAM",
+    "FLAG_VALUES",
+    "HARD_PARAM",
     "IF_MATCH_PARAM",
+    "INCLUDE_DELETED_PARAM",
     "LIMIT_PARAM",
     "RECORD_ID_PARAM",
+    "parse_flag_param",
     "parse_if_match",
     "parse_limit_param",
     "parse_query_value",
@@ -68,6 +73,28 @@ def parse_limit_param(raw: str) -> Any:
     [20, -1, '1e3', 'ten']
     """
     return int(raw) if _LIMIT_RE.fullmatch(raw) else raw
+
+
+_FLAGS: Final = {"true": True, "false": False}
+FLAG_VALUES: Final = tuple(_FLAGS)
+"""The two texts a flag may be in a query string: JSON's literals, lowercase, nothing else
+(the OpenAPI document lists them)."""
+
+
+def parse_flag_param(raw: str) -> Any:
+    """A flag query parameter (``?hard=``, ``?include_deleted=``; percent-decoded): exactly
+    ``true`` or ``false`` is the boolean, anything else (``1``, ``yes``, ``TRUE``, empty)
+    stays the text as sent, which the records service refuses with its 422
+    (:func:`batchops.server.records.schemas.validate_flag`) — so ``?hard=yes`` answers
+    what ``"hard": "yes"`` in a typed operation answers. Lowercase only: the texts are
+    JSON's literals, which the typed dialect sends, and a flag has one spelling rather than
+    a table of truthy words. A reference template stays text, resolved before the service
+    judges it.
+
+    >>> [parse_flag_param(v) for v in ["true", "false", "1", "TRUE", "yes"]]
+    [True, False, '1', 'TRUE', 'yes']
+    """
+    return _FLAGS.get(raw, raw)
 
 
 def parse_if_match(value: str) -> int:
@@ -119,3 +146,19 @@ IF_MATCH_PARAM: Final[dict[str, Any]] = {
     "schema": {"type": "string", "pattern": '^ *"?[0-9]{1,18}"? *$'},
 }
 """The header :func:`parse_if_match` reads."""
+HARD_PARAM: Final[dict[str, Any]] = {
+    "name": "hard",
+    "in": "query",
+    "description": "true: delete for good (a soft-deleted record too). Exactly `true` or "
+    "`false`; anything else is a 422 naming `hard`.",
+    "schema": {"type": "string", "enum": list(FLAG_VALUES), "default": "false"},
+}
+"""The flag of a delete, read by :func:`parse_flag_param`."""
+INCLUDE_DELETED_PARAM: Final[dict[str, Any]] = {
+    "name": "include_deleted",
+    "in": "query",
+    "description": "true: a soft-deleted record is answered too (with `deleted_at`). Exactly "
+    "`true` or `false`; anything else is a 422 naming `include_deleted`.",
+    "schema": {"type": "string", "enum": list(FLAG_VALUES), "default": "false"},
+}
+"""The flag of a read, read by :func:`parse_flag_param`."""

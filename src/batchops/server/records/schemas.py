@@ -38,6 +38,7 @@ __all__ = [
     "validate_collection",
     "validate_data",
     "validate_filters",
+    "validate_flag",
     "validate_limit",
     "validate_query",
     "validate_record_id",
@@ -244,6 +245,29 @@ def validate_limit(limit: Any, *, path: str = "limit", default: int = DEFAULT_PA
             details={"path": path, "value": _echo(limit)},
         )
     return size
+
+
+def validate_flag(value: Any, *, path: str) -> bool:
+    """A flag (``hard`` of a delete, ``include_deleted`` of a read): a JSON boolean, off
+    when None (not sent). Anything else — ``1``, ``"yes"``, even ``"true"`` — is a 422
+    naming ``path``: one rule for every way in, as a query string's ``true`` and ``false``
+    are read into booleans first (:func:`batchops.server.records.params.parse_flag_param`).
+
+    >>> validate_flag(None, path="hard"), validate_flag(True, path="hard")
+    (False, True)
+    >>> validate_flag(1, path="hard")
+    Traceback (most recent call last):
+    ...
+    batchops._exceptions.ValidationError: 'hard' must be true or false ...
+    """
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ValidationError(
+            f"'{path}' must be true or false (in a query string: exactly true or false, lowercase)",
+            details={"path": path, "value": _echo(value)},
+        )
+    return value
 
 
 def _echo(value: Any) -> Any:
