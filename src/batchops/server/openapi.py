@@ -32,6 +32,7 @@ from batchops.server.limits import (
     MAX_FILTER_SEGMENTS,
     MAX_FILTERS,
     MAX_JSON_DEPTH,
+    MAX_PAGE_SIZE,
     MAX_QUERY_CHARS,
     MAX_SEARCH_TERMS,
     UINT64_MAX,
@@ -41,7 +42,6 @@ from batchops.server.records.params import FLAG_VALUES
 from batchops.server.records.schemas import (
     COLLECTION_PATTERN,
     DEFAULT_SEARCH_SIZE,
-    MAX_PAGE_SIZE,
     RECORD_ID_PATTERN,
 )
 from batchops.server.settings import Settings

@@ -58,13 +58,8 @@ from batchops._exceptions import (
     MethodNotAllowedError,
 )
 from batchops.server.batch.model import OpType
-from batchops.server.limits import INT64_MAX, whole_number
-from batchops.server.records.params import (
-    parse_flag_param,
-    parse_if_match,
-    parse_limit_param,
-    parse_query_value,
-)
+from batchops.server.limits import INT64_MAX, parse_limit_param, whole_number
+from batchops.server.records.params import parse_flag_param, parse_if_match, parse_query_value
 
 __all__ = [
     "Route",

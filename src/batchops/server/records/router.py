@@ -19,9 +19,11 @@ from starlette.responses import Response
 from batchops._exceptions import InvalidRequestError
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
+from batchops.server.limits import parse_limit_param
 from batchops.server.openapi_routes import (
     AUTH,
     BODY,
+    LIMIT_PARAM,
     STORE,
     json_answer,
     json_body,
@@ -35,11 +37,9 @@ from batchops.server.records.params import (
     HARD_PARAM,
     IF_MATCH_PARAM,
     INCLUDE_DELETED_PARAM,
-    LIMIT_PARAM,
     RECORD_ID_PARAM,
     parse_flag_param,
     parse_if_match,
-    parse_limit_param,
     parse_query_value,
 )
 from batchops.server.records.schemas import validate_record_id

@@ -37,9 +37,8 @@ import orjson
 
 from batchops._exceptions import APIError, ConflictError, InvalidRequestError, ValidationError
 from batchops.server import _ids
-from batchops.server.limits import MAX_JSON_DEPTH
+from batchops.server.limits import DEFAULT_PAGE_SIZE, MAX_JSON_DEPTH, validate_limit
 from batchops.server.records.schemas import (
-    DEFAULT_PAGE_SIZE,
     DEFAULT_SEARCH_SIZE,
     encode_data,
     not_found,
@@ -48,7 +47,6 @@ from batchops.server.records.schemas import (
     validate_data,
     validate_filters,
     validate_flag,
-    validate_limit,
     validate_query,
     validate_record_id,
 )
