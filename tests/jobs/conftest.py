@@ -66,3 +66,25 @@ async def records(client: httpx.AsyncClient, collection: str) -> list[dict[str, 
         cursor = page["next_cursor"]
         if not cursor:
             return out
+
+
+BAD_LIMITS: tuple[str, ...] = (
+    "0",
+    "-1",
+    "1001",
+    "ten",
+    "2.5",
+    "1e3",
+    "",
+    " 5",
+    "+5",
+    str(2**70),
+    "9" * 40,
+)
+"""``?limit=`` texts no list takes: out of 1-1000, not an integer in digits, past 64 bits."""
+
+
+async def limit_error(client: httpx.AsyncClient, path: str, limit: str) -> tuple[int, Any]:
+    """The status and error of ``GET path?limit=<limit>``."""
+    response = await client.get(path, params={"limit": limit})
+    return response.status_code, response.json().get("error")

@@ -136,6 +136,18 @@ BAD_LIMITS: Final = [
     ("not a number", "ten"),
 ]
 
+BAD_FLAGS: Final = [
+    ("1", 1),
+    ("yes", "yes"),
+    ("TRUE (flags are lowercase)", "TRUE"),
+    ("maybe", "maybe"),
+    ("empty", ""),
+]
+"""Values a flag (``hard``, ``include_deleted``) may not take: in a query string a flag is
+exactly ``true`` or ``false``, in a typed operation a JSON boolean. (Each is sent as query
+text over REST and the REST dialect, and as the JSON value itself in a typed operation:
+``1`` is the number there.)"""
+
 # -- the cases -----------------------------------------------------------------------------
 
 CASES: list[Case] = [
@@ -247,6 +259,25 @@ CASES: list[Case] = [
         body=record("p1", {"name": "Ada", "team": "core"}, 2, deleted_at=TIME),
         setup=SOFT_DELETED,
     ),
+    Case(
+        "a read that does not include deleted records answers a soft-deleted one 404",
+        Op("read", id="p1", include_deleted=False),
+        404,
+        "NOT_FOUND",
+        details={"collection": "people", "id": "p1"},
+        setup=SOFT_DELETED,
+    ),
+    *(
+        Case(
+            f"a read whose include_deleted is {what} is a 422 naming include_deleted",
+            Op("read", id="p1", include_deleted=flag),
+            422,
+            "VALIDATION_ERROR",
+            "include_deleted",
+            setup=SOFT_DELETED,
+        )
+        for what, flag in BAD_FLAGS
+    ),
     # update (merge patch)
     Case(
         "an update merge-patches the data and bumps the version",
@@ -343,6 +374,24 @@ CASES: list[Case] = [
         200,
         body={"id": "p1", "collection": "people", "deleted": True, "hard": True, "version": 1},
         setup=(ADA,),
+    ),
+    Case(
+        "a delete whose hard flag is false is soft",
+        Op("delete", id="p1", hard=False),
+        200,
+        body={"id": "p1", "collection": "people", "deleted": True, "hard": False, "version": 2},
+        setup=(ADA,),
+    ),
+    *(
+        Case(
+            f"a delete whose hard flag is {what} is a 422 naming hard",
+            Op("delete", id="p1", hard=flag),
+            422,
+            "VALIDATION_ERROR",
+            "hard",
+            setup=(ADA,),
+        )
+        for what, flag in BAD_FLAGS
     ),
     Case(
         "a hard delete removes a soft-deleted record too",

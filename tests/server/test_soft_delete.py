@@ -170,6 +170,78 @@ async def test_a_batch_hard_delete_purges_a_soft_deleted_record(
     assert created["status"] == 201
 
 
+@pytest.mark.parametrize("value", ["1", "yes", "TRUE"])
+@pytest.mark.parametrize("way", ["rest", "batch-rest-dialect", "batch-typed-dialect"])
+async def test_a_hard_flag_other_than_true_or_false_is_a_422_and_deletes_nothing(
+    service: Service, way: str, value: str
+) -> None:
+    # FastAPI's bool took ?hard=1, yes and TRUE as true: the record was purged.
+    await service.client.post(PEOPLE, json={"id": "p1", "data": {}})
+    if way == "rest":
+        response = await service.client.delete(f"{PEOPLE}/p1", params={"hard": value})
+        status, error = response.status_code, response.json()["error"]
+    else:
+        op = (
+            {"method": "DELETE", "path": f"{PEOPLE}/p1?hard={value}"}
+            if way == "batch-rest-dialect"
+            else _typed("delete", options={"hard": value})
+        )
+        result = await _op(service, op)
+        status, error = result["status"], result["error"]
+    assert (status, error["code"], error["details"]) == (
+        422,
+        "VALIDATION_ERROR",
+        {"path": "hard", "value": value},
+    )
+    assert (await service.client.get(f"{PEOPLE}/p1")).json()["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"method": "DELETE", "path": f"{PEOPLE}/p1?hard=${{a.body.data.purge}}"},
+        _typed("delete", options={"hard": "${a.body.data.purge}"}),
+        {"method": "GET", "path": f"{PEOPLE}/p1?include_deleted=${{a.body.data.purge}}"},
+        _typed("read", options={"include_deleted": "${a.body.data.purge}"}),
+    ],
+    ids=["rest-delete", "typed-delete", "rest-read", "typed-read"],
+)
+async def test_a_flag_may_be_a_reference_to_an_earlier_boolean(
+    service: Service, op: dict[str, Any]
+) -> None:
+    # Judged by the records service after the reference is resolved, like a limit.
+    await _soft_deleted(service)
+    created = {"ref": "a", "type": "create", "collection": "people", "data": {"purge": True}}
+    response = await service.client.post("/v1/batch", json={"operations": [created, op]})
+    result = response.json()["results"][1]
+    assert result["status"] == 200, result
+    if "hard" in str(op):
+        assert result["body"]["hard"] is True
+    else:
+        assert "deleted_at" in result["body"]
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"method": "DELETE", "path": f"{PEOPLE}/p1?hard=yes"},
+        _typed("delete", options={"hard": "yes"}),
+        {"method": "GET", "path": f"{PEOPLE}/p1?include_deleted=1"},
+        _typed("read", options={"include_deleted": 1}),
+    ],
+    ids=["rest-delete", "typed-delete", "rest-read", "typed-read"],
+)
+async def test_a_validate_only_batch_judges_a_flag_as_a_run_would(
+    service: Service, op: dict[str, Any]
+) -> None:
+    response = await service.client.post(
+        "/v1/batch", json={"operations": [op], "options": {"validate_only": True}}
+    )
+    (result,) = response.json()["results"]
+    path = "hard" if "hard" in str(op) else "include_deleted"
+    assert (result["status"], result["error"]["details"]["path"]) == (422, path)
+
+
 async def test_a_batch_create_over_a_soft_deleted_id_says_it_is_deleted(service: Service) -> None:
     await _soft_deleted(service)
     result = await _op(service, {"type": "create", "collection": "people", "id": "p1", "data": {}})

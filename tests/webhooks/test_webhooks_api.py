@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.jobs.conftest import Service, upload
+from tests.jobs.conftest import BAD_LIMITS, Service, limit_error, upload
 
 PUBLIC = "http://93.184.215.14/hook"  # a literal public address: no DNS in tests
 SECRET = "s3cret-s3cret-s3cret"
@@ -181,3 +181,27 @@ async def test_deliveries_of_an_unknown_job_are_404(service: Service) -> None:
     answer = await service.client.get("/v1/jobs/nope/deliveries")
     assert answer.status_code == 404
     assert answer.json()["error"]["code"] == "JOB_NOT_FOUND"
+
+
+@pytest.mark.limits(allow_private_webhooks=True)
+@pytest.mark.parametrize("limit", BAD_LIMITS, ids=repr)
+async def test_a_deliveries_limit_no_list_takes_is_the_records_lists_422(
+    service: Service, limit: str
+) -> None:
+    # One rule for every list's page size (the records list's), judged before the id.
+    created = await service.client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h"})
+    webhook_id = created.json()["id"]
+    expected = await limit_error(service.client, "/v1/collections/people/records", limit)
+    assert expected[0] == 422
+    assert (expected[1]["code"], expected[1]["details"]["path"]) == ("VALIDATION_ERROR", "limit")
+    for path in (f"/v1/webhooks/{webhook_id}/deliveries", "/v1/webhooks/nope/deliveries"):
+        assert await limit_error(service.client, path, limit) == expected, path
+
+
+@pytest.mark.limits(allow_private_webhooks=True)
+async def test_a_webhooks_deliveries_take_a_page_size_from_1_to_1000(service: Service) -> None:
+    created = await service.client.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h"})
+    path = f"/v1/webhooks/{created.json()['id']}/deliveries"
+    for limit in ("1", "1000", None):
+        response = await service.client.get(path, params={} if limit is None else {"limit": limit})
+        assert response.json() == {"deliveries": []}, response.text

@@ -19,23 +19,37 @@ Why these numbers:
   must fit SQLite's INTEGER.
 - ``NUL``: PostgreSQL's text and jsonb cannot hold U+0000 at all; SQLite could. One rule for
   both backends: refused, with the path of the value.
+- ``MAX_PAGE_SIZE``: every list (records, jobs, webhook deliveries) answers at most 1,000
+  rows a page, by one rule (:func:`validate_limit`, the ``?limit=`` text read by
+  :func:`parse_limit_param`): one list's page cannot hold the server's memory or the
+  database for long, and every list answers a bad ``limit`` with the same 422.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
+import orjson
+
+from batchops._exceptions import ValidationError
+
 __all__ = [
+    "DEFAULT_PAGE_SIZE",
     "INT64_MAX",
     "INT64_MIN",
     "MAX_FILTERS",
     "MAX_FILTER_PATH_CHARS",
     "MAX_FILTER_SEGMENTS",
     "MAX_JSON_DEPTH",
+    "MAX_PAGE_SIZE",
     "MAX_QUERY_CHARS",
     "MAX_SEARCH_TERMS",
     "UINT64_MAX",
+    "echo",
+    "parse_limit_param",
     "too_deep_path",
+    "validate_limit",
     "whole_number",
 ]
 
@@ -64,6 +78,16 @@ INT64_MAX: Final = 2**63 - 1
 UINT64_MAX: Final = 2**64 - 1
 """The largest integer record data may hold (orjson writes unsigned 64-bit integers)."""
 
+MAX_PAGE_SIZE: Final = 1000
+"""The most rows one page of any list holds (records, jobs, webhook deliveries)."""
+
+DEFAULT_PAGE_SIZE: Final = 100
+"""A list's page when it names no ``limit`` (records over REST and both batch dialects,
+jobs, webhook deliveries)."""
+
+# At most 18 digits: int() stays cheap, and longer is past any page size anyway.
+_LIMIT_RE: Final = re.compile(r"-?[0-9]{1,18}")
+
 
 def whole_number(value: Any) -> int | None:
     """``value`` as an int if it is a JSON integer, else None (booleans are not).
@@ -82,6 +106,53 @@ def whole_number(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return None
+
+
+def parse_limit_param(raw: str) -> Any:
+    """A ``limit`` query parameter (percent-decoded): an integer when it is one in digits,
+    else the text as sent, which :func:`validate_limit` refuses with its 422 — so
+    ``?limit=0``, ``?limit=1e3`` and ``?limit=ten`` answer what ``"limit": 0`` or ``"ten"``
+    in a body answers, and ``?limit=`` past 64 bits is that 422 too, never a 500. A
+    reference template (in a batch) stays text, resolved before it is judged.
+
+    >>> [parse_limit_param(v) for v in ["20", "-1", "1e3", "ten", " 5"]]
+    [20, -1, '1e3', 'ten', ' 5']
+    """
+    return int(raw) if _LIMIT_RE.fullmatch(raw) else raw
+
+
+def validate_limit(limit: Any, *, path: str = "limit", default: int = DEFAULT_PAGE_SIZE) -> int:
+    """A page size between 1 and ``MAX_PAGE_SIZE`` (``default`` when None); anything else,
+    a number or not, is a 422 naming ``path`` and showing the value as sent. The one rule
+    of every list's ``limit``.
+
+    >>> validate_limit(None), validate_limit(20), validate_limit(20.0)
+    (100, 20, 20)
+    >>> validate_limit("20")
+    Traceback (most recent call last):
+    ...
+    batchops._exceptions.ValidationError: 'limit' must be an integer from 1 to 1000
+    """
+    if limit is None:
+        return default
+    size = whole_number(limit)  # 20.0 is 20 (JSON has one number type)
+    if size is None or not 1 <= size <= MAX_PAGE_SIZE:
+        raise ValidationError(
+            f"'limit' must be an integer from 1 to {MAX_PAGE_SIZE}",
+            details={"path": path, "value": echo(limit)},
+        )
+    return size
+
+
+def echo(value: Any) -> Any:
+    """``value`` as an error's details may show it back: as it is when the JSON encoder
+    can write it, else its ``repr`` cut to 100 characters (an integer past 64 bits or
+    nesting past 254 levels made the error itself unrenderable: a 500)."""
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return repr(value)[:100]
+    return value
 
 
 def too_deep_path(body: bytes, limit: int = MAX_JSON_DEPTH) -> str | None:

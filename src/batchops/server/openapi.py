@@ -32,15 +32,16 @@ from batchops.server.limits import (
     MAX_FILTER_SEGMENTS,
     MAX_FILTERS,
     MAX_JSON_DEPTH,
+    MAX_PAGE_SIZE,
     MAX_QUERY_CHARS,
     MAX_SEARCH_TERMS,
     UINT64_MAX,
 )
 from batchops.server.openapi_routes import RATE_HEADERS, anchored, ref
+from batchops.server.records.params import FLAG_VALUES
 from batchops.server.records.schemas import (
     COLLECTION_PATTERN,
     DEFAULT_SEARCH_SIZE,
-    MAX_PAGE_SIZE,
     RECORD_ID_PATTERN,
 )
 from batchops.server.settings import Settings
@@ -711,7 +712,7 @@ _COMMON_OP: dict[str, Any] = {
 }
 _REST_PATH_PREFIX = f"/v1/collections/{COLLECTION_PATTERN}"
 _REST_RECORD = f"{_REST_PATH_PREFIX}/records/{RECORD_ID_PATTERN}"
-_BOOL_QUERY = "(?:true|false)"
+_BOOL_QUERY = f"(?:{'|'.join(FLAG_VALUES)})"
 _REST_KINDS: tuple[tuple[str, str, str, dict[str, Any] | None], ...] = (
     # (operation type, method, path, body schema or None for no body)
     ("create", "POST", f"{_REST_PATH_PREFIX}/records", ref("RecordCreate")),

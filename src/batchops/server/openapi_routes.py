@@ -7,8 +7,10 @@ it and :mod:`batchops.server.openapi`, which assembles the document from the dom
 bounds, above them all. A route names a component schema by ``ref("Name")``: the schema
 itself is defined in :mod:`batchops.server.openapi`, which refuses a document whose
 references do not all resolve. A parameter or body whose rule a domain owns is declared by
-that domain (a record's path and page parameters in :mod:`batchops.server.records.params`,
-an import's options in :mod:`batchops.server.imports.openapi`).
+that domain (a record's path, flag and header parameters in
+:mod:`batchops.server.records.params`, an import's options in
+:mod:`batchops.server.imports.openapi`); every list's page size is the one rule of
+:mod:`batchops.server.limits`, declared here (:data:`LIMIT_PARAM`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from batchops.server.limits import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
 __all__ = [
     "AUTH",
     "BODY",
     "ERROR_STATUSES",
     "JOB_LINKS",
+    "LIMIT_PARAM",
     "LOCATION",
     "RATE_HEADERS",
     "STORE",
@@ -53,6 +58,20 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
 }
 """The shared parameters no domain bounds (a record's are in
 :mod:`batchops.server.records.params`)."""
+
+LIMIT_PARAM: Final[dict[str, Any]] = {
+    "name": "limit",
+    "in": "query",
+    "description": "Page size.",
+    "schema": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_PAGE_SIZE,
+        "default": DEFAULT_PAGE_SIZE,
+    },
+}
+"""``?limit=`` of every list — records, jobs, webhook deliveries — by one rule
+(:func:`batchops.server.limits.validate_limit`)."""
 
 
 def param(name: str, **overrides: Any) -> dict[str, Any]:

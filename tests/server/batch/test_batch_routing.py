@@ -42,7 +42,7 @@ def rest_error(method: str, path: str, body: Any = msgspec.UNSET, **headers: str
             "DELETE",
             f"{RECORDS}/r1",
             msgspec.UNSET,
-            Route("delete", "people", "r1", params={"hard": False}),
+            Route("delete", "people", "r1"),
         ),
     ],
 )
@@ -59,6 +59,47 @@ def test_create_takes_an_explicit_record_id_from_the_body() -> None:
 
 def test_delete_with_hard_true_sets_the_hard_param() -> None:
     assert route_rest("DELETE", f"{RECORDS}/r1?hard=true").params == {"hard": True}
+
+
+@pytest.mark.parametrize(
+    ("query", "sent"),
+    [("true", True), ("false", False), ("1", "1"), ("TRUE", "TRUE"), ("null", "null"), ("", "")],
+)
+def test_a_flag_in_a_query_string_is_exactly_true_or_false_else_the_services_422(
+    query: str, sent: Any
+) -> None:
+    # One rule with REST (records.params.parse_flag_param): true and false are the
+    # booleans, any other text is passed on as sent and the records service refuses it.
+    delete = route_rest("DELETE", f"{RECORDS}/r1?hard={query}")
+    read = route_rest("GET", f"{RECORDS}/r1?include_deleted={query}")
+    assert delete.params == {"hard": sent}
+    assert read.params == ({} if sent is False else {"include_deleted": sent})
+    for route, name in ((delete, "hard"), (read, "include_deleted")):
+        if isinstance(sent, bool):
+            service.check(route.type, "people", record_id="r1", params=route.params)
+            continue
+        with pytest.raises(ValidationError) as info:
+            service.check(route.type, "people", record_id="r1", params=route.params)
+        assert (info.value.status_code, info.value.details["path"]) == (422, name)
+
+
+@pytest.mark.parametrize("flag", [1, 0, "true", "yes", [], {}])
+def test_a_typed_flag_is_a_json_boolean_else_the_services_422(flag: Any) -> None:
+    delete = route_typed("delete", "people", record_id="r1", options={"hard": flag})
+    read = route_typed("read", "people", record_id="r1", options={"include_deleted": flag})
+    assert (delete.params, read.params) == ({"hard": flag}, {"include_deleted": flag})
+    for route, name in ((delete, "hard"), (read, "include_deleted")):
+        with pytest.raises(ValidationError) as info:
+            service.check(route.type, "people", record_id="r1", params=route.params)
+        assert (info.value.status_code, info.value.details["path"]) == (422, name)
+
+
+def test_a_read_that_does_not_include_deleted_records_has_no_params() -> None:
+    # Such reads of one collection share one statement (the executor groups reads
+    # without params).
+    for include in (None, False):
+        route = route_typed("read", "people", record_id="r1", options={"include_deleted": include})
+        assert route.params == {}
 
 
 def test_search_takes_query_filters_and_limit_from_the_body() -> None:

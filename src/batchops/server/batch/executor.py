@@ -545,7 +545,7 @@ def validate_plan(plan: BatchPlan) -> list[OpOutcome]:
     """``validate_only``: check every operation without touching the database.
 
     Runs the records service's checks (collection names, ids, data, filters, page sizes,
-    cursors, queries) on every operation that does not wait for a reference.
+    flags, cursors, queries) on every operation that does not wait for a reference.
     """
     outcomes: list[OpOutcome] = []
     failed: set[int] = set()

@@ -40,15 +40,16 @@ class PlannedOp:
     ``params`` by type:
 
     - create: ``{}`` (``record_id`` is the optional explicit id, ``data`` the record data)
-    - read: ``{"include_deleted": bool}`` (or ``{}``)
+    - read: ``{"include_deleted": ...}`` (``{}`` when absent, null or false)
     - restore: ``{}``
     - update / replace: ``{}`` (``data`` is the merge patch / the new data)
-    - delete: ``{"hard": bool}``
+    - delete: ``{"hard": ...}`` (``{}`` when absent)
     - list: ``{"filters", "limit", "cursor"}``
     - search: ``{"filters", "limit"}`` (``query`` is the text)
 
-    Filters, limits and cursors are as sent (None when absent): the records service judges
-    them and applies the defaults, as it does for REST.
+    Filters, limits, cursors and flags are as sent (None when absent; a query string's
+    ``true``/``false`` read as booleans): the records service judges them and applies the
+    defaults, as it does for REST.
 
     ``if_match`` is the expected version (optimistic concurrency), None if not given.
     """

@@ -16,13 +16,13 @@ Typed operations give the same information as fields (``options`` holds ``hard``
 ``filters``/``limit``/``cursor`` for list, ``filters``/``limit`` for search).
 
 Only the *shape* of an operation is checked here (a known path and method, data present,
-query a string, no unknown keys, flags true or false); everything a record rule judges —
-collection names, record ids, data, filters, a page size and its default, cursors, queries —
-is passed on as sent and judged by the records service
+query a string, no unknown keys); everything a record rule judges — collection names,
+record ids, data, filters, a page size and its default, the flags ``hard`` and
+``include_deleted``, cursors, queries — is passed on as sent and judged by the records service
 (:mod:`batchops.server.records.service`) when the operation runs, the same way as over
 REST, so each rule has one copy and every way in answers alike (tests/parity). Shape
 failures are raised as :class:`APIError` with ``details["path"]`` relative to the operation
-(``body.data``, ``options.hard``, ``headers.If-Match``); the planner prefixes
+(``body.data``, ``options.x``, ``headers.If-Match``); the planner prefixes
 ``operations[i].`` and keeps them as per-operation results. The one exception is a path
 under ``/v1/batch``: :class:`InvalidBatchRequestError`, which rejects the whole batch.
 
@@ -34,7 +34,9 @@ would turn into a reference nobody declared.
 List query strings: ``limit`` and ``cursor`` are reserved, every other key is an equality
 filter on a dot path (``?profile.team=core``). ``limit`` is read by
 :func:`parse_limit_param` (digits are a number, anything else stays text for the service to
-refuse), as the REST route reads it. Filter values are parsed by
+refuse), as the REST route reads it; so are the flags ``?hard=`` and ``?include_deleted=``
+by :func:`parse_flag_param` (exactly ``true`` or ``false``; anything else stays text, a
+422 from the service). Filter values are parsed by
 :func:`parse_query_value`: a JSON scalar (number, ``true``, ``false``, ``null``, or a
 double-quoted JSON string) is decoded, anything else is taken as the raw string. So
 ``?age=42`` filters on the number 42, ``?zip=007`` on the string "007" (not valid JSON),
@@ -56,8 +58,8 @@ from batchops._exceptions import (
     MethodNotAllowedError,
 )
 from batchops.server.batch.model import OpType
-from batchops.server.limits import INT64_MAX, whole_number
-from batchops.server.records.params import parse_if_match, parse_limit_param, parse_query_value
+from batchops.server.limits import INT64_MAX, parse_limit_param, whole_number
+from batchops.server.records.params import parse_flag_param, parse_if_match, parse_query_value
 
 __all__ = [
     "Route",
@@ -112,6 +114,8 @@ def route_rest(
     >>> route = route_rest("DELETE", "/v1/collections/people/records/r1?hard=true")
     >>> route.type, route.collection, route.record_id, route.params
     ('delete', 'people', 'r1', {'hard': True})
+    >>> route_rest("DELETE", "/v1/collections/people/records/r1?hard=yes").params
+    {'hard': 'yes'}
     """
     raw_path, _, query_string = path.partition("?")
     if not raw_path.startswith("/v1/"):
@@ -165,25 +169,14 @@ def route_rest(
     _no_body(body, op_type)
     if op_type == "read":
         raw_include = query.get("include_deleted")
-        include = _flag(
-            None if raw_include is None else parse_query_value(raw_include),
-            "path",
-            "include_deleted",
-        )
-        return Route(
-            "read",
-            collection,
-            record_id=tail[1],
-            params={"include_deleted": True} if include else {},
-        )
+        include = None if raw_include is None else parse_flag_param(raw_include)
+        return Route("read", collection, record_id=tail[1], params=_read_params(include))
     if op_type == "restore":
         return Route("restore", collection, record_id=tail[1], if_match=if_match)
     if op_type == "delete":
         raw_hard = query.get("hard")
-        hard = _hard(None if raw_hard is None else parse_query_value(raw_hard), "path")
-        return Route(
-            "delete", collection, record_id=tail[1], params={"hard": hard}, if_match=if_match
-        )
+        params = {} if raw_hard is None else {"hard": parse_flag_param(raw_hard)}
+        return Route("delete", collection, record_id=tail[1], params=params, if_match=if_match)
     # list: limit and cursor are reserved, the other keys are equality filters
     raw_limit = query.pop("limit", None)
     limit = None if raw_limit is None else parse_limit_param(raw_limit)
@@ -266,10 +259,10 @@ def route_typed(
 
     params: dict[str, Any] = {}
     if type == "delete":
-        params = {"hard": _hard(opts.get("hard"), "options.hard")}
+        if "hard" in opts:
+            params = {"hard": opts["hard"]}
     elif type == "read":
-        if _flag(opts.get("include_deleted"), "options.include_deleted", "include_deleted"):
-            params = {"include_deleted": True}
+        params = _read_params(opts.get("include_deleted"))
     elif type in ("list", "search"):
         params = {"filters": opts.get("filters"), "limit": opts.get("limit")}
         if type == "list":
@@ -395,15 +388,9 @@ def _no_body(body: Any, op_type: str) -> None:
         raise InvalidRequestError(f"{op_type} takes no body", details={"path": "body"})
 
 
-def _hard(value: Any, path: str) -> bool:
-    return _flag(value, path, "hard")
-
-
-def _flag(value: Any, path: str, name: str) -> bool:
-    if value is None:
-        return False
-    if not isinstance(value, bool):
-        raise InvalidRequestError(
-            f"{name} must be true or false, got {value!r}", details={"path": path}
-        )
-    return value
+def _read_params(include_deleted: Any) -> dict[str, Any]:
+    """A read's params: none when it does not ask for deleted records (None or false: such
+    reads of one collection share one statement), else ``include_deleted`` as sent."""
+    if include_deleted is None or include_deleted is False:
+        return {}
+    return {"include_deleted": include_deleted}

@@ -35,8 +35,16 @@ from batchops.server.jobs.schemas import (
     job_not_found,
 )
 from batchops.server.jobs.sse import job_events
-from batchops.server.openapi_routes import AUTH, STORE, json_answer, param, ref, responses
-from batchops.server.records.params import LIMIT_PARAM
+from batchops.server.limits import MAX_PAGE_SIZE, parse_limit_param, validate_limit
+from batchops.server.openapi_routes import (
+    AUTH,
+    LIMIT_PARAM,
+    STORE,
+    json_answer,
+    param,
+    ref,
+    responses,
+)
 from batchops.server.records.schemas import is_id
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
@@ -81,8 +89,11 @@ async def tenant_job(svc: Services, tenant: str, job_id: str) -> JobRow:
     },
     responses=responses(
         {200: json_answer(ref("JobList"), "The jobs.")},
-        (*_ALWAYS, 400, 422),
-        notes={422: "An unknown state or type, or a limit out of range."},
+        (*_ALWAYS, 422),
+        notes={
+            422: "An unknown state or type, or a limit that is not an integer from 1 to "
+            f"{MAX_PAGE_SIZE} (VALIDATION_ERROR, details.path names it)."
+        },
     ),
 )
 async def list_jobs(
@@ -90,9 +101,10 @@ async def list_jobs(
     svc: ServicesDep,
     state: str | None = None,
     type: str | None = None,
-    limit: int = 100,
+    limit: str | None = None,
 ) -> Response:
-    """Filter with ``?state=`` and ``?type=``; ``limit`` 1-1000."""
+    """Filter with ``?state=`` and ``?type=``; ``limit`` by the rule of every list (1-1000,
+    default 100: :func:`~batchops.server.limits.validate_limit`)."""
     if state is not None and state not in JOB_STATES:
         raise ValidationError(
             f"'state' must be one of {', '.join(JOB_STATES)}", details={"path": "state"}
@@ -101,10 +113,9 @@ async def list_jobs(
         raise ValidationError(
             f"'type' must be one of {', '.join(JOB_TYPES)}", details={"path": "type"}
         )
-    if not 1 <= limit <= 1000:
-        raise ValidationError("'limit' must be from 1 to 1000", details={"path": "limit"})
+    size = validate_limit(None if limit is None else parse_limit_param(limit))
     rows = await svc.store.run(
-        lambda tx: tx.list_jobs(caller.tenant, state=state, type=type, limit=limit)
+        lambda tx: tx.list_jobs(caller.tenant, state=state, type=type, limit=size)
     )
     return JSONResponse({"jobs": [job_body(row) for row in rows]})
 

@@ -1,10 +1,13 @@
-"""The REST form of a record operation's parameters: query-string values, ``?limit=`` and
-the ``If-Match`` header, read the same way by the REST routes
-(:mod:`batchops.server.records.router`) and by the REST dialect of ``/v1/batch``
-(:mod:`batchops.server.batch.routing`), so both hand the records service the same values.
+"""The REST form of a record operation's parameters: query-string values (filters), the
+flags ``?hard=`` and ``?include_deleted=``, and the ``If-Match`` header, read the same way
+by the REST routes (:mod:`batchops.server.records.router`) and by the REST dialect of
+``/v1/batch`` (:mod:`batchops.server.batch.routing`), so both hand the records service the
+same values. (``?limit=`` is every list's, not only the records': it is read by
+:func:`batchops.server.limits.parse_limit_param` and declared by
+:data:`batchops.server.openapi_routes.LIMIT_PARAM`.)
 
 Also what the OpenAPI document says of them (``*_PARAM``), from the records' own rules:
-the routes of records, jobs and webhooks declare their path and page parameters with these.
+the records routes declare their path, flag and header parameters with these.
 """
 
 from __future__ import annotations
@@ -16,20 +19,17 @@ import msgspec
 
 from batchops._exceptions import InvalidRequestError
 from batchops.server.openapi_routes import anchored
-from batchops.server.records.schemas import (
-    COLLECTION_PATTERN,
-    DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
-    RECORD_ID_PATTERN,
-)
+from batchops.server.records.schemas import COLLECTION_PATTERN, RECORD_ID_PATTERN
 
 __all__ = [
     "COLLECTION_PARAM",
+    "FLAG_VALUES",
+    "HARD_PARAM",
     "IF_MATCH_PARAM",
-    "LIMIT_PARAM",
+    "INCLUDE_DELETED_PARAM",
     "RECORD_ID_PARAM",
+    "parse_flag_param",
     "parse_if_match",
-    "parse_limit_param",
     "parse_query_value",
 ]
 
@@ -37,8 +37,6 @@ _JSON_SCALAR_RE: Final = re.compile(
     r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|"(?:[^"\\]|\\.)*"'
 )
 _IF_MATCH_RE: Final = re.compile(r'"?([0-9]{1,18})"?')
-# At most 18 digits: int() stays cheap, and longer is past any page size anyway.
-_LIMIT_RE: Final = re.compile(r"-?[0-9]{1,18}")
 
 
 def parse_query_value(raw: str) -> Any:
@@ -58,16 +56,26 @@ def parse_query_value(raw: str) -> Any:
     return raw
 
 
-def parse_limit_param(raw: str) -> Any:
-    """A ``limit`` query parameter (percent-decoded): an integer when it is one in digits,
-    else the text as sent, which the records service refuses with its 422 — so ``?limit=0``,
-    ``?limit=1e3`` and ``?limit=ten`` answer what ``"limit": 0`` or ``"ten"`` in a body
-    answers. A reference template stays text, resolved before the service judges it.
+_FLAGS: Final = {"true": True, "false": False}
+FLAG_VALUES: Final = tuple(_FLAGS)
+"""The two texts a flag may be in a query string: JSON's literals, lowercase, nothing else
+(the OpenAPI document lists them)."""
 
-    >>> [parse_limit_param(v) for v in ["20", "-1", "1e3", "ten"]]
-    [20, -1, '1e3', 'ten']
+
+def parse_flag_param(raw: str) -> Any:
+    """A flag query parameter (``?hard=``, ``?include_deleted=``; percent-decoded): exactly
+    ``true`` or ``false`` is the boolean, anything else (``1``, ``yes``, ``TRUE``, empty)
+    stays the text as sent, which the records service refuses with its 422
+    (:func:`batchops.server.records.schemas.validate_flag`) — so ``?hard=yes`` answers
+    what ``"hard": "yes"`` in a typed operation answers. Lowercase only: the texts are
+    JSON's literals, which the typed dialect sends, and a flag has one spelling rather than
+    a table of truthy words. A reference template stays text, resolved before the service
+    judges it.
+
+    >>> [parse_flag_param(v) for v in ["true", "false", "1", "TRUE", "yes"]]
+    [True, False, '1', 'TRUE', 'yes']
     """
-    return int(raw) if _LIMIT_RE.fullmatch(raw) else raw
+    return _FLAGS.get(raw, raw)
 
 
 def parse_if_match(value: str) -> int:
@@ -100,18 +108,6 @@ RECORD_ID_PARAM: Final[dict[str, Any]] = {
     "required": True,
     "schema": {"type": "string", "pattern": anchored(RECORD_ID_PATTERN)},
 }
-LIMIT_PARAM: Final[dict[str, Any]] = {
-    "name": "limit",
-    "in": "query",
-    "description": "Page size.",
-    "schema": {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": MAX_PAGE_SIZE,
-        "default": DEFAULT_PAGE_SIZE,
-    },
-}
-"""``?limit=`` of a page of records, jobs, webhooks or deliveries."""
 IF_MATCH_PARAM: Final[dict[str, Any]] = {
     "name": "If-Match",
     "in": "header",
@@ -119,3 +115,19 @@ IF_MATCH_PARAM: Final[dict[str, Any]] = {
     "schema": {"type": "string", "pattern": '^ *"?[0-9]{1,18}"? *$'},
 }
 """The header :func:`parse_if_match` reads."""
+HARD_PARAM: Final[dict[str, Any]] = {
+    "name": "hard",
+    "in": "query",
+    "description": "true: delete for good (a soft-deleted record too). Exactly `true` or "
+    "`false`; anything else is a 422 naming `hard`.",
+    "schema": {"type": "string", "enum": list(FLAG_VALUES), "default": "false"},
+}
+"""The flag of a delete, read by :func:`parse_flag_param`."""
+INCLUDE_DELETED_PARAM: Final[dict[str, Any]] = {
+    "name": "include_deleted",
+    "in": "query",
+    "description": "true: a soft-deleted record is answered too (with `deleted_at`). Exactly "
+    "`true` or `false`; anything else is a 422 naming `include_deleted`.",
+    "schema": {"type": "string", "enum": list(FLAG_VALUES), "default": "false"},
+}
+"""The flag of a read, read by :func:`parse_flag_param`."""

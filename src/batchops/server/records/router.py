@@ -2,7 +2,10 @@
 
 Each handler reads and checks the body shape, then makes ONE ``store.run`` call into the
 records service — the same functions both batch dialects and the jobs call, which judge
-every value (a page size included) so each way in answers alike (tests/parity).
+every value (a page size and a flag included) so each way in answers alike (tests/parity).
+Query parameters are therefore taken as text and read by :mod:`batchops.server.records.params`
+as the batch's REST dialect reads them, never by FastAPI's own conversions (its bool takes
+``1``, ``yes``, ``on``…).
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from starlette.responses import Response
 from batchops._exceptions import InvalidRequestError
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
+from batchops.server.limits import parse_limit_param
 from batchops.server.openapi_routes import (
     AUTH,
     BODY,
+    LIMIT_PARAM,
     STORE,
     json_answer,
     json_body,
@@ -29,11 +34,12 @@ from batchops.server.openapi_routes import (
 from batchops.server.records import service
 from batchops.server.records.params import (
     COLLECTION_PARAM,
+    HARD_PARAM,
     IF_MATCH_PARAM,
-    LIMIT_PARAM,
+    INCLUDE_DELETED_PARAM,
     RECORD_ID_PARAM,
+    parse_flag_param,
     parse_if_match,
-    parse_limit_param,
     parse_query_value,
 )
 from batchops.server.records.schemas import validate_record_id
@@ -50,6 +56,9 @@ _NOT_FOUND = {404: "No live record with this id in the collection (NOT_FOUND)."}
 _PATH = [COLLECTION_PARAM]
 _RECORD_PATH = [COLLECTION_PARAM, RECORD_ID_PARAM]
 _IF_MATCH = [IF_MATCH_PARAM]
+_FLAG_422 = (
+    "A {flag} other than true or false, a bad collection name or record id (VALIDATION_ERROR)."
+)
 
 
 def _doc(parameters: list[dict[str, Any]], body: str | None = None) -> dict[str, Any]:
@@ -117,9 +126,11 @@ async def create_record(
 @router.get(
     "/records/{record_id}",
     summary="Read a record (a soft-deleted one too with ?include_deleted=true)",
-    openapi_extra=_doc(_RECORD_PATH),
+    openapi_extra=_doc([*_RECORD_PATH, INCLUDE_DELETED_PARAM]),
     responses=responses(
-        {200: json_answer(_RECORD, "The record.")}, (*_ALWAYS, 400, 404), notes=_NOT_FOUND
+        {200: json_answer(_RECORD, "The record.")},
+        (*_ALWAYS, 404),
+        notes={**_NOT_FOUND, 422: _FLAG_422.format(flag="`include_deleted`")},
     ),
 )
 async def read_record(
@@ -128,12 +139,11 @@ async def read_record(
     request: Request,
     caller: CallerDep,
     svc: ServicesDep,
-    include_deleted: bool = False,
+    include_deleted: str | None = None,
 ) -> Response:
+    flag = None if include_deleted is None else parse_flag_param(include_deleted)
     record = await svc.store.run(
-        lambda tx: service.read(
-            tx, caller.tenant, collection, record_id, include_deleted=include_deleted
-        )
+        lambda tx: service.read(tx, caller.tenant, collection, record_id, include_deleted=flag)
     )
     return _respond(request, record)
 
@@ -211,11 +221,16 @@ async def replace_record(
 @router.delete(
     "/records/{record_id}",
     summary="Delete a record (soft unless ?hard=true, which also purges a soft-deleted one)",
-    openapi_extra=_doc(_RECORD_PATH + _IF_MATCH),
+    openapi_extra=_doc([*_RECORD_PATH, HARD_PARAM, *_IF_MATCH]),
     responses=responses(
         {200: json_answer(ref("RecordDeleted"), "What was deleted.")},
         (*_ALWAYS, 400, 404, 409),
-        notes={**_NOT_FOUND, 409: "Not at the If-Match version (VERSION_MISMATCH)."},
+        notes={
+            **_NOT_FOUND,
+            400: "An If-Match that is not a record version (INVALID_REQUEST).",
+            409: "Not at the If-Match version (VERSION_MISMATCH).",
+            422: _FLAG_422.format(flag="`hard`"),
+        },
     ),
 )
 async def delete_record(
@@ -224,12 +239,13 @@ async def delete_record(
     request: Request,
     caller: CallerDep,
     svc: ServicesDep,
-    hard: bool = False,
+    hard: str | None = None,
 ) -> Response:
     if_match = _if_match(request)
+    flag = None if hard is None else parse_flag_param(hard)
     result = await svc.store.run(
         lambda tx: service.delete(
-            tx, caller.tenant, collection, record_id, hard=hard, if_match=if_match
+            tx, caller.tenant, collection, record_id, hard=flag, if_match=if_match
         )
     )
     return _respond(request, result)

@@ -18,16 +18,14 @@ from batchops.server.limits import (
     MAX_JSON_DEPTH,
     MAX_QUERY_CHARS,
     MAX_SEARCH_TERMS,
-    whole_number,
+    echo,
 )
 from batchops.store._query import search_tokens
 from batchops.store.base import RecordRow
 
 __all__ = [
     "COLLECTION_PATTERN",
-    "DEFAULT_PAGE_SIZE",
     "DEFAULT_SEARCH_SIZE",
-    "MAX_PAGE_SIZE",
     "MAX_RECORD_BYTES_HINT",
     "RECORD_ID_PATTERN",
     "check_encoded",
@@ -38,18 +36,17 @@ __all__ = [
     "validate_collection",
     "validate_data",
     "validate_filters",
-    "validate_limit",
+    "validate_flag",
     "validate_query",
     "validate_record_id",
     "validate_text",
 ]
 
-DEFAULT_PAGE_SIZE = 100
-"""A list's page when it names no ``limit`` (REST and both batch dialects alike)."""
+# A list's page size — its bounds, its default, the rule — is every list's, not only the
+# records': see batchops.server.limits (MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE, validate_limit).
 DEFAULT_SEARCH_SIZE = 20
 """A search's best matches when it names no ``limit``: a search is ranked, and its first
-results are the ones read."""
-MAX_PAGE_SIZE = 1000
+results are the ones read (1 to ``MAX_PAGE_SIZE`` like any page)."""
 MAX_RECORD_BYTES_HINT = 1 << 20
 
 # Names travel in URLs and in SQL parameters (never in SQL text); keeping them to a
@@ -232,28 +229,26 @@ def _unencodable(value: Any, path: str) -> tuple[str, str]:
     return path, f"a {type(value).__name__} cannot be stored as JSON"
 
 
-def validate_limit(limit: Any, *, path: str = "limit", default: int = DEFAULT_PAGE_SIZE) -> int:
-    """A page size between 1 and MAX_PAGE_SIZE (``default`` when None); anything else,
-    a number or not, is a 422 naming ``path``."""
-    if limit is None:
-        return default
-    size = whole_number(limit)  # 20.0 is 20 (JSON has one number type)
-    if size is None or not 1 <= size <= MAX_PAGE_SIZE:
+def validate_flag(value: Any, *, path: str) -> bool:
+    """A flag (``hard`` of a delete, ``include_deleted`` of a read): a JSON boolean, off
+    when None (not sent). Anything else — ``1``, ``"yes"``, even ``"true"`` — is a 422
+    naming ``path``: one rule for every way in, as a query string's ``true`` and ``false``
+    are read into booleans first (:func:`batchops.server.records.params.parse_flag_param`).
+
+    >>> validate_flag(None, path="hard"), validate_flag(True, path="hard")
+    (False, True)
+    >>> validate_flag(1, path="hard")
+    Traceback (most recent call last):
+    ...
+    batchops._exceptions.ValidationError: 'hard' must be true or false ...
+    """
+    if value is None:
+        return False
+    if not isinstance(value, bool):
         raise ValidationError(
-            f"'limit' must be an integer from 1 to {MAX_PAGE_SIZE}",
-            details={"path": path, "value": _echo(limit)},
+            f"'{path}' must be true or false (in a query string: exactly true or false, lowercase)",
+            details={"path": path, "value": echo(value)},
         )
-    return size
-
-
-def _echo(value: Any) -> Any:
-    """``value`` as an error's details may show it back: as it is when the JSON encoder
-    can write it, else its ``repr`` cut to 100 characters (an integer past 64 bits or
-    nesting past 254 levels made the error itself unrenderable: a 500)."""
-    try:
-        orjson.dumps(value)
-    except TypeError:
-        return repr(value)[:100]
     return value
 
 

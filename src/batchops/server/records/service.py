@@ -10,7 +10,8 @@ these inside ``Store.run(fn)``, so a whole request or batch is one hop into the 
 thread and one transaction. Each rule is applied here once, from
 :mod:`batchops.server.records.schemas` (the one copy of each rule), so every way in answers
 an operation alike — the same status, code and ``details.path`` (tests/parity proves it):
-a page size's default and bounds, filters, queries, cursors, names, ids and data. Errors are
+a page size's default and bounds, the flags ``hard`` and ``include_deleted``, filters,
+queries, cursors, names, ids and data. Errors are
 :class:`APIError`\\ s that render as the JSON envelope. :func:`check` is the same checks
 without the database, for ``validate_only`` batches.
 
@@ -36,9 +37,8 @@ import orjson
 
 from batchops._exceptions import APIError, ConflictError, InvalidRequestError, ValidationError
 from batchops.server import _ids
-from batchops.server.limits import MAX_JSON_DEPTH
+from batchops.server.limits import DEFAULT_PAGE_SIZE, MAX_JSON_DEPTH, validate_limit
 from batchops.server.records.schemas import (
-    DEFAULT_PAGE_SIZE,
     DEFAULT_SEARCH_SIZE,
     encode_data,
     not_found,
@@ -46,7 +46,7 @@ from batchops.server.records.schemas import (
     validate_collection,
     validate_data,
     validate_filters,
-    validate_limit,
+    validate_flag,
     validate_query,
     validate_record_id,
 )
@@ -163,6 +163,10 @@ def check(
         _page(params.get("filters"), params.get("limit"), params.get("cursor"))
     elif kind == "search":
         _search_terms(query, params.get("filters"), params.get("limit"))
+    elif kind == "read":
+        validate_flag(params.get("include_deleted"), path="include_deleted")
+    elif kind == "delete":
+        validate_flag(params.get("hard"), path="hard")
     elif kind not in _TARGETED:
         raise _unknown_kind(kind)
 
@@ -211,16 +215,14 @@ def perform(
         raise _unknown_kind(kind)
     target = _required_id(kind, record_id)
     if kind == "read":
-        include_deleted = bool(params.get("include_deleted", False))
-        return read(tx, tenant, collection, target, include_deleted=include_deleted)
+        return read(tx, tenant, collection, target, include_deleted=params.get("include_deleted"))
     if kind == "restore":
         return restore(tx, tenant, collection, target, if_match=if_match)
     if kind == "update":
         return update(tx, tenant, collection, target, data, if_match=if_match)
     if kind == "replace":
         return replace(tx, tenant, collection, target, data, if_match=if_match)
-    hard = bool(params.get("hard", False))
-    return delete(tx, tenant, collection, target, hard=hard, if_match=if_match)
+    return delete(tx, tenant, collection, target, hard=params.get("hard"), if_match=if_match)
 
 
 def _required_id(kind: str, record_id: Any) -> Any:
@@ -500,17 +502,19 @@ def _soft_deleted(tx: Tx, tenant: str, collection: str, ids: set[str]) -> set[st
 
 
 def read(
-    tx: Tx, tenant: str, collection: str, record_id: str, *, include_deleted: bool = False
+    tx: Tx, tenant: str, collection: str, record_id: str, *, include_deleted: Any = False
 ) -> dict[str, Any]:
-    """One live record, or 404; with ``include_deleted``, a soft-deleted one too (its body
-    then carries ``deleted_at``)."""
-    if include_deleted:
-        row = _row(tx, tenant, collection, record_id, None, include_deleted=True)
-        return record_body(row)
-    outcome = read_many(tx, tenant, collection, [record_id])[0]
-    if isinstance(outcome, APIError):
-        raise outcome
-    return outcome
+    """One live record, or 404; with ``include_deleted`` true, a soft-deleted one too (its
+    body then carries ``deleted_at``). ``include_deleted`` as sent: a JSON boolean, None
+    when not sent; anything else is a 422 after the names are judged."""
+    if include_deleted is None or include_deleted is False:
+        outcome = read_many(tx, tenant, collection, [record_id])[0]
+        if isinstance(outcome, APIError):
+            raise outcome
+        return outcome
+    _target(collection, record_id)
+    validate_flag(include_deleted, path="include_deleted")  # True here, or a 422
+    return record_body(_fetch(tx, tenant, collection, record_id, None, include_deleted=True))
 
 
 def read_many(
@@ -648,15 +652,20 @@ def delete(
     collection: str,
     record_id: str,
     *,
-    hard: bool = False,
+    hard: Any = False,
     if_match: int | None = None,
 ) -> dict[str, Any]:
     """Soft-delete (the default: the id stays taken, reads answer 404 unless asked to
-    include deleted records, :func:`restore` brings it back) or, with ``hard``, remove
+    include deleted records, :func:`restore` brings it back) or, with ``hard`` true, remove
     the row for good — a soft-deleted one too, which frees its id. A soft delete bumps
-    ``version``; soft-deleting a soft-deleted record is a 404."""
-    row = _row(tx, tenant, collection, record_id, if_match, include_deleted=hard, for_update=True)
-    if hard:
+    ``version``; soft-deleting a soft-deleted record is a 404. ``hard`` as sent: a JSON
+    boolean, None when not sent; anything else is a 422 after the names are judged."""
+    _target(collection, record_id)
+    purge = validate_flag(hard, path="hard")
+    row = _fetch(
+        tx, tenant, collection, record_id, if_match, include_deleted=purge, for_update=True
+    )
+    if purge:
         tx.delete_records(tenant, collection, [record_id])
     else:
         row.version += 1
@@ -666,7 +675,7 @@ def delete(
         "id": record_id,
         "collection": collection,
         "deleted": True,
-        "hard": hard,
+        "hard": purge,
         "version": row.version,
     }
 

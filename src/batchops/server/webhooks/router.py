@@ -11,14 +11,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from batchops._exceptions import NotFoundError, ValidationError
+from batchops._exceptions import NotFoundError
 from batchops.server import _ids
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
 from batchops.server.jobs.router import tenant_job
+from batchops.server.limits import MAX_PAGE_SIZE, parse_limit_param, validate_limit
 from batchops.server.openapi_routes import (
     AUTH,
     BODY,
+    LIMIT_PARAM,
     LOCATION,
     STORE,
     json_answer,
@@ -27,7 +29,6 @@ from batchops.server.openapi_routes import (
     ref,
     responses,
 )
-from batchops.server.records.params import LIMIT_PARAM
 from batchops.server.records.schemas import is_id
 from batchops.server.webhooks.schemas import delivery_body, parse_webhook_spec, webhook_body
 from batchops.server.webhooks.signing import new_secret
@@ -44,8 +45,11 @@ _NO_WEBHOOK = {404: "No webhook with this id for this tenant (WEBHOOK_NOT_FOUND)
 _WEBHOOK_PATH = {"parameters": [param("webhook_id")]}
 _DELIVERIES = responses(
     {200: json_answer(ref("DeliveryList"), "Newest first, each with its attempts.")},
-    (*_ALWAYS, 400, 404, 422),
-    notes={422: "limit is out of range (1-1000)."},
+    (*_ALWAYS, 404, 422),
+    notes={
+        422: f"A limit that is not an integer from 1 to {MAX_PAGE_SIZE} (VALIDATION_ERROR, "
+        "details.path limit)."
+    },
 )
 
 
@@ -61,10 +65,9 @@ def _not_found(webhook_id: str) -> NotFoundError:
     )
 
 
-def _limit(limit: int) -> int:
-    if not 1 <= limit <= 1000:
-        raise ValidationError("'limit' must be from 1 to 1000", details={"path": "limit"})
-    return limit
+def _limit(limit: str | None) -> int:
+    """A deliveries page size, by the rule of every list (1-1000, default 100)."""
+    return validate_limit(None if limit is None else parse_limit_param(limit))
 
 
 @router.post(
@@ -178,14 +181,14 @@ def _deliveries(tenant: str, *, webhook_id: str | None, job_id: str | None, limi
     responses={**_DELIVERIES, 404: _DELIVERIES[404] | {"description": _NO_WEBHOOK[404]}},
 )
 async def webhook_deliveries(
-    webhook_id: str, caller: CallerDep, svc: ServicesDep, limit: int = 100
+    webhook_id: str, caller: CallerDep, svc: ServicesDep, limit: str | None = None
 ) -> Response:
     """Newest first, each with its attempts (status code or error, duration, next retry)."""
-    _limit(limit)
+    size = _limit(limit)
     _known(webhook_id)
     if await svc.store.run(lambda tx: tx.get_webhook(caller.tenant, webhook_id)) is None:
         raise _not_found(webhook_id)
-    fn = _deliveries(caller.tenant, webhook_id=webhook_id, job_id=None, limit=limit)
+    fn = _deliveries(caller.tenant, webhook_id=webhook_id, job_id=None, limit=size)
     return JSONResponse({"deliveries": await svc.store.run(fn)})
 
 
@@ -199,10 +202,10 @@ async def webhook_deliveries(
     },
 )
 async def job_deliveries(
-    job_id: str, caller: CallerDep, svc: ServicesDep, limit: int = 100
+    job_id: str, caller: CallerDep, svc: ServicesDep, limit: str | None = None
 ) -> Response:
     """Deliveries to the job's own webhook and to the tenant's subscriptions."""
-    _limit(limit)
+    size = _limit(limit)
     await tenant_job(svc, caller.tenant, job_id)
-    fn = _deliveries(caller.tenant, webhook_id=None, job_id=job_id, limit=limit)
+    fn = _deliveries(caller.tenant, webhook_id=None, job_id=job_id, limit=size)
     return JSONResponse({"deliveries": await svc.store.run(fn)})
