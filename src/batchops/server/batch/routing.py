@@ -59,7 +59,12 @@ from batchops._exceptions import (
 )
 from batchops.server.batch.model import OpType
 from batchops.server.limits import INT64_MAX, parse_limit_param, whole_number
-from batchops.server.records.params import parse_flag_param, parse_if_match, parse_query_value
+from batchops.server.records.params import (
+    check_query,
+    parse_flag_param,
+    parse_if_match,
+    parse_query_value,
+)
 
 __all__ = [
     "Route",
@@ -135,17 +140,9 @@ def route_rest(
     tail = segments[2:]
     op_type = _match(method, path, tail)
     if_match = _header_if_match(headers, op_type)
-    query = _parse_query_string(query_string)
-    if op_type != "list":  # list takes any key (filters); the others only their own
-        for key in query:
-            if not (
-                (op_type == "delete" and key == "hard")
-                or (op_type == "read" and key == "include_deleted")
-            ):
-                raise InvalidRequestError(
-                    f"unknown query parameter {key!r} for {op_type}",
-                    details={"path": "path", "parameter": key},
-                )
+    pairs = _parse_query_string(query_string)
+    check_query(op_type, (key for key, _ in pairs), path="path")
+    query = dict(pairs)
 
     if op_type == "create":
         fields = _body_object(body, {"id", "data"}, required=("data",))
@@ -329,25 +326,22 @@ def _encoded_template() -> InvalidRequestError:
     )
 
 
-def _parse_query_string(query_string: str) -> dict[str, str]:
+def _parse_query_string(query_string: str) -> list[tuple[str, str]]:
     # Values are percent-decoded text; references stay verbatim (see the module docstring).
-    values: dict[str, str] = {}
+    # Repeated and unknown keys are judged by records.params.check_query (REST's rule).
+    values: list[tuple[str, str]] = []
     for pair in query_string.split("&"):
         if not pair:
             continue
         raw_key, _, raw_value = pair.partition("=")
         key = unquote_plus(raw_key)
-        if key in values:
-            raise InvalidRequestError(
-                f"query parameter {key!r} is repeated", details={"path": "path", "parameter": key}
-            )
         if "${" in raw_value:
-            values[key] = raw_value
+            values.append((key, raw_value))
             continue
         decoded = unquote_plus(raw_value)
         if "${" in decoded:
             raise _encoded_template()
-        values[key] = decoded
+        values.append((key, decoded))
     return values
 
 

@@ -13,6 +13,7 @@ the records routes declare their path, flag and header parameters with these.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import msgspec
@@ -27,7 +28,9 @@ __all__ = [
     "HARD_PARAM",
     "IF_MATCH_PARAM",
     "INCLUDE_DELETED_PARAM",
+    "QUERY_KEYS",
     "RECORD_ID_PARAM",
+    "check_query",
     "parse_flag_param",
     "parse_if_match",
     "parse_query_value",
@@ -37,6 +40,49 @@ _JSON_SCALAR_RE: Final = re.compile(
     r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null|"(?:[^"\\]|\\.)*"'
 )
 _IF_MATCH_RE: Final = re.compile(r'"?([0-9]{1,18})"?')
+
+
+QUERY_KEYS: Final[Mapping[str, frozenset[str] | None]] = {
+    "create": frozenset(),
+    "read": frozenset({"include_deleted"}),
+    "update": frozenset(),
+    "replace": frozenset(),
+    "delete": frozenset({"hard"}),
+    "restore": frozenset(),
+    "list": None,  # any key: the others are filters
+    "search": frozenset(),
+}
+"""The query-string keys each record operation takes (None: any)."""
+
+
+def check_query(op_type: str, keys: Iterable[str], *, path: str | None = None) -> None:
+    """The one rule of a record operation's query string, over REST and in a batch's REST
+    dialect: a key given twice is a mistake, never "the last one wins"; a key the operation
+    does not take (:data:`QUERY_KEYS`) is a mistake. Either is 400 ``INVALID_REQUEST``
+    naming the ``parameter``; ``path`` is where the query string is (a batch operation's
+    ``path``), else the parameter itself.
+
+    >>> check_query("delete", ["hard"])
+    >>> check_query("delete", ["hard", "hard"])
+    Traceback (most recent call last):
+    ...
+    batchops._exceptions.InvalidRequestError: query parameter 'hard' is repeated
+    """
+    allowed = QUERY_KEYS[op_type]
+    seen: set[str] = set()
+    for key in keys:
+        where = key if path is None else path
+        if key in seen:
+            raise InvalidRequestError(
+                f"query parameter {key!r} is repeated", details={"path": where, "parameter": key}
+            )
+        seen.add(key)
+        if allowed is not None and key not in allowed:
+            takes = ", ".join(sorted(allowed)) or "none"
+            raise InvalidRequestError(
+                f"unknown query parameter {key!r} for {op_type} (it takes: {takes})",
+                details={"path": where, "parameter": key},
+            )
 
 
 def parse_query_value(raw: str) -> Any:

@@ -38,6 +38,7 @@ from batchops.server.records.params import (
     IF_MATCH_PARAM,
     INCLUDE_DELETED_PARAM,
     RECORD_ID_PARAM,
+    check_query,
     parse_flag_param,
     parse_if_match,
     parse_query_value,
@@ -56,6 +57,9 @@ _NOT_FOUND = {404: "No live record with this id in the collection (NOT_FOUND)."}
 _PATH = [COLLECTION_PARAM]
 _RECORD_PATH = [COLLECTION_PARAM, RECORD_ID_PARAM]
 _IF_MATCH = [IF_MATCH_PARAM]
+_QUERY_400 = (
+    "a query parameter given twice or not taken here (INVALID_REQUEST, `details.parameter`)"
+)
 _FLAG_422 = (
     "A {flag} other than true or false, a bad collection name or record id (VALIDATION_ERROR)."
 )
@@ -89,6 +93,12 @@ async def _json_object(
     return body
 
 
+def _query(request: Request, op_type: str) -> None:
+    """The one query-string rule (:func:`check_query`): REST as the batch's REST dialect."""
+    if request.scope.get("query_string"):
+        check_query(op_type, (name for name, _ in request.query_params.multi_items()))
+
+
 def _if_match(request: Request) -> int | None:
     header = request.headers.get("if-match")
     return parse_if_match(header) if header is not None else None
@@ -113,6 +123,7 @@ def _respond(request: Request, body: Any, status: int = 200) -> JSONResponse:
 async def create_record(
     collection: str, request: Request, caller: CallerDep, svc: ServicesDep
 ) -> Response:
+    _query(request, "create")
     body = await _json_object(request, svc, ("id", "data"), ("data",))
     record_id = body.get("id")
     if "id" in body and record_id is None:  # an explicit null: omit the id instead
@@ -129,8 +140,12 @@ async def create_record(
     openapi_extra=_doc([*_RECORD_PATH, INCLUDE_DELETED_PARAM]),
     responses=responses(
         {200: json_answer(_RECORD, "The record.")},
-        (*_ALWAYS, 404),
-        notes={**_NOT_FOUND, 422: _FLAG_422.format(flag="`include_deleted`")},
+        (*_ALWAYS, 400, 404),
+        notes={
+            **_NOT_FOUND,
+            400: f"{_QUERY_400[0].upper()}{_QUERY_400[1:]}.",
+            422: _FLAG_422.format(flag="`include_deleted`"),
+        },
     ),
 )
 async def read_record(
@@ -141,6 +156,7 @@ async def read_record(
     svc: ServicesDep,
     include_deleted: str | None = None,
 ) -> Response:
+    _query(request, "read")
     flag = None if include_deleted is None else parse_flag_param(include_deleted)
     record = await svc.store.run(
         lambda tx: service.read(tx, caller.tenant, collection, record_id, include_deleted=flag)
@@ -165,6 +181,7 @@ async def read_record(
 async def restore_record(
     collection: str, record_id: str, request: Request, caller: CallerDep, svc: ServicesDep
 ) -> Response:
+    _query(request, "restore")
     if_match = _if_match(request)
     record = await svc.store.run(
         lambda tx: service.restore(tx, caller.tenant, collection, record_id, if_match=if_match)
@@ -185,6 +202,7 @@ async def restore_record(
 async def update_record(
     collection: str, record_id: str, request: Request, caller: CallerDep, svc: ServicesDep
 ) -> Response:
+    _query(request, "update")
     body = await _json_object(request, svc, ("data",), ("data",))
     if_match = _if_match(request)
     record = await svc.store.run(
@@ -208,6 +226,7 @@ async def update_record(
 async def replace_record(
     collection: str, record_id: str, request: Request, caller: CallerDep, svc: ServicesDep
 ) -> Response:
+    _query(request, "replace")
     body = await _json_object(request, svc, ("data",), ("data",))
     if_match = _if_match(request)
     record = await svc.store.run(
@@ -227,7 +246,7 @@ async def replace_record(
         (*_ALWAYS, 400, 404, 409),
         notes={
             **_NOT_FOUND,
-            400: "An If-Match that is not a record version (INVALID_REQUEST).",
+            400: f"An If-Match that is not a record version, or {_QUERY_400}.",
             409: "Not at the If-Match version (VERSION_MISMATCH).",
             422: _FLAG_422.format(flag="`hard`"),
         },
@@ -241,6 +260,7 @@ async def delete_record(
     svc: ServicesDep,
     hard: str | None = None,
 ) -> Response:
+    _query(request, "delete")
     if_match = _if_match(request)
     flag = None if hard is None else parse_flag_param(hard)
     result = await svc.store.run(
@@ -276,7 +296,8 @@ async def delete_record(
         {200: json_answer(ref("RecordPage"), "A page of live records, by id.")},
         (*_ALWAYS, 400),
         notes={
-            400: "A repeated parameter, or a `cursor` this API did not hand out (INVALID_REQUEST).",
+            400: "A repeated parameter, or a `cursor` this API did not hand out "
+            "(INVALID_REQUEST, `details.parameter` / `details.path`).",
             422: "A `limit` that is not an integer from 1 to 1000, a filter the records "
             "rules refuse, or a bad collection name (VALIDATION_ERROR).",
         },
@@ -285,15 +306,8 @@ async def delete_record(
 async def list_records(
     collection: str, request: Request, caller: CallerDep, svc: ServicesDep
 ) -> Response:
+    _query(request, "list")
     params = request.query_params
-    seen: set[str] = set()
-    for name, _ in params.multi_items():
-        # One rule with the batch path: a repeated key is a mistake, never "the last wins".
-        if name in seen:
-            raise InvalidRequestError(
-                f"query parameter {name!r} is repeated", details={"path": name, "parameter": name}
-            )
-        seen.add(name)
     filters = {
         name: parse_query_value(value)
         for name, value in params.multi_items()
@@ -322,6 +336,7 @@ async def list_records(
 async def search_records(
     collection: str, request: Request, caller: CallerDep, svc: ServicesDep
 ) -> Response:
+    _query(request, "search")
     body = await _json_object(request, svc, ("query", "filters", "limit"), ("query",))
     found = await svc.store.run(
         lambda tx: service.search(
