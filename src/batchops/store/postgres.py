@@ -20,6 +20,10 @@ The statements that differ from SQLite's only in syntax are written once in
 :mod:`batchops.store.sql` and mixed into :class:`PostgresTx`; what is here differs in
 behaviour: record writes (pipelined executemany, COPY), tsvector search, field indexes
 (ANALYZE after the build), advisory locks and ``SET LOCAL statement_timeout``.
+
+(One module past 500 lines on purpose: the pool, the transaction class and the error
+mapping share one concern — what a cancelled or broken statement does to the connection
+and the unit of work — and read best side by side.)
 """
 
 from __future__ import annotations
