@@ -4,14 +4,17 @@ sends for a file, chunk by chunk."""
 from __future__ import annotations
 
 import multiprocessing
+import platform
+import resource
 import threading
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from batchops.server.imports.options import ImportOptions
-from batchops.server.imports.prepare import PreparedChunk, _produce
+from batchops.server.imports.prepare import ChunkPreparer, PreparedChunk, _keep_heap, _produce
 from batchops.server.imports.rows import FieldSpec
 
 
@@ -95,3 +98,48 @@ def test_an_unreadable_file_ends_the_stream_with_its_row_and_drops_the_partial_c
     assert message[0] == "input_error"
     assert message[1] == "INVALID_JSON"
     assert message[3] == 3
+
+
+def _write_people(path: Path, rows: int) -> None:
+    with path.open("w") as f:
+        f.write("name,email,age,score,city,note\n")
+        for i in range(rows):
+            f.write(f"Person {i},p{i}@example.org,{20 + i % 50},{i / 7:.3f},City {i % 9},")
+            f.write("likes bulk APIs and fast batches " * (1 + i % 3) + "\n")
+
+
+@pytest.mark.slow
+async def test_the_worker_process_keeps_its_heap_instead_of_faulting_it_back_in_every_chunk(
+    tmp_path: Path,
+) -> None:
+    # glibc gave the top of the worker's heap back to the system after each chunk and the
+    # next chunk faulted every page in again: ~1 page fault a row, ~2 µs a row of the
+    # worker's CPU, and the worker was the import's bottleneck (docs/benchmarks.md,
+    # Imports). Counted, not timed: the minor page faults of the real worker process.
+    path = tmp_path / "people.csv"
+    rows = 60_000
+    _write_people(path, rows)
+    header = ["name", "email", "age", "score", "city", "note"]
+    mapping = {
+        "name": FieldSpec("name", "string"),
+        "email": FieldSpec("email", "string"),
+        "age": FieldSpec("age", "int"),
+        "score": FieldSpec("score", "float"),
+        "city": FieldSpec("address.city", "string"),
+        "note": FieldSpec("note", "string"),
+    }
+    options = ImportOptions(format="csv", chunk_size=2500, mapping=mapping)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
+    preparer = ChunkPreparer(path, options, header, skip_to=0, with_search=False)
+    count = 0
+    while (chunk := await preparer.next()) is not None:
+        count += chunk.count
+    await preparer.aclose()
+    faults = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before
+    assert count == rows
+    # Start-up (the interpreter and its imports) costs ~10-20k faults; ~1 a row is the bug.
+    assert faults < 30_000 + rows // 10, f"{faults} minor page faults for {rows} rows"
+
+
+def test_the_worker_heap_policy_applies_wherever_glibc_is_the_c_library() -> None:
+    assert _keep_heap() is (platform.libc_ver()[0] == "glibc")
