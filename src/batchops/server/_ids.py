@@ -1,5 +1,5 @@
-"""Ids and time: the one source of record, job, webhook and delivery ids and of the
-timestamps every row carries.
+"""Ids and time: the one source of record, job, webhook and delivery ids, of what an id may
+look like, and of the timestamps every row carries.
 
 Ids are time-ordered (UUIDv7) so inserts stay append-mostly on the primary key, which
 measured ~2.4x faster than random uuid4 keys on SQLite (~330k vs ~140k rows/s in one
@@ -10,11 +10,29 @@ make both repeat from run to run by patching this module alone.
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from datetime import UTC, datetime
 
-__all__ = ["new_record_id", "new_record_ids", "now_iso"]
+__all__ = ["ID_PATTERN", "is_id", "new_record_id", "new_record_ids", "now_iso"]
+
+ID_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}"
+"""Every id the server makes or accepts (records, jobs, webhooks, deliveries): 1-128
+characters of letters, digits and ``_.:@-``, not starting with ``.:@-`` (``re.fullmatch``)."""
+
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def is_id(value: str) -> bool:
+    """Whether ``value`` could be an id the server made or accepted (records, jobs,
+    webhooks): one of those alone can name a stored row. A lookup by anything else finds
+    nothing — and must not reach the database, which may refuse the text (a NUL).
+
+    >>> is_id("01a2466e-d01f-76c2-9eec-b46813169d84"), is_id("a\x00b"), is_id("")
+    (True, False, False)
+    """
+    return _ID_RE.fullmatch(value) is not None
 
 
 def now_iso() -> str:

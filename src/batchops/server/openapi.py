@@ -41,7 +41,7 @@ from batchops.server.limits import (
     UINT64_MAX,
 )
 from batchops.server.openapi_routes import RATE_HEADERS, anchored, ref
-from batchops.server.records.params import FLAG_VALUES
+from batchops.server.records.params import FLAG_VALUES, IF_MATCH_PARAM
 from batchops.server.records.schemas import (
     COLLECTION_PATTERN,
     DEFAULT_SEARCH_SIZE,
@@ -53,7 +53,6 @@ from batchops.server.webhooks.targets import MAX_URL_LENGTH, URL_PATTERN
 
 __all__ = [
     "BEARER",
-    "NOTIFICATION_WEBHOOK_SCHEMA",
     "SCHEMAS",
     "SECURITY_SCHEMES",
     "install",
@@ -689,9 +688,6 @@ SCHEMAS: dict[str, Any] = {
 request's own schemas are added by :func:`_batch_schemas`."""
 
 
-NOTIFICATION_WEBHOOK_SCHEMA: Final = SCHEMAS["NotificationWebhook"]
-
-
 # -- POST /v1/batch: the operations of both dialects --------------------------------------
 
 _NAME_PATTERN = anchored(NAME_RE.pattern.replace("\\s", _PY_SPACE))
@@ -731,7 +727,7 @@ _IF_MATCH_NAME = "^[Ii][Ff]-[Mm][Aa][Tt][Cc][Hh]$"  # header names ignore case
 _IF_MATCH_HEADER = {
     "type": ["object", "null"],
     "description": "Request headers of the operation: only If-Match is read.",
-    "patternProperties": {_IF_MATCH_NAME: {"type": "string", "pattern": '^ *"?[0-9]{1,18}"? *$'}},
+    "patternProperties": {_IF_MATCH_NAME: IF_MATCH_PARAM["schema"]},
     "additionalProperties": {"type": "string"},
 }
 _NO_IF_MATCH_HEADER = {

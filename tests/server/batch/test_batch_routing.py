@@ -217,9 +217,21 @@ def test_an_invalid_if_match_header_is_a_per_operation_400() -> None:
     assert err.details["path"] == "headers.If-Match"
 
 
-@pytest.mark.parametrize(("value", "version"), [("3", 3), ('"3"', 3), (" 12 ", 12)])
+@pytest.mark.parametrize(
+    ("value", "version"), [("3", 3), ('"3"', 3), (" 12 ", 12), ("\t5\t", 5), (' "6" ', 6)]
+)
 def test_parse_if_match_accepts_a_bare_or_quoted_version(value: str, version: int) -> None:
     assert parse_if_match(value) == version
+
+
+@pytest.mark.parametrize("value", ["\u00a03", "3\n", "\x0b3", "\u20033"])
+def test_parse_if_match_takes_only_the_whitespace_http_allows_around_the_version(
+    value: str,
+) -> None:
+    # RFC 9110's optional whitespace is spaces and tabs, and the OpenAPI document says so
+    # (IF_MATCH_PARAM's pattern); any other space is a malformed header.
+    with pytest.raises(InvalidRequestError):
+        parse_if_match(value)
 
 
 def test_parse_query_value_decodes_only_json_scalars() -> None:

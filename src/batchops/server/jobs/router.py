@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 
 from batchops._exceptions import ConflictError, ValidationError
 from batchops.server import _ids
+from batchops.server._ids import is_id
 from batchops.server.deps import CallerDep, Services, ServicesDep
 from batchops.server.http import JSONResponse
 from batchops.server.jobs.runner import JobKinds, uploads_dir
@@ -45,7 +46,6 @@ from batchops.server.openapi_routes import (
     ref,
     responses,
 )
-from batchops.server.records.schemas import is_id
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
 __all__ = ["JobKindsDep", "registered_kinds", "router", "tenant_job"]

@@ -130,7 +130,8 @@ def parse_if_match(value: str) -> int:
     Raises :class:`InvalidRequestError` (path ``headers.If-Match``) for anything else,
     including weak ETags (``W/"3"``), lists and ``*``.
     """
-    match = _IF_MATCH_RE.fullmatch(value.strip())
+    # RFC 9110's optional whitespace (spaces and tabs) only, as the document's pattern says.
+    match = _IF_MATCH_RE.fullmatch(value.strip(" \t"))
     if match is None:
         raise InvalidRequestError(
             f'If-Match must be a record version like 3 or "3", got {value!r}',
@@ -158,7 +159,7 @@ IF_MATCH_PARAM: Final[dict[str, Any]] = {
     "name": "If-Match",
     "in": "header",
     "description": 'The version the record must be at (409 VERSION_MISMATCH): 3 or "3".',
-    "schema": {"type": "string", "pattern": '^ *"?[0-9]{1,18}"? *$'},
+    "schema": {"type": "string", "pattern": '^[ \\t]*"?[0-9]{1,18}"?[ \\t]*$'},
 }
 """The header :func:`parse_if_match` reads."""
 HARD_PARAM: Final[dict[str, Any]] = {

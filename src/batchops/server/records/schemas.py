@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from batchops._exceptions import NotFoundError, ValidationError
+from batchops.server._ids import ID_PATTERN
 from batchops.server.limits import (
     INT64_MAX,
     INT64_MIN,
@@ -30,7 +31,6 @@ __all__ = [
     "RECORD_ID_PATTERN",
     "check_encoded",
     "encode_data",
-    "is_id",
     "not_found",
     "record_body",
     "validate_collection",
@@ -53,8 +53,8 @@ MAX_RECORD_BYTES_HINT = 1 << 20
 # URL-safe alphabet makes every path unambiguous without escaping.
 COLLECTION_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
 """A whole collection name (as ``re.fullmatch`` reads it; the OpenAPI document too)."""
-RECORD_ID_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}"
-"""A whole record id."""
+RECORD_ID_PATTERN = ID_PATTERN
+"""A whole record id (every id's rule: :data:`batchops.server._ids.ID_PATTERN`)."""
 _COLLECTION_RE = re.compile(COLLECTION_PATTERN)
 _RECORD_ID_RE = re.compile(RECORD_ID_PATTERN)
 _FILTER_PATH_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
@@ -69,13 +69,6 @@ def validate_collection(name: Any, *, path: str = "collection") -> str:
             details={"path": path, "value": name if isinstance(name, str) else repr(name)},
         )
     return name
-
-
-def is_id(value: str) -> bool:
-    """Whether ``value`` could be an id the server made or accepted (records, jobs,
-    webhooks): one of those alone can name a stored row. A lookup by anything else finds
-    nothing — and must not reach the database, which may refuse the text (a NUL)."""
-    return _RECORD_ID_RE.fullmatch(value) is not None
 
 
 def validate_record_id(record_id: Any, *, path: str = "id") -> str:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from batchops._exceptions import NotFoundError
 from batchops.server import _ids
+from batchops.server._ids import is_id
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
 from batchops.server.jobs.router import tenant_job
@@ -29,7 +30,6 @@ from batchops.server.openapi_routes import (
     ref,
     responses,
 )
-from batchops.server.records.schemas import is_id
 from batchops.server.webhooks.schemas import delivery_body, parse_webhook_spec, webhook_body
 from batchops.server.webhooks.signing import new_secret
 from batchops.server.webhooks.targets import check_target
