@@ -56,6 +56,9 @@ class FaultProxy:
     seed: int = 0
     p429: float = 0.0
     p503: float = 0.0
+    #: Answer this many requests (the first ones) 408 REQUEST_TIMEOUT without forwarding
+    #: them, and close the connection: what the server does when a body stalls.
+    first_408: int = 0
     p_drop_before: float = 0.0
     p_drop_after: float = 0.0
     p_op503: float = 0.0
@@ -105,6 +108,16 @@ class FaultProxy:
             writer.close()
 
     async def _answer(self, seen: Seen, writer: asyncio.StreamWriter) -> bool:
+        if self.first_408 > 0:
+            self.first_408 -= 1
+            seen.fault = "408"
+            data = orjson.dumps(
+                {"error": {"code": "REQUEST_TIMEOUT", "message": "injected", "details": {}}}
+            )
+            self._write(
+                writer, 408, {"content-type": "application/json", "connection": "close"}, data
+            )
+            return False
         draw = self._rng.random()
         for fault, p in (
             ("429", self.p429),

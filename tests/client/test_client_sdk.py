@@ -43,6 +43,23 @@ async def test_creates_through_faults_land_exactly_once(
     assert sorted(r.data["n"] for r in rows) == list(range(2000))
 
 
+async def test_a_408_for_a_stalled_body_is_sent_again_and_lands_once(
+    proxy: FaultProxy, tenant_key: Tenant, store: Store
+) -> None:
+    # The server answers 408 when a request body stops arriving, and applies nothing of
+    # it: the request may be repeated as it was (RFC 9110 §15.5.9), and the SDK does.
+    proxy.first_408 = 2
+    ids = [f"p{i}" for i in range(5)]
+    async with AsyncClient(proxy.url, tenant_key.key, retry=FAST_RETRY) as client:
+        result = await client.collection("people").create_many(
+            {"id": i, "data": {"n": n}} for n, i in enumerate(ids)
+        )
+    assert [f.error for f in result.failures()] == []
+    assert [s.fault for s in proxy.seen].count("408") == 2
+    rows = await all_records(store, tenant_key.name, "people")
+    assert sorted(r.id for r in rows) == ids
+
+
 async def test_results_come_in_input_order_and_a_missing_record_is_a_404_failure(
     live: Any, tenant_key: Tenant
 ) -> None:
