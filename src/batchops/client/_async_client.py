@@ -71,7 +71,8 @@ class AsyncClient:
     - ``max_concurrent``: requests in flight for the whole client (the connection
       pool's size, and the default number of batch requests sent at once).
     - ``retry``: a :class:`~batchops.RetryPolicy` for requests that got no answer or a
-      429/503 (honouring ``Retry-After``); default 8 attempts with jittered backoff.
+      408/429/502/503/504 (honouring ``Retry-After``); default 8 attempts with jittered
+      backoff.
     - ``coalesce``: single calls from concurrent tasks (``await people.get(id)``) are
       merged into ``/v1/batch`` requests by a :class:`~batchops.coalesce.Batcher`,
       grouped by collection and operation kind; ``coalesce_window_ms`` waits that long
@@ -168,7 +169,7 @@ class AsyncClient:
 
         - ``Success.value`` is the operation's result body; ``Failure.error`` is the
           :class:`~batchops.APIError` of its error envelope (``NotFoundError``…).
-        - Requests without an answer, and 429/503 answers, are retried with the same
+        - Requests without an answer, and 408/429/502/503/504 answers, are retried with the same
           ``Idempotency-Key`` (the server replays instead of applying twice); operations
           answered 429/503 inside a batch are sent again on their own.
         - References (``${name…}``), ``depends_on`` and ``atomicity_group`` work within a

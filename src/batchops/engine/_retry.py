@@ -41,8 +41,10 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: HTTP statuses that mean "try again later" rather than "you are wrong".
-TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+#: HTTP statuses that mean "try again later" rather than "you are wrong". 408: the server
+#: gave up waiting for the request (its body stalled) and applied nothing of it, so the
+#: same request may be sent again (RFC 9110 §15.5.9).
+TRANSIENT_STATUSES = frozenset({408, 429, 502, 503, 504})
 #: Statuses that mean "too much load": adaptive concurrency halves on them.
 OVERLOAD_STATUSES = frozenset({429, 503})
 
@@ -90,7 +92,7 @@ def is_transient(exc: BaseException) -> bool:
 
     Timeouts, connection errors (``ConnectionError`` and its ``OSError`` family, httpx /
     aiohttp transport errors), :class:`~batchops.TransientStoreError`, and any error with
-    an HTTP status of 429, 502, 503 or 504. Everything else (a 400, a ``KeyError``…) is a
+    an HTTP status of 408, 429, 502, 503 or 504. Everything else (a 400, a ``KeyError``…) is a
     bug or a bad item, and retrying would only repeat it.
     """
     if isinstance(exc, ItemSkippedError | ItemCancelledError):
@@ -155,7 +157,7 @@ class RetryPolicy:
     least that long (and, in the engine, pauses the whole pool meanwhile).
 
     ``retry_on`` is a predicate or exception class(es); the default, :func:`is_transient`,
-    retries timeouts, connection errors and 429/502/503/504 only. Only exceptions
+    retries timeouts, connection errors and 408/429/502/503/504 only. Only exceptions
     are retried, never a cancellation.
 
     >>> RetryPolicy(attempts=4, initial_backoff=0.5, jitter=False).schedule()
