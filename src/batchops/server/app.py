@@ -168,6 +168,7 @@ class _App(FastAPI):
                 receive = _TimedReceive(receive, watch)
         if scope["type"] == "http":
             send = _with_rate_headers(scope, send)
+            _drop_trailing_slash(scope)
         # The caller a request authenticates as is its own: forgotten when it ends, even
         # where a server runs requests in a task that outlives them (ASGI test clients).
         token = forget_caller()
@@ -180,6 +181,18 @@ class _App(FastAPI):
             await super().__call__(scope, receive, send)
         finally:
             restore_caller(token)
+
+
+def _drop_trailing_slash(scope: Scope) -> None:
+    """``/v1/…/records/`` is ``/v1/…/records``: one trailing slash is tolerated, as the
+    batch's REST dialect tolerates it (``batch/routing.py``), rather than answered with
+    Starlette's 307 redirect (which some clients follow as a GET, without the body)."""
+    path: str = scope["path"]
+    if len(path) > 4 and path.endswith("/") and path.startswith("/v1/") and path[-2] != "/":
+        scope["path"] = path[:-1]
+        raw = scope.get("raw_path")
+        if isinstance(raw, bytes) and raw.endswith(b"/"):
+            scope["raw_path"] = raw[:-1]
 
 
 def _with_rate_headers(scope: Scope, send: Send) -> Send:
