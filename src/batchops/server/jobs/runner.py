@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -43,7 +44,8 @@ from typing import Any
 
 from starlette.responses import Response
 
-from batchops._exceptions import StoreError
+from batchops._exceptions import StoreError, TransientStoreError
+from batchops.engine import backoff_s
 from batchops.server import _ids
 from batchops.server.jobs.schemas import TERMINAL_STATES
 from batchops.server.settings import Settings
@@ -370,8 +372,35 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await self.store.run(lambda tx: tx.heartbeat_jobs(self.worker, now=time.time()))
 
+    # A job whose database stays busy past its units' own retries runs again from its
+    # checkpoint, after a pause, up to this many times in all, before it fails STORE_BUSY.
+    BUSY_RUNS = 5
+    BUSY_PAUSE_S = 0.5  # before the 2nd run; doubling, at most 10 s
+
     async def _run(self, job: JobRow) -> None:
-        context = JobContext(self, job)
+        for run in range(1, self.BUSY_RUNS + 1):
+            context = JobContext(self, job)
+            busy = await self._run_once(context, job, last=run == self.BUSY_RUNS)
+            if busy is None:
+                break
+            # Busy (lock timeouts, serialization failures, a lost connection): what the job
+            # committed stays, and it resumes from its checkpoint — as a job taken over
+            # after a crash does — rather than ending, and being uploaded again.
+            log.warning("job %s: the database is busy (%s); run %d resumes", job.id, busy, run + 1)
+            await asyncio.sleep(backoff_s(run, initial_s=self.BUSY_PAUSE_S, max_s=10.0, jitter=0.5))
+            try:
+                fresh = await self.store.run(functools.partial(_job_of, job_id=job.id), retries=3)
+            except StoreError:
+                fresh = None
+            if fresh is None or fresh.state != "running" or fresh.worker != self.worker:
+                break  # ended, or taken over, meanwhile: nothing of ours to resume
+            job = fresh
+        self.events.notify()
+
+    async def _run_once(
+        self, context: JobContext, job: JobRow, *, last: bool
+    ) -> TransientStoreError | None:
+        """One run of the job's handler; the busy error if the job should run again."""
         kind = self.kinds.get(job.type)
         try:
             if kind is None:
@@ -380,10 +409,16 @@ class JobRunner:
                     f"this server runs no {job.type!r} jobs (known: "
                     f"{', '.join(sorted(self.kinds.types))})",
                 )
-                return
+                return None
             await kind.run(context)
         except (JobStopped, asyncio.CancelledError):
-            return
+            return None
+        except TransientStoreError as exc:
+            if not last:
+                return exc
+            log.warning("job %s failed: %s", job.id, exc)
+            error = exc.to_api_error()
+            await context.fail(error.code, error.message)
         except StoreError as exc:
             # Classified once by the store: the job says what the database refused, never
             # an INTERNAL_ERROR for what its input caused.
@@ -393,4 +428,8 @@ class JobRunner:
         except Exception as exc:
             log.exception("job %s failed", job.id)
             await context.fail("INTERNAL_ERROR", f"{type(exc).__name__}")
-        self.events.notify()
+        return None
+
+
+def _job_of(tx: Tx, *, job_id: str) -> JobRow | None:
+    return tx.get_job(job_id)
