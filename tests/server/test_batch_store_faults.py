@@ -24,12 +24,9 @@ from batchops.server.batch import executor
 from batchops.server.batch import service as batch_service
 from batchops.store.sqlite import SQLiteTx
 from tests.server.conftest import Service
+from tests.server.test_batch_api import create, stored_ids
 
 NDJSON = {"Accept": "application/x-ndjson"}
-
-
-def create(i: int) -> dict[str, Any]:
-    return {"type": "create", "collection": "people", "id": f"p{i}", "data": {"i": i}}
 
 
 SEARCH = {"type": "search", "collection": "people", "query": "anything"}
@@ -50,13 +47,8 @@ def interrupt_while_reading(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SQLiteTx, "fts_watermark", interrupted)
 
 
-async def stored_ids(service: Service) -> list[str]:
-    rows = await service.store.run(
-        lambda tx: tx.list_records(
-            service.tenant, "people", filters={}, after_id=None, limit=10_000
-        )
-    )
-    return sorted(r.id for r in rows)
+async def stored(service: Service) -> list[str]:
+    return sorted(await stored_ids(service))
 
 
 def results_of(text: str, ndjson: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -82,7 +74,7 @@ async def test_a_read_interrupted_at_the_deadline_is_its_operations_504_in_a_non
     results, _ = results_of(response.text, mode == "ndjson")
     assert [(r["index"], r["status"]) for r in results] == [(0, 201), (1, 504), (2, 201)]
     assert results[1]["error"]["code"] == "TIMEOUT"
-    assert await stored_ids(service) == ["p1", "p2"]
+    assert await stored(service) == ["p1", "p2"]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -101,7 +93,7 @@ async def test_a_read_interrupted_at_the_deadline_fails_an_atomic_batch_as_that_
     results, meta = results_of(response.text, mode == "ndjson")
     assert [(r["index"], r["status"]) for r in results] == [(0, 424), (1, 504)]
     assert meta["committed"] is False
-    assert await stored_ids(service) == []
+    assert await stored(service) == []
 
 
 @pytest.mark.parametrize("atomic", [False, True])
@@ -131,9 +123,9 @@ async def test_a_store_failure_after_a_stream_started_ends_it_with_the_error_lin
     assert lines[-1]["error"]["code"] == "STORE_BUSY", lines[-1]
     written = [line for line in lines[:-1] if line.get("status") == 201]
     assert len(written) == (0 if atomic else batch_service.STREAM_SLICE)
-    assert sorted(line["body"]["id"] for line in written) == await stored_ids(service)
+    assert sorted(line["body"]["id"] for line in written) == await stored(service)
 
     monkeypatch.setattr(executor.RunState, "run_range", real)
     retry = await service.client.post("/v1/batch", json=body, headers=headers)
     assert retry.status_code == 200, retry.text
-    assert await stored_ids(service) == sorted(f"p{i}" for i in range(120))
+    assert await stored(service) == sorted(f"p{i}" for i in range(120))

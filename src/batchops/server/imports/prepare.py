@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import multiprocessing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -138,8 +137,9 @@ def _keep_heap() -> bool:
     Returns False where there is no glibc (the policy is then the platform's).
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # The symbols this process already has (no find_library: it runs ldconfig in a
+        # subprocess, at every worker start).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     trim: int = mallopt(_M_TRIM_THRESHOLD, _HEAP_KEEP_BYTES)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import secrets
@@ -379,8 +378,7 @@ class JobRunner:
 
     async def _run(self, job: JobRow) -> None:
         for run in range(1, self.BUSY_RUNS + 1):
-            context = JobContext(self, job)
-            busy = await self._run_once(context, job, last=run == self.BUSY_RUNS)
+            busy = await self._run_once(job, last=run == self.BUSY_RUNS)
             if busy is None:
                 break
             # Busy (lock timeouts, serialization failures, a lost connection): what the job
@@ -388,19 +386,25 @@ class JobRunner:
             # after a crash does — rather than ending, and being uploaded again.
             log.warning("job %s: the database is busy (%s); run %d resumes", job.id, busy, run + 1)
             await asyncio.sleep(backoff_s(run, initial_s=self.BUSY_PAUSE_S, max_s=10.0, jitter=0.5))
-            try:
-                fresh = await self.store.run(functools.partial(_job_of, job_id=job.id), retries=3)
-            except StoreError:
-                fresh = None
-            if fresh is None or fresh.state != "running" or fresh.worker != self.worker:
+            fresh = await self._still_ours(job.id)
+            if fresh is None:
                 break  # ended, or taken over, meanwhile: nothing of ours to resume
             job = fresh
         self.events.notify()
 
-    async def _run_once(
-        self, context: JobContext, job: JobRow, *, last: bool
-    ) -> TransientStoreError | None:
+    async def _still_ours(self, job_id: str) -> JobRow | None:
+        """The job as stored, if it is still running on this runner."""
+        try:
+            job = await self.store.run(lambda tx: tx.get_job(job_id), retries=3)
+        except StoreError:
+            return None
+        if job is None or job.state != "running" or job.worker != self.worker:
+            return None
+        return job
+
+    async def _run_once(self, job: JobRow, *, last: bool) -> TransientStoreError | None:
         """One run of the job's handler; the busy error if the job should run again."""
+        context = JobContext(self, job)
         kind = self.kinds.get(job.type)
         try:
             if kind is None:
@@ -413,13 +417,9 @@ class JobRunner:
             await kind.run(context)
         except (JobStopped, asyncio.CancelledError):
             return None
-        except TransientStoreError as exc:
-            if not last:
-                return exc
-            log.warning("job %s failed: %s", job.id, exc)
-            error = exc.to_api_error()
-            await context.fail(error.code, error.message)
         except StoreError as exc:
+            if isinstance(exc, TransientStoreError) and not last:
+                return exc
             # Classified once by the store: the job says what the database refused, never
             # an INTERNAL_ERROR for what its input caused.
             log.warning("job %s failed: %s", job.id, exc)
@@ -429,7 +429,3 @@ class JobRunner:
             log.exception("job %s failed", job.id)
             await context.fail("INTERNAL_ERROR", f"{type(exc).__name__}")
         return None
-
-
-def _job_of(tx: Tx, *, job_id: str) -> JobRow | None:
-    return tx.get_job(job_id)
