@@ -88,7 +88,7 @@ ALL_CREATES = {
         {"method": "POST", "path": PEOPLE, "body": {"data": DATA}},
     ]
 }
-"""A batch of plain creates takes its own lane (batch/creates.py): fuzz it too."""
+"""A batch of plain creates is planned and written as runs (BatchPlan.runs): fuzz it too."""
 
 TEMPLATES = st.sampled_from([TYPED, REST, ALL_CREATES])
 

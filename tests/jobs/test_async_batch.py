@@ -10,6 +10,7 @@ import httpx
 import orjson
 import pytest
 
+from batchops.server.batch import executor
 from tests.jobs.conftest import Service, wait_done
 
 ASYNC = {"Prefer": "respond-async"}
@@ -151,3 +152,32 @@ async def test_events_of_an_async_batch_end_with_complete(service: Service) -> N
     events = [line for line in response.text.splitlines() if line.startswith(("event:", "data:"))]
     assert events[-2].startswith("event: complete")
     assert orjson.loads(events[-1][5:])["processed"] == 6
+
+
+async def test_an_async_batch_of_plain_creates_is_written_as_runs_and_answers_as_the_sync_one(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs: list[int] = []
+    real = executor.write_runs
+
+    def spy(tx: Any, tenant: str, plan: Any, **kw: Any) -> Any:
+        runs.append(plan.count)
+        return real(tx, tenant, plan, **kw)
+
+    monkeypatch.setattr(executor, "write_runs", spy)
+    body = {
+        "operations": [
+            {"type": "create", "collection": "people", "id": f"c-{n}", "data": {"n": n}}
+            for n in range(3)
+        ]
+    }
+    headers = {"X-Batch-Id": "creates"}
+    sync = await service.client.post("/v1/batch", json=body, headers=headers)
+    other = await service.client_for(f"t_async_runs_{uuid.uuid4().hex[:8]}")
+    queued = await other.post("/v1/batch", json=body, headers={**headers, **ASYNC})
+    assert queued.status_code == 202, queued.text
+    results = await _results(other, queued.json()["id"])
+    assert runs == [3, 3]  # the synchronous batch, then the job
+    assert results.headers["batch-status"] == "200"
+    assert _comparable(results.json()) == _comparable(sync.json())
+    assert (await other.get("/v1/collections/people/records/c-2")).json()["data"] == {"n": 2}

@@ -583,23 +583,23 @@ def failing(fail_times: int, error: Exception, real: Any = None) -> Any:
     return run
 
 
-# A batch of plain creates takes the all-creates lane (creates.py); an empty depends_on on
-# each operation sends the same creates down the general planner and executor. Store
+# A batch of plain creates is planned and written as runs (executor.write_runs); an empty
+# depends_on on each operation has the same creates planned and run one by one. Store
 # failures must look the same on both.
-BOTH_PATHS = pytest.mark.parametrize("path", ["creates lane", "general path"])
+BOTH_PATHS = pytest.mark.parametrize("path", ["runs", "one by one"])
 
 
 def break_store(
     monkeypatch: pytest.MonkeyPatch, path: str, fail_times: int, error: Exception
 ) -> None:
     """Make the batch's database work fail ``fail_times`` times on ``path``."""
-    name = "run_creates" if path == "creates lane" else "run_plan"
-    real = getattr(batch_service, name)
-    monkeypatch.setattr(batch_service, name, failing(fail_times, error, real))
+    module, name = (executor, "write_runs") if path == "runs" else (batch_service, "run_plan")
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, failing(fail_times, error, real))
 
 
 def creates_on(path: str, *numbers: int) -> list[dict[str, Any]]:
-    if path == "creates lane":
+    if path == "runs":
         return [create(i) for i in numbers]
     return [create(i, depends_on=[]) for i in numbers]
 

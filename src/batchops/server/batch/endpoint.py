@@ -25,6 +25,7 @@ from batchops.server.batch import job as batches
 from batchops.server.batch import service
 from batchops.server.batch.executor import options_deadline, validate_plan
 from batchops.server.batch.idempotency import MAX_KEY_CHARS, Claim, claim_key
+from batchops.server.batch.planner import plan_batch
 from batchops.server.batch.response import batch_payload
 from batchops.server.deps import Services, authenticated
 from batchops.server.http import read_body, require_json
@@ -212,23 +213,21 @@ async def post_batch(request: Request) -> Response:
     streaming = "application/x-ndjson" in request.headers.get("accept", "")
     settings = svc.settings
     max_operations = settings.max_batch_operations
-    # The all-creates lane answers plain-create batches byte for byte like the general
-    # path, at a fraction of the CPU (see creates.py); streams and jobs take the general
-    # path.
-    planned = service.plan(body, max_operations=max_operations, lane=not (run_async or streaming))
-    plan = planned.plan
+    # A stream answers operation by operation, and an async batch is planned again by its
+    # job: neither needs the runs of a batch of plain creates (see BatchPlan).
+    plan = plan_batch(body, max_operations=max_operations, runs=not (run_async or streaming))
     # Checked before the key is claimed and anything is written; a body without the member
     # (the common case) pays one attribute test.
     hook = (
         await batches.notification_webhook(svc, plan, run_async=run_async)
-        if plan is not None and plan.notification_webhook is not None
+        if plan.notification_webhook is not None
         else None
     )
     headers = {"X-Batch-Id": batch_id}
     headers.update(getattr(request.state, "rate_headers", None) or {})
-    headers.update(await svc.limiter.hit_operations(caller.key_id, planned.count))
+    headers.update(await svc.limiter.hit_operations(caller.key_id, plan.count))
 
-    if plan is not None and plan.options.validate_only:
+    if plan.options.validate_only:
         outcomes = validate_plan(plan)
         payload = batch_payload(batch_id, plan, outcomes, started, committed=False)
         return _json(payload, 200 if payload["meta"]["failed"] == 0 else 207, headers)
@@ -250,47 +249,33 @@ async def post_batch(request: Request) -> Response:
     guard = claim.hold if claim is not None else None
     keep = service.keeper(claim)
     try:
-        if planned.lane is not None:
-            answer = await service.run_lane(
-                svc.store,
-                caller.tenant,
-                planned,
-                batch_id=batch_id,
-                started=started,
-                default_timeout_ms=settings.batch_timeout_ms,
-                max_operations=max_operations,
-                guard=guard,
-                keep=keep,
+        if run_async:
+            return await batches.submit_batch(
+                svc, caller, body, plan, batch_id, claim, headers, hook
             )
-        else:
-            assert plan is not None
-            if run_async:
-                return await batches.submit_batch(
-                    svc, caller, body, plan, batch_id, claim, headers, hook
-                )
-            if streaming:
-                # The stream settles or releases its claim itself, whenever it ends.
-                lines = service.stream(
-                    svc.store,
-                    caller.tenant,
-                    plan,
-                    batch_id=batch_id,
-                    started=started,
-                    default_timeout_ms=settings.batch_timeout_ms,
-                    claim=claim,
-                )
-                claim = None
-                return _ClosingStream(lines, media_type="application/x-ndjson", headers=headers)
-            answer = await service.run_whole(
+        if streaming:
+            # The stream settles or releases its claim itself, whenever it ends.
+            lines = service.stream(
                 svc.store,
                 caller.tenant,
                 plan,
                 batch_id=batch_id,
                 started=started,
-                deadline=options_deadline(plan.options, settings.batch_timeout_ms),
-                guard=guard,
-                keep=keep,
+                default_timeout_ms=settings.batch_timeout_ms,
+                claim=claim,
             )
+            claim = None
+            return _ClosingStream(lines, media_type="application/x-ndjson", headers=headers)
+        answer = await service.run_whole(
+            svc.store,
+            caller.tenant,
+            plan,
+            batch_id=batch_id,
+            started=started,
+            deadline=options_deadline(plan.options, settings.batch_timeout_ms),
+            guard=guard,
+            keep=keep,
+        )
         if claim is not None:
             claim.settled = True  # the answer was kept with what it describes
     finally:

@@ -1,13 +1,17 @@
 """Runs a planned batch: one store transaction, one hop into the database thread.
 
-(One module on purpose, past 500 lines: the run loop, its savepoints, multi-row groups,
-atomicity-group replays and the deadline are one state machine over one transaction.)
+(One module on purpose, past 500 lines: the run loop, its savepoints, runs and multi-row
+groups, atomicity-group replays and the deadline are one state machine over one
+transaction.)
 
 How a batch runs (the *why* of each piece):
 
 - The whole batch is ONE ``Store.run(fn)``: ``fn`` is synchronous and walks the operations
   in input order inside one transaction, because an awaited database call costs a thread hop
   (~100-190 µs here) and a commit per operation is ~10x slower than one per batch.
+- A plan of runs of plain creates (``BatchPlan.runs``) is written one multi-row insert
+  per run inside one savepoint (:func:`write_runs`); anything that stops a run undoes
+  them all and the operations run one by one as below, in the same transaction.
 - Every operation is checked and run by the records service
   (:mod:`batchops.server.records.service`), the same functions REST calls, so a batch
   answers each operation as REST does. Consecutive creates (or reads) of one collection
@@ -49,7 +53,9 @@ from batchops.store.base import Tx
 
 __all__ = [
     "AtomicBatchFailed",
+    "Created",
     "OpOutcome",
+    "Result",
     "RunState",
     "atomic_failure_outcomes",
     "lift_deadline",
@@ -58,6 +64,7 @@ __all__ = [
     "summarize",
     "timed_out_outcomes",
     "validate_plan",
+    "write_runs",
 ]
 
 Counted = Literal["succeeded", "failed", "skipped"]
@@ -454,20 +461,45 @@ def _resolved(op: PlannedOp, results_by_name: Mapping[str, Mapping[str, Any]]) -
     )
 
 
+@dataclass(slots=True)
+class Created:
+    """The result of a plan of runs (see :class:`~batchops.server.batch.model.BatchPlan`)
+    that was written whole: every operation created its record, run ``i`` of the plan's
+    runs as ``runs[i]``."""
+
+    runs: list[service.NewRecords]
+
+
+Result = list[OpOutcome] | Created
+"""What :func:`run_plan` answers: an outcome per operation, or, for a plan of runs
+written whole, :class:`Created`."""
+
+
 def run_plan(
     tx: Tx,
     tenant: str,
     plan: BatchPlan,
     *,
     deadline: float | None,
-    finish: Callable[[Tx, list[OpOutcome]], None] | None = None,
-) -> list[OpOutcome]:
+    finish: Callable[[Tx, Result], None] | None = None,
+) -> Result:
     """Run the whole ``plan`` in ``tx`` (call inside ``Store.run``). ``finish`` runs last in
     the same transaction (the idempotency record is written there, so it commits with the
     data or not at all).
 
+    A plan of runs is written run by run (:func:`write_runs`); when one cannot be written
+    whole, nothing of them stays and the operations run one by one below, each answering
+    its own outcome, in the same transaction.
+
     Raises :class:`AtomicBatchFailed` for a failed atomic batch (the store rolls back).
     """
+    if plan.runs is not None:
+        created = write_runs(tx, tenant, plan, deadline=deadline)
+        if created is not None:
+            if finish is not None:
+                lift_deadline(tx, plan)
+                finish(tx, created)
+            return created
     doomed: dict[str, tuple[int, APIError]] = {}
     has_groups = not plan.options.atomic and any(
         isinstance(op, PlannedOp) and op.atomicity_group for op in plan.ops
@@ -489,6 +521,38 @@ def run_plan(
         lift_deadline(tx, plan)
         finish(tx, outcomes)
     return outcomes
+
+
+class _Rewind(Exception):
+    """Leaves the runs' savepoint, rolling back what they wrote."""
+
+
+def write_runs(tx: Tx, tenant: str, plan: BatchPlan, *, deadline: float | None) -> Created | None:
+    """Write each of ``plan.runs`` with one multi-row insert
+    (:func:`~batchops.server.records.service.create_prepared`), inside one savepoint.
+
+    Succeeds whole or writes nothing: at the first problem (an id that exists, a value
+    the database refuses, the deadline passing) the savepoint is rolled back and the
+    answer is None, for the operations to be run one by one, which answers each precisely.
+    A failing batch of creates pays for two tries; the batch that succeeds, the one bulk
+    loads send, pays for one cheap one.
+    """
+    assert plan.runs is not None
+    if deadline is not None:
+        if time.monotonic() > deadline:
+            return None
+        if plan.options.timeout_ms is not None:  # as run_range bounds its statements
+            tx.set_statement_timeout(max(0.001, deadline - time.monotonic()))
+    try:
+        with tx.savepoint():
+            created = [service.create_prepared(tx, tenant, run) for run in plan.runs]
+            if deadline is not None and time.monotonic() > deadline:
+                raise _Rewind
+    except (_Rewind, APIError, *_OP_STORE_ERRORS) as exc:
+        if _lost(exc):
+            raise
+        return None
+    return Created(created)
 
 
 def lift_deadline(tx: Tx, plan: BatchPlan) -> None:

@@ -1,7 +1,7 @@
 """``Idempotency-Key`` on ``POST /v1/batch``: a retried batch is never applied twice.
 
-The guarantee, for every way a batch runs (one transaction, the all-creates lane, an NDJSON
-stream committed slice by slice, an async job):
+The guarantee, for every way a batch runs (one transaction, with or without runs of
+creates; an NDJSON stream committed slice by slice; an async job):
 
 - **Claim.** The first request with a key claims it: an in-flight row naming the request
   (``owner``, a random token) and its last sign of life. A retry that finds the key in

@@ -37,6 +37,7 @@ from batchops.server.batch.executor import options_deadline
 from batchops.server.batch.idempotency import Claim
 from batchops.server.batch.model import BatchPlan
 from batchops.server.batch.planner import plan_batch
+from batchops.server.batch.response import Answer
 from batchops.server.jobs.runner import JobContext, JobKind
 from batchops.server.jobs.schemas import job_body, job_not_found
 from batchops.server.webhooks.schemas import (
@@ -125,11 +126,11 @@ async def submit_batch(
         collection=None,
         options={
             "batch_id": batch_id,
-            "operations": len(plan.ops),
+            "operations": plan.count,
             "atomic": plan.options.atomic,
         },
         created_at=_ids.now_iso(),
-        total=len(plan.ops),
+        total=plan.count,
         revision=1,
     )
     answer = orjson.dumps(job_body(job))
@@ -207,7 +208,7 @@ async def run_batch_job(ctx: JobContext) -> None:
                 raise _CancelledBeforeRun
             owned[:] = [mine]
 
-        def keep(tx: Tx, answer: service.Answer) -> None:
+        def keep(tx: Tx, answer: Answer) -> None:
             # The synchronous route's own answer, stored as the job's results (seq 1) with
             # its counters in the transaction that commits the batch's writes.
             stored = b'{"status":%d,"response":%b}' % (answer.status, answer.data)

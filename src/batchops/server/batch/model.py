@@ -8,10 +8,14 @@ resolves them (``batchops.server.batch.refs.resolve``) just before the operation
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+import orjson
+
 from batchops._exceptions import APIError
+from batchops.server.records.service import PreparedCreates
 
 __all__ = ["BatchOptions", "BatchPlan", "OpType", "PlannedOp"]
 
@@ -69,16 +73,71 @@ class PlannedOp:
     has_references: bool = False
 
 
-@dataclass(slots=True)
 class BatchPlan:
     """A validated batch. ``ops[i]`` is either a runnable :class:`PlannedOp` or the
     :class:`APIError` that operation ``i`` answers with without running (for example a path
     outside ``/v1/collections/``). Operations that depend on an invalid one get 424.
     ``notification_webhook`` is the request's member as sent (None when absent): only an
-    async batch may have one, which the route checks (it knows the ``Prefer`` header)."""
+    async batch may have one, which the route checks (it knows the ``Prefer`` header).
 
-    ops: list[PlannedOp | APIError]
-    options: BatchOptions
-    names: dict[str, int]
-    cost: dict[str, int]
-    notification_webhook: Any = None
+    ``runs``: for a batch of plain creates (no references, dependencies or atomicity
+    groups; names are fine), its creates already checked and encoded, one
+    :class:`~batchops.server.records.service.PreparedCreates` per run of consecutive
+    creates of one collection. The executor writes each run with one multi-row insert and
+    the response is built from the encoded texts, so such a plan holds no per-operation
+    objects: ``ops`` is made from the texts only when something reads it (a run that
+    could not be written whole, a stream).
+    """
+
+    __slots__ = ("_ops", "cost", "names", "notification_webhook", "options", "runs")
+
+    def __init__(
+        self,
+        ops: list[PlannedOp | APIError] | None,
+        options: BatchOptions,
+        names: dict[str, int],
+        cost: dict[str, int],
+        notification_webhook: Any = None,
+        *,
+        runs: list[PreparedCreates] | None = None,
+    ) -> None:
+        assert ops is not None or runs is not None, "a plan holds operations or runs"
+        self._ops = ops
+        self.options = options
+        self.names = names
+        self.cost = cost
+        self.notification_webhook = notification_webhook
+        self.runs = runs
+
+    @property
+    def count(self) -> int:
+        """How many operations the batch holds."""
+        return self.cost["operations"]
+
+    @property
+    def ops(self) -> list[PlannedOp | APIError]:
+        """One entry per operation (made from ``runs`` at the first read, for a plan of
+        runs)."""
+        if self._ops is None:
+            assert self.runs is not None
+            self._ops = list(_ops_of_runs(self.runs, self.names))
+        return self._ops
+
+
+def _ops_of_runs(runs: list[PreparedCreates], names: dict[str, int]) -> Iterator[PlannedOp]:
+    """The creates of ``runs`` as planned operations, their data decoded from the texts
+    (what was encoded from it: the same values)."""
+    by_index = {index: name for name, index in names.items()}
+    index = 0
+    for run in runs:
+        given = run.given
+        for position, text in enumerate(run.json):
+            yield PlannedOp(
+                index,
+                "create",
+                run.collection,
+                by_index.get(index),
+                given[position] if given is not None else None,
+                orjson.loads(text),
+            )
+            index += 1

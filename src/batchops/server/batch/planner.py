@@ -23,6 +23,7 @@ an operation of another atomicity group.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
@@ -42,6 +43,8 @@ from batchops.server.batch.wire import (
     op_path,
 )
 from batchops.server.limits import whole_number
+from batchops.server.records import service
+from batchops.server.records.service import PreparedCreates
 
 __all__ = ["COST_WEIGHTS", "plan_batch", "plan_options", "plan_request"]
 
@@ -70,7 +73,9 @@ _COST_KIND: Final[Mapping[str, str]] = {
 }
 
 
-def plan_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -> BatchPlan:
+def plan_batch(
+    body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS, runs: bool = True
+) -> BatchPlan:
     """Decode and plan a ``POST /v1/batch`` body (see the module docstring for the steps).
 
     ``BatchPlan.cost`` is ``{"operations", "reads", "writes", "searches", "invalid",
@@ -80,22 +85,38 @@ def plan_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -> 
 
     Raises :class:`InvalidBatchRequestError` (400) or :class:`BatchTooLargeError` (413) when
     the batch as a whole is rejected; per-operation problems are in ``BatchPlan.ops``.
+
+    ``runs``: plan a batch of plain creates as runs (see :class:`BatchPlan`); False for a
+    caller that needs the operations one by one anyway (a stream).
     """
     return plan_request(
         decode_batch(body, max_operations=max_operations),
         may_have_templates=may_hold_templates(body),
+        runs=runs,
     )
 
 
-def plan_request(request: BatchRequest, *, may_have_templates: bool = True) -> BatchPlan:
+def plan_request(
+    request: BatchRequest, *, may_have_templates: bool = True, runs: bool = True
+) -> BatchPlan:
     """Plan an already decoded request, as returned by :func:`decode_batch`.
 
     ``may_have_templates=False`` promises that no string holds ``${`` (the caller checked
-    the raw body), which skips the template scan.
+    the raw body), which skips the template scan; only then can a batch of plain creates
+    be planned as runs (``runs``).
     """
     options = plan_options(request.options)
     operations = request.operations
     names = _collect_names(operations)
+    if runs and not may_have_templates and not options.validate_only:
+        create_runs = _create_runs(operations)
+        if create_runs is not None:
+            n = len(operations)
+            cost = {"operations": n, "reads": 0, "writes": n, "searches": 0, "invalid": 0}
+            cost["units"] = COST_WEIGHTS["create"] * n
+            return BatchPlan(
+                None, options, names, cost, request.notification_webhook, runs=create_runs
+            )
     ops: list[PlannedOp | APIError] = [
         _plan_op(index, op, names, may_have_templates) for index, op in enumerate(operations)
     ]
@@ -172,6 +193,79 @@ def _collect_names(operations: list[WireOperation | MalformedOperation]) -> dict
                 details={"path": op_path(index, field), "name": name, "indexes": [first, index]},
             )
     return names
+
+
+# The one REST path a run takes. A collection name needs no percent-decoding (its
+# alphabet is URL-safe); any other spelling (escapes, a query string) is planned one by
+# one, which routes it the same way or answers its error.
+_RECORDS_PATH_RE: Final = re.compile(
+    r"/v1/collections/([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})/records/?"
+)
+_CREATE_BODY_KEYS: Final = frozenset({"data", "id"})
+
+
+def _create_runs(
+    operations: list[WireOperation | MalformedOperation],
+) -> list[PreparedCreates] | None:
+    """The batch as runs of creates (checked and encoded by the records service) when
+    every operation is a plain create with valid data and ids, else None: then each
+    operation is planned, and answered, on its own."""
+    items: list[tuple[str, str | None, Any]] = []
+    append = items.append
+    unset = msgspec.UNSET
+    for op in operations:
+        if (
+            type(op) is not WireOperation
+            or op.depends_on is not None
+            or op.atomicity_group is not None
+        ):
+            return None
+        if op.method is None:  # typed: decode_batch saw type and collection
+            record_id = op.id
+            if (
+                op.type != "create"
+                or type(op.data) is not dict
+                or op.options is not None
+                or op.query is not None
+                or op.if_match is not None
+                or record_id is None  # "id": null is routing's 400
+            ):
+                return None
+            collection: Any = op.collection
+            append((collection, None if record_id is unset else record_id, op.data))
+            continue
+        body = op.body
+        if op.method != "POST" or op.headers is not None or type(body) is not dict:
+            return None
+        path: Any = op.path  # decode_batch saw it
+        match = _RECORDS_PATH_RE.fullmatch(path)
+        record_id = body.get("id")
+        if (
+            match is None
+            or not body.keys() <= _CREATE_BODY_KEYS
+            or type(body.get("data")) is not dict
+            or not (record_id is None or type(record_id) is str)
+            or ("id" in body and record_id is None)
+        ):
+            return None
+        append((match[1], record_id, body["data"]))
+    runs: list[PreparedCreates] = []
+    start, n = 0, len(items)
+    try:
+        while start < n:
+            collection = items[start][0]
+            end = start + 1
+            while end < n and items[end][0] == collection:
+                end += 1
+            runs.append(
+                service.prepare_creates(
+                    collection, [(record_id, data) for _, record_id, data in items[start:end]]
+                )
+            )
+            start = end
+    except APIError:
+        return None  # the operations planned one by one answer it, each its own
+    return runs
 
 
 def _plan_op(

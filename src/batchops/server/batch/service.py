@@ -4,9 +4,14 @@
 (:mod:`batchops.server.batch.job`) both come here, so what a batch means is decided in
 one place:
 
-- **Plan once** (:func:`plan`): the all-creates lane's plan when the body is plain creates
-  (see :mod:`batchops.server.batch.creates`), else the general plan.
+- **Plan once** (:func:`~batchops.server.batch.planner.plan_batch`): a batch of plain
+  creates as runs of creates, checked and encoded on the event loop (see
+  :class:`~batchops.server.batch.model.BatchPlan`), any other as one planned operation
+  each.
 - **Run whole** (:func:`run_whole`): one transaction; the synchronous answer and the job.
+  Runs are written with one multi-row insert each and answered from the stored JSON
+  texts; a run that cannot be written whole is undone and its operations run one by one,
+  in the same transaction (:func:`~batchops.server.batch.executor.run_plan`).
   The answer is built here (:mod:`batchops.server.batch.response`), and, when a caller
   must keep it (an Idempotency-Key, a job's results), stored by its ``keep`` in the
   transaction that commits the writes it describes. An atomic batch that fails and a
@@ -24,9 +29,7 @@ nothing; ``keep(tx, answer)`` stores the answer. The deadline is the batch's
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -38,16 +41,10 @@ from batchops._exceptions import (
     StoreTimeoutError,
     api_error_from_envelope,
 )
-from batchops.server.batch.creates import (
-    CreatePlan,
-    LaneBail,
-    plan_creates,
-    render_creates,
-    run_creates,
-)
 from batchops.server.batch.executor import (
     AtomicBatchFailed,
     OpOutcome,
+    Result,
     RunState,
     atomic_failure_outcomes,
     lift_deadline,
@@ -57,8 +54,7 @@ from batchops.server.batch.executor import (
 )
 from batchops.server.batch.idempotency import Claim, meta_line, ndjson_lines, release_soon
 from batchops.server.batch.model import BatchPlan, PlannedOp
-from batchops.server.batch.planner import plan_batch
-from batchops.server.batch.response import batch_payload, batch_status
+from batchops.server.batch.response import Answer, answer
 from batchops.store.base import Store, Tx
 
 __all__ = [
@@ -66,10 +62,7 @@ __all__ = [
     "Answer",
     "Guard",
     "Keep",
-    "Planned",
     "keeper",
-    "plan",
-    "run_lane",
     "run_whole",
     "stream",
 ]
@@ -87,107 +80,6 @@ Keep = Callable[[Tx, "Answer"], None]
 """Stores the answer in the transaction that commits what it describes."""
 
 
-@dataclass(slots=True)
-class Planned:
-    """A batch planned once: ``lane`` for plain creates, else ``plan``."""
-
-    body: bytes
-    lane: CreatePlan | None
-    plan: BatchPlan | None
-
-    @property
-    def count(self) -> int:
-        """How many operations the batch holds."""
-        if self.plan is not None:
-            return len(self.plan.ops)
-        return self.lane.count if self.lane is not None else 0
-
-    def general(self, max_operations: int) -> BatchPlan:
-        """The general plan (planned now if the batch was planned for the lane)."""
-        if self.plan is None:
-            self.plan = plan_batch(self.body, max_operations=max_operations)
-        return self.plan
-
-
-@dataclass(slots=True)
-class Answer:
-    """A batch's answer: its status and JSON, its counts (``meta``'s ``total``,
-    ``succeeded``, ``failed``, ``skipped``), and whether its writes committed."""
-
-    status: int
-    data: bytes
-    counts: dict[str, int]
-    committed: bool = True
-    #: The answer before it was encoded (the general path's; the lane splices ``data``
-    #: straight from the stored texts and has none).
-    payload: dict[str, Any] | None = None
-
-
-def _counts(meta: dict[str, Any]) -> dict[str, int]:
-    return {name: meta[name] for name in ("total", "succeeded", "failed", "skipped")}
-
-
-def _all_created(n: int) -> dict[str, int]:
-    return {"total": n, "succeeded": n, "failed": 0, "skipped": 0}
-
-
-def plan(body: bytes, *, max_operations: int, lane: bool = True) -> Planned:
-    """Plan ``body`` (400/413 for what is not a batch): for the all-creates lane when
-    ``lane`` and the body is plain creates, else for the general path."""
-    creates = plan_creates(body, max_operations=max_operations) if lane else None
-    if creates is not None:
-        return Planned(body, creates, None)
-    return Planned(body, None, plan_batch(body, max_operations=max_operations))
-
-
-async def run_lane(
-    store: Store,
-    tenant: str,
-    planned: Planned,
-    *,
-    batch_id: str,
-    started: float,
-    default_timeout_ms: int | None,
-    max_operations: int,
-    guard: Guard | None = None,
-    keep: Keep | None = None,
-) -> Answer:
-    """Run an all-creates batch; if the lane bails (its transaction rolled back), run the
-    same batch on the general path with the same deadline."""
-    lane = planned.lane
-    assert lane is not None
-    deadline = options_deadline(lane.options, default_timeout_ms)
-
-    def run(tx: Tx) -> tuple[list[Any], bytes | None]:
-        if guard is not None:
-            guard(tx)
-        groups = run_creates(tx, tenant, lane, deadline=deadline)
-        if keep is None:
-            return groups, None
-        # The kept answer commits with the records it describes.
-        data = render_creates(batch_id, lane, groups, (time.perf_counter() - started) * 1000)
-        keep(tx, Answer(200, data, _all_created(lane.count)))
-        return groups, data
-
-    try:
-        groups, data = await store.run(run, retries=lane.options.max_retries)
-    except LaneBail:
-        return await run_whole(
-            store,
-            tenant,
-            planned.general(max_operations),
-            batch_id=batch_id,
-            started=started,
-            deadline=deadline,
-            guard=guard,
-            keep=keep,
-        )
-    if data is None:
-        # Rendered after the hop: the database thread is the serial section.
-        data = render_creates(batch_id, lane, groups, (time.perf_counter() - started) * 1000)
-    return Answer(200, data, _all_created(lane.count))
-
-
 async def run_whole(
     store: Store,
     tenant: str,
@@ -203,16 +95,12 @@ async def run_whole(
     """Run ``plan`` in one transaction and answer it (see the module docstring)."""
     kept: list[Answer] = []
 
-    def finish(tx: Tx, outcomes: list[OpOutcome]) -> None:
+    def finish(tx: Tx, result: Result) -> None:
         assert keep is not None
-        payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
-        answer = Answer(
-            batch_status(outcomes), orjson.dumps(payload), _counts(payload["meta"]), True, payload
-        )
-        keep(tx, answer)
-        kept[:] = [answer]
+        kept[:] = [answer(batch_id, plan, result, started, committed=True)]
+        keep(tx, kept[0])
 
-    def run(tx: Tx) -> list[OpOutcome]:
+    def run(tx: Tx) -> Result:
         if guard is not None:
             guard(tx)
         return run_plan(
@@ -222,7 +110,7 @@ async def run_whole(
     try:
         # Without a keeper the answer is built after the hop: the database thread is the
         # serial section of a batch, so it does only the database work.
-        outcomes = await store.run(
+        result = await store.run(
             run, retries=plan.options.max_retries if retries is None else retries
         )
     except (AtomicBatchFailed, StoreTimeoutError) as failed:
@@ -231,22 +119,17 @@ async def run_whole(
                 raise
             # Nothing committed and nothing to blame on one operation: every one of them
             # answers its TIMEOUT, as those the deadline left unstarted do.
-            outcomes = timed_out_outcomes(plan)
-            status = batch_status(outcomes)
+            outcomes, status = timed_out_outcomes(plan), None
         else:
-            outcomes = atomic_failure_outcomes(plan, failed)
-            status = failed.error.status_code
-        payload = batch_payload(batch_id, plan, outcomes, started, committed=False)
-        answer = Answer(status, orjson.dumps(payload), _counts(payload["meta"]), False, payload)
+            # The failing operation's status is the batch's: nothing of it was applied.
+            outcomes, status = atomic_failure_outcomes(plan, failed), failed.error.status_code
+        rolled_back = answer(batch_id, plan, outcomes, started, committed=False, status=status)
         if keep is not None:
-            await _keep_apart(store, guard, keep, answer)
-        return answer
+            await _keep_apart(store, guard, keep, rolled_back)
+        return rolled_back
     if kept:
         return kept[0]
-    payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
-    return Answer(
-        batch_status(outcomes), orjson.dumps(payload), _counts(payload["meta"]), True, payload
-    )
+    return answer(batch_id, plan, result, started, committed=True)
 
 
 async def stream(
@@ -274,7 +157,7 @@ async def stream(
             isinstance(op, PlannedOp) and op.atomicity_group for op in plan.ops
         )
         if needs_one_tx:
-            answer = await run_whole(
+            whole = await run_whole(
                 store,
                 tenant,
                 plan,
@@ -286,8 +169,7 @@ async def stream(
             )
             if claim is not None:
                 claim.settled = True
-            assert answer.payload is not None  # run_whole's answers carry theirs
-            yield ndjson_lines(answer.payload, answer.status)
+            yield ndjson_lines(whole.payload, whole.status)
             return
         state = RunState(plan, tenant, deadline)
         n = len(plan.ops)
@@ -326,14 +208,11 @@ async def stream(
                 yield _lines(plan, state.outcomes[start:])
                 break
             yield _lines(plan, state.outcomes[start:stop])
-        outcomes = state.finished()
-        status = batch_status(outcomes)
-        payload = batch_payload(batch_id, plan, outcomes, started, committed=True)
+        done = answer(batch_id, plan, state.finished(), started, committed=True)
         if claim is not None:
-            answer = Answer(status, orjson.dumps(payload), _counts(payload["meta"]), True, payload)
-            await _keep_apart(store, claim.hold, keeper(claim), answer)
+            await _keep_apart(store, claim.hold, keeper(claim), done)
             claim.settled = True
-        yield orjson.dumps(meta_line(payload, status)) + b"\n"
+        yield orjson.dumps(meta_line(done.payload, done.status)) + b"\n"
     except (APIError, StoreError) as exc:
         # The 200 went out before the first transaction ran: a failure can only be said
         # in the stream, as its last line (the client sees no meta line, and the key is
@@ -366,7 +245,7 @@ def keeper(claim: Claim | None) -> Keep | None:
     """The ``keep`` of an Idempotency-Key's claim: the answer is the key's stored one."""
     if claim is None:
         return None
-    return lambda tx, answer: claim.finish(tx, answer.status, answer.data)
+    return lambda tx, kept: claim.finish(tx, kept.status, kept.data)
 
 
 def _lines(plan: BatchPlan, outcomes: list[OpOutcome | None]) -> bytes:

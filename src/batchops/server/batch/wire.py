@@ -36,8 +36,6 @@ from batchops.server.limits import MAX_JSON_DEPTH, too_deep_path
 
 __all__ = [
     "DEFAULT_MAX_OPERATIONS",
-    "REST_METHODS",
-    "TYPED_TYPES",
     "BatchRequest",
     "MalformedOperation",
     "WireOperation",
@@ -53,11 +51,6 @@ Method: TypeAlias = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 TypedType: TypeAlias = Literal[
     "create", "read", "update", "replace", "delete", "restore", "search", "list"
 ]
-
-REST_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
-TYPED_TYPES: Final = frozenset(
-    {"create", "read", "update", "replace", "delete", "restore", "search", "list"}
-)
 
 
 class WireOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -82,8 +75,13 @@ class WireOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit
     ) = 0
 
 
-class WireOperation(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+class WireOperation(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True, gc=False
+):
     """One operation in either dialect (see the module docstring).
+
+    ``gc=False``: it holds only strings and decoded JSON, which cannot refer back to it, so
+    the collector need not track the thousand of them a batch may bring.
 
     ``body`` and ``data`` default to UNSET so "absent" and ``null`` stay distinguishable.
     ``options`` (typed dialect) is a plain object on purpose: its keys depend on ``type`` and
@@ -132,6 +130,15 @@ class _Envelope(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     notification_webhook: Any = None
 
 
+class _Whole(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The same body with every operation decoded at once: the first try (see
+    :func:`decode_batch`)."""
+
+    operations: list[WireOperation]
+    options: WireOptions = msgspec.field(default_factory=WireOptions)
+    notification_webhook: Any = None
+
+
 @dataclass(slots=True)
 class MalformedOperation:
     """An operation that does not fit the wire model (a typo'd field, a wrong type, both
@@ -159,6 +166,7 @@ class BatchRequest:
 
 
 _DECODER: Final = msgspec.json.Decoder(_Envelope)
+_WHOLE: Final = msgspec.json.Decoder(_Whole)
 _OPERATION: Final = msgspec.json.Decoder(WireOperation)
 
 # msgspec ends its messages with "- at `$.operations[3].method`"; the field named in
@@ -211,7 +219,15 @@ def decode_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -
     dialects or neither, a field of the other dialect — fails alone in a non-atomic batch
     (a :class:`MalformedOperation` in its place; the others run), and rejects an atomic
     batch whole: one typo must not cost a thousand neighbours their run.
+
+    The body is decoded whole first, in one pass (the common, well-formed batch: about
+    half the time of decoding operation by operation); anything that fails it (or fails a
+    dialect check) is decoded again operation by operation, which finds every fault and
+    its path.
     """
+    whole = _decode_whole(body, max_operations)
+    if whole is not None:
+        return whole
     try:
         envelope = _DECODER.decode(body)
     except RecursionError:
@@ -242,6 +258,33 @@ def decode_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -
             continue
         operations.append(operation)
     return BatchRequest(operations, envelope.options, envelope.notification_webhook)
+
+
+def _decode_whole(body: bytes, max_operations: int) -> BatchRequest | None:
+    """The batch when it decodes whole and every operation is well-formed, else None."""
+    try:
+        whole = _WHOLE.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        return None
+    operations: list[WireOperation | MalformedOperation] = list(whole.operations)
+    if not 0 < len(operations) <= max_operations:
+        return None  # the operation count's own error, below
+    unset = msgspec.UNSET
+    try:
+        for index, op in enumerate(whole.operations):
+            if (  # the common, clean typed operation, checked inline (~0.1 µs less each)
+                op.method is None
+                and op.type is not None
+                and op.collection is not None
+                and op.path is None
+                and op.headers is None
+                and op.body is unset
+            ):
+                continue
+            _check_dialect(index, op)
+    except InvalidBatchRequestError:
+        return None
+    return BatchRequest(operations, whole.options, whole.notification_webhook)
 
 
 def _decode_operation(index: int, raw: msgspec.Raw) -> WireOperation:

@@ -4,8 +4,8 @@
 of the order its rules apply in; split, the rules would again live in more than one place.)
 
 Every function is synchronous and takes an open store transaction (``Tx``): REST routes,
-both batch dialects (through :func:`perform` and the ``*_many`` functions), the batch's
-all-creates lane (:func:`prepare_creates` / :func:`create_prepared`) and the jobs all call
+both batch dialects (through :func:`perform` and the ``*_many`` functions, and runs of
+plain creates through :func:`prepare_creates` / :func:`create_prepared`) and the jobs call
 these inside ``Store.run(fn)``, so a whole request or batch is one hop into the database
 thread and one transaction. Each rule is applied here once, from
 :mod:`batchops.server.records.schemas` (the one copy of each rule), so every way in answers
@@ -19,10 +19,10 @@ The ``*_many`` variants are what make batches fast: consecutive operations of on
 become one multi-row statement, with per-item outcomes (value or APIError) in input order.
 
 Creates come three ways, one per kind of caller: :func:`create_many` (per-item outcomes and
-the records echoed: REST and the batch's general path; :func:`create` is one of it);
+the records echoed: REST and batch operations run one by one; :func:`create` is one of it);
 :func:`prepare_creates` + :func:`create_prepared` (checked and encoded off the database
-thread, written all or nothing: the all-creates lane and import chunks a worker process
-encoded); :func:`create_bulk` (per-row problems, nothing echoed: imports).
+thread, written all or nothing: a batch's runs of plain creates and import chunks a
+worker process encoded); :func:`create_bulk` (per-row problems, nothing echoed: imports).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""The all-creates lane of POST /v1/batch (server/batch/creates.py): a batch of plain
-creates gets the same bytes as from the general planner and executor, and anything the
-lane cannot answer exactly goes to the general path with nothing of the first try left."""
+"""Runs of plain creates in POST /v1/batch (BatchPlan.runs, executor.write_runs): a batch
+of plain creates, written one multi-row insert per run and answered from the stored texts,
+gets the same bytes as when each operation is planned and run on its own, and anything
+the runs cannot answer exactly is run operation by operation with nothing of the first
+try left."""
 
 from __future__ import annotations
 
@@ -14,8 +16,7 @@ import orjson
 import pytest
 
 from batchops.server import _ids
-from batchops.server.batch import creates
-from batchops.server.batch import service as batch_service
+from batchops.server.batch import endpoint, executor, planner
 from batchops.server.records import service as records_service
 from tests.server.conftest import Service
 from tests.server.test_batch_api import stored_ids
@@ -50,20 +51,21 @@ def deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_ids, "now_iso", lambda: "2026-12-02T00:00:00.000Z")
 
 
-def general_path_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(batch_service, "plan_creates", lambda body, **kw: None)
+def one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plan every batch operation by operation (never as runs)."""
+    monkeypatch.setattr(planner, "_create_runs", lambda operations: None)
 
 
-def lane_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the lane's runs (each entry: the operations of one run)."""
+def run_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the plans written as runs (each entry: the operations of one plan)."""
     calls: list[int] = []
-    real = creates.run_creates
+    real = executor.write_runs
 
-    def spy(tx: Any, tenant: str, plan: creates.CreatePlan, **kw: Any) -> Any:
+    def spy(tx: Any, tenant: str, plan: Any, **kw: Any) -> Any:
         calls.append(plan.count)
         return real(tx, tenant, plan, **kw)
 
-    monkeypatch.setattr(batch_service, "run_creates", spy)
+    monkeypatch.setattr(executor, "write_runs", spy)
     return calls
 
 
@@ -119,26 +121,35 @@ NAMED = [
         (NAMED, {}),
         ([rest(op) for op in VARIED], {}),
         ([rest(op) for op in NAMED], {"atomic": True}),
+        ([rest(op) if i % 2 else op for i, op in enumerate(NAMED)], {}),
     ],
-    ids=["typed", "typed atomic", "typed suppress_success", "named", "REST", "REST named atomic"],
+    ids=[
+        "typed",
+        "typed atomic",
+        "typed suppress_success",
+        "named",
+        "REST",
+        "REST named atomic",
+        "mixed dialects",
+    ],
 )
-async def test_plain_creates_get_the_general_paths_response_byte_for_byte(
+async def test_runs_of_plain_creates_answer_byte_for_byte_as_operations_one_by_one(
     service: Service,
     monkeypatch: pytest.MonkeyPatch,
     deterministic: None,
     operations_: list[dict[str, Any]],
     options: dict[str, Any],
 ) -> None:
-    calls = lane_calls(monkeypatch)
-    lane = await post(service, operations_, **options)
+    calls = run_calls(monkeypatch)
+    runs = await post(service, operations_, **options)
     assert calls == [len(operations_)]
-    general_path_only(monkeypatch)
+    one_by_one(monkeypatch)
     monkeypatch.setattr(_ids, "new_record_ids", _restarted_ids())
     other_tenant = await service.client_for(f"t_{uuid.uuid4().hex[:10]}")
-    general = await post(service, operations_, client=other_tenant, **options)
-    assert calls == [len(operations_)]  # the second run did not take the lane
-    assert lane.status_code == general.status_code == 200
-    assert without_duration(lane.content) == without_duration(general.content)
+    single = await post(service, operations_, client=other_tenant, **options)
+    assert calls == [len(operations_)]  # the second batch was not planned as runs
+    assert runs.status_code == single.status_code == 200
+    assert without_duration(runs.content) == without_duration(single.content)
 
 
 def _restarted_ids() -> Any:
@@ -162,7 +173,7 @@ async def test_each_run_of_one_collection_is_one_insert(
     assert inserts == [(PEOPLE, 4), ("teams", 2), (PEOPLE, 1)]
 
 
-async def test_the_records_the_lane_writes_read_back_as_sent(service: Service) -> None:
+async def test_the_records_runs_write_read_back_as_sent(service: Service) -> None:
     response = await post(service, VARIED)
     results = response.json()["results"]
     for op, result in zip(VARIED, results, strict=True):
@@ -182,9 +193,8 @@ REST_CREATE = {"method": "POST", "path": "/v1/collections/people/records", "body
     [
         [create({"a": 1}, ref="x"), create({"b": "${x.body.id}"})],
         [create({"a": 1}), {"type": "read", "collection": PEOPLE, "id": "nope"}],
-        [create({"a": 1}, depends_on=[])],
+        [create({"a": 1}, ref="x"), create({"b": 2}, depends_on=["x"])],
         [create({"a": 1}, atomicity_group="g")],
-        [create({"a": 1}), REST_CREATE],
         [{**REST_CREATE, "path": "/v1/collections/peo%70le/records"}],
         [{**REST_CREATE, "path": "/v1/collections/people/records?x=1"}],
         [{**REST_CREATE, "headers": {"If-Match": "1"}}],
@@ -196,7 +206,6 @@ REST_CREATE = {"method": "POST", "path": "/v1/collections/people/records", "body
         "another type",
         "depends_on",
         "atomicity group",
-        "mixed dialects",
         "escaped path",
         "query string",
         "REST headers",
@@ -204,39 +213,39 @@ REST_CREATE = {"method": "POST", "path": "/v1/collections/people/records", "body
         "invalid name",
     ],
 )
-async def test_a_batch_that_is_not_only_plain_creates_takes_the_general_path(
+async def test_a_batch_that_is_not_only_plain_creates_is_run_operation_by_operation(
     service: Service, monkeypatch: pytest.MonkeyPatch, operations_: list[dict[str, Any]]
 ) -> None:
-    calls = lane_calls(monkeypatch)
+    calls = run_calls(monkeypatch)
     response = await post(service, operations_)
     assert response.status_code in (200, 207, 400)
     assert calls == []
 
 
-async def test_validate_only_takes_the_general_path_and_writes_nothing(
+async def test_validate_only_is_not_planned_as_runs_and_writes_nothing(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = lane_calls(monkeypatch)
+    calls = run_calls(monkeypatch)
     response = await post(service, [create({"a": 1})], validate_only=True)
     assert response.json()["results"][0]["body"] == {"valid": True, "would_run": True}
     assert calls == []
     assert await stored_ids(service) == []
 
 
-async def test_an_existing_id_sends_the_batch_to_the_general_path_with_nothing_doubled(
+async def test_an_existing_id_undoes_the_runs_and_answers_one_by_one_with_nothing_doubled(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await post(service, [create({"v": 0}, id="taken")])
-    calls = lane_calls(monkeypatch)
+    calls = run_calls(monkeypatch)
     response = await post(
         service, [create({"v": 1}, id="a"), create({"v": 2}, id="taken"), create({"v": 3})]
     )
-    assert calls == [3]  # the lane tried, rolled back, and the general path answered
+    assert calls == [3]  # the runs were tried, rolled back, and each operation answered
     assert response.status_code == 207
     assert [r["status"] for r in response.json()["results"]] == [201, 409, 201]
     assert response.json()["results"][1]["error"]["code"] == "ALREADY_EXISTS"
     ids = await stored_ids(service)
-    assert len(ids) == 3  # "taken", "a" and one generated id: the lane's try left nothing
+    assert len(ids) == 3  # "taken", "a" and one generated id: the runs' try left nothing
     assert {"a", "taken"} <= set(ids)
 
 
@@ -291,10 +300,10 @@ async def test_stopping_at_the_first_failure_writes_none_of_the_later_creates(
     assert await stored_ids(service) == ["one"]
 
 
-async def test_an_idempotent_retry_of_a_lane_batch_replays_the_same_bytes(
+async def test_an_idempotent_retry_of_a_batch_of_runs_replays_the_same_bytes(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = lane_calls(monkeypatch)
+    calls = run_calls(monkeypatch)
     headers = {"Idempotency-Key": "k-1"}
     first = await post(service, VARIED[:3], headers=headers)
     again = await post(service, VARIED[:3], headers=headers)
@@ -304,22 +313,22 @@ async def test_an_idempotent_retry_of_a_lane_batch_replays_the_same_bytes(
     assert len(await stored_ids(service)) == 3
 
 
-async def test_a_lane_batch_past_its_timeout_answers_504s_and_writes_nothing(
+async def test_a_batch_of_runs_past_its_timeout_answers_504s_and_writes_nothing(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls = lane_calls(monkeypatch)
-    monkeypatch.setattr(batch_service, "options_deadline", lambda options, default: 0.0)
+    calls = run_calls(monkeypatch)
+    monkeypatch.setattr(endpoint, "options_deadline", lambda options, default: 0.0)
     response = await post(service, [create({"v": 1}), create({"v": 2})], timeout_ms=1)
     assert calls == [2]
     assert [r["status"] for r in response.json()["results"]] == [504, 504]
     assert await stored_ids(service) == []
 
 
-async def test_an_idempotent_retry_of_a_batch_the_lane_gave_up_on_replays_its_207(
+async def test_an_idempotent_retry_of_a_batch_whose_runs_were_undone_replays_its_207(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await post(service, [create({"v": 0}, id="taken")])
-    calls = lane_calls(monkeypatch)
+    calls = run_calls(monkeypatch)
     headers = {"Idempotency-Key": "k-2"}
     operations_ = [create({"v": 1}), create({"v": 2}, id="taken")]
     first = await post(service, operations_, headers=headers)
@@ -329,3 +338,47 @@ async def test_an_idempotent_retry_of_a_batch_the_lane_gave_up_on_replays_its_20
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.content == first.content
     assert len(await stored_ids(service)) == 2
+
+
+async def test_a_batch_whose_runs_are_undone_is_decoded_once_and_runs_in_one_transaction(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await post(service, [create({"v": 0}, id="taken")])
+    decodes: list[int] = []
+    real_decode = planner.decode_batch
+
+    def decode_spy(body: bytes, **kw: Any) -> Any:
+        decodes.append(len(body))
+        return real_decode(body, **kw)
+
+    transactions: list[Any] = []
+    real_run = service.store.run
+
+    async def run_spy(fn: Any, **kw: Any) -> Any:
+        transactions.append(fn)
+        return await real_run(fn, **kw)
+
+    monkeypatch.setattr(planner, "decode_batch", decode_spy)
+    monkeypatch.setattr(service.store, "run", run_spy)
+    calls = run_calls(monkeypatch)
+    response = await post(service, [create({"v": 1}), create({"v": 2}, id="taken")])
+    assert calls == [2]
+    assert [r["status"] for r in response.json()["results"]] == [201, 409]
+    assert len(decodes) == 1  # the operations run one by one were made from the texts
+    assert len(transactions) == 1  # the runs, undone, and the operations one by one
+
+
+async def test_a_stream_of_plain_creates_is_not_planned_as_runs(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = run_calls(monkeypatch)
+    response = await post(
+        service, VARIED[:3], headers={"Accept": "application/x-ndjson"}, continue_on_error=True
+    )
+    lines = [orjson.loads(line) for line in response.content.splitlines()]
+    assert [line["status"] for line in lines[:3]] == [201, 201, 201]
+    assert lines[3]["meta"]["by_type"] == {
+        "create": {"total": 3, "succeeded": 3, "failed": 0, "skipped": 0}
+    }
+    assert calls == []
+    assert len(await stored_ids(service)) == 3
