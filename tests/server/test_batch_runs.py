@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from batchops.server import _ids
-from batchops.server.batch import endpoint, executor, planner
+from batchops.server.batch import endpoint, executor, planner, wire
 from batchops.server.records import service as records_service
 from tests.server.conftest import Service
 from tests.server.test_batch_api import stored_ids
@@ -345,7 +345,7 @@ async def test_a_batch_whose_runs_are_undone_is_decoded_once_and_runs_in_one_tra
 ) -> None:
     await post(service, [create({"v": 0}, id="taken")])
     decodes: list[int] = []
-    real_decode = planner.decode_batch
+    real_decode = wire.decode_batch
 
     def decode_spy(body: bytes, **kw: Any) -> Any:
         decodes.append(len(body))
@@ -358,7 +358,7 @@ async def test_a_batch_whose_runs_are_undone_is_decoded_once_and_runs_in_one_tra
         transactions.append(fn)
         return await real_run(fn, **kw)
 
-    monkeypatch.setattr(planner, "decode_batch", decode_spy)
+    monkeypatch.setattr("batchops.server.batch.planner.decode_batch", decode_spy)
     monkeypatch.setattr(service.store, "run", run_spy)
     calls = run_calls(monkeypatch)
     response = await post(service, [create({"v": 1}), create({"v": 2}, id="taken")])

@@ -107,16 +107,17 @@ def plan_request(
     """
     options = plan_options(request.options)
     operations = request.operations
-    names = _collect_names(operations)
     if runs and not may_have_templates and not options.validate_only:
-        create_runs = _create_runs(operations)
-        if create_runs is not None:
+        planned = _create_runs(operations)
+        if planned is not None:
+            create_runs, names = planned
             n = len(operations)
             cost = {"operations": n, "reads": 0, "writes": n, "searches": 0, "invalid": 0}
             cost["units"] = COST_WEIGHTS["create"] * n
             return BatchPlan(
                 None, options, names, cost, request.notification_webhook, runs=create_runs
             )
+    names = _collect_names(operations)
     ops: list[PlannedOp | APIError] = [
         _plan_op(index, op, names, may_have_templates) for index, op in enumerate(operations)
     ]
@@ -206,14 +207,16 @@ _CREATE_BODY_KEYS: Final = frozenset({"data", "id"})
 
 def _create_runs(
     operations: list[WireOperation | MalformedOperation],
-) -> list[PreparedCreates] | None:
-    """The batch as runs of creates (checked and encoded by the records service) when
-    every operation is a plain create with valid data and ids, else None: then each
-    operation is planned, and answered, on its own."""
+) -> tuple[list[PreparedCreates], dict[str, int]] | None:
+    """The batch as runs of creates (checked and encoded by the records service) and its
+    names, when every operation is a plain create with valid data, ids and names, else
+    None: then each operation is planned, and answered, on its own (and a bad name is
+    :func:`_collect_names`' 400)."""
     items: list[tuple[str, str | None, Any]] = []
     append = items.append
+    named: list[tuple[str, int]] = []
     unset = msgspec.UNSET
-    for op in operations:
+    for index, op in enumerate(operations):
         if (
             type(op) is not WireOperation
             or op.depends_on is not None
@@ -231,6 +234,8 @@ def _create_runs(
                 or record_id is None  # "id": null is routing's 400
             ):
                 return None
+            if op.ref is not None:
+                named.append((op.ref, index))
             collection: Any = op.collection
             append((collection, None if record_id is unset else record_id, op.data))
             continue
@@ -248,7 +253,12 @@ def _create_runs(
             or ("id" in body and record_id is None)
         ):
             return None
+        if type(op.id) is str:
+            named.append((op.id, index))
         append((match[1], record_id, body["data"]))
+    names = dict(named)
+    if len(names) != len(named) or not all(NAME_RE.fullmatch(name) for name in names):
+        return None
     runs: list[PreparedCreates] = []
     start, n = 0, len(items)
     try:
@@ -265,7 +275,7 @@ def _create_runs(
             start = end
     except APIError:
         return None  # the operations planned one by one answer it, each its own
-    return runs
+    return runs, names
 
 
 def _plan_op(

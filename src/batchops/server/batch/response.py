@@ -105,22 +105,34 @@ def _created_results(plan: BatchPlan, created: Created) -> list[orjson.Fragment]
     URL-safe alphabet before anything is written.
     """
     names = {index: name for name, index in plan.names.items()} if plan.names else None
-    results: list[orjson.Fragment] = []
-    append = results.append
     fragment = orjson.Fragment
-    index = 0
+    results: list[orjson.Fragment] = []
+    start = 0
     for run in created.runs:
+        head = '{"index":'
         middle = f'","collection":"{run.collection}","data":'
         tail = f',"version":1,"created_at":"{run.now}","updated_at":"{run.now}"}}}}'
-        for record_id, text in zip(run.ids, run.json, strict=True):
-            name = names.get(index) if names is not None else None
-            # A name is the client's text: JSON-escaped, unlike ids and collections.
-            named = "" if name is None else f',"id":{orjson.dumps(name).decode()}'
-            append(
+        rows = enumerate(zip(run.ids, run.json, strict=True), start)
+        if names is None:  # the common case, as one comprehension
+            results += [
                 fragment(
-                    f'{{"index":{index}{named},"type":"create","status":201,"body":{{"id":"'
-                    f"{record_id}{middle}{text}{tail}"
+                    f'{head}{i},"type":"create","status":201,"body":{{"id":"{rid}{middle}{text}{tail}'
                 )
-            )
-            index += 1
+                for i, (rid, text) in rows
+            ]
+        else:
+            # A name is the client's text: JSON-escaped, unlike ids and collections.
+            results += [
+                fragment(
+                    f"{head}{i}"
+                    + (
+                        ""
+                        if (name := names.get(i)) is None
+                        else f',"id":{orjson.dumps(name).decode()}'
+                    )
+                    + f',"type":"create","status":201,"body":{{"id":"{rid}{middle}{text}{tail}'
+                )
+                for i, (rid, text) in rows
+            ]
+        start += len(run.ids)
     return results
