@@ -53,7 +53,7 @@ def deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """Plan every batch operation by operation (never as runs)."""
-    monkeypatch.setattr(planner, "_create_runs", lambda operations: None)
+    monkeypatch.setattr(planner, "_create_runs", lambda operations, plain: None)
 
 
 def run_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:

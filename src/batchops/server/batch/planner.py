@@ -108,7 +108,7 @@ def plan_request(
     options = plan_options(request.options)
     operations = request.operations
     if runs and not may_have_templates and not options.validate_only:
-        planned = _create_runs(operations)
+        planned = _create_runs(operations, plain=request.plain_creates)
         if planned is not None:
             create_runs, names = planned
             n = len(operations)
@@ -206,56 +206,24 @@ _CREATE_BODY_KEYS: Final = frozenset({"data", "id"})
 
 
 def _create_runs(
-    operations: list[WireOperation | MalformedOperation],
+    operations: list[WireOperation | MalformedOperation], *, plain: bool
 ) -> tuple[list[PreparedCreates], dict[str, int]] | None:
     """The batch as runs of creates (checked and encoded by the records service) and its
     names, when every operation is a plain create with valid data, ids and names, else
     None: then each operation is planned, and answered, on its own (and a bad name is
-    :func:`_collect_names`' 400)."""
-    items: list[tuple[str, str | None, Any]] = []
-    append = items.append
-    named: list[tuple[str, int]] = []
+    :func:`_collect_names`' 400). ``plain``: every operation is a
+    :class:`~batchops.server.batch.wire.PlainCreate` (msgspec checked their shape)."""
+    items: list[tuple[str, str | None, Any]]
+    named: list[tuple[str, int]]
     unset = msgspec.UNSET
-    for index, op in enumerate(operations):
-        if (
-            type(op) is not WireOperation
-            or op.depends_on is not None
-            or op.atomicity_group is not None
-        ):
+    if plain:
+        creates: list[Any] = operations
+        items = [(op.collection, None if op.id is unset else op.id, op.data) for op in creates]
+        named = [(op.ref, index) for index, op in enumerate(creates) if op.ref is not None]
+    else:
+        items, named = [], []
+        if not _creates_of_either_dialect(operations, items, named):
             return None
-        if op.method is None:  # typed: decode_batch saw type and collection
-            record_id = op.id
-            if (
-                op.type != "create"
-                or type(op.data) is not dict
-                or op.options is not None
-                or op.query is not None
-                or op.if_match is not None
-                or record_id is None  # "id": null is routing's 400
-            ):
-                return None
-            if op.ref is not None:
-                named.append((op.ref, index))
-            collection: Any = op.collection
-            append((collection, None if record_id is unset else record_id, op.data))
-            continue
-        body = op.body
-        if op.method != "POST" or op.headers is not None or type(body) is not dict:
-            return None
-        path: Any = op.path  # decode_batch saw it
-        match = _RECORDS_PATH_RE.fullmatch(path)
-        record_id = body.get("id")
-        if (
-            match is None
-            or not body.keys() <= _CREATE_BODY_KEYS
-            or type(body.get("data")) is not dict
-            or not (record_id is None or type(record_id) is str)
-            or ("id" in body and record_id is None)
-        ):
-            return None
-        if type(op.id) is str:
-            named.append((op.id, index))
-        append((match[1], record_id, body["data"]))
     names = dict(named)
     if len(names) != len(named) or not all(NAME_RE.fullmatch(name) for name in names):
         return None
@@ -276,6 +244,58 @@ def _create_runs(
     except APIError:
         return None  # the operations planned one by one answer it, each its own
     return runs, names
+
+
+def _creates_of_either_dialect(
+    operations: list[WireOperation | MalformedOperation],
+    items: list[tuple[str, str | None, Any]],
+    named: list[tuple[str, int]],
+) -> bool:
+    """Fill ``items`` (collection, id, data) and ``named`` (name, index) when every
+    operation is a plain create of either dialect; False at the first that is not."""
+    append = items.append
+    unset = msgspec.UNSET
+    for index, op in enumerate(operations):
+        if (
+            type(op) is not WireOperation
+            or op.depends_on is not None
+            or op.atomicity_group is not None
+        ):
+            return False
+        if op.method is None:  # typed: decode_batch saw type and collection
+            record_id = op.id
+            if (
+                op.type != "create"
+                or type(op.data) is not dict
+                or op.options is not None
+                or op.query is not None
+                or op.if_match is not None
+                or record_id is None  # "id": null is routing's 400
+            ):
+                return False
+            if op.ref is not None:
+                named.append((op.ref, index))
+            collection: Any = op.collection
+            append((collection, None if record_id is unset else record_id, op.data))
+            continue
+        body = op.body
+        if op.method != "POST" or op.headers is not None or type(body) is not dict:
+            return False
+        path: Any = op.path  # decode_batch saw it
+        match = _RECORDS_PATH_RE.fullmatch(path)
+        record_id = body.get("id")
+        if (
+            match is None
+            or not body.keys() <= _CREATE_BODY_KEYS
+            or type(body.get("data")) is not dict
+            or not (record_id is None or type(record_id) is str)
+            or ("id" in body and record_id is None)
+        ):
+            return False
+        if type(op.id) is str:
+            named.append((op.id, index))
+        append((match[1], record_id, body["data"]))
+    return True
 
 
 def _plan_op(

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_MAX_OPERATIONS",
     "BatchRequest",
     "MalformedOperation",
+    "PlainCreate",
     "WireOperation",
     "WireOptions",
     "check_operation_count",
@@ -120,6 +121,30 @@ class WireOperation(
         return self.id if isinstance(self.id, str) else None
 
 
+class PlainCreate(
+    WireOperation, kw_only=True, forbid_unknown_fields=True, omit_defaults=True, gc=False
+):
+    """A typed create and nothing more (``type``, ``collection``, ``data`` an object, ``id``
+    a string or absent, ``ref``): the operation bulk loads send, and the first shape
+    :func:`decode_batch` tries, which msgspec checks in C. Every other field must be absent
+    (typed ``None``/UNSET here, so that a value fails this shape and the batch is decoded as
+    :class:`WireOperation` s)."""
+
+    id: str | msgspec.UnsetType = msgspec.UNSET
+    depends_on: None = None
+    atomicity_group: None = None
+    method: None = None
+    path: None = None
+    body: msgspec.UnsetType = msgspec.UNSET
+    headers: None = None
+    type: Literal["create"]
+    collection: str
+    data: dict[str, Any]
+    query: None = None
+    options: None = None
+    if_match: None = None
+
+
 class _Envelope(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The request body around the operations, which are decoded one by one (see
     :func:`decode_batch`): ``{"operations": [...], "options"?: {...},
@@ -131,10 +156,17 @@ class _Envelope(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class _Whole(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The same body with every operation decoded at once: the first try (see
-    :func:`decode_batch`)."""
+    """The same body with every operation decoded at once (see :func:`decode_batch`)."""
 
     operations: list[WireOperation]
+    options: WireOptions = msgspec.field(default_factory=WireOptions)
+    notification_webhook: Any = None
+
+
+class _Creates(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The same body when every operation is a :class:`PlainCreate`."""
+
+    operations: list[PlainCreate]
     options: WireOptions = msgspec.field(default_factory=WireOptions)
     notification_webhook: Any = None
 
@@ -163,10 +195,13 @@ class BatchRequest:
     operations: list[WireOperation | MalformedOperation]
     options: WireOptions = field(default_factory=WireOptions)
     notification_webhook: Any = None
+    #: Every operation is a :class:`PlainCreate`.
+    plain_creates: bool = False
 
 
 _DECODER: Final = msgspec.json.Decoder(_Envelope)
 _WHOLE: Final = msgspec.json.Decoder(_Whole)
+_CREATES: Final = msgspec.json.Decoder(_Creates)
 _OPERATION: Final = msgspec.json.Decoder(WireOperation)
 
 # msgspec ends its messages with "- at `$.operations[3].method`"; the field named in
@@ -221,9 +256,10 @@ def decode_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -
     batch whole: one typo must not cost a thousand neighbours their run.
 
     The body is decoded whole first, in one pass (the common, well-formed batch: about
-    half the time of decoding operation by operation); anything that fails it (or fails a
-    dialect check) is decoded again operation by operation, which finds every fault and
-    its path.
+    half the time of decoding operation by operation): as :class:`PlainCreate` s when it
+    may be plain typed creates, else as :class:`WireOperation` s; anything that fails
+    that (or fails a dialect check) is decoded again operation by operation, which finds
+    every fault and its path.
     """
     whole = _decode_whole(body, max_operations)
     if whole is not None:
@@ -262,11 +298,22 @@ def decode_batch(body: bytes, *, max_operations: int = DEFAULT_MAX_OPERATIONS) -
 
 def _decode_whole(body: bytes, max_operations: int) -> BatchRequest | None:
     """The batch when it decodes whole and every operation is well-formed, else None."""
+    # First as plain creates: a batch that is not fails this at its first other operation
+    # (msgspec stops at the first fault), which costs little.
+    try:
+        creates = _CREATES.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        pass
+    else:
+        if not 0 < len(creates.operations) <= max_operations:
+            return None  # the operation count's own error
+        operations: list[WireOperation | MalformedOperation] = list(creates.operations)
+        return BatchRequest(operations, creates.options, creates.notification_webhook, True)
     try:
         whole = _WHOLE.decode(body)
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return None
-    operations: list[WireOperation | MalformedOperation] = list(whole.operations)
+    operations = list(whole.operations)
     if not 0 < len(operations) <= max_operations:
         return None  # the operation count's own error, below
     unset = msgspec.UNSET
