@@ -10,7 +10,12 @@ import orjson
 import pytest
 
 from batchops._exceptions import BatchTooLargeError, InvalidBatchRequestError, InvalidRequestError
-from batchops.server.batch.wire import MalformedOperation, WireOperation, decode_batch
+from batchops.server.batch.wire import (
+    MalformedOperation,
+    PlainCreate,
+    WireOperation,
+    decode_batch,
+)
 
 
 def body(operations: Any, **extra: Any) -> bytes:
@@ -189,3 +194,39 @@ def test_text_that_is_not_utf8_inside_an_operation_is_a_400_at_that_operation(
     assert isinstance(malformed, MalformedOperation)
     assert malformed.error.status_code == 400
     assert malformed.error.details["path"] == "operations[1]"
+
+
+CREATE = {"type": "create", "collection": "people", "data": {"a": 1}}
+
+
+def test_a_batch_of_plain_typed_creates_decodes_as_plain_creates() -> None:
+    request = decode_batch(body([CREATE, {**CREATE, "id": "r1", "ref": "x"}]))
+    assert request.plain_creates is True
+    assert [type(op) for op in request.operations] == [PlainCreate, PlainCreate]
+    second = request.operations[1]
+    assert isinstance(second, WireOperation)
+    assert (second.id, second.name, second.data) == ("r1", "x", {"a": 1})
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {**CREATE, "depends_on": []},
+        {**CREATE, "atomicity_group": "g"},
+        {**CREATE, "options": {}},
+        {**CREATE, "id": None},
+        {**CREATE, "data": [1]},
+        {"type": "read", "collection": "people", "id": "r1"},
+        READ,
+    ],
+    ids=["depends_on", "group", "options", "null id", "array data", "read", "REST"],
+)
+def test_any_other_operation_decodes_the_batch_as_wire_operations(other: Any) -> None:
+    request = decode_batch(body([CREATE, other]))
+    assert request.plain_creates is False
+    assert all(type(op) is WireOperation for op in request.operations)
+
+
+def test_a_malformed_operation_after_plain_creates_fails_alone_at_its_path() -> None:
+    error = op_error([CREATE, CREATE, {**CREATE, "colour": "red"}], 2)
+    assert error.details["path"] == "operations[2].colour"
