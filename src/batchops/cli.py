@@ -56,6 +56,12 @@ def main() -> None:
     help="Answer 408 when a request body sends nothing for this many seconds "
     "(env BATCHOPS_BODY_READ_TIMEOUT_S; default 30; 0: off).",
 )
+@click.option(
+    "--db-pool-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="PostgreSQL connections (default: twice the cores plus one, 4 to 32).",
+)
 @click.option("--log-level", default="info", show_default=True)
 def serve(
     db_url: str | None,
@@ -68,6 +74,7 @@ def serve(
     allow_private_webhooks: bool,
     max_inflation_ratio: float | None,
     body_read_timeout_s: float | None,
+    db_pool_size: int | None,
     log_level: str,
 ) -> None:
     """Run the records service (OpenAPI docs at /docs). SIGTERM/SIGINT stop it cleanly:
@@ -86,6 +93,7 @@ def serve(
         allow_private_webhooks=True if allow_private_webhooks else None,
         max_inflation_ratio=max_inflation_ratio,
         body_read_timeout_s=body_read_timeout_s,
+        db_pool_size=db_pool_size,
     )
     config = uvicorn.Config(
         create_app(settings),

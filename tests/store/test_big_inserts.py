@@ -1,17 +1,21 @@
 """Big multi-row inserts (import chunks): on PostgreSQL, groups of ``COPY_MIN_ROWS`` rows or
-more go through COPY; the contract of ``insert_records`` is the same as for small groups."""
+more go through COPY; the contract of ``insert_records`` is the same as for single rows."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
+
+import pytest
 
 from batchops.store import DuplicateRecordError, RecordRow, Store, Tx
-from batchops.store.postgres import COPY_MIN_ROWS
+from batchops.store.postgres import COPY_MIN_ROWS, PostgresStore, PostgresTx
 
 MakeRecord = Callable[..., RecordRow]
 
-BIG = COPY_MIN_ROWS + 20
+BIG = 520  # an import chunk; the tests below name rows up to 300
+assert BIG >= COPY_MIN_ROWS
 AWKWARD = "tab\there, new\nline, back\\slash, \\N, quote \" and 'single', ünïcødé ✓, \r end"
 
 
@@ -99,3 +103,23 @@ async def test_a_big_group_with_a_clash_outside_a_savepoint_still_writes_nothing
 
     assert await store.run(fn) == ["taken"]
     assert await _ids(store, tenant) == ["after", "taken"]
+
+
+async def test_on_postgresql_every_group_of_two_rows_or_more_is_one_copy(
+    store: Store, tenant: str, make_record: MakeRecord, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not isinstance(store, PostgresStore):
+        pytest.skip("COPY is PostgreSQL's: SQLite writes a group with multi-row INSERTs")
+    copies: list[int] = []
+    real = PostgresTx._copy_records
+
+    def spy(self: PostgresTx, params: Any) -> bool:
+        copies.append(len(params))
+        return real(self, params)
+
+    monkeypatch.setattr(PostgresTx, "_copy_records", spy)
+    await store.run(lambda tx: tx.insert_records([make_record("single")]))
+    await store.run(lambda tx: tx.insert_records([make_record("a"), make_record("b")]))
+    await store.run(lambda tx: tx.insert_records([make_record(f"c{i}") for i in range(100)]))
+    assert copies == [2, 100]
+    assert len(await _ids(store, tenant)) == 103

@@ -64,7 +64,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await open_store(
-            settings.db_url, statement_timeout_ms=settings.statement_timeout_ms
+            settings.db_url,
+            statement_timeout_ms=settings.statement_timeout_ms,
+            pool_size=settings.db_pool_size or None,
         )
         try:
             if settings.print_first_key:

@@ -46,6 +46,10 @@ class Settings:
     # The longest one database statement may run (0: no bound), so that no request can
     # hold the database and stall the others (docs/limits.md).
     statement_timeout_ms: int = 30_000
+    # PostgreSQL connections (and database threads) of this process; 0: twice the cores
+    # plus one, from 4 to 32 (batchops.store.postgres.default_pool_size). SQLite has one
+    # writer and ignores it.
+    db_pool_size: int = 0
     # An in-flight Idempotency-Key claim silent this long is presumed dead (its process was
     # killed) and a retry may take it over; fencing makes that safe whatever the value
     # (see batchops.server.batch.idempotency), so it only sets how soon a retry after a
@@ -93,6 +97,7 @@ class Settings:
             "rate_limit_operations_per_minute": _env_int("BATCHOPS_RATE_LIMIT_OPERATIONS", 600_000),
             "batch_timeout_ms": _env_int("BATCHOPS_BATCH_TIMEOUT_MS", 30_000),
             "statement_timeout_ms": _env_int("BATCHOPS_STATEMENT_TIMEOUT_MS", 30_000),
+            "db_pool_size": _env_int("BATCHOPS_DB_POOL_SIZE", 0),
             "idempotency_stale_after_s": float(
                 os.environ.get("BATCHOPS_IDEMPOTENCY_STALE_AFTER_S") or 30.0
             ),

@@ -54,7 +54,7 @@ async def open_store(
     url: str | None = None,
     *,
     busy_timeout_ms: int = 5000,
-    pool_size: int = 4,
+    pool_size: int | None = None,
     connect_timeout_s: float = 10.0,
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
 ) -> Store:
@@ -62,7 +62,8 @@ async def open_store(
 
     ``url``: ``None`` (``batchops.db`` in the working directory), ``sqlite:///path.db``, a
     bare file path, or ``postgresql://user@host:port/db``. ``busy_timeout_ms`` applies to
-    SQLite; ``pool_size`` (connections = threads) and ``connect_timeout_s`` to PostgreSQL;
+    SQLite; ``pool_size`` (connections = threads; None: twice the cores plus one, 4 to 32)
+    and ``connect_timeout_s`` to PostgreSQL;
     ``statement_timeout_ms`` (0: none) bounds every statement on both.
     """
     dialect, target = parse_store_url(url)

@@ -4,17 +4,19 @@ A synchronous psycopg 3 ConnectionPool plus a ThreadPoolExecutor of the same siz
 ``run(fn)`` takes a connection in a worker thread, opens a transaction, runs ``fn(tx)``
 (plain synchronous code) and commits, so a whole unit of work costs ONE executor hop.
 
-Multi-row inserts use ``executemany`` (psycopg 3 pipelines it: one network round trip for
-the group). Measured for 100-row groups into the records table: executemany ~16-29k rows/s,
-one ``INSERT … SELECT FROM unnest(…)`` ~13-18k rows/s, so executemany stays. psycopg
-prepares a statement server-side after it has run ``prepare_threshold`` (5) times on a
-connection; every statement here has constant text, so the hot ones get prepared.
+Single-row inserts, and a group whose COPY clashed, use ``executemany`` (psycopg 3
+pipelines it: one network round trip for the group). psycopg prepares a statement
+server-side after it has run ``prepare_threshold`` (5) times on a connection; every
+statement here has constant text, so the hot ones get prepared.
 
-Big groups (imports write chunks of 1,000+) use ``COPY`` instead, in a savepoint: measured
-for 1,000-row groups into the records table ~15-27k rows/s vs ~10-15k with executemany, and
-~3 vs ~20 µs of client CPU a row, which the single-process server's GIL feels. COPY cannot
-skip a clashing row, so a clash rolls the savepoint back and the executemany path runs
-instead, to name the duplicates.
+Every group of two rows or more (``COPY_MIN_ROWS``) uses ``COPY`` instead, in a
+savepoint. Measured (session 7, 4 writers, 100-row groups into the records table): 30-34k
+rows/s and ~25 µs of PostgreSQL CPU a row, against 6.3-7.0k rows/s and ~200 µs with the
+``INSERT … ON CONFLICT DO NOTHING RETURNING`` executemany — each such insert pays a
+speculative insertion into every index; COPY inserts its rows in multi-row batches. Two-row
+groups still gain (1.8k vs 1.6k rows/s), single rows lose (0.8-0.9k vs 1.0-1.1k), and
+imports' 1,000-row chunks gained as much. COPY cannot skip a clashing row, so a clash rolls
+the savepoint back and the executemany path runs instead, to name the duplicates.
 
 The statements that differ from SQLite's only in syntax are written once in
 :mod:`batchops.store.sql` and mixed into :class:`PostgresTx`; what is here differs in
@@ -29,6 +31,7 @@ and the unit of work — and read best side by side.)
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -84,7 +87,7 @@ _INSERT = (
 )
 _COPY = f"COPY records ({COLS}, search_text) FROM STDIN"
 #: Groups of at least this many rows are written with COPY (see the module docstring).
-COPY_MIN_ROWS = 500
+COPY_MIN_ROWS = 2
 # The version predicate makes a write that raced a concurrent one change nothing (see
 # Tx.update_records); the callers' reads lock their rows first (FOR UPDATE), so it only
 # guards a read that forgot to.
@@ -464,8 +467,20 @@ def _configure(conn: psycopg.Connection[Any]) -> None:
     set_json_loads(orjson.loads, conn)
 
 
+def default_pool_size() -> int:
+    """The pool size when none is given: twice the cores plus one (the database work of a
+    unit waits on the network and on PostgreSQL as much as it runs here), at least 4 and
+    at most 32.
+
+    >>> 4 <= default_pool_size() <= 32
+    True
+    """
+    return max(4, min(32, 2 * (os.cpu_count() or 1) + 1))
+
+
 class PostgresStore:
-    """PostgreSQL through a pool of ``pool_size`` connections and as many threads.
+    """PostgreSQL through a pool of ``pool_size`` connections and as many threads
+    (:func:`default_pool_size` when None).
 
     Open it with :func:`batchops.store.open_store` (which also runs migrations) or
     :meth:`open`.
@@ -477,10 +492,12 @@ class PostgresStore:
         self,
         url: str,
         *,
-        pool_size: int = 4,
+        pool_size: int | None = None,
         connect_timeout_s: float = 10.0,
         statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
     ) -> None:
+        if pool_size is None:
+            pool_size = default_pool_size()
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
         if statement_timeout_ms < 0:
@@ -514,7 +531,7 @@ class PostgresStore:
         cls,
         url: str,
         *,
-        pool_size: int = 4,
+        pool_size: int | None = None,
         connect_timeout_s: float = 10.0,
         statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
     ) -> PostgresStore:
