@@ -201,3 +201,31 @@ async def test_a_patch_racing_a_soft_delete_either_lands_before_it_or_gets_a_404
         # Every acknowledged patch, then the delete: nothing lost, nothing after the delete.
         assert stored.version == 1 + count + 1
         assert len(stored.data) == count
+
+
+async def test_concurrent_batches_updating_the_same_records_in_opposite_orders_keep_every_field(
+    service: Service,
+) -> None:
+    ids = [f"p{i}" for i in range(6)]
+    for rid in ids:
+        await _create(service.client, rid, {})
+
+    async def worker(w: int) -> None:
+        order = ids if w % 2 else ids[::-1]
+        for r in range(ROUNDS):
+            response = await service.client.post(
+                "/v1/batch",
+                json={
+                    "operations": [
+                        {"type": "update", "collection": "people", "id": rid, "data": {key: r}}
+                        for rid, key in ((rid, f"k{w}_{r}") for rid in order)
+                    ]
+                },
+            )
+            assert response.status_code == 200, response.text
+
+    await asyncio.gather(*(worker(w) for w in range(WORKERS)))
+    for rid in ids:
+        stored = await _stored(service, rid)
+        assert len(stored["data"]) == WORKERS * ROUNDS
+        assert stored["version"] == 1 + WORKERS * ROUNDS

@@ -14,9 +14,9 @@ How a batch runs (the *why* of each piece):
   them all and the operations run one by one as below, in the same transaction.
 - Every operation is checked and run by the records service
   (:mod:`batchops.server.records.service`), the same functions REST calls, so a batch
-  answers each operation as REST does. Consecutive creates (or reads) of one collection
-  that do not reference each other run as ONE multi-row statement through its ``*_many``
-  functions.
+  answers each operation as REST does. Consecutive creates, reads, updates or replaces of
+  one collection that do not reference each other run as ONE multi-row statement (reads
+  and writes) through its ``*_many`` functions.
 - ``continue_on_error`` without ``atomic``: each unit runs in a savepoint, so a failed
   operation undoes only its own writes and the batch goes on.
 - ``atomic``: no savepoints; the first failure raises out of ``fn`` and the store rolls the
@@ -70,6 +70,10 @@ __all__ = [
 Counted = Literal["succeeded", "failed", "skipped"]
 
 _OK_STATUS = {"create": 201}
+# Consecutive operations of one of these types on one collection (without references,
+# dependencies, groups or parameters) run as one multi-row statement of the records
+# service's ``*_many`` function.
+_GROUPED = frozenset({"create", "read", "update", "replace"})
 
 
 @dataclass(slots=True)
@@ -272,13 +276,12 @@ class RunState:
             and not op.has_references
             and not op.depends_on
             and op.atomicity_group is None
-            and op.if_match is None
             and not op.params  # e.g. a read that includes deleted records: one by one
         )
 
     def _group_end(self, start: int, stop: int) -> int:
         first = self.plan.ops[start]
-        if not isinstance(first, PlannedOp) or first.type not in ("create", "read"):
+        if not isinstance(first, PlannedOp) or first.type not in _GROUPED:
             return start + 1
         if not self._groupable(first, first):
             return start + 1
@@ -314,9 +317,17 @@ class RunState:
                         [(op.record_id, op.data) for op in batch],
                         new_ids=self._new_ids(batch),
                     )
-                else:
+                elif first.type == "read":
                     many = service.read_many(
                         self.tx, self.tenant, first.collection, [op.record_id or "" for op in batch]
+                    )
+                else:
+                    many = service.update_many(
+                        self.tx,
+                        self.tenant,
+                        first.collection,
+                        [(op.record_id or "", op.data, op.if_match) for op in batch],
+                        whole=first.type == "replace",
                     )
                 if stop_early:
                     failed = next(

@@ -61,6 +61,7 @@ __all__ = [
     "CreateInput",
     "NewRecords",
     "PreparedCreates",
+    "UpdateInput",
     "check",
     "count_where",
     "create",
@@ -83,6 +84,7 @@ __all__ = [
     "restore",
     "search",
     "update",
+    "update_many",
     "update_where",
 ]
 
@@ -549,13 +551,6 @@ def _target(collection: Any, record_id: Any) -> None:
     validate_record_id(record_id)
 
 
-def _live_row(
-    tx: Tx, tenant: str, collection: str, record_id: str, if_match: int | None
-) -> RecordRow:
-    """:func:`_row` of a live record to write, for a caller that checked the names."""
-    return _fetch(tx, tenant, collection, record_id, if_match, for_update=True)
-
-
 def _row(
     tx: Tx,
     tenant: str,
@@ -597,11 +592,7 @@ def _fetch(
     if row is None:
         raise not_found(collection, record_id)
     if if_match is not None and row.version != if_match:
-        raise ConflictError(
-            f"record {record_id!r} is at version {row.version}, not {if_match}",
-            code="VERSION_MISMATCH",
-            details={"id": record_id, "expected": if_match, "actual": row.version},
-        )
+        raise _version_mismatch(record_id, if_match, row.version)
     return row
 
 
@@ -614,12 +605,9 @@ def update(
     *,
     if_match: int | None = None,
 ) -> dict[str, Any]:
-    """Apply an RFC 7386 merge patch to ``data``; bumps ``version``."""
-    _target(collection, record_id)
-    encode_data(validate_data(patch))  # what JSON cannot hold is a 422, not a failed write
-    row = _live_row(tx, tenant, collection, record_id, if_match)
-    merged = merge_patch(row.data, patch)
-    return _write(tx, row, merged)
+    """Apply an RFC 7386 merge patch to ``data``; bumps ``version`` (:func:`update_many`
+    of one)."""
+    return _one(update_many(tx, tenant, collection, [(record_id, patch, if_match)]))
 
 
 def replace(
@@ -631,19 +619,85 @@ def replace(
     *,
     if_match: int | None = None,
 ) -> dict[str, Any]:
-    """Replace ``data`` whole; bumps ``version``."""
-    _target(collection, record_id)
-    encode_data(validate_data(data))
-    row = _live_row(tx, tenant, collection, record_id, if_match)
-    return _write(tx, row, data)
+    """Replace ``data`` whole; bumps ``version`` (:func:`update_many` of one)."""
+    return _one(update_many(tx, tenant, collection, [(record_id, data, if_match)], whole=True))
 
 
-def _write(tx: Tx, row: RecordRow, data: dict[str, Any]) -> dict[str, Any]:
-    row.data = data
-    row.version += 1
-    row.updated_at = _ids.now_iso()
-    tx.update_records([row])
-    return record_body(row)
+UpdateInput = tuple[str, Any, int | None]
+"""(record id, merge patch or new data, expected version or None) for :func:`update_many`."""
+
+
+def update_many(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    items: Sequence[UpdateInput],
+    *,
+    whole: bool = False,
+) -> list[dict[str, Any] | APIError]:
+    """Update many live records of one collection: merge each patch into ``data`` (RFC
+    7386), or, ``whole``, replace ``data``; each write bumps ``version``. The rows are read
+    (and locked against concurrent writers) with one statement and written with one.
+
+    Per-item problems (a bad id or patch: 422; no live record: 404; not at the expected
+    version: 409 ``VERSION_MISMATCH``) are returned as that item's APIError and the others
+    are still written; items are applied in order, so an id given twice gets both changes.
+    Call inside a savepoint when the caller must be able to undo the whole group.
+    """
+    validate_collection(collection)
+    outcomes: list[dict[str, Any] | APIError | None] = []
+    for record_id, data, _ in items:
+        try:
+            validate_record_id(record_id)
+            encode_data(validate_data(data))  # what JSON cannot hold: a 422, not a failed write
+        except APIError as exc:
+            outcomes.append(exc)
+            continue
+        outcomes.append(None)
+    wanted = [items[k][0] for k, outcome in enumerate(outcomes) if outcome is None]
+    current = tx.get_records(tenant, collection, wanted, for_update=True) if wanted else {}
+    now = _ids.now_iso()
+    writes: list[RecordRow] = []
+    for position, (record_id, data, if_match) in enumerate(items):
+        if outcomes[position] is not None:
+            continue
+        row = current.get(record_id)
+        if row is None:
+            outcomes[position] = not_found(collection, record_id)
+            continue
+        if if_match is not None and row.version != if_match:
+            outcomes[position] = _version_mismatch(record_id, if_match, row.version)
+            continue
+        written = RecordRow(
+            tenant,
+            collection,
+            record_id,
+            data if whole else merge_patch(row.data, data),
+            row.version + 1,
+            row.created_at,
+            now,
+        )
+        current[record_id] = written
+        writes.append(written)
+        outcomes[position] = record_body(written)
+    if writes:
+        tx.update_records(writes)
+    return [o if o is not None else _unreachable() for o in outcomes]
+
+
+def _one(outcomes: list[dict[str, Any] | APIError]) -> dict[str, Any]:
+    outcome = outcomes[0]
+    if isinstance(outcome, APIError):
+        raise outcome
+    return outcome
+
+
+def _version_mismatch(record_id: str, expected: int, actual: int) -> ConflictError:
+    return ConflictError(
+        f"record {record_id!r} is at version {actual}, not {expected}",
+        code="VERSION_MISMATCH",
+        details={"id": record_id, "expected": expected, "actual": actual},
+    )
 
 
 def delete(
