@@ -1,6 +1,6 @@
-"""Consecutive updates and replaces of one collection in a batch run as one group: their
-rows read (and locked) with one statement and written with one, each operation still
-answered as if run alone (both backends)."""
+"""Consecutive updates, replaces and soft deletes of one collection in a batch run as one
+group: their rows read (and locked) with one statement and written with one, each
+operation still answered as if run alone (both backends)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ def replace(record_id: str, data: Any, **extra: Any) -> dict[str, Any]:
     return {"type": "replace", "collection": PEOPLE, "id": record_id, "data": data, **extra}
 
 
+def delete(record_id: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "delete", "collection": PEOPLE, "id": record_id, **extra}
+
+
 async def seed(service: Service, *ids: str) -> None:
     response = await batch(
         service,
@@ -41,11 +45,12 @@ async def stored(service: Service, record_id: str) -> dict[str, Any]:
 
 
 class Calls:
-    """The store calls each ``update_many`` made: (get_records, update_records) counts."""
+    """The store calls each ``update_many`` (or ``name``) made: (items, get_records calls,
+    update_records calls)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str = "update_many") -> None:
         self.groups: list[tuple[int, int, int]] = []
-        real = records_service.update_many
+        real = getattr(records_service, name)
 
         def spy(tx: Any, *args: Any, **kwargs: Any) -> Any:
             counting: Any = _CountingTx(tx)
@@ -53,7 +58,7 @@ class Calls:
             self.groups.append((len(outcomes), counting.reads, counting.writes))
             return outcomes
 
-        monkeypatch.setattr(records_service, "update_many", spy)
+        monkeypatch.setattr(records_service, name, spy)
 
 
 class _CountingTx:
@@ -159,6 +164,9 @@ async def test_a_group_answers_what_the_same_operations_answer_one_by_one(
         replace("b", {"z": [1, 2]}),
         update("a", {"x": None, "y": 1}),
         update("b", {"k": 1}, if_match=3),
+        delete("a", if_match=3),
+        delete("b", if_match=9),
+        delete("a"),
     ]
     await seed(service, "a", "b")
     grouped = await batch(service, operations)
@@ -169,3 +177,40 @@ async def test_a_group_answers_what_the_same_operations_answer_one_by_one(
     single = await batch(service, operations)
     assert grouped.status_code == single.status_code == 207
     assert _without_times(grouped.content) == _without_times(single.content)
+
+
+async def test_consecutive_soft_deletes_are_one_read_and_one_write_with_their_own_answers(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(service, "a", "b", "c")
+    calls = Calls(monkeypatch, "delete_many")
+    response = await batch(
+        service,
+        [delete("a"), delete("missing"), delete("b", if_match=5), delete("c"), delete("a")],
+    )
+    assert calls.groups == [(5, 1, 1)]
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [200, 404, 409, 200, 404]
+    assert results[0]["body"] == {
+        "id": "a",
+        "collection": PEOPLE,
+        "deleted": True,
+        "hard": False,
+        "version": 2,
+    }
+    gone = await service.client.get(f"/v1/collections/{PEOPLE}/records/c")
+    assert gone.status_code == 404
+    assert (await stored(service, "b"))["version"] == 1
+
+
+async def test_a_hard_delete_is_not_grouped_and_frees_its_id(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(service, "a", "b")
+    calls = Calls(monkeypatch, "delete_many")
+    response = await batch(
+        service, [delete("a", options={"hard": True}), delete("b", options={"hard": True})]
+    )
+    assert [r["body"]["hard"] for r in response.json()["results"]] == [True, True]
+    assert calls.groups == []
+    await seed(service, "a")  # the id is free again

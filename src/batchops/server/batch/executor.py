@@ -14,9 +14,9 @@ How a batch runs (the *why* of each piece):
   them all and the operations run one by one as below, in the same transaction.
 - Every operation is checked and run by the records service
   (:mod:`batchops.server.records.service`), the same functions REST calls, so a batch
-  answers each operation as REST does. Consecutive creates, reads, updates or replaces of
-  one collection that do not reference each other run as ONE multi-row statement (reads
-  and writes) through its ``*_many`` functions.
+  answers each operation as REST does. Consecutive creates, reads, updates, replaces or
+  (soft) deletes of one collection that do not reference each other run as ONE multi-row
+  statement (reads and writes) through its ``*_many`` functions.
 - ``continue_on_error`` without ``atomic``: each unit runs in a savepoint, so a failed
   operation undoes only its own writes and the batch goes on.
 - ``atomic``: no savepoints; the first failure raises out of ``fn`` and the store rolls the
@@ -73,7 +73,7 @@ _OK_STATUS = {"create": 201}
 # Consecutive operations of one of these types on one collection (without references,
 # dependencies, groups or parameters) run as one multi-row statement of the records
 # service's ``*_many`` function.
-_GROUPED = frozenset({"create", "read", "update", "replace"})
+_GROUPED = frozenset({"create", "read", "update", "replace", "delete"})
 
 
 @dataclass(slots=True)
@@ -320,6 +320,13 @@ class RunState:
                 elif first.type == "read":
                     many = service.read_many(
                         self.tx, self.tenant, first.collection, [op.record_id or "" for op in batch]
+                    )
+                elif first.type == "delete":  # soft: a hard delete has params, runs alone
+                    many = service.delete_many(
+                        self.tx,
+                        self.tenant,
+                        first.collection,
+                        [(op.record_id or "", op.if_match) for op in batch],
                     )
                 else:
                     many = service.update_many(

@@ -71,6 +71,7 @@ __all__ = [
     "decode_cursor",
     "delete",
     "delete_ids",
+    "delete_many",
     "delete_where",
     "encode_cursor",
     "list_records",
@@ -710,27 +711,71 @@ def delete(
     if_match: int | None = None,
 ) -> dict[str, Any]:
     """Soft-delete (the default: the id stays taken, reads answer 404 unless asked to
-    include deleted records, :func:`restore` brings it back) or, with ``hard`` true, remove
-    the row for good — a soft-deleted one too, which frees its id. A soft delete bumps
-    ``version``; soft-deleting a soft-deleted record is a 404. ``hard`` as sent: a JSON
-    boolean, None when not sent; anything else is a 422 after the names are judged."""
+    include deleted records, :func:`restore` brings it back; :func:`delete_many` of one)
+    or, with ``hard`` true, remove the row for good — a soft-deleted one too, which frees
+    its id. A soft delete bumps ``version``; soft-deleting a soft-deleted record is a 404.
+    ``hard`` as sent: a JSON boolean, None when not sent; anything else is a 422 after the
+    names are judged."""
     _target(collection, record_id)
-    purge = validate_flag(hard, path="hard")
-    row = _fetch(
-        tx, tenant, collection, record_id, if_match, include_deleted=purge, for_update=True
+    if not validate_flag(hard, path="hard"):
+        return _one(delete_many(tx, tenant, collection, [(record_id, if_match)]))
+    row = _fetch(tx, tenant, collection, record_id, if_match, include_deleted=True, for_update=True)
+    tx.delete_records(tenant, collection, [record_id])
+    return _deleted(record_id, collection, row.version, hard=True)
+
+
+def delete_many(
+    tx: Tx, tenant: str, collection: str, items: Sequence[tuple[str, int | None]]
+) -> list[dict[str, Any] | APIError]:
+    """Soft-delete many live records of one collection, given as (record id, expected
+    version or None): read (and locked) with one statement, written with one; each write
+    bumps ``version``. Per-item problems (a bad id: 422; no live record: 404 — a second
+    delete of one id in ``items`` too; not at the expected version: 409) are that item's
+    APIError and the others are still deleted. Call inside a savepoint when the caller must
+    be able to undo the whole group."""
+    validate_collection(collection)
+    outcomes: list[dict[str, Any] | APIError | None] = []
+    for record_id, _ in items:
+        try:
+            validate_record_id(record_id)
+        except APIError as exc:
+            outcomes.append(exc)
+            continue
+        outcomes.append(None)
+    wanted = [items[k][0] for k, outcome in enumerate(outcomes) if outcome is None]
+    live: dict[str, RecordRow | None] = dict(
+        tx.get_records(tenant, collection, wanted, for_update=True) if wanted else {}
     )
-    if purge:
-        tx.delete_records(tenant, collection, [record_id])
-    else:
-        row.version += 1
-        row.updated_at = row.deleted_at = _ids.now_iso()
-        tx.update_records([row])
+    now = _ids.now_iso()
+    writes: list[RecordRow] = []
+    for position, (record_id, if_match) in enumerate(items):
+        if outcomes[position] is not None:
+            continue
+        row = live.get(record_id)
+        if row is None:
+            outcomes[position] = not_found(collection, record_id)
+            continue
+        if if_match is not None and row.version != if_match:
+            outcomes[position] = _version_mismatch(record_id, if_match, row.version)
+            continue
+        gone = RecordRow(
+            tenant, collection, record_id, row.data, row.version + 1, row.created_at, now, now
+        )
+        live[record_id] = None  # deleted: a second delete of it is a 404
+        writes.append(gone)
+        outcomes[position] = _deleted(record_id, collection, gone.version, hard=False)
+    if writes:
+        tx.update_records(writes)
+    return [o if o is not None else _unreachable() for o in outcomes]
+
+
+def _deleted(record_id: str, collection: str, version: int, *, hard: bool) -> dict[str, Any]:
     return {
         "id": record_id,
         "collection": collection,
         "deleted": True,
-        "hard": purge,
-        "version": row.version,
+        "hard": hard,
+        "version": version,
     }
 
 
