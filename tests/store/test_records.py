@@ -304,3 +304,22 @@ async def test_transactions_that_take_the_same_named_lock_run_one_after_the_othe
 
     await asyncio.gather(*(store.run(hold) for _ in range(4)))
     assert peak == 1
+
+
+async def test_updating_many_rows_writes_all_of_them_or_none_when_one_is_stale(
+    store: Store, tenant: str, make_record: MakeRecord
+) -> None:
+    rows = [make_record(f"r{i}", {"n": i}) for i in range(50)]
+    await store.run(lambda tx: tx.insert_records(rows))
+    updated = [replace(r, data={"n": -1}, version=2) for r in rows]
+    await store.run(lambda tx: tx.update_records(updated))
+    got = await store.run(lambda tx: tx.get_records(tenant, "people", [r.id for r in rows]))
+    assert {(g.data["n"], g.version) for g in got.values()} == {(-1, 2)}
+
+    # Two computed from version 2 (right), one from version 1 (stale: it is at 2).
+    mixed = [replace(r, data={"n": -2}, version=3) for r in rows[:2]]
+    mixed.append(replace(rows[2], data={"n": -2}, version=2))
+    with pytest.raises(TransientStoreError):
+        await store.run(lambda tx: tx.update_records(mixed), retries=0)
+    got = await store.run(lambda tx: tx.get_records(tenant, "people", [r.id for r in rows[:3]]))
+    assert {(g.data["n"], g.version) for g in got.values()} == {(-1, 2)}

@@ -18,10 +18,17 @@ groups still gain (1.8k vs 1.6k rows/s), single rows lose (0.8-0.9k vs 1.0-1.1k)
 imports' 1,000-row chunks gained as much. COPY cannot skip a clashing row, so a clash rolls
 the savepoint back and the executemany path runs instead, to name the duplicates.
 
+Updates of many rows are ONE ``UPDATE … FROM unnest(…)`` (the new values as arrays, joined
+on the key, with the version predicate): measured through ``bench/updates.py`` it doubled
+batch updates against the pipelined executemany of one ``UPDATE`` per row (6.6k → 13.4k
+ops/s), and it takes psycopg's pipeline, whose cancellation has corner cases (see
+``_pipelined``), off the update path.
+
 The statements that differ from SQLite's only in syntax are written once in
 :mod:`batchops.store.sql` and mixed into :class:`PostgresTx`; what is here differs in
-behaviour: record writes (pipelined executemany, COPY), tsvector search, field indexes
-(ANALYZE after the build), advisory locks and ``SET LOCAL statement_timeout``.
+behaviour: record writes (COPY, pipelined executemany, one UPDATE over arrays), tsvector
+search, field indexes (ANALYZE after the build), advisory locks and ``SET LOCAL
+statement_timeout``.
 
 (One module past 500 lines on purpose: the pool, the transaction class and the error
 mapping share one concern — what a cancelled or broken statement does to the connection
@@ -88,12 +95,18 @@ _INSERT = (
 _COPY = f"COPY records ({COLS}, search_text) FROM STDIN"
 #: Groups of at least this many rows are written with COPY (see the module docstring).
 COPY_MIN_ROWS = 2
-# The version predicate makes a write that raced a concurrent one change nothing (see
+# One statement for the whole group: the new values as arrays, joined on the key. The
+# version predicate makes a write that raced a concurrent one change nothing (see
 # Tx.update_records); the callers' reads lock their rows first (FOR UPDATE), so it only
 # guards a read that forgot to.
 _UPDATE = (
-    "UPDATE records SET data = %s::jsonb, version = %s, updated_at = %s, deleted_at = %s, "
-    "search_text = %s WHERE tenant = %s AND collection = %s AND id = %s AND version = %s"
+    "UPDATE records AS r SET data = v.data::jsonb, version = v.version, "
+    "updated_at = v.updated_at, deleted_at = v.deleted_at, search_text = v.search_text "
+    "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::bigint[]) "
+    "AS v(data, version, updated_at, deleted_at, search_text, tenant, collection, id, before) "
+    "WHERE r.tenant = v.tenant AND r.collection = v.collection AND r.id = v.id "
+    "AND r.version = v.before"
 )
 
 # Classified once, here (see batchops._exceptions.StoreError for what each class answers).
@@ -368,36 +381,33 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
 
     def update_records(self, rows: Sequence[RecordRow]) -> None:
         """Write data, version, updated_at, deleted_at (tsv follows search_text), each
-        row only if it is still at the version before its new one (see Tx)."""
+        row only if it is still at the version before its new one (see Tx), with one
+        statement. A row given twice ends as its last version (as if written in order)."""
         if not rows:
             return
-        written: dict[tuple[str, str, str], int] = {}
-        params = []
+        final: dict[tuple[str, str, str], RecordRow] = {}
+        before: dict[tuple[str, str, str], int] = {}
         for r in rows:
             key = (r.tenant, r.collection, r.id)
-            # A key given twice: its second statement finds the first one's version.
-            before = written.get(key, r.version - 1)
-            written[key] = r.version
-            params.append(
-                (
-                    _dumps(r.data),
-                    r.version,
-                    r.updated_at,
-                    r.deleted_at,
-                    search_text(r.data),
-                    r.tenant,
-                    r.collection,
-                    r.id,
-                    before,
-                )
+            final[key] = r
+            before.setdefault(key, r.version - 1)
+        columns: list[list[Any]] = [[] for _ in range(9)]
+        for key, r in final.items():
+            values = (
+                _dumps(r.data),
+                r.version,
+                r.updated_at,
+                r.deleted_at,
+                search_text(r.data),
+                *key,
+                before[key],
             )
-        with self._pipelined():
-            cur = self._conn.cursor()
-            cur.executemany(_UPDATE, params)
-            changed = cur.rowcount
-        if changed != len(params):
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        changed = self._execute(_UPDATE, columns).rowcount
+        if changed != len(final):
             raise TransientStoreError(
-                f"a concurrent writer changed {len(params) - changed} of {len(params)} "
+                f"a concurrent writer changed {len(final) - changed} of {len(final)} "
                 "records since they were read; the unit of work must run again"
             )
 
