@@ -4,19 +4,20 @@ A synchronous psycopg 3 ConnectionPool plus a ThreadPoolExecutor of the same siz
 ``run(fn)`` takes a connection in a worker thread, opens a transaction, runs ``fn(tx)``
 (plain synchronous code) and commits, so a whole unit of work costs ONE executor hop.
 
-Single-row inserts, and a group whose COPY clashed, use ``executemany`` (psycopg 3
-pipelines it: one network round trip for the group). psycopg prepares a statement
-server-side after it has run ``prepare_threshold`` (5) times on a connection; every
-statement here has constant text, so the hot ones get prepared.
+Single-row inserts, and a group whose COPY clashed, use one ``INSERT … SELECT FROM
+unnest(…) ON CONFLICT DO NOTHING RETURNING`` (the rows as arrays), which names the
+duplicates. psycopg prepares a statement server-side after it has run
+``prepare_threshold`` (5) times on a connection; every statement here has constant text,
+so the hot ones get prepared.
 
 Every group of two rows or more (``COPY_MIN_ROWS``) uses ``COPY`` instead, in a
 savepoint. Measured (session 7, 4 writers, 100-row groups into the records table): 30-34k
 rows/s and ~25 µs of PostgreSQL CPU a row, against 6.3-7.0k rows/s and ~200 µs with the
-``INSERT … ON CONFLICT DO NOTHING RETURNING`` executemany — each such insert pays a
-speculative insertion into every index; COPY inserts its rows in multi-row batches. Two-row
-groups still gain (1.8k vs 1.6k rows/s), single rows lose (0.8-0.9k vs 1.0-1.1k), and
-imports' 1,000-row chunks gained as much. COPY cannot skip a clashing row, so a clash rolls
-the savepoint back and the executemany path runs instead, to name the duplicates.
+``INSERT … ON CONFLICT DO NOTHING RETURNING`` executemany this store used before — each
+such insert pays a speculative insertion into every index; COPY inserts its rows in
+multi-row batches. Two-row groups still gain (1.8k vs 1.6k rows/s); single rows lose
+(0.8-0.9k vs 1.0-1.1k). COPY cannot skip a clashing row, so a clash rolls the savepoint
+back and the INSERT over arrays runs instead, to name the duplicates.
 
 Updates of many rows are ONE ``UPDATE … FROM unnest(…)`` (the new values as arrays, joined
 on the key, with the version predicate): measured through ``bench/updates.py`` it doubled
@@ -26,7 +27,7 @@ ops/s), and it takes psycopg's pipeline, whose cancellation has corner cases (se
 
 The statements that differ from SQLite's only in syntax are written once in
 :mod:`batchops.store.sql` and mixed into :class:`PostgresTx`; what is here differs in
-behaviour: record writes (COPY, pipelined executemany, one UPDATE over arrays), tsvector
+behaviour: record writes (COPY, one INSERT or UPDATE over arrays), tsvector
 search, field indexes (ANALYZE after the build), advisory locks and ``SET LOCAL
 statement_timeout``.
 
@@ -84,12 +85,14 @@ __all__ = ["PostgresStore", "PostgresTx"]
 
 T = TypeVar("T")
 
-# ON CONFLICT DO NOTHING RETURNING: the happy path is one pipelined executemany, and a
-# clash is detected from the missing returned keys without aborting the transaction
-# (a failed statement would poison it unless every insert paid for a savepoint).
+# One statement over arrays, ON CONFLICT DO NOTHING RETURNING: a clash is detected from the
+# missing returned keys without aborting the transaction (a failed statement would poison
+# it unless every insert paid for a savepoint); an id given twice is inserted once.
 _INSERT = (
     f"INSERT INTO records ({COLS}, search_text) "
-    "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s) "
+    "SELECT t, c, i, d::jsonb, v, ca, ua, da, st FROM unnest(%s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "AS u(t, c, i, d, v, ca, ua, da, st) "
     "ON CONFLICT DO NOTHING RETURNING tenant, collection, id"
 )
 _COPY = f"COPY records ({COLS}, search_text) FROM STDIN"
@@ -290,10 +293,10 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
         """An advisory lock on ``name``, held until the transaction ends."""
         self._execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
 
-    # -- records: per dialect (pipelined executemany, COPY, tsvector search) ---------------
+    # -- records: per dialect (COPY, statements over arrays, tsvector search) ---------------
     def insert_records(self, rows: Sequence[RecordRow]) -> None:
-        """Insert all rows (one COPY from ``COPY_MIN_ROWS`` rows, else one pipelined
-        executemany). On DuplicateRecordError nothing of this call is left written."""
+        """Insert all rows (one COPY from ``COPY_MIN_ROWS`` rows, else one INSERT over
+        arrays). On DuplicateRecordError nothing of this call is left written."""
         self._insert_params(
             [
                 (
@@ -339,14 +342,8 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
             return
         if len(params) >= COPY_MIN_ROWS and self._copy_records(params):
             return
-        inserted: list[tuple[str, str, str]] = []
-        with self._pipelined():
-            cur = self._conn.cursor()
-            cur.executemany(_INSERT, params, returning=True)
-            while True:
-                inserted.extend(cur.fetchall())
-                if not cur.nextset():
-                    break
+        columns = [list(column) for column in zip(*params, strict=True)]
+        inserted: list[tuple[str, str, str]] = self._execute(_INSERT, columns).fetchall()
         if len(inserted) == len(params):
             return
         mine = {(t, c, i) for t, c, i in inserted}
