@@ -1,0 +1,108 @@
+"""Server CPU per batch, in one process: a quieter A/B measure than bench/server.py.
+
+``create_app`` driven straight through ASGI (no sockets, no HTTP client), on a fresh
+SQLite file: 100 warm-up batches of 100 plain creates, then ``--batches`` more, timed with
+``time.process_time()`` (so the database thread's CPU counts too). Interleave two builds
+with ``PYTHONPATH=<tree>/src`` and compare medians of several runs: on the 2-core box the
+whole-server bench swings ±15% between runs, this one ±5%.
+
+    .venv/bin/python bench/server_cpu.py [--batches 400] [--label D]
+    PYTHONPATH=/tmp/treeB/src .venv/bin/python bench/server_cpu.py --label B
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+
+from batchops.server.app import create_app
+from batchops.server.auth import create_api_key
+from batchops.server.settings import Settings
+
+
+def body(k: int) -> bytes:
+    return orjson.dumps(
+        {
+            "operations": [
+                {
+                    "type": "create",
+                    "collection": "people",
+                    "data": {"name": f"n{k}-{i}", "email": f"u{i}@x.io", "age": i % 90},
+                }
+                for i in range(100)
+            ]
+        }
+    )
+
+
+async def main(batches: int, label: str) -> None:
+    workdir = tempfile.mkdtemp()
+    app = create_app(
+        Settings(db_url=f"sqlite:///{workdir}/bench.db", print_first_key=False, run_jobs=False)
+    )
+    async with app.router.lifespan_context(app):
+        store = app.state.services.store
+        key, _ = await store.run(lambda tx: create_api_key(tx, "bench"))
+        headers = [
+            (b"authorization", f"Bearer {key}".encode()),
+            (b"content-type", b"application/json"),
+        ]
+
+        async def post(data: bytes) -> None:
+            sent = False
+            statuses: list[int] = []
+
+            async def receive() -> dict[str, Any]:
+                nonlocal sent
+                if not sent:
+                    sent = True
+                    return {"type": "http.request", "body": data, "more_body": False}
+                await asyncio.sleep(3600)  # the client never goes away
+                raise AssertionError
+
+            async def send(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+
+            scope = {
+                "type": "http",
+                "asgi": {"version": "3.0"},
+                "http_version": "1.1",
+                "method": "POST",
+                "scheme": "http",
+                "path": "/v1/batch",
+                "raw_path": b"/v1/batch",
+                "root_path": "",
+                "query_string": b"",
+                "headers": [*headers, (b"content-length", str(len(data)).encode())],
+                "client": ("127.0.0.1", 1),
+                "server": ("127.0.0.1", 80),
+            }
+            await app(scope, receive, send)
+            assert statuses == [200], statuses
+
+        bodies = [body(k) for k in range(100 + batches)]
+        for data in bodies[:100]:
+            await post(data)
+        cpu, wall = time.process_time(), time.perf_counter()
+        for data in bodies[100:]:
+            await post(data)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        print(
+            f"{label}: {cpu / batches * 1e6:.0f} µs of CPU per 100-create batch "
+            f"({wall / batches * 1e6:.0f} µs wall)"
+        )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=400)
+    parser.add_argument("--label", default="this build")
+    args = parser.parse_args()
+    asyncio.run(main(args.batches, args.label))
