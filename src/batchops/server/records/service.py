@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -61,6 +61,7 @@ __all__ = [
     "CreateInput",
     "NewRecords",
     "PreparedCreates",
+    "Target",
     "UpdateInput",
     "check",
     "count_where",
@@ -88,6 +89,8 @@ __all__ = [
     "update_many",
     "update_where",
 ]
+
+_T = TypeVar("_T")
 
 CreateInput = tuple[str | None, Any]
 """(explicit id or None, data) for :func:`create_many`."""
@@ -624,6 +627,61 @@ def replace(
     return _one(update_many(tx, tenant, collection, [(record_id, data, if_match)], whole=True))
 
 
+Target = tuple[str, int | None]
+"""(record id, expected version or None): a live record a write of :func:`_rewrite_many`
+is for."""
+
+
+def _checked(check: Callable[[_T], Target], item: _T) -> Target | APIError:
+    """``check(item)``, or the APIError it raised (that item's answer)."""
+    try:
+        return check(item)
+    except APIError as exc:
+        return exc
+
+
+def _rewrite_many(
+    tx: Tx,
+    tenant: str,
+    collection: str,
+    targets: Sequence[Target | APIError],
+    change: Callable[[int, RecordRow, str], tuple[RecordRow, dict[str, Any]]],
+) -> list[dict[str, Any] | APIError]:
+    """Rewrite live records of one collection, in order, with one locking read and one
+    write: ``targets[i]`` is the record item ``i`` writes (or the APIError it answers
+    already); ``change(i, row, now)`` is its new row and answer. No live record: 404; not
+    at the expected version: 409 ``VERSION_MISMATCH``. A later item for the same id sees
+    the earlier one's row (none, once it is soft-deleted)."""
+    wanted = [target[0] for target in targets if not isinstance(target, APIError)]
+    live: dict[str, RecordRow] = (
+        tx.get_records(tenant, collection, wanted, for_update=True) if wanted else {}
+    )
+    now = _ids.now_iso()
+    writes: list[RecordRow] = []
+    outcomes: list[dict[str, Any] | APIError] = []
+    for position, target in enumerate(targets):
+        if isinstance(target, APIError):
+            outcomes.append(target)
+            continue
+        record_id, if_match = target
+        row = live.get(record_id)
+        if row is None:
+            outcomes.append(not_found(collection, record_id))
+        elif if_match is not None and row.version != if_match:
+            outcomes.append(_version_mismatch(record_id, if_match, row.version))
+        else:
+            written, body = change(position, row, now)
+            if written.deleted_at is None:
+                live[record_id] = written
+            else:
+                del live[record_id]  # a second delete of it is a 404
+            writes.append(written)
+            outcomes.append(body)
+    if writes:
+        tx.update_records(writes)
+    return outcomes
+
+
 UpdateInput = tuple[str, Any, int | None]
 """(record id, merge patch or new data, expected version or None) for :func:`update_many`."""
 
@@ -646,44 +704,27 @@ def update_many(
     Call inside a savepoint when the caller must be able to undo the whole group.
     """
     validate_collection(collection)
-    outcomes: list[dict[str, Any] | APIError | None] = []
-    for record_id, data, _ in items:
-        try:
-            validate_record_id(record_id)
-            encode_data(validate_data(data))  # what JSON cannot hold: a 422, not a failed write
-        except APIError as exc:
-            outcomes.append(exc)
-            continue
-        outcomes.append(None)
-    wanted = [items[k][0] for k, outcome in enumerate(outcomes) if outcome is None]
-    current = tx.get_records(tenant, collection, wanted, for_update=True) if wanted else {}
-    now = _ids.now_iso()
-    writes: list[RecordRow] = []
-    for position, (record_id, data, if_match) in enumerate(items):
-        if outcomes[position] is not None:
-            continue
-        row = current.get(record_id)
-        if row is None:
-            outcomes[position] = not_found(collection, record_id)
-            continue
-        if if_match is not None and row.version != if_match:
-            outcomes[position] = _version_mismatch(record_id, if_match, row.version)
-            continue
+
+    def target(item: UpdateInput) -> Target:
+        record_id, data, if_match = item
+        validate_record_id(record_id)
+        encode_data(validate_data(data))  # what JSON cannot hold: a 422, not a failed write
+        return record_id, if_match
+
+    def change(position: int, row: RecordRow, now: str) -> tuple[RecordRow, dict[str, Any]]:
+        data = items[position][1]
         written = RecordRow(
             tenant,
             collection,
-            record_id,
+            row.id,
             data if whole else merge_patch(row.data, data),
             row.version + 1,
             row.created_at,
             now,
         )
-        current[record_id] = written
-        writes.append(written)
-        outcomes[position] = record_body(written)
-    if writes:
-        tx.update_records(writes)
-    return [o if o is not None else _unreachable() for o in outcomes]
+        return written, record_body(written)
+
+    return _rewrite_many(tx, tenant, collection, [_checked(target, item) for item in items], change)
 
 
 def _one(outcomes: list[dict[str, Any] | APIError]) -> dict[str, Any]:
@@ -725,7 +766,7 @@ def delete(
 
 
 def delete_many(
-    tx: Tx, tenant: str, collection: str, items: Sequence[tuple[str, int | None]]
+    tx: Tx, tenant: str, collection: str, items: Sequence[Target]
 ) -> list[dict[str, Any] | APIError]:
     """Soft-delete many live records of one collection, given as (record id, expected
     version or None): read (and locked) with one statement, written with one; each write
@@ -734,39 +775,18 @@ def delete_many(
     APIError and the others are still deleted. Call inside a savepoint when the caller must
     be able to undo the whole group."""
     validate_collection(collection)
-    outcomes: list[dict[str, Any] | APIError | None] = []
-    for record_id, _ in items:
-        try:
-            validate_record_id(record_id)
-        except APIError as exc:
-            outcomes.append(exc)
-            continue
-        outcomes.append(None)
-    wanted = [items[k][0] for k, outcome in enumerate(outcomes) if outcome is None]
-    live: dict[str, RecordRow | None] = dict(
-        tx.get_records(tenant, collection, wanted, for_update=True) if wanted else {}
-    )
-    now = _ids.now_iso()
-    writes: list[RecordRow] = []
-    for position, (record_id, if_match) in enumerate(items):
-        if outcomes[position] is not None:
-            continue
-        row = live.get(record_id)
-        if row is None:
-            outcomes[position] = not_found(collection, record_id)
-            continue
-        if if_match is not None and row.version != if_match:
-            outcomes[position] = _version_mismatch(record_id, if_match, row.version)
-            continue
+
+    def target(item: Target) -> Target:
+        validate_record_id(item[0])
+        return item
+
+    def change(position: int, row: RecordRow, now: str) -> tuple[RecordRow, dict[str, Any]]:
         gone = RecordRow(
-            tenant, collection, record_id, row.data, row.version + 1, row.created_at, now, now
+            tenant, collection, row.id, row.data, row.version + 1, row.created_at, now, now
         )
-        live[record_id] = None  # deleted: a second delete of it is a 404
-        writes.append(gone)
-        outcomes[position] = _deleted(record_id, collection, gone.version, hard=False)
-    if writes:
-        tx.update_records(writes)
-    return [o if o is not None else _unreachable() for o in outcomes]
+        return gone, _deleted(row.id, collection, gone.version, hard=False)
+
+    return _rewrite_many(tx, tenant, collection, [_checked(target, item) for item in items], change)
 
 
 def _deleted(record_id: str, collection: str, version: int, *, hard: bool) -> dict[str, Any]:
