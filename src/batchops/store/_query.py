@@ -17,6 +17,7 @@ __all__ = [
     "FilterPath",
     "duplicate_ids",
     "field_index_name",
+    "final_versions",
     "ids_by_collection",
     "parse_filters",
     "search_text",
@@ -137,6 +138,19 @@ def ids_by_collection(rows: Sequence[RecordRow]) -> dict[tuple[str, str], list[s
     for row in rows:
         groups.setdefault((row.tenant, row.collection), []).append(row.id)
     return groups
+
+
+def final_versions(rows: Sequence[RecordRow]) -> list[tuple[RecordRow, int]]:
+    """What ``update_records`` writes for ``rows``: each key once, as its last row, with
+    the version it must still be at (the one before its first row's), in first-seen
+    order — a row given twice ends as its last version, as if written in order."""
+    final: dict[tuple[str, str, str], RecordRow] = {}
+    before: dict[tuple[str, str, str], int] = {}
+    for row in rows:
+        key = (row.tenant, row.collection, row.id)
+        final[key] = row
+        before.setdefault(key, row.version - 1)
+    return [(row, before[key]) for key, row in final.items()]
 
 
 def duplicate_ids(

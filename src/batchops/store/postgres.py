@@ -61,6 +61,7 @@ from batchops._exceptions import (
 from batchops.store._query import (
     duplicate_ids,
     field_index_name,
+    final_versions,
     parse_filters,
     search_text,
     search_tokens,
@@ -382,29 +383,25 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
         statement. A row given twice ends as its last version (as if written in order)."""
         if not rows:
             return
-        final: dict[tuple[str, str, str], RecordRow] = {}
-        before: dict[tuple[str, str, str], int] = {}
-        for r in rows:
-            key = (r.tenant, r.collection, r.id)
-            final[key] = r
-            before.setdefault(key, r.version - 1)
-        columns: list[list[Any]] = [[] for _ in range(9)]
-        for key, r in final.items():
-            values = (
+        params = [
+            (
                 _dumps(r.data),
                 r.version,
                 r.updated_at,
                 r.deleted_at,
                 search_text(r.data),
-                *key,
-                before[key],
+                r.tenant,
+                r.collection,
+                r.id,
+                before,
             )
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
+            for r, before in final_versions(rows)
+        ]
+        columns = [list(column) for column in zip(*params, strict=True)]
         changed = self._execute(_UPDATE, columns).rowcount
-        if changed != len(final):
+        if changed != len(params):
             raise TransientStoreError(
-                f"a concurrent writer changed {len(final) - changed} of {len(final)} "
+                f"a concurrent writer changed {len(params) - changed} of {len(params)} "
                 "records since they were read; the unit of work must run again"
             )
 

@@ -23,6 +23,7 @@ from batchops._exceptions import StoreError, TransientStoreError
 from batchops.store._query import (
     duplicate_ids,
     field_index_name,
+    final_versions,
     ids_by_collection,
     parse_filters,
     search_text,
@@ -321,12 +322,10 @@ class SQLiteTx(DeferredIndex, RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, Idempot
         A row given twice ends as its last version (as if written in order)."""
         if not rows:
             return
-        final: dict[tuple[str, str, str], tuple[RecordRow, str]] = {}
-        before: dict[tuple[str, str, str], int] = {}
-        for r in rows:
-            key = (r.tenant, r.collection, r.id)
-            final[key] = (r, search_text(r.data))
-            before.setdefault(key, r.version - 1)
+        final = {
+            (r.tenant, r.collection, r.id): (r, search_text(r.data), before)
+            for r, before in final_versions(rows)
+        }
         watermark = self.fts_watermark()
         old: dict[tuple[str, str, str], tuple[int, str]] = {}
         for (tenant, collection), ids in ids_by_collection(rows).items():
@@ -334,15 +333,15 @@ class SQLiteTx(DeferredIndex, RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, Idempot
                 old[(tenant, collection, id_)] = entry
         removed: list[tuple[int, str]] = []
         added: list[tuple[int, str]] = []
-        for key, (_, text) in final.items():
+        for key, (_, text, _) in final.items():
             previous = old.get(key)
             # Rows above the watermark are not indexed yet; catch-up indexes their new text.
             if previous is not None and previous[0] <= watermark and previous[1] != text:
                 removed.append(previous)
                 added.append((previous[0], text))
         params = [
-            (_dumps(r.data), r.version, r.updated_at, r.deleted_at, text, *key, before[key])
-            for key, (r, text) in final.items()
+            (_dumps(r.data), r.version, r.updated_at, r.deleted_at, text, *key, before)
+            for key, (r, text, before) in final.items()
         ]
         with self._translating():
             changed = self._execute_rows(_UPDATE, _ROW_9, params, _UPDATE_TAIL)
