@@ -10,8 +10,8 @@ import httpx
 import orjson
 import pytest
 
-from batchops.server.batch import executor
 from tests.jobs.conftest import Service, wait_done
+from tests.server.test_batch_runs import run_calls
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -157,14 +157,7 @@ async def test_events_of_an_async_batch_end_with_complete(service: Service) -> N
 async def test_an_async_batch_of_plain_creates_is_written_as_runs_and_answers_as_the_sync_one(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runs: list[int] = []
-    real = executor.write_runs
-
-    def spy(tx: Any, tenant: str, plan: Any, **kw: Any) -> Any:
-        runs.append(plan.count)
-        return real(tx, tenant, plan, **kw)
-
-    monkeypatch.setattr(executor, "write_runs", spy)
+    runs = run_calls(monkeypatch)
     body = {
         "operations": [
             {"type": "create", "collection": "people", "id": f"c-{n}", "data": {"n": n}}

@@ -13,6 +13,7 @@ from batchops.server.batch import executor
 from batchops.server.records import service as records_service
 from tests.server.conftest import Service
 from tests.server.test_batch_api import batch
+from tests.server.test_concurrent_writes import stored_record as stored
 
 PEOPLE = "people"
 
@@ -35,13 +36,6 @@ async def seed(service: Service, *ids: str) -> None:
         [{"type": "create", "collection": PEOPLE, "id": i, "data": {"n": 0}} for i in ids],
     )
     assert response.status_code == 200, response.text
-
-
-async def stored(service: Service, record_id: str) -> dict[str, Any]:
-    response = await service.client.get(f"/v1/collections/{PEOPLE}/records/{record_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 class Calls:

@@ -13,6 +13,7 @@ writers, and passes the same tests.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -40,7 +41,7 @@ async def _create(client: httpx.AsyncClient, record_id: str, data: dict[str, Any
     assert response.status_code == 201, response.text
 
 
-async def _stored(service: Service, record_id: str) -> dict[str, Any]:
+async def stored_record(service: Service, record_id: str) -> dict[str, Any]:
     response = await service.client.get(f"{PEOPLE}/{record_id}")
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
@@ -56,7 +57,7 @@ async def test_concurrent_if_match_updates_bump_the_version_once_per_acknowledge
     async def worker(w: int) -> None:
         nonlocal acknowledged
         for r in range(ROUNDS):
-            version = (await _stored(service, "p1"))["version"]
+            version = (await stored_record(service, "p1"))["version"]
             response = await service.client.patch(
                 f"{PEOPLE}/p1",
                 json={"data": {"last": f"{w}-{r}"}},
@@ -69,7 +70,7 @@ async def test_concurrent_if_match_updates_bump_the_version_once_per_acknowledge
 
     await asyncio.gather(*(worker(w) for w in range(WORKERS)))
     assert acknowledged > 0
-    assert (await _stored(service, "p1"))["version"] == 1 + acknowledged
+    assert (await stored_record(service, "p1"))["version"] == 1 + acknowledged
 
 
 async def test_concurrent_merge_patches_of_different_fields_keep_every_field(
@@ -84,7 +85,7 @@ async def test_concurrent_merge_patches_of_different_fields_keep_every_field(
             assert response.status_code == 200, response.text
 
     await asyncio.gather(*(worker(w) for w in range(WORKERS)))
-    stored = await _stored(service, "p1")
+    stored = await stored_record(service, "p1")
     assert sorted(stored["data"]) == sorted(keys)
     assert stored["version"] == 1 + len(keys)
 
@@ -98,7 +99,7 @@ async def test_concurrent_replaces_with_if_match_bump_the_version_once_per_ackno
     async def worker(w: int) -> None:
         nonlocal acknowledged
         for _ in range(ROUNDS):
-            version = (await _stored(service, "p1"))["version"]
+            version = (await stored_record(service, "p1"))["version"]
             response = await service.client.put(
                 f"{PEOPLE}/p1", json={"data": {"w": w}}, headers={"If-Match": str(version)}
             )
@@ -106,14 +107,12 @@ async def test_concurrent_replaces_with_if_match_bump_the_version_once_per_ackno
             acknowledged += response.status_code == 200
 
     await asyncio.gather(*(worker(w) for w in range(WORKERS)))
-    assert (await _stored(service, "p1"))["version"] == 1 + acknowledged
+    assert (await stored_record(service, "p1"))["version"] == 1 + acknowledged
 
 
-async def test_concurrent_batch_updates_of_different_fields_keep_every_field(
-    service: Service,
-) -> None:
-    await _create(service.client, "p1", {})
-    await _create(service.client, "p2", {})
+async def _update_in_batches(service: Service, order: Callable[[int], list[str]]) -> None:
+    """WORKERS workers at once, ROUNDS batches each: worker w's batch r sets the field
+    ``k{w}_{r}`` on every record of ``order(w)``, in that order; each batch must answer 200."""
 
     async def worker(w: int) -> None:
         for r in range(ROUNDS):
@@ -121,16 +120,29 @@ async def test_concurrent_batch_updates_of_different_fields_keep_every_field(
                 "/v1/batch",
                 json={
                     "operations": [
-                        {"type": "update", "collection": "people", "id": rid, "data": {key: r}}
-                        for rid, key in (("p1", f"k{w}_{r}"), ("p2", f"k{w}_{r}"))
+                        {
+                            "type": "update",
+                            "collection": "people",
+                            "id": rid,
+                            "data": {f"k{w}_{r}": r},
+                        }
+                        for rid in order(w)
                     ]
                 },
             )
             assert response.status_code == 200, response.text
 
     await asyncio.gather(*(worker(w) for w in range(WORKERS)))
+
+
+async def test_concurrent_batch_updates_of_different_fields_keep_every_field(
+    service: Service,
+) -> None:
+    await _create(service.client, "p1", {})
+    await _create(service.client, "p2", {})
+    await _update_in_batches(service, lambda w: ["p1", "p2"])
     for rid in ("p1", "p2"):
-        stored = await _stored(service, rid)
+        stored = await stored_record(service, rid)
         assert len(stored["data"]) == WORKERS * ROUNDS
         assert stored["version"] == 1 + WORKERS * ROUNDS
 
@@ -160,7 +172,7 @@ async def test_bulk_updates_and_patches_running_together_keep_every_field(
     total_keys = 0
     total_versions = 0
     for i in range(20):
-        stored = await _stored(service, f"p{i:02d}")
+        stored = await stored_record(service, f"p{i:02d}")
         assert {f"b{r}" for r in range(6)} <= set(stored["data"])
         total_keys += len(stored["data"]) - 1  # all but "team"
         total_versions += stored["version"] - 1
@@ -209,23 +221,8 @@ async def test_concurrent_batches_updating_the_same_records_in_opposite_orders_k
     ids = [f"p{i}" for i in range(6)]
     for rid in ids:
         await _create(service.client, rid, {})
-
-    async def worker(w: int) -> None:
-        order = ids if w % 2 else ids[::-1]
-        for r in range(ROUNDS):
-            response = await service.client.post(
-                "/v1/batch",
-                json={
-                    "operations": [
-                        {"type": "update", "collection": "people", "id": rid, "data": {key: r}}
-                        for rid, key in ((rid, f"k{w}_{r}") for rid in order)
-                    ]
-                },
-            )
-            assert response.status_code == 200, response.text
-
-    await asyncio.gather(*(worker(w) for w in range(WORKERS)))
+    await _update_in_batches(service, lambda w: ids if w % 2 else ids[::-1])
     for rid in ids:
-        stored = await _stored(service, rid)
+        stored = await stored_record(service, rid)
         assert len(stored["data"]) == WORKERS * ROUNDS
         assert stored["version"] == 1 + WORKERS * ROUNDS
