@@ -1,17 +1,40 @@
-"""A ``batchops serve`` subprocess for benchmarks: shared by bench/server.py and
-bench/imports.py (run them as scripts; this directory is then on ``sys.path``)."""
+"""What the server benchmarks share (run them as scripts; this directory is then on
+``sys.path``): a ``batchops serve`` subprocess and its API key (bench/server.py,
+bench/updates.py, bench/imports.py), the client that posts batches, and the raw tables
+the peers write to."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ServerProcess", "free_port", "make_key"]
+import aiohttp
+
+__all__ = [
+    "ServerProcess",
+    "free_port",
+    "make_key",
+    "open_raw_sqlite",
+    "pg_raw_table",
+    "post_batches",
+]
+
+# A records-shaped table without search index or GIN: what the raw peers write to.
+_RAW_COLUMNS = (
+    "tenant TEXT, collection TEXT, id TEXT, data {json}, version INT, created_at TEXT, "
+    "updated_at TEXT, PRIMARY KEY (tenant, collection, id)"
+)
 
 
 def free_port() -> int:
@@ -79,3 +102,50 @@ def make_key(db_url: str, workdir: Path, tenant: str) -> str:
         check=True,
     )
     return out.stdout.strip()
+
+
+async def post_batches(
+    url: str, key: str, bodies: list[bytes], clients: int
+) -> tuple[float, list[float]]:
+    """POST every body to ``/v1/batch`` from ``clients`` concurrent clients (each must
+    answer 200): the elapsed seconds and each request's latency."""
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            t0 = time.perf_counter()
+            async with session.post(f"{url}/v1/batch", data=body, headers=headers) as resp:
+                await resp.read()
+                assert resp.status == 200, resp.status
+            latencies.append(time.perf_counter() - t0)
+
+    async with aiohttp.ClientSession() as session:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        return time.perf_counter() - t0, latencies
+
+
+def open_raw_sqlite(path: Path) -> sqlite3.Connection:
+    """A new SQLite file in WAL mode (synchronous=NORMAL, as the store) with the table
+    ``raw``; autocommit, so the caller writes its own BEGIN/COMMIT."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"CREATE TABLE raw ({_RAW_COLUMNS.format(json='TEXT')})")
+    return conn
+
+
+@contextmanager
+def pg_raw_table(conn: Any) -> Iterator[str]:
+    """The name of a new raw table on the psycopg connection ``conn``, dropped after."""
+    table = f"raw_{uuid.uuid4().hex[:8]}"
+    conn.execute(f"CREATE TABLE {table} ({_RAW_COLUMNS.format(json='JSONB')})")
+    try:
+        yield table
+    finally:
+        conn.execute(f"DROP TABLE {table}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import statistics
 import tempfile
 import time
@@ -30,7 +29,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from _serve import ServerProcess, make_key
+from _serve import ServerProcess, make_key, open_raw_sqlite, pg_raw_table, post_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,25 +58,7 @@ async def run_batches(
         )
         for start in range(0, n, per_request)
     ]
-    latencies: list[float] = []
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        while not queue.empty():
-            body = queue.get_nowait()
-            t0 = time.perf_counter()
-            async with session.post(f"{url}/v1/batch", data=body, headers=headers) as resp:
-                await resp.read()
-                assert resp.status == 200, resp.status
-            latencies.append(time.perf_counter() - t0)
-
-    async with aiohttp.ClientSession() as session:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-        elapsed = time.perf_counter() - t0
+    elapsed, latencies = await post_batches(url, key, bodies, clients)
     latencies.sort()
     return {
         "ops_per_s": n / elapsed,
@@ -118,13 +99,7 @@ def raw_rows(n: int) -> list[tuple[Any, ...]]:
 
 def raw_sqlite(path: Path, n: int, per_tx: int, *, multi_row: bool) -> float:
     """executemany, or (``multi_row``) one INSERT of all ``per_tx`` rows, as the store does."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(
-        "CREATE TABLE raw (tenant TEXT, collection TEXT, id TEXT, data TEXT, version INT, "
-        "created_at TEXT, updated_at TEXT, PRIMARY KEY (tenant, collection, id))"
-    )
+    conn = open_raw_sqlite(path)
     rows = raw_rows(n)
     one = "(?, ?, ?, ?, ?, ?, ?)"
     t0 = time.perf_counter()
@@ -148,23 +123,15 @@ def raw_postgres(url: str, n: int, per_tx: int) -> float:
     import psycopg
 
     rows = raw_rows(n)
-    with psycopg.connect(url, autocommit=True) as conn:
-        table = f"raw_{uuid.uuid4().hex[:8]}"
-        conn.execute(
-            f"CREATE TABLE {table} (tenant TEXT, collection TEXT, id TEXT, data JSONB, "
-            "version INT, created_at TEXT, updated_at TEXT, PRIMARY KEY (tenant, collection, id))"
-        )
-        try:
-            t0 = time.perf_counter()
-            for start in range(0, n, per_tx):
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.executemany(
-                        f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                        rows[start : start + per_tx],
-                    )
-            elapsed = time.perf_counter() - t0
-        finally:
-            conn.execute(f"DROP TABLE {table}")
+    with psycopg.connect(url, autocommit=True) as conn, pg_raw_table(conn) as table:
+        t0 = time.perf_counter()
+        for start in range(0, n, per_tx):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    rows[start : start + per_tx],
+                )
+        elapsed = time.perf_counter() - t0
     return n / elapsed
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import statistics
 import tempfile
 import time
@@ -28,7 +27,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from _serve import ServerProcess, make_key
+from _serve import ServerProcess, make_key, open_raw_sqlite, pg_raw_table, post_batches
 
 PER_REQUEST = 100
 
@@ -39,30 +38,6 @@ def record_data(i: int) -> dict[str, Any]:
 
 def patch(i: int) -> dict[str, Any]:
     return {"age": (i * 7) % 90, "team": ["core", "web"][i % 2], "seen": True}
-
-
-async def _post_all(
-    url: str, key: str, bodies: list[bytes], clients: int, *, status: int = 200
-) -> tuple[float, list[float]]:
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    latencies: list[float] = []
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        while not queue.empty():
-            body = queue.get_nowait()
-            t0 = time.perf_counter()
-            async with session.post(f"{url}/v1/batch", data=body, headers=headers) as resp:
-                await resp.read()
-                assert resp.status == status, resp.status
-            latencies.append(time.perf_counter() - t0)
-
-    async with aiohttp.ClientSession() as session:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-        return time.perf_counter() - t0, latencies
 
 
 def _bodies(kind: str, collection: str, ids: range) -> list[bytes]:
@@ -83,8 +58,10 @@ def _bodies(kind: str, collection: str, ids: range) -> list[bytes]:
 
 
 async def run_batches(url: str, key: str, n: int, clients: int) -> dict[str, float]:
-    await _post_all(url, key, _bodies("create", "bench_a", range(n)), clients)
-    elapsed, latencies = await _post_all(url, key, _bodies("update", "bench_a", range(n)), clients)
+    await post_batches(url, key, _bodies("create", "bench_a", range(n)), clients)
+    elapsed, latencies = await post_batches(
+        url, key, _bodies("update", "bench_a", range(n)), clients
+    )
     latencies.sort()
     return {
         "ops_per_s": n / elapsed,
@@ -94,7 +71,7 @@ async def run_batches(url: str, key: str, n: int, clients: int) -> dict[str, flo
 
 
 async def run_singles(url: str, key: str, n: int, clients: int) -> float:
-    await _post_all(url, key, _bodies("create", "bench_b", range(n)), clients)
+    await post_batches(url, key, _bodies("create", "bench_b", range(n)), clients)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     counter = iter(range(n))
 
@@ -137,13 +114,7 @@ def _raw_updates(n: int) -> list[tuple[Any, ...]]:
 
 
 def raw_sqlite(path: Path, n: int) -> float:
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(
-        "CREATE TABLE raw (tenant TEXT, collection TEXT, id TEXT, data TEXT, version INT, "
-        "created_at TEXT, updated_at TEXT, PRIMARY KEY (tenant, collection, id))"
-    )
+    conn = open_raw_sqlite(path)
     conn.executemany("INSERT INTO raw VALUES (?, ?, ?, ?, ?, ?, ?)", _raw_rows(n))
     updates = _raw_updates(n)
     t0 = time.perf_counter()
@@ -163,29 +134,21 @@ def raw_sqlite(path: Path, n: int) -> float:
 def raw_postgres(url: str, n: int) -> float:
     import psycopg
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        table = f"raw_{uuid.uuid4().hex[:8]}"
-        conn.execute(
-            f"CREATE TABLE {table} (tenant TEXT, collection TEXT, id TEXT, data JSONB, "
-            "version INT, created_at TEXT, updated_at TEXT, PRIMARY KEY (tenant, collection, id))"
-        )
-        try:
-            with conn.cursor() as cur:
+    with psycopg.connect(url, autocommit=True) as conn, pg_raw_table(conn) as table:
+        with conn.cursor() as cur:
+            cur.executemany(
+                f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s)", _raw_rows(n)
+            )
+        updates = _raw_updates(n)
+        t0 = time.perf_counter()
+        for start in range(0, n, PER_REQUEST):
+            with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(
-                    f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s)", _raw_rows(n)
+                    f"UPDATE {table} SET data = %s, version = version + 1, updated_at = %s "
+                    "WHERE tenant = %s AND collection = %s AND id = %s",
+                    updates[start : start + PER_REQUEST],
                 )
-            updates = _raw_updates(n)
-            t0 = time.perf_counter()
-            for start in range(0, n, PER_REQUEST):
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.executemany(
-                        f"UPDATE {table} SET data = %s, version = version + 1, updated_at = %s "
-                        "WHERE tenant = %s AND collection = %s AND id = %s",
-                        updates[start : start + PER_REQUEST],
-                    )
-            elapsed = time.perf_counter() - t0
-        finally:
-            conn.execute(f"DROP TABLE {table}")
+        elapsed = time.perf_counter() - t0
     return n / elapsed
 
 
