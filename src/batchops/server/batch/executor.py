@@ -147,7 +147,7 @@ class RunState:
     def __post_init__(self) -> None:
         if not self.outcomes:
             self.outcomes = [None] * len(self.plan.ops)
-        self.names = _names_by_index(self.plan)
+        self.names = self.plan.names_by_index()
 
     def snapshot(self) -> tuple[list[OpOutcome | None], dict[str, dict[str, Any]], bool]:
         """What :meth:`restore` needs to undo a rolled-back slice."""
@@ -451,10 +451,6 @@ def _error(
     return OpOutcome(index, name, "invalid", error.status_code, error=error, counted=counted)
 
 
-def _names_by_index(plan: BatchPlan) -> dict[int, str]:
-    return {index: name for name, index in plan.names.items()}
-
-
 def _skipped(
     op: PlannedOp | APIError, index: int, code: str, message: str, name: str | None
 ) -> OpOutcome:
@@ -592,7 +588,7 @@ def atomic_failure_outcomes(plan: BatchPlan, failed: AtomicBatchFailed) -> list[
         status=424,
         details={"failed_index": failed.index},
     )
-    names = _names_by_index(plan)
+    names = plan.names_by_index()
     return [
         _error(
             op,
@@ -615,7 +611,7 @@ def timed_out_outcomes(plan: BatchPlan, start: int = 0) -> list[OpOutcome]:
         code="TIMEOUT",
         status=504,
     )
-    names = _names_by_index(plan)
+    names = plan.names_by_index()
     return [
         _error(op, i, timeout, counted="skipped", name=names.get(i))
         for i, op in enumerate(plan.ops)
@@ -631,7 +627,7 @@ def validate_plan(plan: BatchPlan) -> list[OpOutcome]:
     """
     outcomes: list[OpOutcome] = []
     failed: set[int] = set()
-    names = _names_by_index(plan)
+    names = plan.names_by_index()
     for i, op in enumerate(plan.ops):
         if isinstance(op, APIError):
             outcomes.append(_error(op, i, op, counted="failed", name=names.get(i)))

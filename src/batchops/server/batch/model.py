@@ -109,6 +109,10 @@ class BatchPlan:
         self.notification_webhook = notification_webhook
         self.runs = runs
 
+    def names_by_index(self) -> dict[int, str]:
+        """The operations' names, by operation index (``names`` turned round)."""
+        return {index: name for name, index in self.names.items()}
+
     @property
     def count(self) -> int:
         """How many operations the batch holds."""
@@ -120,14 +124,13 @@ class BatchPlan:
         runs)."""
         if self._ops is None:
             assert self.runs is not None
-            self._ops = list(_ops_of_runs(self.runs, self.names))
+            self._ops = list(_ops_of_runs(self.runs, self.names_by_index()))
         return self._ops
 
 
-def _ops_of_runs(runs: list[PreparedCreates], names: dict[str, int]) -> Iterator[PlannedOp]:
-    """The creates of ``runs`` as planned operations, their data decoded from the texts
-    (what was encoded from it: the same values)."""
-    by_index = {index: name for name, index in names.items()}
+def _ops_of_runs(runs: list[PreparedCreates], by_index: dict[int, str]) -> Iterator[PlannedOp]:
+    """The creates of ``runs`` as planned operations (named by ``by_index``), their data
+    decoded from the texts (what was encoded from it: the same values)."""
     index = 0
     for run in runs:
         given = run.given

@@ -104,7 +104,7 @@ def _created_results(plan: BatchPlan, created: Created) -> list[orjson.Fragment]
     Collection names and record ids need no JSON escaping: both are validated to a
     URL-safe alphabet before anything is written.
     """
-    names = {index: name for name, index in plan.names.items()} if plan.names else None
+    names = plan.names_by_index() if plan.names else None
     fragment = orjson.Fragment
     results: list[orjson.Fragment] = []
     start = 0
