@@ -507,13 +507,19 @@ def run_plan(
 
     Raises :class:`AtomicBatchFailed` for a failed atomic batch (the store rolls back).
     """
+    result: Result | None = None
     if plan.runs is not None:
-        created = write_runs(tx, tenant, plan, deadline=deadline)
-        if created is not None:
-            if finish is not None:
-                lift_deadline(tx, plan)
-                finish(tx, created)
-            return created
+        result = write_runs(tx, tenant, plan, deadline=deadline)
+    if result is None:
+        result = _run_ops(tx, tenant, plan, deadline)
+    if finish is not None:
+        lift_deadline(tx, plan)
+        finish(tx, result)
+    return result
+
+
+def _run_ops(tx: Tx, tenant: str, plan: BatchPlan, deadline: float | None) -> list[OpOutcome]:
+    """Every operation of ``plan`` in order, atomicity groups replayed as they fail."""
     doomed: dict[str, tuple[int, APIError]] = {}
     has_groups = not plan.options.atomic and any(
         isinstance(op, PlannedOp) and op.atomicity_group for op in plan.ops
@@ -527,14 +533,9 @@ def run_plan(
                     state.run_range(tx, 0, len(plan.ops))
             else:
                 state.run_range(tx, 0, len(plan.ops))
-            break
+            return state.finished()
         except _GroupFailed as failed:
             doomed[failed.group] = (failed.index, failed.error)
-    outcomes = state.finished()
-    if finish is not None:
-        lift_deadline(tx, plan)
-        finish(tx, outcomes)
-    return outcomes
 
 
 class _Rewind(Exception):
