@@ -23,15 +23,17 @@ __all__ = ["Answer", "answer", "batch_payload", "batch_status"]
 
 @dataclass(slots=True)
 class Answer:
-    """A batch's answer: its status and JSON, its counts (``meta``'s ``total``,
-    ``succeeded``, ``failed``, ``skipped``), and whether its writes committed."""
+    """A batch's answer: its status, its JSON, and the same before it was encoded."""
 
     status: int
     data: bytes
-    counts: dict[str, int]
-    committed: bool
-    #: The answer before it was encoded.
     payload: dict[str, Any]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """``meta``'s ``total``, ``succeeded``, ``failed`` and ``skipped``."""
+        meta = self.payload["meta"]
+        return {name: meta[name] for name in ("total", "succeeded", "failed", "skipped")}
 
 
 def answer(
@@ -47,11 +49,9 @@ def answer(
     taken when the request arrived. ``status``: the answer's, when not
     :func:`batch_status` (a rolled-back atomic batch answers its failure's)."""
     payload = batch_payload(batch_id, plan, result, started, committed=committed)
-    meta = payload["meta"]
-    counts = {name: meta[name] for name in ("total", "succeeded", "failed", "skipped")}
     if status is None:
         status = batch_status(result)
-    return Answer(status, orjson.dumps(payload), counts, committed, payload)
+    return Answer(status, orjson.dumps(payload), payload)
 
 
 def batch_payload(
@@ -108,8 +108,8 @@ def _created_results(plan: BatchPlan, created: Created) -> list[orjson.Fragment]
     fragment = orjson.Fragment
     results: list[orjson.Fragment] = []
     start = 0
+    head = '{"index":'
     for run in created.runs:
-        head = '{"index":'
         middle = f'","collection":"{run.collection}","data":'
         tail = f',"version":1,"created_at":"{run.now}","updated_at":"{run.now}"}}}}'
         rows = enumerate(zip(run.ids, run.json, strict=True), start)
