@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 __all__ = [
+    "PgCpu",
     "ServerProcess",
     "free_port",
     "make_key",
@@ -90,6 +91,36 @@ class ServerProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=60)
+
+
+class PgCpu:
+    """CPU seconds PostgreSQL's processes on this machine spent inside the block (psutil):
+    ``with PgCpu() as cpu: …`` then ``cpu.seconds``. The server's pooled backends live
+    for the whole run; a process that exits inside the block (an autovacuum worker) is
+    counted only up to its last sample, so this is a lower bound."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start: dict[int, float] = {}
+
+    @staticmethod
+    def _sample() -> dict[int, float]:
+        import psutil
+
+        out = {}
+        for proc in psutil.process_iter(["name", "cpu_times"]):
+            if proc.info["name"] == "postgres" and proc.info["cpu_times"] is not None:
+                times = proc.info["cpu_times"]
+                out[proc.pid] = times.user + times.system
+        return out
+
+    def __enter__(self) -> PgCpu:
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._sample()
+        self.seconds = sum(cpu - self._start.get(pid, 0.0) for pid, cpu in end.items())
 
 
 def make_key(db_url: str, workdir: Path, tenant: str) -> str:

@@ -16,11 +16,15 @@
    table with the records table's columns and primary key,
    one transaction per ``chunk_size`` rows; PostgreSQL: ``COPY`` into a fresh table with
    the same columns and primary key, one COPY + transaction per ``chunk_size`` rows (and,
-   for information, the same into a copy of the records table with its indexes: the
-   generated tsvector + two GIN indexes). Only the database calls are timed (the rows are
-   built from the CSV chunk by chunk, outside the clock).
+   for information, the same into a copy of the records table with its indexes). Only the
+   database calls are timed (the rows are built from the CSV chunk by chunk, outside the
+   clock).
+4. PostgreSQL: its processes' CPU per imported row, and how long after the import ended
+   the search index had caught up (searches are exact before that too; see
+   store/pg_search.py).
 
-Targets: import >= 60% of raw on each backend; server peak RSS <= 250 MB whatever the size.
+Targets: import >= 60% of the fastest raw lane on SQLite, >= 40% of a plain COPY on
+PostgreSQL (issue 12); server peak RSS <= 250 MB whatever the size.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ import aiohttp
 import orjson
 import psutil
 
-from _serve import ServerProcess, make_key
+from _serve import PgCpu, ServerProcess, make_key
 
 COLLECTION = "bench_imports"
 HEADER = ["name", "email", "age", "score", "active", "team", "city", "joined", "note"]
@@ -308,6 +312,21 @@ def raw_postgres(url: str, csv_path: Path, chunk: int, *, like_records: bool) ->
     return n / spent
 
 
+def search_caught_up(url: str, tenant: str) -> float:
+    """Seconds until no row of ``tenant`` is above the search index's watermark."""
+    import psycopg
+
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM records, search_watermark w "
+            "WHERE tenant = %s AND txid >= w.done)",
+            (tenant,),
+        ).fetchone() != (False,):
+            time.sleep(0.05)
+    return time.perf_counter() - t0
+
+
 def drop_tenant(url: str, tenant: str) -> None:
     import psycopg
 
@@ -350,7 +369,7 @@ def main() -> None:
             with ServerProcess(db_url, workdir, extra_env) as server:
                 assert server.proc is not None
                 print(f"server pid {server.proc.pid}", flush=True)
-                with PeakRSS(server.proc.pid) as rss:
+                with PeakRSS(server.proc.pid) as rss, PgCpu() as pg_cpu:
                     idle_rss = rss._rss()
                     # children_*: the import's worker process, reaped before the job ends.
                     cpu0 = rss.proc.cpu_times()
@@ -361,6 +380,7 @@ def main() -> None:
                     )
                     cpu1 = rss.proc.cpu_times()
                     server_cpu = _cpu(cpu1) - _cpu(cpu0)
+                caught_up_s = search_caught_up(args.db, tenant) if args.db else None
         finally:
             if args.db:
                 drop_tenant(args.db, tenant)
@@ -371,7 +391,7 @@ def main() -> None:
                 raw["COPY, plain table (same columns + PK)"] = raw_postgres(
                     args.db, csv_path, chunk, like_records=False
                 )
-                raw["COPY, LIKE records (tsvector + 2 GIN)"] = raw_postgres(
+                raw["COPY, LIKE records (its indexes)"] = raw_postgres(
                     args.db, csv_path, chunk, like_records=True
                 )
             else:
@@ -396,6 +416,12 @@ def main() -> None:
     print(
         f"  server CPU (+ workers)     {server_cpu:8.1f} s  {server_cpu / rows * 1e6:10.1f} µs/row"
     )
+    if caught_up_s is not None:
+        print(
+            f"  PostgreSQL CPU (its processes) {pg_cpu.seconds:4.1f} s  "
+            f"{pg_cpu.seconds / rows * 1e6:10.1f} µs/row"
+        )
+        print(f"  search index caught up     {caught_up_s:8.1f} s after the import ended")
     for name, rate in raw.items():
         print(
             f"  raw {name:<38} {rate:>10,.0f} rows/s   import/raw {import_rate / rate:6.1%}"
@@ -403,7 +429,8 @@ def main() -> None:
         )
     if raw:
         best = max(raw.values())
-        print(f"  import / fastest raw {import_rate / best:6.1%}   (target: >= 60%)")
+        target = "40%" if args.db else "60%"
+        print(f"  import / fastest raw {import_rate / best:6.1%}   (target: >= {target})")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ TSV_PY_WORDS = (
 GIN_TSV = "CREATE INDEX ON {t} USING gin (tsv)"
 GIN_DATA = "CREATE INDEX ON {t} USING gin (data jsonb_path_ops)"
 NO_FASTUPDATE = " WITH (fastupdate = off)"
+# Migration 0007: the search index off the write path. A row only records which
+# transaction wrote it (for the indexer's watermark), and a btree finds the pending ones.
+WRITER_XID = "ALTER TABLE {t} ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id()"
+WRITER_XID_INDEX = "CREATE INDEX ON {t} (txid)"
 
 
 def make_rows(n: int) -> list[tuple[Any, ...]]:
@@ -80,6 +84,7 @@ def main() -> None:
         "+ tsv (SQL split) + GIN tsv": ([TSV_SQL_WORDS, GIN_TSV], rows),
         "today: tsv (SQL split) + GIN tsv + GIN data": ([TSV_SQL_WORDS, GIN_TSV, GIN_DATA], rows),
         "tsv (Python split) + GIN tsv + GIN data": ([TSV_PY_WORDS, GIN_TSV, GIN_DATA], words),
+        "+ writer xid, btree on it (migration 0007)": ([WRITER_XID, WRITER_XID_INDEX], rows),
         "the same, fastupdate off": (
             [TSV_PY_WORDS, GIN_TSV + NO_FASTUPDATE, GIN_DATA + NO_FASTUPDATE],
             words,

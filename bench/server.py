@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from _serve import ServerProcess, make_key, open_raw_sqlite, pg_raw_table, post_batches
+from _serve import PgCpu, ServerProcess, make_key, open_raw_sqlite, pg_raw_table, post_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,7 +164,12 @@ def main() -> None:
             db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
             key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}")
             with ServerProcess(db_url, workdir, extra_env) as server:
-                a_runs.append(asyncio.run(run_batches(server.url, key, args.n, 100, args.clients)))
+                with PgCpu() as pg_cpu:
+                    a_runs.append(
+                        asyncio.run(run_batches(server.url, key, args.n, 100, args.clients))
+                    )
+                if args.db:  # PostgreSQL's CPU per created record, all its processes
+                    a_runs[-1]["pg_us_per_row"] = pg_cpu.seconds / args.n * 1e6
                 b_runs.append(asyncio.run(run_singles(server.url, key, args.singles, args.clients)))
             if args.db:
                 c_runs.append(raw_postgres(args.db, args.n, 100))
@@ -178,7 +183,8 @@ def main() -> None:
         print(
             f"  run {r + 1}: (a) {a_runs[-1]['ops_per_s']:,.0f} ops/s, "
             f"(b) {b_runs[-1]['req_per_s']:,.0f} req/s, (c) {c_runs[-1]:,.0f} rows/s, "
-            f"(a)/(c) {a_runs[-1]['ops_per_s'] / c_runs[-1]:.1%}",
+            f"(a)/(c) {a_runs[-1]['ops_per_s'] / c_runs[-1]:.1%}"
+            + (f", PostgreSQL CPU {a_runs[-1]['pg_us_per_row']:.1f} µs/record" if args.db else ""),
             flush=True,
         )
 
@@ -198,6 +204,9 @@ def main() -> None:
     print(f"(c) raw multi-row       {c:>10,.0f} rows/s")
     print(f"(a)/(b) = {ab:5.1f}x   (target >= 30x; median of the per-run ratios)")
     print(f"(a)/(c) = {ac:5.1%}    (target >= 40%; median of the per-run ratios)")
+    if args.db:
+        pg_us = statistics.median(r["pg_us_per_row"] for r in a_runs)
+        print(f"PostgreSQL CPU per created record in (a): {pg_us:.1f} µs (median)")
 
 
 if __name__ == "__main__":

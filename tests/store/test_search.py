@@ -1,20 +1,63 @@
-"""Full-text search: ranking, filters, totals, hostile input, freshness, what a word is."""
+"""Full-text search: ranking, filters, totals, hostile input, freshness, what a word is.
+
+Every test runs on SQLite and twice on PostgreSQL: with its rows as written (the search
+evaluates them on the fly) and with the search index caught up before every unit of work
+(they come from the GIN index): see store.pg_search.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import unicodedata
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import psycopg
 import pytest
+from tests.conftest import make_sqlite_url
 
-from batchops.store import RecordRow, Store, migrate
+from batchops.store import PostgresStore, RecordRow, Store, Tx, migrate, open_store
 from batchops.store._query import search_tokens
 
 MakeRecord = Callable[..., RecordRow]
+T = TypeVar("T")
+
+
+class _IndexedFirst:
+    """A PostgreSQL store whose search index is caught up before every unit of work."""
+
+    dialect = "postgresql"
+
+    def __init__(self, inner: PostgresStore) -> None:
+        self.inner = inner
+
+    async def run(self, fn: Callable[[Tx], T], *, retries: int = 0) -> T:
+        while await self.inner.index_search():
+            pass
+        return await self.inner.run(fn, retries=retries)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql-indexed"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "sqlite":
+        return make_sqlite_url(tmp_path / "batchops.db")
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+async def store(request: pytest.FixtureRequest, store_url: str) -> AsyncIterator[Store]:
+    # No background indexer: what a search reads from depends on the test's id only.
+    opened = await open_store(store_url, pool_size=2, index_search=False)
+    try:
+        if request.node.callspec.params["store_url"] == "postgresql-indexed":
+            assert isinstance(opened, PostgresStore)
+            yield cast(Store, _IndexedFirst(opened))
+        else:
+            yield opened
+    finally:
+        await opened.close()
 
 
 def _search(

@@ -57,6 +57,7 @@ async def open_store(
     pool_size: int | None = None,
     connect_timeout_s: float = 10.0,
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+    index_search: bool = True,
 ) -> Store:
     """Open the store a URL names, after bringing its schema up to date.
 
@@ -64,7 +65,9 @@ async def open_store(
     bare file path, or ``postgresql://user@host:port/db``. ``busy_timeout_ms`` applies to
     SQLite; ``pool_size`` (connections = threads; None: twice the cores plus one, 4 to 32)
     and ``connect_timeout_s`` to PostgreSQL;
-    ``statement_timeout_ms`` (0: none) bounds every statement on both.
+    ``statement_timeout_ms`` (0: none) bounds every statement on both. ``index_search``
+    False: PostgreSQL's search indexer does not run in the background (searches still find
+    every record, evaluating the unindexed ones on the fly; see ``store.pg_search``).
     """
     dialect, target = parse_store_url(url)
     await asyncio.to_thread(migrate, url)
@@ -77,4 +80,5 @@ async def open_store(
         pool_size=pool_size,
         connect_timeout_s=connect_timeout_s,
         statement_timeout_ms=statement_timeout_ms,
+        index_search=index_search,
     )

@@ -41,9 +41,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import orjson
@@ -62,9 +62,7 @@ from batchops.store._query import (
     duplicate_ids,
     field_index_name,
     final_versions,
-    parse_filters,
     search_text,
-    search_tokens,
 )
 from batchops.store._retry import retry_transient
 from batchops.store.base import (
@@ -75,6 +73,7 @@ from batchops.store.base import (
     RecordRow,
     Tx,
 )
+from batchops.store.pg_search import INDEX_CHUNK, SearchSQL, index_step
 from batchops.store.sql.dialect import POSTGRES
 from batchops.store.sql.idempotency import IdempotencySQL, IdempotencyStatements
 from batchops.store.sql.jobs import JobsSQL, JobStatements
@@ -105,7 +104,8 @@ COPY_MIN_ROWS = 2
 # guards a read that forgot to.
 _UPDATE = (
     "UPDATE records AS r SET data = v.data::jsonb, version = v.version, "
-    "updated_at = v.updated_at, deleted_at = v.deleted_at, search_text = v.search_text "
+    "updated_at = v.updated_at, deleted_at = v.deleted_at, search_text = v.search_text, "
+    "txid = pg_current_xact_id() "
     "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
     "%s::text[], %s::text[], %s::bigint[]) "
     "AS v(data, version, updated_at, deleted_at, search_text, tenant, collection, id, before) "
@@ -177,7 +177,7 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
+class PostgresTx(RecordsSQL, SearchSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
     """One open PostgreSQL transaction (see :class:`batchops.store.base.Tx`)."""
 
     dialect: Dialect = "postgresql"
@@ -378,7 +378,8 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
         return True
 
     def update_records(self, rows: Sequence[RecordRow]) -> None:
-        """Write data, version, updated_at, deleted_at (tsv follows search_text), each
+        """Write data, version, updated_at, deleted_at, search_text (and txid: the search
+        index takes the new text, see store.pg_search), each
         row only if it is still at the version before its new one (see Tx), with one
         statement. A row given twice ends as its last version (as if written in order)."""
         if not rows:
@@ -405,50 +406,12 @@ class PostgresTx(RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
                 "records since they were read; the unit of work must run again"
             )
 
-    def search_records(
-        self,
-        tenant: str,
-        collection: str,
-        *,
-        query: str,
-        filters: Mapping[str, Any],
-        limit: int,
-    ) -> tuple[list[tuple[RecordRow, float]], int]:
-        """tsvector search ranked by ts_rank (higher is better).
-
-        Every word of ``query`` must match (the same word split as SQLite's, handed to
-        ``plainto_tsquery('simple', …)``). ``tsv`` holds the same words of the record's text:
-        it parses ``batchops_search_words(search_text)`` (migration 0005), not the raw text,
-        which the parser would keep as one ``u7@x.org`` token. A query without words matches
-        nothing.
-        """
-        tokens = search_tokens(query)
-        parsed = parse_filters(filters)
-        if not tokens:
-            return [], 0
-        where = [
-            "tenant = %s",
-            "collection = %s",
-            "deleted_at IS NULL",
-            "tsv @@ q",
-        ]
-        params: list[Any] = [" ".join(tokens), tenant, collection]
-        for f in parsed:
-            clause, values = self._records_sql.filter_sql(f, "")
-            where.append(clause)
-            params.extend(values)
-        base = f"FROM records, plainto_tsquery('simple', %s) AS q WHERE {' AND '.join(where)}"
-        if limit <= 0:
-            total = self._execute(f"SELECT count(*) {base}", params).fetchone()
-            return [], int(total[0]) if total else 0
-        rows = self._execute(
-            f"SELECT {COLS}, ts_rank(tsv, q) AS score, count(*) OVER () {base} "
-            "ORDER BY score DESC, id LIMIT %s",
-            [*params, limit],
-        ).fetchall()
-        total = rows[0][9] if rows else 0
-        record = self._records_sql.record
-        return [(record(row), float(row[8])) for row in rows], int(total)
+    def delete_records(self, tenant: str, collection: str, ids: Sequence[str]) -> int:
+        """Remove rows for good, and their search index entries."""
+        removed = super().delete_records(tenant, collection, ids)
+        if removed:
+            self._forget_search(tenant, collection, ids)
+        return removed
 
     def ensure_field_index(self, tenant: str, collection: str, path: str) -> None:
         """See :meth:`batchops.store.base.RecordsTx.ensure_field_index`. A plain CREATE INDEX (not
@@ -529,6 +492,7 @@ class PostgresStore:
         )
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="batchops-pg")
         self._closed = False
+        self._indexer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -538,8 +502,10 @@ class PostgresStore:
         pool_size: int | None = None,
         connect_timeout_s: float = 10.0,
         statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+        index_search: bool = True,
     ) -> PostgresStore:
-        """Open the pool and wait for its connections. Does not run migrations."""
+        """Open the pool and wait for its connections, and start the search indexer unless
+        ``index_search`` is False. Does not run migrations."""
         store = cls(
             url,
             pool_size=pool_size,
@@ -551,7 +517,32 @@ class PostgresStore:
         except BaseException:
             await store.close()
             raise
+        if index_search:
+            store._indexer = asyncio.get_running_loop().create_task(store._index_search())
         return store
+
+    # The search index's background indexer (see store.pg_search): a step every
+    # INDEX_INTERVAL_S, back to back while a step finds a full chunk. Its lag never changes
+    # what a search finds, only how many rows a search evaluates on the fly.
+    INDEX_INTERVAL_S = 0.5
+
+    async def _index_search(self) -> None:
+        while not self._closed:
+            try:
+                indexed = await self.index_search()
+            except (StoreError, RuntimeError):
+                indexed = 0  # busy, failing over or closing: try again on the next tick
+            if indexed is None or indexed < INDEX_CHUNK:
+                await asyncio.sleep(self.INDEX_INTERVAL_S)
+
+    async def index_search(self) -> int | None:
+        """Run one step of the search indexer now; how many rows it indexed (None: another
+        process's indexer was at work). Searches never need it: see store.pg_search."""
+        return await self._call(self._index_step)
+
+    def _index_step(self) -> int | None:
+        with _translating(), self._pool.connection() as conn:
+            return index_step(conn)
 
     def _open_pool(self) -> None:
         with _translating():
@@ -589,5 +580,9 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
+        if self._indexer is not None:
+            self._indexer.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._indexer
         await asyncio.to_thread(self._pool.close)
         self._executor.shutdown(wait=True)

@@ -1,0 +1,305 @@
+"""PostgreSQL's search index off the write path (store.pg_search): the indexer's watermark
+never passes a running writer, a search is exact whatever the indexer's lag, and the
+indexer works one step at a time, one process at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from tests.conftest import TIMESTAMP
+
+from batchops.store import PostgresStore, RecordRow, open_store
+from batchops.store.migrate import MIGRATIONS_DIR
+from batchops.store.pg_search import index_step
+
+
+@pytest.fixture
+async def pg(own_pg_url: str) -> AsyncIterator[PostgresStore]:
+    """A PostgreSQL store with no background indexer, on this module's own database."""
+    store = await open_store(own_pg_url, pool_size=3, index_search=False)
+    assert isinstance(store, PostgresStore)
+    try:
+        await _index_all(store)
+        yield store
+    finally:
+        await store.close()
+
+
+def _row(tenant: str, id_: str, text: str, version: int = 1) -> RecordRow:
+    return RecordRow(tenant, "people", id_, {"t": text}, version, TIMESTAMP, TIMESTAMP)
+
+
+async def _index_all(store: PostgresStore) -> int:
+    total = 0
+    while indexed := await store.index_search():
+        total += indexed
+    return total
+
+
+async def _ids(store: PostgresStore, tenant: str, query: str) -> list[str]:
+    hits, _ = await store.run(
+        lambda tx: tx.search_records(tenant, "people", query=query, filters={}, limit=50)
+    )
+    return sorted(row.id for row, _ in hits)
+
+
+def _indexed(url: str, tenant: str) -> dict[str, str]:
+    """id -> the words the index holds for the record (record_search, read directly)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id, array_to_string(tsvector_to_array(tsv), ' ') FROM record_search "
+            "WHERE tenant = %s",
+            (tenant,),
+        ).fetchall()
+    return dict(rows)
+
+
+async def test_the_indexer_copies_committed_rows_into_the_index(
+    pg: PostgresStore, own_pg_url: str, tenant: str
+) -> None:
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "a", "red apple")]))
+    assert _indexed(own_pg_url, tenant) == {}
+    assert await _index_all(pg) == 1
+    assert _indexed(own_pg_url, tenant) == {"a": "apple red"}
+
+
+async def test_a_row_written_by_a_transaction_older_than_a_committed_one_is_never_skipped(
+    pg: PostgresStore, own_pg_url: str, tenant: str
+) -> None:
+    # The old writer takes its transaction id first, a newer one commits first, the indexer
+    # runs in between: the watermark must stay below the old writer's id, or its row would
+    # sit under the watermark without an index entry — found by no search, ever. So the
+    # newer row waits for the old writer (and is found meanwhile, on the fly).
+    with psycopg.connect(own_pg_url) as old:
+        old.execute("SELECT pg_current_xact_id()")
+        await pg.run(lambda tx: tx.insert_records([_row(tenant, "new", "shared word")]))
+        assert await _index_all(pg) == 0
+        assert await _ids(pg, tenant, "shared") == ["new"]
+        old.execute(
+            "INSERT INTO records (tenant, collection, id, data, version, created_at, "
+            "updated_at, search_text) VALUES (%s, 'people', 'old', '{}', 1, '', '', "
+            "'shared word')",
+            (tenant,),
+        )
+        old.commit()
+    assert await _ids(pg, tenant, "shared") == ["new", "old"]
+    assert await _index_all(pg) == 2
+    assert set(_indexed(own_pg_url, tenant)) == {"new", "old"}
+    assert await _ids(pg, tenant, "shared") == ["new", "old"]
+
+
+async def test_a_search_in_the_writing_transaction_finds_its_own_rows(
+    pg: PostgresStore, tenant: str
+) -> None:
+    def write_then_search(tx: Any) -> list[str]:
+        tx.insert_records([_row(tenant, "mine", "fresh words")])
+        hits, _ = tx.search_records(tenant, "people", query="fresh", filters={}, limit=5)
+        return [row.id for row, _ in hits]
+
+    assert await pg.run(write_then_search) == ["mine"]
+
+
+async def test_a_row_updated_after_indexing_is_found_by_its_new_text_before_and_after_the_next_step(
+    pg: PostgresStore, own_pg_url: str, tenant: str
+) -> None:
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "a", "before")]))
+    await _index_all(pg)
+    await pg.run(lambda tx: tx.update_records([_row(tenant, "a", "after", version=2)]))
+    assert _indexed(own_pg_url, tenant) == {"a": "before"}  # stale, and not used
+    assert (await _ids(pg, tenant, "before"), await _ids(pg, tenant, "after")) == ([], ["a"])
+    await _index_all(pg)
+    assert _indexed(own_pg_url, tenant) == {"a": "after"}
+    assert (await _ids(pg, tenant, "before"), await _ids(pg, tenant, "after")) == ([], ["a"])
+
+
+async def test_scores_are_the_same_whether_a_row_is_indexed_or_not(
+    pg: PostgresStore, tenant: str
+) -> None:
+    rows = [
+        _row(tenant, "a", "ada ada lovelace"),
+        _row(tenant, "b", "ada"),
+        _row(tenant, "c", "lovelace wrote notes on ada"),
+    ]
+    await pg.run(lambda tx: tx.insert_records(rows))
+
+    async def ranked() -> list[tuple[str, float]]:
+        hits, _ = await pg.run(
+            lambda tx: tx.search_records(tenant, "people", query="ada", filters={}, limit=9)
+        )
+        return [(row.id, score) for row, score in hits]
+
+    on_the_fly = await ranked()
+    await _index_all(pg)
+    assert await ranked() == on_the_fly
+    assert len(on_the_fly) == 3
+
+
+async def test_an_indexed_and_an_unindexed_row_are_ranked_and_counted_together(
+    pg: PostgresStore, tenant: str
+) -> None:
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "old", "kiwi")]))
+    await _index_all(pg)
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "new", "kiwi kiwi")]))
+    hits, total = await pg.run(
+        lambda tx: tx.search_records(tenant, "people", query="kiwi", filters={}, limit=1)
+    )
+    assert ([row.id for row, _ in hits], total) == (["new"], 2)
+
+
+async def test_a_hard_delete_removes_the_rows_index_entry(
+    pg: PostgresStore, own_pg_url: str, tenant: str
+) -> None:
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "a", "x"), _row(tenant, "b", "x")]))
+    await _index_all(pg)
+    await pg.run(lambda tx: tx.delete_records(tenant, "people", ["a"]))
+    assert set(_indexed(own_pg_url, tenant)) == {"b"}
+
+
+async def test_a_record_deleted_and_created_again_is_found_by_its_new_text(
+    pg: PostgresStore, tenant: str
+) -> None:
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "a", "first")]))
+    await _index_all(pg)
+    await pg.run(lambda tx: tx.delete_records(tenant, "people", ["a"]))
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "a", "second")]))
+    assert (await _ids(pg, tenant, "first"), await _ids(pg, tenant, "second")) == ([], ["a"])
+
+
+async def test_soft_deleted_rows_are_not_indexed(
+    pg: PostgresStore, own_pg_url: str, tenant: str
+) -> None:
+    gone = replace(_row(tenant, "gone", "x"), deleted_at=TIMESTAMP)
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "live", "x"), gone]))
+    await _index_all(pg)
+    assert set(_indexed(own_pg_url, tenant)) == {"live"}
+
+
+async def test_one_step_indexes_at_most_a_chunk_and_never_splits_a_transaction(
+    pg: PostgresStore, own_pg_url: str, tenant: str
+) -> None:
+    for t in range(3):  # three transactions of four rows
+        rows = [_row(tenant, f"t{t}r{r}", "x") for r in range(4)]
+        await pg.run(lambda tx, rows=rows: tx.insert_records(rows))  # type: ignore[misc]
+    with psycopg.connect(own_pg_url, autocommit=True) as conn:
+        # A chunk of 6 ends inside the second transaction: the step stops before it.
+        assert index_step(conn, chunk=6) == 4
+        # A chunk smaller than one transaction: that transaction whole.
+        assert index_step(conn, chunk=2) == 4
+        assert index_step(conn, chunk=100) == 4
+        assert index_step(conn, chunk=100) == 0
+
+
+async def test_only_one_indexer_works_at_a_time(pg: PostgresStore, own_pg_url: str) -> None:
+    with psycopg.connect(own_pg_url) as other:
+        other.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('batchops:search-indexer', 0))"
+        )
+        assert await pg.index_search() is None
+    assert await pg.index_search() == 0
+
+
+async def test_the_background_indexer_catches_up_on_its_own(own_pg_url: str, tenant: str) -> None:
+    store = await open_store(own_pg_url, pool_size=2)
+    assert isinstance(store, PostgresStore)
+    store.INDEX_INTERVAL_S = 0.02
+    try:
+        await store.run(lambda tx: tx.insert_records([_row(tenant, "a", "soon")]))
+        for _ in range(250):
+            if _indexed(own_pg_url, tenant):
+                break
+            await asyncio.sleep(0.02)
+        assert _indexed(own_pg_url, tenant) == {"a": "soon"}
+    finally:
+        await store.close()
+
+
+async def test_concurrent_writers_and_the_indexer_lose_no_row_to_search(
+    pg: PostgresStore, tenant: str
+) -> None:
+    # Four writers insert and update while the indexer runs back to back; every committed
+    # row must be found by its last text at every moment, and after the final step.
+    stop = threading.Event()
+    written: dict[str, str] = {}
+
+    async def writer(w: int) -> None:
+        for i in range(25):
+            row = _row(tenant, f"w{w}-{i}", f"word{w} gen{i % 3}")
+            await pg.run(lambda tx, row=row: tx.insert_records([row]))  # type: ignore[misc]
+            written[row.id] = f"gen{i % 3}"
+            if i % 5 == 4:
+                again = replace(row, data={"t": f"word{w} regen"}, version=2)
+                await pg.run(lambda tx, again=again: tx.update_records([again]))  # type: ignore[misc]
+                written[row.id] = "regen"
+
+    async def indexer() -> None:
+        while not stop.is_set():
+            await pg.index_search()
+
+    async def checker() -> None:
+        while not stop.is_set():
+            expected = {i for i, word in written.items() if word == "regen"}
+            found = set(await _ids(pg, tenant, "regen"))
+            assert expected <= found
+            await asyncio.sleep(0)
+
+    tasks = [asyncio.create_task(indexer()), asyncio.create_task(checker())]
+    await asyncio.gather(*(writer(w) for w in range(4)))
+    stop.set()
+    await asyncio.gather(*tasks)
+    await _index_all(pg)
+    for word in ("gen0", "gen1", "gen2", "regen"):
+        assert await _ids(pg, tenant, word) == sorted(i for i, g in written.items() if g == word)
+
+
+@pytest.fixture
+def database_at_0006(pg_url: str) -> Iterator[str]:
+    """A fresh database migrated up to 0006, dropped afterwards."""
+    from yoyo import get_backend, read_migrations
+
+    name = f"batchops_test_{uuid.uuid4().hex[:12]}"
+    url = f"{pg_url.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        backend = get_backend("postgresql+psycopg://" + url[len("postgresql://") :])
+        try:
+            steps = read_migrations(str(MIGRATIONS_DIR / "postgresql"))
+            with backend.lock():
+                backend.apply_migrations(backend.to_apply(steps.filter(lambda m: m.id < "0007")))
+        finally:
+            backend.connection.close()
+        yield url
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+async def test_the_migration_keeps_existing_records_searchable_through_the_index(
+    database_at_0006: str, tenant: str
+) -> None:
+    with psycopg.connect(database_at_0006) as conn:
+        for id_, deleted in (("live", None), ("gone", TIMESTAMP)):
+            conn.execute(
+                "INSERT INTO records (tenant, collection, id, data, version, created_at, "
+                "updated_at, deleted_at, search_text) "
+                "VALUES (%s, 'people', %s, '{}', 1, '', '', %s, 'old news')",
+                (tenant, id_, deleted),
+            )
+    store = await open_store(database_at_0006, pool_size=1, index_search=False)
+    assert isinstance(store, PostgresStore)
+    try:
+        assert _indexed(database_at_0006, tenant) == {"live": "news old"}
+        assert await _ids(store, tenant, "news") == ["live"]
+        assert await store.index_search() == 0  # nothing was left for the indexer
+    finally:
+        await store.close()
