@@ -183,7 +183,8 @@ class AsyncClient:
           raises :class:`~batchops.BatchTooLargeError` before anything is sent.
         - ``continue_on_error=False``: each request stops at its first failure, and
           requests not yet sent are skipped (``"skipped"``) once a failure is seen.
-        - ``parallel``: operations the server may run at once within a request.
+        - ``parallel``: independent reads the server may run at once within a request
+          (they see the data as committed before that request's writes).
         - ``chunk_size``: operations per request (capped by the server's limit).
         - ``max_concurrent``: requests at once (default: the client's).
         - ``validate_only``: the server plans and validates, runs nothing.

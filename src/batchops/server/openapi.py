@@ -577,7 +577,14 @@ SCHEMAS: dict[str, Any] = {
                 "default": True,
                 "description": "Must not be true with atomic: true (400).",
             },
-            "parallel": {"type": "integer", "minimum": 1, "default": 1},
+            "parallel": {
+                "type": "integer",
+                "minimum": 1,
+                "default": 1,
+                "description": "Independent reads (read, list, search without depends_on "
+                "or a reference) run first, this many at once counting the batch's own "
+                "connection; they see the data as committed before the batch's writes.",
+            },
             "timeout_ms": {
                 "type": ["integer", "null"],
                 "minimum": 1,

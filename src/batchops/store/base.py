@@ -250,6 +250,28 @@ class TxBase(Protocol):
         nothing to do, every transaction holds the database's write lock)."""
         ...
 
+    def read_beside(
+        self,
+        reads: Sequence[Callable[[Tx], T]],
+        *,
+        width: int,
+        deadline: float | None = None,
+    ) -> list[T]:
+        """Run read-only functions at once, at most ``width`` at a time counting this
+        transaction's own connection; their results in the order of ``reads``.
+
+        Each ``read(tx)`` runs either in this transaction (``tx`` is this one: it sees
+        what the transaction wrote), or on another connection of the store in a
+        read-only transaction of its own (committed data only; PostgreSQL: a pooled
+        connection; SQLite: a read connection beside the writer, WAL). Other connections
+        are taken without waiting — whatever none was free for runs here — so a unit of
+        work never waits on the pool. A read that raises on another connection (its
+        connection failed, or it cannot answer there exactly) is run again here; a read
+        returns its own errors. ``deadline`` (``time.monotonic()``) bounds the statements
+        on other connections as :meth:`set_statement_timeout` bounds this one's (None: the
+        store's statement limit). Mechanism: :mod:`batchops.store._beside`."""
+        ...
+
 
 class RecordsTx(TxBase, Protocol):
     """The records of collections: writes, reads, listing, search, field lookups.

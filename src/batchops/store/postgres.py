@@ -58,6 +58,8 @@ from batchops._exceptions import (
     StoreTimeoutError,
     TransientStoreError,
 )
+from batchops.store._beside import Lanes
+from batchops.store._pg_lanes import PoolLanes
 from batchops.store._query import (
     duplicate_ids,
     field_index_name,
@@ -188,9 +190,16 @@ class PostgresTx(RecordsSQL, SearchSQL, JobsSQL, WebhooksSQL, KeysSQL, Idempoten
     _keys_sql = KeyStatements(POSTGRES)
     _idempotency_sql = IdempotencyStatements(POSTGRES)
 
-    def __init__(self, conn: psycopg.Connection[Any], statement_timeout_ms: int = 0) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        statement_timeout_ms: int = 0,
+        lanes: Lanes | None = None,
+    ) -> None:
         self._conn = conn
         self._statement_timeout_ms = statement_timeout_ms
+        # Other pooled connections for read_beside (None: a lane's own transaction).
+        self._lanes = lanes
         self._cancelled = False
         # When the bound a unit set (set_statement_timeout) runs out; kept once lifted.
         self._bound_until: float | None = None
@@ -491,6 +500,12 @@ class PostgresStore:
             name="batchops",
         )
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="batchops-pg")
+        # read_beside's other connections: the pool's idle ones (see store._pg_lanes).
+        self._lanes = PoolLanes(
+            self._pool,
+            lambda conn: PostgresTx(conn, statement_timeout_ms),
+            threads=max(1, pool_size - 1),
+        )
         self._closed = False
         self._indexer: asyncio.Task[None] | None = None
 
@@ -556,7 +571,7 @@ class PostgresStore:
         tx: PostgresTx | None = None
         try:
             with self._pool.connection() as conn, conn.transaction():
-                tx = PostgresTx(conn, self.statement_timeout_ms)
+                tx = PostgresTx(conn, self.statement_timeout_ms, self._lanes)
                 return fn(tx)
         except psycopg.Error as exc:  # at COMMIT or ROLLBACK, after fn
             raise _translate(exc, timed_out=tx is not None and tx.timed_out, lost=True) from exc
@@ -586,3 +601,4 @@ class PostgresStore:
                 await self._indexer
         await asyncio.to_thread(self._pool.close)
         self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self._lanes.close)

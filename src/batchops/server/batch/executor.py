@@ -26,6 +26,12 @@ How a batch runs (the *why* of each piece):
   ``ROLLED_BACK``, the failing one its own error). Replays only happen on failure and at
   most once per group, and keep the whole thing in one transaction.
 - References (``${a.body.id}``) are resolved just before the operation runs.
+- ``parallel`` > 1: the independent reads (read, list, search with no ``depends_on`` and
+  no reference) run first, at most ``parallel`` at once, on other connections and in the
+  transaction (``Tx.read_beside``); the walk then takes their outcomes in input order as
+  if it had just run them, so failures, stops and rollbacks are settled exactly as in
+  order. Run first, they read the data as committed before the batch's writes; a read
+  that depends on a write runs in order and sees it.
 - ``timeout_ms`` is checked between operations (a single statement is not interrupted);
   operations not started by the deadline answer 504 ``TIMEOUT``.
 """
@@ -35,6 +41,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 from batchops._exceptions import (
@@ -174,6 +181,7 @@ class RunState:
             tx.set_statement_timeout(max(0.001, self.deadline - time.monotonic()))
         outcomes = self.outcomes
         results_by_name = self.results_by_name
+        ran = self._read_first(tx, start, stop) if options.parallel > 1 else _NOTHING_RAN
         i = start
         while i < stop:
             op = plan.ops[i]
@@ -191,7 +199,8 @@ class RunState:
                 if options.atomic:
                     raise AtomicBatchFailed(i, timeout)
                 for j in range(i, len(plan.ops)):
-                    outcomes[j] = _error(
+                    # A read that ran first (parallel) answers what it got.
+                    outcomes[j] = ran.get(j) or _error(
                         plan.ops[j], j, timeout, counted="skipped", name=self.names.get(j)
                     )
                 self.stopped = True
@@ -212,8 +221,11 @@ class RunState:
                 self.stopped = not options.continue_on_error
                 i += 1
                 continue
-            end = self._group_end(i, stop)
-            if end > i + 1:
+            done = ran.get(i) if ran else None
+            end = i + 1 if done is not None else self._group_end(i, stop)
+            if done is not None:
+                group_outcomes = [done]
+            elif end > i + 1:
                 group_outcomes = self._run_many(i, end)
             else:
                 group_outcomes = [self._run_one(op, results_by_name)]
@@ -228,6 +240,73 @@ class RunState:
                     self.stopped = True
             # Fewer outcomes than operations: the group stopped at a failure.
             i = group_outcomes[-1].index + 1 if group_outcomes else end
+
+    # -- parallel reads ----------------------------------------------------------------------
+
+    def _read_first(self, tx: Tx, start: int, stop: int) -> Mapping[int, OpOutcome]:
+        """``options.parallel`` > 1: run the independent reads of ``start..stop-1`` now,
+        before any operation of the range, at most ``parallel`` at once
+        (:meth:`~batchops.store.base.TxBase.read_beside`: on other connections, and in
+        ``tx``). Their outcomes, by index, for ``run_range`` to take in input order as if
+        it had just run them: failures, stops, atomic rollbacks and names are settled
+        there, exactly as for an operation run in order.
+
+        Independent: a read, list or search with no ``depends_on`` and no reference (and
+        no atomicity group). Run first, each reads the data as committed before the
+        range's writes, wherever it runs — the rule docs/batch.md states. Consecutive
+        plain reads of one collection stay one multi-row read, as in order."""
+        if self.stopped or (self.deadline is not None and time.monotonic() > self.deadline):
+            return _NOTHING_RAN
+        ops = self.plan.ops
+        units: list[list[PlannedOp]] = []
+        i = start
+        while i < stop:
+            op = ops[i]
+            if not _independent_read(op):
+                i += 1
+                continue
+            end = self._group_end(i, stop)
+            units.append([o for o in ops[i:end] if isinstance(o, PlannedOp)])
+            i = end
+        if not units:
+            return _NOTHING_RAN
+        # Statements on other connections are bounded like run_range bounds tx's.
+        bound = self.deadline if self.plan.options.timeout_ms is not None else None
+        done = tx.read_beside(
+            [partial(self._read_unit, unit) for unit in units],
+            width=self.plan.options.parallel,
+            deadline=bound,
+        )
+        return {outcome.index: outcome for outcomes in done for outcome in outcomes}
+
+    def _read_unit(self, ops: list[PlannedOp], tx: Tx) -> list[OpOutcome]:
+        """One unit of :meth:`_read_first` in ``tx`` (the batch's, or another
+        connection's): its outcomes, every failure an outcome as in order. A store error
+        that is not the operation's own (a lost connection) is raised: on another
+        connection the read then runs again in the batch's transaction."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            timeout = APIError(
+                "not run: the batch reached its timeout_ms", code="TIMEOUT", status=504
+            )
+            return [_error(op, op.index, timeout, counted="skipped") for op in ops]
+        if len(ops) == 1:
+            return [self._run_one(ops[0], {}, tx)]
+        first = ops[0]
+        try:
+            with self._savepoint() if tx is self.tx else _NO_SAVEPOINT:
+                many = service.read_many(
+                    tx, self.tenant, first.collection, [op.record_id or "" for op in ops]
+                )
+        except (APIError, *_OP_STORE_ERRORS) as exc:
+            if tx is self.tx and _lost(exc):
+                raise
+            return [self._run_one(op, {}, tx) for op in ops]  # each its precise answer
+        return [
+            _error(op, op.index, value, counted="failed")
+            if isinstance(value, APIError)
+            else OpOutcome(op.index, op.name, op.type, 200, body=value)
+            for op, value in zip(ops, many, strict=True)
+        ]
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -363,13 +442,19 @@ class RunState:
             for op, value in zip(batch, many, strict=True)
         ]
 
-    def _run_one(self, op: PlannedOp, results_by_name: dict[str, dict[str, Any]]) -> OpOutcome:
+    def _run_one(
+        self, op: PlannedOp, results_by_name: dict[str, dict[str, Any]], tx: Tx | None = None
+    ) -> OpOutcome:
+        """Run ``op`` in the batch's transaction, or, for a read that runs first, in
+        ``tx`` (another connection's read-only transaction: no savepoint needed, and a
+        statement that takes that transaction with it is this operation's failure only)."""
+        here = tx is None or tx is self.tx
         try:
             target = _resolved(op, results_by_name) if op.has_references else op
             new_ids = self._new_ids([target]) if target.type == "create" else None
-            with self._savepoint():
+            with self._savepoint() if here else _NO_SAVEPOINT:
                 body = service.perform(
-                    self.tx,
+                    self.tx if tx is None else tx,
                     self.tenant,
                     target.type,
                     target.collection,
@@ -381,7 +466,7 @@ class RunState:
                     new_id=new_ids[0] if new_ids else None,
                 )
         except (APIError, *_OP_STORE_ERRORS) as exc:
-            if _lost(exc):
+            if here and _lost(exc):
                 raise
             return _error(op, op.index, _as_api_error(exc), counted="failed")
         return OpOutcome(op.index, op.name, op.type, _OK_STATUS.get(op.type, 200), body=body)
@@ -400,6 +485,22 @@ class RunState:
         if self.plan.options.atomic:
             return _NO_SAVEPOINT
         return self.tx.savepoint()
+
+
+# What an independent read may be (see RunState._read_first): these types only.
+_READS = frozenset({"read", "list", "search"})
+_NOTHING_RAN: Mapping[int, OpOutcome] = {}
+
+
+def _independent_read(op: PlannedOp | APIError) -> bool:
+    """A read, list or search that waits for no earlier operation (``depends_on`` holds
+    every operation it names, references included) and belongs to no atomicity group."""
+    return (
+        isinstance(op, PlannedOp)
+        and op.type in _READS
+        and not op.depends_on
+        and op.atomicity_group is None
+    )
 
 
 # Store errors that belong to one operation: the database refused a value of it, or one

@@ -9,10 +9,16 @@ driver's errors, see their store).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
+from batchops.store._beside import Lanes, read_beside
 from batchops.store.sql.dialect import SqlDialect
+
+if TYPE_CHECKING:
+    from batchops.store.base import Tx
+
+T = TypeVar("T")
 
 __all__ = ["SqlTx"]
 
@@ -22,6 +28,8 @@ class SqlTx:
 
     #: The transaction class's dialect (its statement sets are rendered with it).
     sql_dialect: ClassVar[SqlDialect]
+    #: Where :meth:`read_beside` finds other connections (None: it runs every read here).
+    _lanes: Lanes | None = None
 
     def _run(self, template: str, params: Sequence[Any] = ()) -> Any:
         """Run a one-off statement template (``?`` placeholders, see
@@ -40,3 +48,15 @@ class SqlTx:
     def set_statement_timeout(self, seconds: float | None) -> None:
         """See :meth:`batchops.store.base.TxBase.set_statement_timeout`."""
         raise NotImplementedError
+
+    def read_beside(
+        self,
+        reads: Sequence[Callable[[Tx], T]],
+        *,
+        width: int,
+        deadline: float | None = None,
+    ) -> list[T]:
+        """See :meth:`batchops.store.base.TxBase.read_beside`."""
+        return read_beside(
+            cast("Tx", self), reads, width=width, deadline=deadline, lanes=self._lanes
+        )

@@ -12,6 +12,9 @@ indexing cost ~40 µs of a ~64 µs create in a 100-op batch, so inserts do not i
   a hard delete lowers the watermark when it removes the highest rowids, so a reused rowid
   can never hide below it;
 - search: first indexes every pending row, in the same transaction (read-your-writes);
+  a search on a read connection (:mod:`.lanes`), which cannot write, raises
+  :class:`IndexBehind` instead when its snapshot has pending rows, and is run again in
+  the writer (a search answers the same wherever it runs);
 - idle: the store indexes pending rows in chunks when no work has come for a moment (see
   :class:`batchops.store.sqlite.SQLiteStore`), so a search after a big import rarely pays
   for the whole catch-up.
@@ -23,13 +26,14 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
+from batchops._exceptions import StoreError
 from batchops.store.sql.dialect import SQLITE
 from batchops.store.sqlite.watch import StatementWatch
 
 if TYPE_CHECKING:
     from batchops.store.sqlite.tx import Rows
 
-__all__ = ["DeferredIndex"]
+__all__ = ["DeferredIndex", "IndexBehind"]
 
 _FTS_ADD = "INSERT INTO records_fts (rowid, search_text) VALUES"
 _FTS_REMOVE = "INSERT INTO records_fts (records_fts, rowid, search_text) VALUES"
@@ -57,10 +61,18 @@ _LOWER_WATERMARK = (
 )
 
 
+class IndexBehind(StoreError):
+    """A read-only transaction was asked to search while committed rows wait to be
+    indexed: it cannot catch the index up, and a search of the index alone would miss
+    them. The search must run in the writer's transaction."""
+
+
 class DeferredIndex:
     """The index maintenance methods of the SQLite transaction."""
 
     _watch: StatementWatch | None
+    #: A read connection's transaction: it may read the index, never catch it up.
+    _read_only: bool
 
     if TYPE_CHECKING:  # the SQLite transaction's
 
@@ -84,6 +96,8 @@ class DeferredIndex:
         top = self._execute(_TOP).fetchone()[0]
         if top <= watermark:
             return 0
+        if self._read_only:
+            raise IndexBehind(f"rows {watermark + 1}..{top} are not indexed yet")
         if limit is not None:
             top = min(top, watermark + limit)
         with self._watch.suspended() if self._watch is not None else nullcontext():

@@ -5,6 +5,7 @@
   :mod:`batchops.store.sql`);
 - :mod:`.fts`: the deferred full-text index, caught up here when the store is idle;
 - :mod:`.checkpoint`: WAL checkpoints off the writer thread;
+- :mod:`.lanes`: read connections beside the writer, for ``Tx.read_beside``;
 - :mod:`.watch`: the time bound on the writer's statements.
 """
 
@@ -20,6 +21,7 @@ from batchops.store._retry import retry_transient
 from batchops.store._url import sqlite_url
 from batchops.store.base import DEFAULT_STATEMENT_TIMEOUT_MS, Dialect, Tx
 from batchops.store.sqlite.checkpoint import Checkpointer
+from batchops.store.sqlite.lanes import ReadConnections
 from batchops.store.sqlite.tx import SQLiteTx
 from batchops.store.sqlite.watch import StatementWatch
 from batchops.store.sqlite.writer import Writer
@@ -34,7 +36,9 @@ class SQLiteStore:
 
     Open it with :func:`batchops.store.open_store` (which also runs migrations) or
     :meth:`open`. ``busy_timeout_ms`` is how long SQLite itself waits for another
-    process's write lock before run() sees a TransientStoreError.
+    process's write lock before run() sees a TransientStoreError. ``read_connections``:
+    at most this many read connections serve ``Tx.read_beside`` beside the writer (0:
+    none, every read runs in the writer).
     """
 
     dialect: Dialect = "sqlite"
@@ -45,6 +49,7 @@ class SQLiteStore:
         *,
         busy_timeout_ms: int = 5000,
         statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+        read_connections: int = 4,
     ) -> None:
         if statement_timeout_ms < 0:
             raise ValueError(f"statement_timeout_ms must be >= 0, got {statement_timeout_ms}")
@@ -54,11 +59,19 @@ class SQLiteStore:
         self.statement_timeout_ms = statement_timeout_ms
         self._watch = StatementWatch(statement_timeout_ms / 1000)
         self._checkpointer = Checkpointer(path)
+        # Tx.read_beside's read connections beside the writer (opened when first wanted).
+        self._readers = ReadConnections(
+            path,
+            size=read_connections,
+            busy_timeout_ms=busy_timeout_ms,
+            limit_s=statement_timeout_ms / 1000,
+        )
         self._writer = Writer(
             path,
             busy_timeout_ms=busy_timeout_ms,
             watch=self._watch,
             checkpointer=self._checkpointer,
+            lanes=self._readers if read_connections > 0 else None,
         )
         self._closed = False
         self._last_run = 0.0
@@ -72,10 +85,14 @@ class SQLiteStore:
         *,
         busy_timeout_ms: int = 5000,
         statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
+        read_connections: int = 4,
     ) -> SQLiteStore:
         """Connect (in the database thread). Does not run migrations."""
         store = cls(
-            path, busy_timeout_ms=busy_timeout_ms, statement_timeout_ms=statement_timeout_ms
+            path,
+            busy_timeout_ms=busy_timeout_ms,
+            statement_timeout_ms=statement_timeout_ms,
+            read_connections=read_connections,
         )
         try:
             await store._call(store._writer.connect)
@@ -143,6 +160,7 @@ class SQLiteStore:
         await asyncio.to_thread(self._watch.stop)
         await self._call(self._writer.close_conn)
         self._writer.shutdown(wait=True)
+        await asyncio.to_thread(self._readers.close)
 
 
 def _as_sqlite(tx: Tx) -> SQLiteTx:

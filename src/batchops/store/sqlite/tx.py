@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from batchops._exceptions import StoreError, TransientStoreError
+from batchops.store._beside import Lanes
 from batchops.store._query import (
     duplicate_ids,
     field_index_name,
@@ -149,10 +150,21 @@ class SQLiteTx(DeferredIndex, RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, Idempot
     _keys_sql = KeyStatements(SQLITE)
     _idempotency_sql = IdempotencyStatements(SQLITE)
 
-    def __init__(self, conn: sqlite3.Connection, watch: StatementWatch | None = None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        watch: StatementWatch | None = None,
+        *,
+        lanes: Lanes | None = None,
+        read_only: bool = False,
+    ) -> None:
         self._conn = conn
         self._savepoints = 0
         self._watch = watch
+        # The writer's: read connections for read_beside. ``read_only``: a read
+        # connection's transaction (it cannot catch the full-text index up, see .fts).
+        self._lanes = lanes
+        self._read_only = read_only
 
     def _translating(self) -> AbstractContextManager[None]:
         return translating(self._conn, self._watch)

@@ -12,9 +12,9 @@ statement costs ~85-190 µs on this machine, so per-statement hops would dominat
 This thread is the serial section of every SQLite write: nothing may be added to it per
 unit or per row without measuring.
 
-Not done yet: reads serialise behind writes on the one thread. WAL allows concurrent
-readers, so a second thread with its own read-only connection could serve read-only units
-of work later.
+Reads serialise behind writes on the one thread, except the reads a unit hands to
+``Tx.read_beside``: those may run on read connections beside it (WAL allows concurrent
+readers; see :mod:`.lanes`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from batchops._exceptions import StoreError
+from batchops.store._beside import Lanes
 from batchops.store._query import search_text
 from batchops.store.base import Tx
 from batchops.store.sqlite.checkpoint import WAL_SAFETY_PAGES, WAL_SIZE_LIMIT_BYTES, Checkpointer
@@ -57,11 +58,13 @@ class Writer:
         busy_timeout_ms: int,
         watch: StatementWatch,
         checkpointer: Checkpointer,
+        lanes: Lanes | None = None,
     ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
         self._watch = watch
         self._checkpointer = checkpointer
+        self._lanes = lanes
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchops-sqlite")
         self._conn: sqlite3.Connection | None = None
         # Units of work waiting for the database thread (group commit, see enqueue()).
@@ -107,7 +110,7 @@ class Writer:
         with self._transaction() as conn, self._watch.unit(conn), translating(conn, self._watch):
             # translating: rows are read from a cursor after the statement that made it,
             # so an error while reading them (an interrupt) surfaces here, untranslated.
-            return fn(SQLiteTx(conn, self._watch))
+            return fn(SQLiteTx(conn, self._watch, lanes=self._lanes))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -208,7 +211,7 @@ class Writer:
                     conn.execute("SAVEPOINT batchops_unit")
                 try:
                     with self._watch.unit(conn), translating(conn, self._watch):
-                        result = unit.fn(SQLiteTx(conn, self._watch))
+                        result = unit.fn(SQLiteTx(conn, self._watch, lanes=self._lanes))
                 except BaseException as exc:
                     if not conn.in_transaction:
                         raise _GroupLost(position, exc) from exc
