@@ -29,6 +29,7 @@ __all__ = [
     "open_raw_sqlite",
     "pg_raw_table",
     "post_batches",
+    "search_caught_up",
 ]
 
 # A records-shaped table without search index or GIN: what the raw peers write to.
@@ -121,6 +122,24 @@ class PgCpu:
     def __exit__(self, *exc: object) -> None:
         end = self._sample()
         self.seconds = sum(cpu - self._start.get(pid, 0.0) for pid, cpu in end.items())
+
+
+def search_caught_up(url: str, tenant: str | None = None) -> float:
+    """PostgreSQL: seconds until no row (of ``tenant``) is above the search index's
+    watermark (store/pg_search.py)."""
+    import psycopg
+
+    where = "tenant = %s AND " if tenant is not None else ""
+    params = (tenant,) if tenant is not None else ()
+    t0 = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        while conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM records, search_watermark w "
+            f"WHERE {where}txid >= w.done)",
+            params,
+        ).fetchone() != (False,):
+            time.sleep(0.05)
+    return time.perf_counter() - t0
 
 
 def make_key(db_url: str, workdir: Path, tenant: str) -> str:

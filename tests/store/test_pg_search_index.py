@@ -206,17 +206,52 @@ async def test_only_one_indexer_works_at_a_time(pg: PostgresStore, own_pg_url: s
     assert await pg.index_search() == 0
 
 
-async def test_the_background_indexer_catches_up_on_its_own(own_pg_url: str, tenant: str) -> None:
-    store = await open_store(own_pg_url, pool_size=2)
+async def _background(url: str, *, idle_s: float, max_lag_s: float) -> PostgresStore:
+    store = await open_store(url, pool_size=2)
     assert isinstance(store, PostgresStore)
     store.INDEX_INTERVAL_S = 0.02
+    store.IDLE_BEFORE_INDEXING_S = idle_s
+    store.MAX_INDEX_LAG_S = max_lag_s
+    return store
+
+
+async def _write_for(store: PostgresStore, tenant: str, seconds: float) -> list[str]:
+    """Insert a row every 20 ms for ``seconds``; the ids indexed meanwhile (read after
+    each write)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    i = 0
+    seen: set[str] = set()
+    while loop.time() < end:
+        row = _row(tenant, f"r{i}", "busy")
+        await store.run(lambda tx, row=row: tx.insert_records([row]))  # type: ignore[misc]
+        seen |= set(_indexed(store.url, tenant))
+        i += 1
+        await asyncio.sleep(0.02)
+    return sorted(seen)
+
+
+async def test_the_background_indexer_waits_while_writes_keep_coming_then_catches_up(
+    own_pg_url: str, tenant: str
+) -> None:
+    store = await _background(own_pg_url, idle_s=0.3, max_lag_s=60)
     try:
-        await store.run(lambda tx: tx.insert_records([_row(tenant, "a", "soon")]))
-        for _ in range(250):
-            if _indexed(own_pg_url, tenant):
+        assert await _write_for(store, tenant, 1.0) == []
+        for _ in range(100):
+            if len(_indexed(own_pg_url, tenant)) > 0:
                 break
             await asyncio.sleep(0.02)
-        assert _indexed(own_pg_url, tenant) == {"a": "soon"}
+        assert _indexed(own_pg_url, tenant)
+    finally:
+        await store.close()
+
+
+async def test_the_background_indexer_steps_in_at_its_lag_bound_even_under_writes(
+    own_pg_url: str, tenant: str
+) -> None:
+    store = await _background(own_pg_url, idle_s=60, max_lag_s=0.2)
+    try:
+        assert await _write_for(store, tenant, 1.0) != []
     finally:
         await store.close()
 

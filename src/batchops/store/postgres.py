@@ -508,6 +508,7 @@ class PostgresStore:
         )
         self._closed = False
         self._indexer: asyncio.Task[None] | None = None
+        self._last_run = 0.0  # loop time of the last run(): the indexer waits for a pause
 
     @classmethod
     async def open(
@@ -536,19 +537,32 @@ class PostgresStore:
             store._indexer = asyncio.get_running_loop().create_task(store._index_search())
         return store
 
-    # The search index's background indexer (see store.pg_search): a step every
-    # INDEX_INTERVAL_S, back to back while a step finds a full chunk. Its lag never changes
-    # what a search finds, only how many rows a search evaluates on the fly.
-    INDEX_INTERVAL_S = 0.5
+    # The search index's background indexer (see store.pg_search). Its lag never changes
+    # what a search finds, only how many rows a search evaluates on the fly, so it keeps
+    # out of the way of writes as SQLite's deferred index does: a step runs once this
+    # process has been idle for IDLE_BEFORE_INDEXING_S, or when the last step is
+    # MAX_INDEX_LAG_S old whatever the load; steps follow each other at once while they
+    # find full chunks. Measured on a 100k-row import (docs/benchmarks.md, Imports).
+    INDEX_INTERVAL_S = 0.25
+    IDLE_BEFORE_INDEXING_S = 0.5
+    MAX_INDEX_LAG_S = 5.0
 
     async def _index_search(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_step = loop.time()
         while not self._closed:
-            try:
-                indexed = await self.index_search()
-            except (StoreError, RuntimeError):
-                indexed = 0  # busy, failing over or closing: try again on the next tick
-            if indexed is None or indexed < INDEX_CHUNK:
-                await asyncio.sleep(self.INDEX_INTERVAL_S)
+            await asyncio.sleep(self.INDEX_INTERVAL_S)
+            now = loop.time()
+            busy = now - self._last_run < self.IDLE_BEFORE_INDEXING_S
+            if busy and now - last_step < self.MAX_INDEX_LAG_S:
+                continue
+            indexed: int | None = INDEX_CHUNK
+            while indexed == INDEX_CHUNK and not self._closed:
+                try:
+                    indexed = await self.index_search()
+                except (StoreError, RuntimeError):
+                    break  # busy, failing over or closing: try again on the next tick
+            last_step = loop.time()
 
     async def index_search(self) -> int | None:
         """Run one step of the search indexer now; how many rows it indexed (None: another
@@ -588,6 +602,7 @@ class PostgresStore:
         """
         if self._closed:
             raise StoreError("the store is closed")
+        self._last_run = asyncio.get_running_loop().time()
         return await retry_transient(lambda: self._call(lambda: self._run_once(fn)), retries)
 
     async def close(self) -> None:
