@@ -7,11 +7,11 @@ A real ``batchops serve`` subprocess (rate limits off) and one client. Each repe
 a fresh server and tenant, seeds ``-n`` records whose text is drawn from a small
 vocabulary (one word matches ~1/8 of them, so a search ranks hundreds to thousands of
 rows: ~5-20 ms each here; the script prints what one search costs), catches SQLite's
-deferred full-text index up, then times ``--pairs`` pairs of the same batch of 20
-one-word searches (different words, limit 10) sent with ``parallel: 1`` and
-``parallel: 4``, interleaved A B A B, one batch at a time. The summary gives the medians
-of the per-batch latencies and their ratio. ``--env PYTHONPATH=<tree>/src`` serves
-another build.
+deferred full-text index up (PostgreSQL: waits for its search index to catch up), then
+times ``--pairs`` pairs of the same batch of 20 one-word searches (different words,
+limit 10) sent with ``parallel: 1`` and ``parallel: 4``, interleaved A B A B, one batch
+at a time. The summary gives the medians of the per-batch latencies and their ratio.
+``--env PYTHONPATH=<tree>/src`` serves another build.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from _serve import ServerProcess, make_key, post_batches
+from _serve import ServerProcess, make_key, post_batches, search_caught_up
 
 COLLECTION = "docs"
 SEARCHES = 20
@@ -82,8 +82,10 @@ async def post(session: aiohttp.ClientSession, url: str, key: str, body: bytes) 
     return time.perf_counter() - t0
 
 
-async def measure(url: str, key: str, n: int, pairs: int) -> dict[str, float]:
+async def measure(url: str, key: str, n: int, pairs: int, db: str | None) -> dict[str, float]:
     await post_batches(url, key, seed_bodies(n), clients=4)
+    if db:  # PostgreSQL: the steady state, every row in the search index (store/pg_search.py)
+        await asyncio.to_thread(search_caught_up, db)
     one, four = search_batch(1), search_batch(4)
     async with aiohttp.ClientSession() as session:
         # Catch SQLite's deferred index up (and commit it), and warm both paths.
@@ -125,7 +127,7 @@ def main() -> None:
             db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
             key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}")
             with ServerProcess(db_url, workdir, extra_env) as server:
-                run = asyncio.run(measure(server.url, key, n, args.pairs))
+                run = asyncio.run(measure(server.url, key, n, args.pairs, args.db))
         runs.append(run)
         print(
             f"  run {r + 1}: one search {run['single_ms']:.1f} ms (a batch of 1); "

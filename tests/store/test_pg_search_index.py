@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 from tests.conftest import TIMESTAMP
 
+from batchops._exceptions import StoreTimeoutError
 from batchops.store import PostgresStore, RecordRow, open_store
 from batchops.store.migrate import MIGRATIONS_DIR
 from batchops.store.pg_search import index_step
@@ -94,6 +95,16 @@ async def test_a_row_written_by_a_transaction_older_than_a_committed_one_is_neve
     assert await _index_all(pg) == 2
     assert set(_indexed(own_pg_url, tenant)) == {"new", "old"}
     assert await _ids(pg, tenant, "shared") == ["new", "old"]
+
+
+async def test_a_long_transaction_in_another_database_does_not_hold_the_indexer_back(
+    pg: PostgresStore, pg_url: str, own_pg_url: str, tenant: str
+) -> None:
+    assert pg_url.rsplit("/", 1)[1] != own_pg_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_url) as elsewhere:
+        elsewhere.execute("SELECT pg_current_xact_id()")  # running, with an older id
+        await pg.run(lambda tx: tx.insert_records([_row(tenant, "a", "x")]))
+        assert await _index_all(pg) == 1
 
 
 async def test_a_search_in_the_writing_transaction_finds_its_own_rows(
@@ -180,6 +191,40 @@ async def test_soft_deleted_rows_are_not_indexed(
     await pg.run(lambda tx: tx.insert_records([_row(tenant, "live", "x"), gone]))
     await _index_all(pg)
     assert set(_indexed(own_pg_url, tenant)) == {"live"}
+
+
+async def test_a_row_soft_deleted_after_indexing_loses_its_entry_at_the_next_step(
+    pg: PostgresStore, own_pg_url: str, tenant: str
+) -> None:
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "a", "x"), _row(tenant, "b", "x")]))
+    await _index_all(pg)
+    gone = replace(_row(tenant, "a", "x", version=2), deleted_at=TIMESTAMP)
+    await pg.run(lambda tx: tx.update_records([gone]))
+    assert await _ids(pg, tenant, "x") == ["b"]  # pending: its entry is not trusted
+    await _index_all(pg)
+    assert set(_indexed(own_pg_url, tenant)) == {"b"}
+    assert await _ids(pg, tenant, "x") == ["b"]
+
+
+async def test_a_hard_delete_waits_for_a_running_indexer_step(
+    pg: PostgresStore, own_pg_url: str, tenant: str
+) -> None:
+    # A step that read the row before the delete committed would otherwise add its entry
+    # after the delete removed it: an entry without a record.
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "a", "x")]))
+    with psycopg.connect(own_pg_url) as indexer:
+        indexer.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('batchops:search-indexer', 0))"
+        )
+
+        def delete(tx: Any) -> int:
+            tx.set_statement_timeout(0.2)
+            removed: int = tx.delete_records(tenant, "people", ["a"])
+            return removed
+
+        with pytest.raises(StoreTimeoutError):
+            await pg.run(delete)
+    assert await pg.run(delete) == 1
 
 
 async def test_one_step_indexes_at_most_a_chunk_and_never_splits_a_transaction(

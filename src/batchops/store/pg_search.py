@@ -5,24 +5,29 @@ measurements; in short, a write only stamps ``records.txid`` (the top-level tran
 that wrote the row, a column default / set by updates), and:
 
 - **the indexer** (:func:`index_step`, run by the store in the background) copies the
-  tsvector of every row whose writer has *finished* into ``record_search`` (GIN) and moves
-  ``search_watermark.done`` to the oldest transaction still running. Every transaction
-  older than that has committed or rolled back, so after a step every row with
-  ``txid < done`` has its current tsvector in ``record_search`` — whatever order the
-  writers committed in. Rows written later get a larger ``txid`` (a transaction's id is
-  assigned at its first write, and a running one's is never below the oldest running).
-- **search** (:class:`SearchSQL`) takes the rows below the watermark from the GIN index
-  (their ``record_search.txid`` must equal the row's, or the entry is stale) and evaluates
-  the rows at or above it on the fly — the batch's own earlier writes, the last moments'
-  commits. The two halves are disjoint and together are every live row, so a search sees
-  every write at once, exactly as when the tsvector was a generated column: there is no
-  refresh delay to wait for (an Elasticsearch-style ``refresh: wait_for`` would have
-  nothing to wait on); the indexer's lag only decides how many rows are evaluated on the
-  fly. Both halves rank with ``ts_rank`` over the same tsvector, so scores are the same.
+  tsvector of every live row whose writer has *finished* into ``record_search`` (GIN),
+  removes the entries of rows soft-deleted since, and moves ``search_watermark.done`` to
+  the oldest transaction that may still commit (``_HORIZON``). Every transaction older
+  than that has committed or rolled back, so after a step every row with
+  ``txid < done`` has an exact entry if it is live and none if it is not, whatever order
+  the writers committed in (a hard delete removes its rows' entries itself, and waits for
+  a running step: ``_HOLD_INDEXER``). Rows written later get a larger ``txid`` (a
+  transaction's id is assigned at its first write, and a running one's is never below the
+  horizon).
+- **search** (:class:`SearchSQL`, ``_HITS``) ranks the collection's entries through the
+  GIN index, minus those of *pending* rows (``txid >= done``: written since the last
+  step, or by this very transaction), and evaluates the pending rows on the fly. The two
+  halves are disjoint and together are every live row, so a search sees every write at
+  once, exactly as when the tsvector was a generated column: there is no refresh delay to
+  wait for (an Elasticsearch-style ``refresh: wait_for`` would have nothing to wait on);
+  the indexer's lag only decides how many rows are evaluated on the fly. Both halves rank
+  with ``ts_rank`` over the same tsvector, so scores are the same. Only the page's records
+  are read from ``records`` (with filters: every candidate's, to test its data).
 
 One indexer works at a time across every process on the database (a transaction-level
 advisory lock, taken without waiting); a step indexes at most ``INDEX_CHUNK`` rows (cut at
-a transaction boundary), and the store runs steps back to back while rows are pending.
+a transaction boundary), and the store runs steps when its process pauses (see
+``PostgresStore``).
 """
 
 from __future__ import annotations
@@ -49,7 +54,20 @@ _RECORD = ", ".join(f"r.{c.strip()}" for c in COLS.split(","))
 _WATERMARK = "SELECT done FROM search_watermark WHERE id = 1"
 # A constant key for pg_try_advisory_xact_lock: one indexer at a time, database-wide.
 _INDEXER_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended('batchops:search-indexer', 0))"
-_HORIZON = "SELECT pg_snapshot_xmin(pg_current_snapshot())"
+# The oldest transaction that may still commit rows this step cannot see: the snapshot's
+# running ones (its xip list, cluster-wide), except those pg_stat_activity shows running in
+# *another* database (they cannot write this records table), else the snapshot's xmax.
+# Without that exception a long transaction in any database of the cluster would hold the
+# indexer back, as it holds VACUUM back. Conservative where it must be: a running
+# transaction that ended before pg_stat_activity was read is not listed, so it still holds
+# the horizon; so does one whose database a role without pg_read_all_stats cannot see.
+_HORIZON = (
+    "SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot())) "
+    "FROM pg_snapshot_xip(pg_current_snapshot()) AS x "
+    "WHERE x::xid NOT IN (SELECT backend_xid FROM pg_stat_activity "
+    "WHERE backend_xid IS NOT NULL AND datname IS NOT NULL "
+    "AND datname <> current_database())"
+)
 # Where a step stops: the txid INDEX_CHUNK rows on (an index-only scan of records_txid);
 # when one transaction wrote more than that, the step takes that transaction whole.
 _CUT = (
@@ -63,7 +81,56 @@ _INDEX = (
     "WHERE r.txid >= %s::xid8 AND r.txid < %s::xid8 AND r.deleted_at IS NULL "
     "ON CONFLICT (tenant, collection, id) DO UPDATE SET txid = excluded.txid, tsv = excluded.tsv"
 )
+# Soft-deleted rows of the step lose their entries (an entry exists only for a live row
+# below the watermark: search trusts that, see _HITS).
+_UNLIST = (
+    "DELETE FROM record_search s USING records r "
+    "WHERE r.txid >= %s::xid8 AND r.txid < %s::xid8 AND r.deleted_at IS NOT NULL "
+    "AND s.tenant = r.tenant AND s.collection = r.collection AND s.id = r.id"
+)
 _ADVANCE = "UPDATE search_watermark SET done = %s::xid8 WHERE id = 1"
+# A hard delete waits for a running indexer step (and a step is skipped while a hard delete
+# runs): else a step that read the row before the delete committed could add its entry
+# after the delete removed it — an entry without a record, counted by every search.
+_HOLD_INDEXER = (
+    "SELECT pg_advisory_xact_lock_shared(hashtextextended('batchops:search-indexer', 0))"
+)
+
+# The matches of a search, as (id, score): the index's entries for this collection whose
+# record is not pending, and the pending records (txid at or above the watermark: written
+# since the indexer's last step, or by this transaction) evaluated on the fly. Entries are
+# exact for every record below the watermark (the indexer writes an entry for each live row
+# it passes and removes a soft-deleted row's; a hard delete removes its row's), so only
+# the pending rows must be checked against them — a handful, found through records_txid.
+# ``pending`` reads the txid index alone (no tenant in its WHERE): a planner with stale
+# statistics after a bulk load could otherwise scan the collection by primary key.
+_HITS = (
+    "WITH q AS MATERIALIZED (SELECT plainto_tsquery('simple', %(words)s) AS q), "
+    "pending AS MATERIALIZED (SELECT tenant, collection, id FROM records "
+    "WHERE txid >= %(mark)s::xid8), "
+    "here AS (SELECT id FROM pending "
+    "WHERE tenant = %(tenant)s AND collection = %(collection)s), "
+    "hits AS ("
+    "SELECT s.id, ts_rank(s.tsv, q.q) AS score FROM q, record_search s{entry_join} "
+    "WHERE s.tenant = %(tenant)s AND s.collection = %(collection)s AND s.tsv @@ q.q "
+    "AND NOT EXISTS (SELECT 1 FROM here WHERE here.id = s.id){entry_filters} "
+    "UNION ALL "
+    f"SELECT p.id, ts_rank(v, q.q) FROM q, here JOIN records p ON p.tenant = %(tenant)s "
+    "AND p.collection = %(collection)s AND p.id = here.id, "
+    f"{_TSVECTOR.replace('r.', 'p.')} AS v "
+    "WHERE p.deleted_at IS NULL AND v @@ q.q{pending_filters})"
+)
+_ENTRY_JOIN = (
+    " JOIN records r ON r.tenant = s.tenant AND r.collection = s.collection AND r.id = s.id"
+)
+# The page: the best ``limit`` matches, then their records (a handful of key lookups).
+_PAGE = (
+    f"SELECT {_RECORD}, h.score, h.total FROM "
+    "(SELECT id, score, count(*) OVER () AS total FROM hits "
+    "ORDER BY score DESC, id LIMIT %(limit)s) AS h "
+    "JOIN records r ON r.tenant = %(tenant)s AND r.collection = %(collection)s "
+    "AND r.id = h.id ORDER BY h.score DESC, h.id"
+)
 _FORGET = (
     "DELETE FROM record_search s USING unnest(%s::text[]) AS k(id) "
     "WHERE s.tenant = %s AND s.collection = %s AND s.id = k.id"
@@ -89,8 +156,20 @@ def index_step(conn: psycopg.Connection[Any], chunk: int = INDEX_CHUNK) -> int |
         if cut == done:  # one transaction holds more than a chunk: take it whole
             cut = str(_one(conn, _NEXT, (done, horizon)) or horizon)
         indexed = conn.execute(_INDEX, (done, cut)).rowcount
+        conn.execute(_UNLIST, (done, cut))
         conn.execute(_ADVANCE, (cut,))
         return max(indexed, 0)
+
+
+def _named(clause: str, n: int, values: Sequence[Any], params: dict[str, Any]) -> str:
+    """``clause`` with its ``%s`` placeholders named ``f<n>_<i>`` (their values put in
+    ``params``): the statement binds by name, for filters used in two places."""
+    parts = clause.split("%s")
+    out = [parts[0]]
+    for i, (value, part) in enumerate(zip(values, parts[1:], strict=True)):
+        params[f"f{n}_{i}"] = value
+        out.append(f"%(f{n}_{i})s{part}")
+    return "".join(out)
 
 
 def _one(conn: psycopg.Connection[Any], sql: str, params: Sequence[Any] = ()) -> Any:
@@ -103,7 +182,9 @@ class SearchSQL:
 
     if TYPE_CHECKING:  # the PostgreSQL transaction's
 
-        def _execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]: ...
+        def _execute(
+            self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+        ) -> psycopg.Cursor[Any]: ...
 
         _records_sql: ClassVar[RecordStatements]
 
@@ -132,43 +213,38 @@ class SearchSQL:
         # can only be lower than the one in it, which moves rows to the on-the-fly half —
         # never the other way.
         done = self._execute(_WATERMARK).fetchone()
-        clauses, values = [], []
-        for f in parsed:
-            clause, params = POSTGRES.filter_sql(f, "r.")
-            clauses.append(f" AND {clause}")
-            values.extend(params)
-        where = "".join(clauses)
-        scope = "r.tenant = %s AND r.collection = %s AND r.deleted_at IS NULL"
-        hits = (
-            f"SELECT {_RECORD}, ts_rank(s.tsv, q) AS score "
-            "FROM record_search s JOIN records r ON r.tenant = s.tenant "
-            "AND r.collection = s.collection AND r.id = s.id AND r.txid = s.txid, "
-            "plainto_tsquery('simple', %s) AS q "
-            f"WHERE s.tenant = %s AND s.collection = %s AND s.tsv @@ q AND {scope} "
-            f"AND r.txid < %s::xid8{where} "
-            "UNION ALL "
-            f"SELECT {_RECORD}, ts_rank(v, q) AS score "
-            f"FROM records r, {_TSVECTOR} AS v, plainto_tsquery('simple', %s) AS q "
-            f"WHERE r.txid >= %s::xid8 AND {scope} AND v @@ q{where}"
+        params: dict[str, Any] = {
+            "words": " ".join(tokens),
+            "mark": str(done[0]) if done else "0",
+            "tenant": tenant,
+            "collection": collection,
+        }
+        entry_filters, pending_filters = [], []
+        for n, f in enumerate(parsed):
+            entry, values = POSTGRES.filter_sql(f, "r.")
+            entry_filters.append(f" AND {_named(entry, n, values, params)}")
+            pending, _ = POSTGRES.filter_sql(f, "p.")
+            pending_filters.append(f" AND {_named(pending, n, values, params)}")
+        hits = _HITS.format(
+            # Filters need each entry's record; without them the entries answer alone.
+            entry_join=_ENTRY_JOIN if parsed else "",
+            entry_filters="".join(entry_filters),
+            pending_filters="".join(pending_filters),
         )
-        words = " ".join(tokens)
-        mark = str(done[0]) if done else "0"
-        params = [
-            *(words, tenant, collection, tenant, collection, mark, *values),
-            *(words, mark, tenant, collection, *values),
-        ]
         if limit <= 0:
-            total = self._execute(f"SELECT count(*) FROM ({hits}) AS h", params).fetchone()
+            total = self._execute(f"{hits} SELECT count(*) FROM hits", params).fetchone()
             return [], int(total[0]) if total else 0
-        rows = self._execute(
-            f"SELECT *, count(*) OVER () FROM ({hits}) AS h ORDER BY score DESC, id LIMIT %s",
-            [*params, limit],
-        ).fetchall()
+        params["limit"] = limit
+        rows = self._execute(f"{hits} {_PAGE}", params).fetchall()
         total = rows[0][9] if rows else 0
         record = self._records_sql.record
         return [(record(row), float(row[8])) for row in rows], int(total)
 
+    def _hold_indexer(self) -> None:
+        """Before a hard delete: wait for a running indexer step (see ``_HOLD_INDEXER``)."""
+        self._execute(_HOLD_INDEXER)
+
     def _forget_search(self, tenant: str, collection: str, ids: Sequence[str]) -> None:
-        """Drop the index entries of hard-deleted rows (a stale entry is never returned —
-        its txid no longer matches — but it would be kept and read forever)."""
+        """Drop the index entries of hard-deleted rows (search trusts an entry of a row
+        below the watermark: see ``_HITS``)."""
         self._execute(_FORGET, (list(ids), tenant, collection))

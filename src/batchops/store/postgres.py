@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
@@ -241,7 +241,9 @@ class PostgresTx(RecordsSQL, SearchSQL, JobsSQL, WebhooksSQL, KeysSQL, Idempoten
         except psycopg.Error as exc:
             raise self._translated(exc) from exc
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+    def _execute(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> psycopg.Cursor[Any]:
         with self._translating():
             return self._conn.execute(sql, params)
 
@@ -417,6 +419,9 @@ class PostgresTx(RecordsSQL, SearchSQL, JobsSQL, WebhooksSQL, KeysSQL, Idempoten
 
     def delete_records(self, tenant: str, collection: str, ids: Sequence[str]) -> int:
         """Remove rows for good, and their search index entries."""
+        if not ids:
+            return 0
+        self._hold_indexer()
         removed = super().delete_records(tenant, collection, ids)
         if removed:
             self._forget_search(tenant, collection, ids)
