@@ -133,6 +133,8 @@ def search_caught_up(url: str, tenant: str | None = None) -> float:
     params = (tenant,) if tenant is not None else ()
     t0 = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT to_regclass('search_watermark')").fetchone() == (None,):
+            return 0.0  # a build from before migration 0007 (served for an A/B)
         while conn.execute(
             f"SELECT EXISTS (SELECT 1 FROM records, search_watermark w "
             f"WHERE {where}txid >= w.done)",
@@ -142,11 +144,16 @@ def search_caught_up(url: str, tenant: str | None = None) -> float:
     return time.perf_counter() - t0
 
 
-def make_key(db_url: str, workdir: Path, tenant: str) -> str:
-    """A new API key for ``tenant`` (via ``batchops keys create``)."""
+def make_key(
+    db_url: str, workdir: Path, tenant: str, extra_env: dict[str, str] | None = None
+) -> str:
+    """A new API key for ``tenant`` (via ``batchops keys create``), with the server's
+    ``extra_env``: the build served (``PYTHONPATH=<tree>/src``) is the one that migrates
+    the database."""
     out = subprocess.run(
         [sys.executable, "-m", "batchops", "keys", "create", "--tenant", tenant, "--db", db_url],
         cwd=workdir,
+        env={**os.environ, **(extra_env or {})},
         capture_output=True,
         text=True,
         check=True,

@@ -349,7 +349,7 @@ def main() -> None:
         )
         db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
         tenant = f"bench-{uuid.uuid4().hex[:6]}"
-        key = make_key(db_url, workdir, tenant)
+        key = make_key(db_url, workdir, tenant, extra_env)
         try:
             with ServerProcess(db_url, workdir, extra_env) as server:
                 assert server.proc is not None

@@ -125,7 +125,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
-            key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}")
+            key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}", extra_env)
             with ServerProcess(db_url, workdir, extra_env) as server:
                 run = asyncio.run(measure(server.url, key, n, args.pairs, args.db))
         runs.append(run)

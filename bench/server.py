@@ -170,7 +170,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
-            key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}")
+            key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}", extra_env)
             with ServerProcess(db_url, workdir, extra_env) as server:
                 with PgCpu() as pg_cpu:
                     a_runs.append(

@@ -167,7 +167,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
-            key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}")
+            key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}", extra_env)
             with ServerProcess(db_url, workdir, extra_env) as server:
                 a = asyncio.run(run_batches(server.url, key, args.n, args.clients))
                 b = asyncio.run(run_singles(server.url, key, args.singles, args.clients))
