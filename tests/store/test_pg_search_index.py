@@ -8,6 +8,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -174,6 +175,22 @@ async def test_a_hard_delete_removes_the_rows_index_entry(
     assert set(_indexed(own_pg_url, tenant)) == {"b"}
 
 
+async def test_a_delete_outside_the_store_removes_the_rows_index_entry(
+    pg: PostgresStore, own_pg_url: str, tenant: str
+) -> None:
+    # Search trusts the entries of rows below the watermark: one left behind would be
+    # counted by every search of the collection.
+    await pg.run(lambda tx: tx.insert_records([_row(tenant, "a", "x"), _row(tenant, "b", "x")]))
+    await _index_all(pg)
+    with psycopg.connect(own_pg_url) as conn:
+        conn.execute("DELETE FROM records WHERE tenant = %s AND id = 'a'", (tenant,))
+    assert set(_indexed(own_pg_url, tenant)) == {"b"}
+    hits, total = await pg.run(
+        lambda tx: tx.search_records(tenant, "people", query="x", filters={}, limit=5)
+    )
+    assert ([row.id for row, _ in hits], total) == (["b"], 1)
+
+
 async def test_a_record_deleted_and_created_again_is_found_by_its_new_text(
     pg: PostgresStore, tenant: str
 ) -> None:
@@ -206,7 +223,7 @@ async def test_a_row_soft_deleted_after_indexing_loses_its_entry_at_the_next_ste
     assert await _ids(pg, tenant, "x") == ["b"]
 
 
-async def test_a_hard_delete_waits_for_a_running_indexer_step(
+async def test_a_delete_waits_for_a_running_indexer_step(
     pg: PostgresStore, own_pg_url: str, tenant: str
 ) -> None:
     # A step that read the row before the delete committed would otherwise add its entry
@@ -339,9 +356,10 @@ async def test_concurrent_writers_and_the_indexer_lose_no_row_to_search(
         assert await _ids(pg, tenant, word) == sorted(i for i, g in written.items() if g == word)
 
 
-@pytest.fixture
-def database_at_0006(pg_url: str) -> Iterator[str]:
-    """A fresh database migrated up to 0006, dropped afterwards."""
+@contextmanager
+def _database_at(pg_url: str, before: str) -> Iterator[str]:
+    """A fresh database migrated up to (not including) migration ``before``, dropped
+    afterwards."""
     from yoyo import get_backend, read_migrations
 
     name = f"batchops_test_{uuid.uuid4().hex[:12]}"
@@ -353,7 +371,7 @@ def database_at_0006(pg_url: str) -> Iterator[str]:
         try:
             steps = read_migrations(str(MIGRATIONS_DIR / "postgresql"))
             with backend.lock():
-                backend.apply_migrations(backend.to_apply(steps.filter(lambda m: m.id < "0007")))
+                backend.apply_migrations(backend.to_apply(steps.filter(lambda m: m.id < before)))
         finally:
             backend.connection.close()
         yield url
@@ -362,6 +380,47 @@ def database_at_0006(pg_url: str) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@pytest.fixture
+def database_at_0006(pg_url: str) -> Iterator[str]:
+    with _database_at(pg_url, "0007") as url:
+        yield url
+
+
+@pytest.fixture
+def database_at_0007(pg_url: str) -> Iterator[str]:
+    with _database_at(pg_url, "0008") as url:
+        yield url
+
+
+async def test_migration_0008_removes_entries_whose_records_are_gone(
+    database_at_0007: str, tenant: str
+) -> None:
+    with psycopg.connect(database_at_0007) as conn:
+        conn.execute(
+            "INSERT INTO record_search (tenant, collection, id, txid, tsv) "
+            "VALUES (%s, 'people', 'ghost', '1', to_tsvector('simple', 'boo'))",
+            (tenant,),
+        )
+    assert _indexed(database_at_0007, tenant) == {"ghost": "boo"}
+    store = await open_store(database_at_0007, pool_size=1, index_search=False)
+    await store.close()
+    assert _indexed(database_at_0007, tenant) == {}
+
+
+async def test_truncating_records_empties_the_index(database_at_0006: str, tenant: str) -> None:
+    store = await open_store(database_at_0006, pool_size=1, index_search=False)
+    assert isinstance(store, PostgresStore)
+    try:
+        await store.run(lambda tx: tx.insert_records([_row(tenant, "a", "x")]))
+        await _index_all(store)
+        assert _indexed(database_at_0006, tenant) == {"a": "x"}
+        with psycopg.connect(database_at_0006) as conn:
+            conn.execute("TRUNCATE records")
+        assert _indexed(database_at_0006, tenant) == {}
+    finally:
+        await store.close()
 
 
 async def test_the_migration_keeps_existing_records_searchable_through_the_index(

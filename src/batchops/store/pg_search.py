@@ -10,10 +10,10 @@ that wrote the row, a column default / set by updates), and:
   the oldest transaction that may still commit (``_HORIZON``). Every transaction older
   than that has committed or rolled back, so after a step every row with
   ``txid < done`` has an exact entry if it is live and none if it is not, whatever order
-  the writers committed in (a hard delete removes its rows' entries itself, and waits for
-  a running step: ``_HOLD_INDEXER``). Rows written later get a larger ``txid`` (a
-  transaction's id is assigned at its first write, and a running one's is never below the
-  horizon).
+  the writers committed in (a delete, by any path, removes its rows' entries through a
+  trigger that first waits for a running step: migration 0008). Rows written later get a
+  larger ``txid`` (a transaction's id is assigned at its first write, and a running one's
+  is never below the horizon).
 - **search** (:class:`SearchSQL`, ``_HITS``) ranks the collection's entries through the
   GIN index, minus those of *pending* rows (``txid >= done``: written since the last
   step, or by this very transaction), and evaluates the pending rows on the fly. The two
@@ -89,18 +89,12 @@ _UNLIST = (
     "AND s.tenant = r.tenant AND s.collection = r.collection AND s.id = r.id"
 )
 _ADVANCE = "UPDATE search_watermark SET done = %s::xid8 WHERE id = 1"
-# A hard delete waits for a running indexer step (and a step is skipped while a hard delete
-# runs): else a step that read the row before the delete committed could add its entry
-# after the delete removed it — an entry without a record, counted by every search.
-_HOLD_INDEXER = (
-    "SELECT pg_advisory_xact_lock_shared(hashtextextended('batchops:search-indexer', 0))"
-)
 
 # The matches of a search, as (id, score): the index's entries for this collection whose
 # record is not pending, and the pending records (txid at or above the watermark: written
 # since the indexer's last step, or by this transaction) evaluated on the fly. Entries are
 # exact for every record below the watermark (the indexer writes an entry for each live row
-# it passes and removes a soft-deleted row's; a hard delete removes its row's), so only
+# it passes and removes a soft-deleted row's; a delete's trigger removes its rows'), so only
 # the pending rows must be checked against them — a handful, found through records_txid.
 # The shape is fixed on purpose (materialized CTEs, lateral key lookups): right after a
 # bulk load, before autovacuum has analyzed the table, the planner believed a collection
@@ -137,10 +131,6 @@ _PAGE = (
     "CROSS JOIN LATERAL (SELECT * FROM records r WHERE r.tenant = %(tenant)s "
     "AND r.collection = %(collection)s AND r.id = h.id OFFSET 0) AS r "
     "ORDER BY h.score DESC, h.id"
-)
-_FORGET = (
-    "DELETE FROM record_search s USING unnest(%s::text[]) AS k(id) "
-    "WHERE s.tenant = %s AND s.collection = %s AND s.id = k.id"
 )
 
 
@@ -246,12 +236,3 @@ class SearchSQL:
         total = rows[0][9] if rows else 0
         record = self._records_sql.record
         return [(record(row), float(row[8])) for row in rows], int(total)
-
-    def _hold_indexer(self) -> None:
-        """Before a hard delete: wait for a running indexer step (see ``_HOLD_INDEXER``)."""
-        self._execute(_HOLD_INDEXER)
-
-    def _forget_search(self, tenant: str, collection: str, ids: Sequence[str]) -> None:
-        """Drop the index entries of hard-deleted rows (search trusts an entry of a row
-        below the watermark: see ``_HITS``)."""
-        self._execute(_FORGET, (list(ids), tenant, collection))

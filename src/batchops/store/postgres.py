@@ -417,16 +417,6 @@ class PostgresTx(RecordsSQL, SearchSQL, JobsSQL, WebhooksSQL, KeysSQL, Idempoten
                 "records since they were read; the unit of work must run again"
             )
 
-    def delete_records(self, tenant: str, collection: str, ids: Sequence[str]) -> int:
-        """Remove rows for good, and their search index entries."""
-        if not ids:
-            return 0
-        self._hold_indexer()
-        removed = super().delete_records(tenant, collection, ids)
-        if removed:
-            self._forget_search(tenant, collection, ids)
-        return removed
-
     def ensure_field_index(self, tenant: str, collection: str, path: str) -> None:
         """See :meth:`batchops.store.base.RecordsTx.ensure_field_index`. A plain CREATE INDEX (not
         CONCURRENTLY, which cannot run in a transaction): writes to records wait while it
