@@ -82,6 +82,25 @@ def _fresh_database() -> Iterator[str]:
             )
 
 
+@contextmanager
+def database_at(before: str) -> Iterator[str]:
+    """A fresh PostgreSQL database migrated up to (not including) the migration whose id
+    starts with ``before`` (``"0007"``), dropped after: for migrations applied to data."""
+    from yoyo import get_backend, read_migrations
+
+    from batchops.store.migrate import MIGRATIONS_DIR
+
+    with _fresh_database() as url:
+        backend = get_backend("postgresql+psycopg://" + url[len("postgresql://") :])
+        try:
+            steps = read_migrations(str(MIGRATIONS_DIR / "postgresql"))
+            with backend.lock():
+                backend.apply_migrations(backend.to_apply(steps.filter(lambda m: m.id < before)))
+        finally:
+            backend.connection.close()
+        yield url
+
+
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """URL of a fresh PostgreSQL database for this test session (dropped at the end)."""

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
+from tests.conftest import database_at
 
 from batchops.store import applied_migrations, migrate, open_store
 from batchops.store.migrate import MIGRATIONS_DIR
@@ -41,25 +40,10 @@ async def test_reopening_a_store_keeps_its_data(store_url: str, tenant: str) -> 
 
 
 async def test_the_search_words_migration_reindexes_records_written_before_it(
-    pg_url: str, tenant: str
+    tenant: str,
 ) -> None:
     # A database at 0004 with a record in it; 0005 re-adds tsv, recomputed for that row.
-    from yoyo import get_backend, read_migrations
-
-    name = f"batchops_test_{uuid.uuid4().hex[:12]}"
-    url = f"{pg_url.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        backend = get_backend("postgresql+psycopg://" + url[len("postgresql://") :])
-        try:
-            steps = read_migrations(str(MIGRATIONS_DIR / "postgresql"))
-            with backend.lock():
-                backend.apply_migrations(
-                    backend.to_apply(steps.filter(lambda m: m.id < "0005_search_words"))
-                )
-        finally:
-            backend.connection.close()
+    with database_at("0005") as url:
         with psycopg.connect(url) as conn:
             conn.execute(
                 "INSERT INTO records (tenant, collection, id, data, version, created_at, "
@@ -82,8 +66,3 @@ async def test_the_search_words_migration_reindexes_records_written_before_it(
             await store.close()
         assert [row.id for row, _ in hits] == ["a"]
         assert total == 1
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )

@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
-from tests.conftest import TIMESTAMP
+from tests.conftest import TIMESTAMP, database_at
 
 from batchops._exceptions import StoreTimeoutError
 from batchops.store import PostgresStore, RecordRow, open_store
-from batchops.store.migrate import MIGRATIONS_DIR
 from batchops.store.pg_search import index_step
 
 
@@ -356,41 +352,15 @@ async def test_concurrent_writers_and_the_indexer_lose_no_row_to_search(
         assert await _ids(pg, tenant, word) == sorted(i for i, g in written.items() if g == word)
 
 
-@contextmanager
-def _database_at(pg_url: str, before: str) -> Iterator[str]:
-    """A fresh database migrated up to (not including) migration ``before``, dropped
-    afterwards."""
-    from yoyo import get_backend, read_migrations
-
-    name = f"batchops_test_{uuid.uuid4().hex[:12]}"
-    url = f"{pg_url.rsplit('/', 1)[0]}/{name}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        backend = get_backend("postgresql+psycopg://" + url[len("postgresql://") :])
-        try:
-            steps = read_migrations(str(MIGRATIONS_DIR / "postgresql"))
-            with backend.lock():
-                backend.apply_migrations(backend.to_apply(steps.filter(lambda m: m.id < before)))
-        finally:
-            backend.connection.close()
-        yield url
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
 @pytest.fixture
-def database_at_0006(pg_url: str) -> Iterator[str]:
-    with _database_at(pg_url, "0007") as url:
+def database_at_0006() -> Iterator[str]:
+    with database_at("0007") as url:
         yield url
 
 
 @pytest.fixture
-def database_at_0007(pg_url: str) -> Iterator[str]:
-    with _database_at(pg_url, "0008") as url:
+def database_at_0007() -> Iterator[str]:
+    with database_at("0008") as url:
         yield url
 
 

@@ -29,12 +29,13 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from batchops.store.base import Tx
 
-__all__ = ["Lane", "Lanes", "read_beside"]
+__all__ = ["HelperThreads", "Lane", "Lanes", "read_beside"]
 
 T = TypeVar("T")
 
@@ -65,6 +66,26 @@ class Lanes(Protocol):
     def spawn(self, work: Callable[[], None]) -> bool:
         """Start ``work`` on a helper thread; False when the store is closing."""
         ...
+
+
+class HelperThreads:
+    """The helper threads that drive a store's lanes (``spawn``), both stores'
+    :class:`Lanes` build on it; ``close_helpers`` stops them (helpers not started yet never
+    start)."""
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix=name)
+
+    def spawn(self, work: Callable[[], None]) -> bool:
+        """Run ``work`` on a helper thread; False once closed."""
+        try:
+            self._executor.submit(work)
+        except RuntimeError:  # shut down: the store is closing
+            return False
+        return True
+
+    def close_helpers(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 class _Share:

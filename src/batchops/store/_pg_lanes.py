@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,7 +26,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from batchops.store._beside import Lane
+from batchops.store._beside import HelperThreads, Lane
 
 if TYPE_CHECKING:
     from batchops.store.base import Tx
@@ -43,7 +42,7 @@ TAKE_TIMEOUT_S = 0.002
 _OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
 
-class PoolLanes:
+class PoolLanes(HelperThreads):
     """Lanes over ``pool``; ``make_tx(conn)`` wraps a connection in the store's
     transaction class; helper threads: ``threads`` at most."""
 
@@ -54,11 +53,9 @@ class PoolLanes:
         *,
         threads: int,
     ) -> None:
+        super().__init__(threads, "batchops-pg-read")
         self._pool = pool
         self._make_tx = make_tx
-        self._executor = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="batchops-pg-read"
-        )
 
     def take(self, deadline: float | None) -> Lane | None:
         """A pooled connection if one is free right now (see ``TAKE_TIMEOUT_S``)."""
@@ -68,17 +65,9 @@ class PoolLanes:
             return None
         return _PoolLane(self._pool, conn, self._make_tx, deadline)
 
-    def spawn(self, work: Callable[[], None]) -> bool:
-        """Run ``work`` on a helper thread; False once closed."""
-        try:
-            self._executor.submit(work)
-        except RuntimeError:  # shut down: the store is closing
-            return False
-        return True
-
     def close(self) -> None:
         """Stop the helper threads (helpers not started yet never start)."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.close_helpers()
 
 
 class _PoolLane:

@@ -22,11 +22,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, suppress
 from typing import TYPE_CHECKING, TypeVar
 
-from batchops.store._beside import Lane
+from batchops.store._beside import HelperThreads, Lane
 from batchops.store.sqlite.tx import SQLiteTx
 from batchops.store.sqlite.watch import StatementWatch
 
@@ -61,7 +60,7 @@ class _Reader:
             self.conn.close()
 
 
-class ReadConnections:
+class ReadConnections(HelperThreads):
     """Up to ``size`` read connections of the file at ``path``, and helper threads."""
 
     def __init__(self, path: str, *, size: int, busy_timeout_ms: int, limit_s: float) -> None:
@@ -73,9 +72,7 @@ class ReadConnections:
         self._opened = 0
         self._closed = False
         self._lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(1, size), thread_name_prefix="batchops-sqlite-read"
-        )
+        super().__init__(size, "batchops-sqlite-read")
 
     def take(self, deadline: float | None) -> Lane | None:
         """A free read connection, or a new one while fewer than ``size`` are open;
@@ -107,21 +104,13 @@ class ReadConnections:
             self._opened -= 1
         reader.close()
 
-    def spawn(self, work: Callable[[], None]) -> bool:
-        """Run ``work`` on a helper thread; False once closed."""
-        try:
-            self._executor.submit(work)
-        except RuntimeError:  # shut down: the store is closing
-            return False
-        return True
-
     def close(self) -> None:
         """Stop the helpers and close every read connection (blocking)."""
         with self._lock:
             self._closed = True
             free, self._free = self._free, []
             self._opened -= len(free)
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self.close_helpers()
         for reader in free:
             reader.close()
 
