@@ -42,6 +42,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+import redis.asyncio
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -83,7 +84,7 @@ class KeyRateLimits:
         redis_timeout_s: float = 0.25,
     ) -> None:
         self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
-        self._redis: Any = None  # redis.asyncio.ConnectionPool, closed by close()
+        self._redis: redis.asyncio.ConnectionPool | None = None  # closed by close()
         self._shared: SlidingWindowCounterRateLimiter | None = None
         if redis_url:
             self._shared = self._on_redis(redis_url, redis_timeout_s)
@@ -114,30 +115,26 @@ class KeyRateLimits:
                 f"the Redis URL must start with redis://, rediss:// or unix://, got {url!r} "
                 "(e.g. redis://127.0.0.1:6379/0)"
             )
-        import redis.asyncio
-
         # A pool of our own, so that its timeouts are ours and close() can close it.
         # retry=None: redis-py's default retries a failed call 3 times with backoff,
         # which would multiply the time a request waits on a hung Redis.
-        self._redis = redis.asyncio.ConnectionPool.from_url(
+        self._redis = pool = redis.asyncio.ConnectionPool.from_url(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             retry=None,
         )
+        # limits passes connection_pool on to redis-py (its signature types options as
+        # scalars only).
+        options: dict[str, Any] = {"connection_pool": pool}
         storage = RedisStorage(
             "async+redis://",
             implementation="redispy",
             wrap_exceptions=True,
             key_prefix="batchops",
-            connection_pool=self._redis,
+            **options,
         )
         return SlidingWindowCounterRateLimiter(storage)
-
-    @property
-    def shared(self) -> bool:
-        """Whether the counters are on Redis (whether or not it answers right now)."""
-        return self._shared is not None
 
     async def close(self) -> None:
         """Close the Redis connections (none without Redis)."""
