@@ -36,6 +36,13 @@ def main() -> None:
     "--rate-limit-operations", type=int, default=None, help="Per key per minute (0: off)."
 )
 @click.option(
+    "--redis",
+    "redis_url",
+    default=None,
+    help="Share the rate limits between processes on this Redis "
+    "(env BATCHOPS_REDIS_URL; e.g. redis://127.0.0.1:6379/0). Without it they are per process.",
+)
+@click.option(
     "--allow-private-webhooks",
     is_flag=True,
     default=False,
@@ -71,6 +78,7 @@ def serve(
     max_batch_bytes: int | None,
     rate_limit_requests: int | None,
     rate_limit_operations: int | None,
+    redis_url: str | None,
     allow_private_webhooks: bool,
     max_inflation_ratio: float | None,
     body_read_timeout_s: float | None,
@@ -90,6 +98,7 @@ def serve(
         max_batch_bytes=max_batch_bytes,
         rate_limit_requests_per_minute=rate_limit_requests,
         rate_limit_operations_per_minute=rate_limit_operations,
+        redis_url=redis_url,
         allow_private_webhooks=True if allow_private_webhooks else None,
         max_inflation_ratio=max_inflation_ratio,
         body_read_timeout_s=body_read_timeout_s,

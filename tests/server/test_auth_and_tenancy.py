@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -79,8 +81,8 @@ async def test_requests_beyond_the_per_minute_limit_get_429_with_retry_after(
 @pytest.mark.limits(rate_limit_requests_per_minute=3)
 async def test_successful_responses_carry_ratelimit_headers(service: Service) -> None:
     response = await service.client.get(PEOPLE)
-    assert response.headers["RateLimit-Limit"] == "3"
-    assert response.headers["RateLimit-Remaining"] == "2"
+    assert response.headers["RateLimit-Policy"].startswith('"requests";q=3;w=60, ')
+    assert re.fullmatch(r'"requests";r=2;t=([1-9]|[1-5][0-9]|60)', response.headers["RateLimit"])
 
 
 @pytest.mark.limits(rate_limit_requests_per_minute=5)
@@ -100,14 +102,18 @@ async def test_every_answer_after_the_key_is_checked_carries_ratelimit_headers(
     # Found by schemathesis (tests/contract): the jobs and webhooks routes, and every error
     # answered once the key was known (a 404, a 415), carried none.
     response = await service.client.request(method, path)
-    assert response.headers["RateLimit-Limit"] == "5", (response.status_code, response.text)
-    assert response.headers["RateLimit-Remaining"] == "4"
+    assert response.headers["RateLimit-Policy"].startswith('"requests";q=5;w=60'), (
+        response.status_code,
+        response.text,
+    )
+    assert response.headers["RateLimit"].startswith('"requests";r=4;t=')
 
 
 async def test_a_401_carries_no_ratelimit_headers(service: Service) -> None:
     response = await service.client.get("/v1/jobs", headers={"Authorization": ""})
     assert response.status_code == 401
-    assert "RateLimit-Limit" not in response.headers
+    assert "RateLimit" not in response.headers
+    assert "RateLimit-Policy" not in response.headers
 
 
 @pytest.mark.limits(rate_limit_requests_per_minute=2)
@@ -118,9 +124,10 @@ async def test_a_429_carries_ratelimit_headers_showing_the_spent_budget(
         assert (await service.client.get(PEOPLE)).status_code == 200
     limited = await service.client.get(PEOPLE)
     assert limited.status_code == 429
-    assert limited.headers["RateLimit-Limit"] == "2"
-    assert limited.headers["RateLimit-Remaining"] == "0"
-    assert 1 <= int(limited.headers["RateLimit-Reset"]) <= 60
+    assert limited.headers["RateLimit-Policy"].startswith('"requests";q=2;w=60')
+    service_limit = limited.headers["RateLimit"]
+    assert service_limit.startswith('"requests";r=0;t=')
+    assert 1 <= int(service_limit.rpartition("t=")[2]) <= 60
 
 
 @pytest.mark.limits(rate_limit_operations_per_minute=5)
@@ -130,8 +137,9 @@ async def test_a_batch_larger_than_the_whole_operations_budget_gets_429_with_hea
     ops = [{"type": "create", "collection": "people", "data": {"i": i}} for i in range(6)]
     response = await service.client.post("/v1/batch", json={"operations": ops})
     assert response.status_code == 429
-    assert response.headers["RateLimit-Limit"] == "5"
-    assert response.headers["RateLimit-Remaining"] == "5"
+    assert '"operations";q=5;w=60' in response.headers["RateLimit-Policy"]
+    # Nothing was counted: the whole budget remains.
+    assert response.headers["RateLimit"].endswith('"operations";r=5;t=0')
     assert error_of(response)["details"] == {"limit": 5, "operations": 6}
 
 

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,8 +31,8 @@ def free_port() -> int:
 class Server:
     """A ``batchops serve`` process."""
 
-    def __init__(self, db_url: str, cwd: Path) -> None:
-        self.db_url, self.cwd = db_url, cwd
+    def __init__(self, db_url: str, cwd: Path, args: Sequence[str] = ()) -> None:
+        self.db_url, self.cwd, self.args = db_url, cwd, tuple(args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -52,6 +52,7 @@ class Server:
                 str(self.port),
                 "--log-level",
                 "warning",
+                *self.args,
             ],
             cwd=self.cwd,
             stdout=subprocess.PIPE,

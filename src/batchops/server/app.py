@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +43,8 @@ from batchops.store import open_store
 
 __all__ = ["create_app", "job_kinds"]
 
+log = logging.getLogger("batchops.server")
+
 
 def job_kinds() -> JobKinds:
     """The job kinds this server runs, each registered by its package, and the end hook
@@ -72,16 +75,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.print_first_key:
                 await _first_key(store)
             jobs = JobRunner(store, settings, kinds) if settings.run_jobs else None
+            limiter = KeyRateLimits(
+                requests_per_minute=settings.rate_limit_requests_per_minute,
+                operations_per_minute=settings.rate_limit_operations_per_minute,
+                redis_url=settings.redis_url,
+                redis_timeout_s=settings.redis_timeout_ms / 1000,
+            )
+            _warn_if_limits_are_per_process(settings, store.dialect)
             app.state.services = Services(
                 settings=settings,
                 # Routes see the store through the key check (see batchops.server.auth);
                 # the job runner and the webhook sender act for no request.
                 store=KeyCheckingStore(store),
                 authenticator=Authenticator(store, ttl_s=settings.auth_cache_ttl_s),
-                limiter=KeyRateLimits(
-                    requests_per_minute=settings.rate_limit_requests_per_minute,
-                    operations_per_minute=settings.rate_limit_operations_per_minute,
-                ),
+                limiter=limiter,
                 jobs=jobs,
             )
             if jobs is not None:
@@ -98,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await sender.stop()
                 if jobs is not None:
                     await jobs.stop()
+                await limiter.close()
         finally:
             await store.close()
 
@@ -140,6 +148,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.batch_fast_path = batch.BatchFastPath(app.exception_handlers)
     install(app, settings, batch.OPENAPI_PATHS)
     return app
+
+
+def _warn_if_limits_are_per_process(settings: Settings, dialect: str) -> None:
+    """One warning at start when several processes may serve (the store is PostgreSQL)
+    while the rate limits are counted per process (no Redis): each process would let a
+    key's whole budget through."""
+    limited = settings.rate_limit_requests_per_minute or settings.rate_limit_operations_per_minute
+    if dialect == "postgresql" and not settings.redis_url and limited:
+        log.warning(
+            "rate limits are per process: with PostgreSQL, every process that serves lets "
+            "each key its whole budget (N processes: N times the limit). Give every process "
+            "the same --redis URL (BATCHOPS_REDIS_URL) to share them."
+        )
 
 
 _HEALTH: dict[str, Any] = {

@@ -96,14 +96,23 @@ def json_body(schema: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
 
 # -- answers ------------------------------------------------------------------------------
 
-_INT_HEADER = {"schema": {"type": "integer", "minimum": 0}}
 RATE_HEADERS: Final = {
-    "RateLimit-Limit": {**_INT_HEADER, "description": "The key's budget per minute."},
-    "RateLimit-Remaining": {**_INT_HEADER, "description": "What is left of it."},
-    "RateLimit-Reset": {**_INT_HEADER, "description": "Seconds until it is whole again."},
+    "RateLimit-Policy": {
+        "schema": {"type": "string"},
+        "description": "The key's quota policies (IETF draft-ietf-httpapi-ratelimit-headers, "
+        'a Structured Field List): `"requests";q=<per minute>;w=60` and, when '
+        'operations are limited, `"operations";q=<per minute>;w=60;'
+        'batchops-unit="operations"` (a batch costs its operation count).',
+    },
+    "RateLimit": {
+        "schema": {"type": "string"},
+        "description": "What is left of the policies this request was charged against: "
+        '`"requests";r=<remaining>;t=<seconds until more quota>`, followed on a batch '
+        'by `"operations";r=…;t=…`.',
+    },
 }
-"""The key's request budget: on a 429, and on every answer past the key when the server
-counts requests (:func:`batchops.server.openapi.install` adds them there)."""
+"""The key's budget: on a 429, and on every answer past the key when the server counts
+requests (:func:`batchops.server.openapi.install` adds them there)."""
 _RETRY_AFTER: Final = {
     "description": "Seconds to wait before retrying.",
     "schema": {"type": "integer", "minimum": 1},

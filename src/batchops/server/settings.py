@@ -42,6 +42,12 @@ class Settings:
     # Per API key, per minute; 0 disables the limit.
     rate_limit_requests_per_minute: int = 6000
     rate_limit_operations_per_minute: int = 600_000
+    # Where the rate limits' counters live: a Redis URL (redis://host:6379/0) shares them
+    # between every process that uses it; None keeps them per process. A Redis call may
+    # take redis_timeout_ms at most; past it (or when Redis is down) a hit is counted in
+    # the process instead (docs/limits.md, "Rate limits").
+    redis_url: str | None = None
+    redis_timeout_ms: int = 250
     batch_timeout_ms: int = 30_000
     # The longest one database statement may run (0: no bound), so that no request can
     # hold the database and stall the others (docs/limits.md).
@@ -95,6 +101,8 @@ class Settings:
             "max_batch_bytes": _env_int("BATCHOPS_MAX_BATCH_BYTES", 10 * 1024 * 1024),
             "rate_limit_requests_per_minute": _env_int("BATCHOPS_RATE_LIMIT_REQUESTS", 6000),
             "rate_limit_operations_per_minute": _env_int("BATCHOPS_RATE_LIMIT_OPERATIONS", 600_000),
+            "redis_url": os.environ.get("BATCHOPS_REDIS_URL") or None,
+            "redis_timeout_ms": _env_int("BATCHOPS_REDIS_TIMEOUT_MS", 250),
             "batch_timeout_ms": _env_int("BATCHOPS_BATCH_TIMEOUT_MS", 30_000),
             "statement_timeout_ms": _env_int("BATCHOPS_STATEMENT_TIMEOUT_MS", 30_000),
             "db_pool_size": _env_int("BATCHOPS_DB_POOL_SIZE", 0),

@@ -224,8 +224,8 @@ async def post_batch(request: Request) -> Response:
         else None
     )
     headers = {"X-Batch-Id": batch_id}
-    headers.update(getattr(request.state, "rate_headers", None) or {})
-    headers.update(await svc.limiter.hit_operations(caller.key_id, plan.count))
+    charged = getattr(request.state, "rate_headers", None) or {}
+    headers.update(await svc.limiter.hit_operations(caller.key_id, plan.count, charged))
 
     if plan.options.validate_only:
         outcomes = validate_plan(plan)
