@@ -9,10 +9,13 @@ check that each row is an object, encode its JSON and (for PostgreSQL) its searc
 and the job's process only generates ids and runs the chunk's transaction, on the other
 core at the same time.
 
-The worker runs a chunk or two ahead of the writer: it blocks sending a chunk until the job
-has received the previous one (a pipe holds ~64 KiB), and the job receives the next chunk
-while it writes the current one, so memory stays bounded whatever the file size. It is
-started per job (``spawn``: nothing of the server's threads or connections is inherited),
+The worker runs ahead of the writer by at most ``_AHEAD_BYTES`` (32 MiB) of prepared
+chunks: a thread of its own sends them (:class:`_Outbox`), the preparing loop waits only
+when that much is waiting, and the job receives the next chunk while it writes the
+current one, so memory stays bounded whatever the file size. Running ahead is what
+matters with strict validation: the job's process reads the whole file once more first
+(the first pass), and the worker prepares meanwhile on the other core instead of stopping
+after a chunk; the writes after the pass then rarely wait for it. It is started per job (``spawn``: nothing of the server's threads or connections is inherited),
 is killed when the job stops for any reason, and exits by itself when its parent dies (its
 next send fails). Durability is unchanged: the worker
 only reads the upload; every chunk is still committed with its checkpoint by the job's
