@@ -15,11 +15,12 @@ when that much is waiting, and the job receives the next chunk while it writes t
 current one, so memory stays bounded whatever the file size. Running ahead is what
 matters with strict validation: the job's process reads the whole file once more first
 (the first pass), and the worker prepares meanwhile on the other core instead of stopping
-after a chunk; the writes after the pass then rarely wait for it. It is started per job (``spawn``: nothing of the server's threads or connections is inherited),
-is killed when the job stops for any reason, and exits by itself when its parent dies (its
-next send fails). Durability is unchanged: the worker
-only reads the upload; every chunk is still committed with its checkpoint by the job's
-process, and a resumed job starts a new worker that skips to the checkpoint.
+after a chunk; the writes after the pass then rarely wait for it. It is started per job
+(``spawn``: nothing of the server's threads or connections is inherited), is killed when
+the job stops for any reason, and exits by itself when its parent dies (its next send
+fails). Durability is unchanged: the worker only reads the upload; every chunk is still
+committed with its checkpoint by the job's process, and a resumed job starts a new worker
+that skips to the checkpoint.
 
 Only plain creates take this path (no ``upsert_key``, not a dry run): the others need the
 decoded rows in the job's process.
