@@ -249,6 +249,7 @@ def _produce(
     _keep_heap()
     # The sending thread must get the GIL back promptly after each write (the default
     # switch interval, 5 ms, would hold back the next chunk behind the preparing thread).
+    switch = sys.getswitchinterval()
     sys.setswitchinterval(0.0005)
     _widen_pipe(conn)
     out = _Outbox(conn)
@@ -259,6 +260,7 @@ def _produce(
     finally:
         out.close()
         conn.close()
+        sys.setswitchinterval(switch)  # (the tests run this in a thread)
 
 
 def _prepare(
