@@ -27,6 +27,31 @@ def test_ids_generated_in_one_call_and_across_calls_strictly_increase() -> None:
     assert len(set(ids)) == len(ids)
 
 
+def test_ids_built_by_columns_are_the_ids_built_one_by_one() -> None:
+    import os
+
+    from batchops.server._ids import _VARIANT, _id_columns, _time_prefix
+
+    prefix = _time_prefix(1_733_400_000_123)
+    for first, count in ((0, 32), (1000, 2500), (0x1000 - 40, 40)):
+        digits = os.urandom(8 * count).hex()
+        one_by_one = [
+            f"{prefix}{first + i:03x}-{_VARIANT[digits[16 * i]]}{digits[16 * i + 1 : 16 * i + 4]}"
+            f"-{digits[16 * i + 4 : 16 * i + 16]}"
+            for i in range(count)
+        ]
+        assert _id_columns(prefix, first, digits) == one_by_one
+
+
+def test_large_calls_cross_milliseconds_in_order() -> None:
+    import uuid
+
+    ids = new_record_ids(9000)  # more than one millisecond's 4,096 counter values
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert {uuid.UUID(text).version for text in ids} == {7}
+
+
 def test_a_forked_process_draws_its_own_random_bits_for_ids() -> None:
     import os
 

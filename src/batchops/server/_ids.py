@@ -58,7 +58,9 @@ def new_record_ids(count: int) -> list[str]:
     random bits come hex-encoded from a pool refilled a few KB at a time (one
     ``os.urandom`` call per ~500 ids: the call releases the GIL, and taking it back can
     stall the database thread behind the event loop), and an id is one f-string of slices
-    of that text (~0.4 µs an id; integer arithmetic per id was ~1.5 µs).
+    of that text (~0.4 µs an id; integer arithmetic per id was ~1.5 µs) or, from 32 ids
+    of one millisecond on, the ids are built a column at a time (~0.12 µs an id: an
+    import's chunk of 2,500 ids is made in its transaction, see :func:`_id_columns`).
     """
     need = 16 * count + 3  # rand_b per id, and a counter start for a new millisecond
     ids: list[str] = []
@@ -74,16 +76,26 @@ def new_record_ids(count: int) -> list[str]:
             # A random start in the lower half leaves room to count within the ms.
             last_ms, seq = now_ms, (int(pool[-3:], 16) & 0x7FF) - 1
         prefix = _time_prefix(last_ms)
-        for start in range(0, need - 3, 16):
-            seq += 1
-            if seq > 0xFFF:  # counter exhausted: borrow the next millisecond
-                last_ms, seq = last_ms + 1, 0
+        done = 0
+        while done < count:
+            if seq >= 0xFFF:  # counter exhausted: borrow the next millisecond
+                last_ms, seq = last_ms + 1, -1
                 prefix = _time_prefix(last_ms)
-            # The first digit of rand_b carries the variant bits 0b10 and two random bits.
-            append(
-                f"{prefix}{seq:03x}-{_VARIANT[pool[start]]}{pool[start + 1 : start + 4]}-"
-                f"{pool[start + 4 : start + 16]}"
-            )
+            run = min(count - done, 0xFFF - seq)  # ids seq+1 … seq+run, one prefix
+            digits = pool[16 * done : 16 * (done + run)]
+            if run < _COLUMNS_FROM:
+                for start in range(0, 16 * run, 16):
+                    seq += 1
+                    # The first digit of rand_b carries the variant bits 0b10 and two
+                    # random bits.
+                    append(
+                        f"{prefix}{seq:03x}-{_VARIANT[digits[start]]}"
+                        f"{digits[start + 1 : start + 4]}-{digits[start + 4 : start + 16]}"
+                    )
+            else:
+                ids += _id_columns(prefix, seq + 1, digits)
+                seq += run
+            done += run
         _id_state[0], _id_state[1] = last_ms, seq
     return ids
 
@@ -101,6 +113,34 @@ os.register_at_fork(after_in_child=_forget_random_pool)
 
 
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+_VARIANT_BYTES = bytes.maketrans(
+    b"0123456789abcdef", "".join(_VARIANT[d] for d in "0123456789abcdef").encode()
+)
+_SEQ_HEX = "".join(f"{seq:03x}" for seq in range(0x1000)).encode()
+# From this many ids of one millisecond on, they are built column by column (below).
+_COLUMNS_FROM = 32
+
+
+def _id_columns(prefix: str, first: int, digits: str) -> list[str]:
+    """The ids ``prefix`` + counter ``first``, ``first + 1``… + the random ``digits`` (16
+    an id), exactly as the loop in :func:`new_record_ids` writes them one by one, but
+    built a column at a time: each of an id's 36 characters is one slice assignment
+    over all of them (strided, in C), and one split cuts them apart. ~0.1 µs an id
+    instead of ~0.45."""
+    n = len(digits) // 16
+    rand = digits.encode()
+    out = bytearray(37 * n)  # 36 characters and a comma an id
+    for column, char in enumerate(prefix.encode()):  # tttttttt-tttt-7
+        out[column::37] = bytes((char,)) * n
+    counters = _SEQ_HEX[3 * first : 3 * (first + n)]
+    for digit in range(3):
+        out[15 + digit :: 37] = counters[digit::3]
+    out[18::37] = out[23::37] = b"-" * n
+    out[19::37] = rand[0::16].translate(_VARIANT_BYTES)
+    for digit in range(1, 16):  # rand_a's last 3 digits after the variant, then 12
+        out[(19 if digit < 4 else 20) + digit :: 37] = rand[digit::16]
+    out[36::37] = b"," * n
+    return out[:-1].decode().split(",")
 
 
 def _time_prefix(ms: int) -> str:

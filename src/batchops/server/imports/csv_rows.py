@@ -64,27 +64,69 @@ def csv_header(path: Path) -> list[str]:
     return []
 
 
+class _Feed:
+    """The lines the csv reader reads: a line handed back (:meth:`give`) first, then the
+    file's. Shared with :func:`csv_cells`, which takes most lines itself."""
+
+    __slots__ = ("_given", "_lines")
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self._given: str | None = None
+
+    def give(self, line: str) -> None:
+        self._given = line
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line, self._given = self._given, None
+        return line if line is not None else next(self._lines)
+
+
 def csv_cells(path: Path) -> Iterator[tuple[int, list[str]]]:
     """``(row number, cells)`` of every data row of a CSV file: the header (the first
     non-empty row) and blank lines are skipped. Raises InputError where it cannot go on,
     and :class:`UnterminatedQuote` (after every row before it) for a row whose quoted
-    field runs to the end of the file."""
+    field runs to the end of the file.
+
+    A line without a quote (or NUL, or past the field size limit) is a whole row, and the
+    csv reader would cut it at its commas and nowhere else (the file is read with
+    ``newline=""``, so a line holds no line break but its last): such lines are split
+    here (~0.6 µs a row instead of ~1.1 through the reader, and both an import's passes
+    read every row). Every other line goes to the reader, which reads on as far as its
+    row goes.
+    """
     number = 0
     ended: list[bool] = []
+    limit = csv.field_size_limit()
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(itertools.chain(f, _mark_end(ended)))
+            lines = itertools.chain(f, _mark_end(ended))
+            feed = _Feed(lines)
+            reader = csv.reader(feed)
             for cells in reader:
                 if cells:
                     break  # the header
             line = reader.line_num  # the last line of the previous row
-            for cells in reader:
-                if cells:
-                    if ended:
-                        raise _unterminated(number + 1, cells, line + 1, reader.line_num)
+            for text in lines:
+                if '"' in text or "\x00" in text or len(text) > limit:
+                    feed.give(text)
+                    before = reader.line_num
+                    cells = next(reader, [])  # (it always has the line given)
+                    first, line = line + 1, line + reader.line_num - before
+                    if cells:
+                        if ended:
+                            raise _unterminated(number + 1, cells, first, line)
+                        number += 1
+                        yield number, cells
+                    continue
+                line += 1
+                text = text.rstrip("\r\n")
+                if text:
                     number += 1
-                    yield number, cells
-                line = reader.line_num
+                    yield number, text.split(",")
     except (csv.Error, UnicodeDecodeError) as exc:
         hint = (
             " (a quoted field that is never closed reads the rest of the file into one field)"

@@ -9,14 +9,18 @@ check that each row is an object, encode its JSON and (for PostgreSQL) its searc
 and the job's process only generates ids and runs the chunk's transaction, on the other
 core at the same time.
 
-The worker runs a chunk or two ahead of the writer: it blocks sending a chunk until the job
-has received the previous one (a pipe holds ~64 KiB), and the job receives the next chunk
-while it writes the current one, so memory stays bounded whatever the file size. It is
-started per job (``spawn``: nothing of the server's threads or connections is inherited),
-is killed when the job stops for any reason, and exits by itself when its parent dies (its
-next send fails). Durability is unchanged: the worker
-only reads the upload; every chunk is still committed with its checkpoint by the job's
-process, and a resumed job starts a new worker that skips to the checkpoint.
+The worker runs ahead of the writer by at most ``_AHEAD_BYTES`` (32 MiB) of prepared
+chunks: a thread of its own sends them (:class:`_Outbox`), the preparing loop waits only
+when that much is waiting, and the job receives the next chunk while it writes the
+current one, so memory stays bounded whatever the file size. Running ahead is what
+matters with strict validation: the job's process reads the whole file once more first
+(the first pass), and the worker prepares meanwhile on the other core instead of stopping
+after a chunk; the writes after the pass then rarely wait for it. It is started per job
+(``spawn``: nothing of the server's threads or connections is inherited), is killed when
+the job stops for any reason, and exits by itself when its parent dies (its next send
+fails). Durability is unchanged: the worker only reads the upload; every chunk is still
+committed with its checkpoint by the job's process, and a resumed job starts a new worker
+that skips to the checkpoint.
 
 Only plain creates take this path (no ``upsert_key``, not a dry run): the others need the
 decoded rows in the job's process.
@@ -37,9 +41,13 @@ import asyncio
 import contextlib
 import ctypes
 import multiprocessing
+import sys
+import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +155,86 @@ def _keep_heap() -> bool:
     return trim == 1 and pad == 1
 
 
+# How far the worker may run ahead of the job's process: chunks it prepared and pickled that
+# the job has not taken yet, in bytes. It pays while the job's process runs the strict first
+# pass (the whole file once, ~1.2-1.5 µs a row, on the other core): the worker prepares up to
+# this much meanwhile instead of stopping after one chunk, and the writes that follow the
+# pass then wait for the worker less. 32 MiB is ~130,000 rows of 200 bytes; the worker holds
+# at most that much more than before, whatever the file size.
+_AHEAD_BYTES = 32 * 1024 * 1024
+# A pipe this large (Linux; the default limit for unprivileged processes is 1 MiB) takes a
+# chunk of a few thousand rows in one write, and the job's process reads it in one read:
+# each read of a 64 KiB pipe is another wait for the GIL there, beside the writer.
+_PIPE_BYTES = 1024 * 1024
+
+
+def _widen_pipe(conn: Connection) -> None:
+    """Ask for a ``_PIPE_BYTES`` pipe (Linux only; elsewhere, or refused, nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import fcntl  # not on Windows
+
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+class _Outbox:
+    """The worker's messages, pickled, sent in order by a thread of their own, so that the
+    worker goes on preparing while the job's process is busy elsewhere (at most
+    ``_AHEAD_BYTES`` waiting; one message always fits). :meth:`put` returns False once the
+    job's process stopped listening: the worker then ends."""
+
+    def __init__(self, conn: Connection, limit: int = _AHEAD_BYTES) -> None:
+        self._conn = conn
+        self._limit = limit
+        self._queue: deque[memoryview | None] = deque()
+        self._held = 0
+        self._gone = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._send, name="batchops-import-send")
+        self._thread.start()
+
+    def put(self, message: Any) -> bool:
+        """Queue ``message`` (waits while ``_AHEAD_BYTES`` are queued)."""
+        blob = ForkingPickler.dumps(message)  # a view of its buffer: no copy
+        with self._cond:
+            while self._held and self._held + len(blob) > self._limit and not self._gone:
+                self._cond.wait()
+            if self._gone:
+                return False
+            self._queue.append(blob)
+            self._held += len(blob)
+            self._cond.notify_all()
+        return True
+
+    def close(self) -> None:
+        """Send what is queued, then stop the thread (at once if nobody listens)."""
+        with self._cond:
+            self._queue.append(None)
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _send(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                blob = self._queue.popleft()
+            if blob is None:
+                return
+            try:
+                self._conn.send_bytes(blob)
+            except (BrokenPipeError, OSError):
+                with self._cond:
+                    self._gone = True
+                    self._queue.clear()
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._held -= len(blob)
+                self._cond.notify_all()
+
+
 def _produce(
     conn: Connection,
     path: str,
@@ -158,6 +246,32 @@ def _produce(
     """The worker process: send PreparedChunk after PreparedChunk, then None; an
     InputError is sent as ``("input_error", code, message, row)`` and ends the stream."""
     _keep_heap()
+    # The sending thread must get the GIL back promptly after each write (the default
+    # switch interval, 5 ms, would hold back the next chunk behind the preparing thread).
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    _widen_pipe(conn)
+    out = _Outbox(conn)
+    try:
+        _prepare(out, path, options, header, skip_to, with_search)
+    except KeyboardInterrupt:
+        return
+    finally:
+        out.close()
+        conn.close()
+        sys.setswitchinterval(switch)  # (the tests run this in a thread)
+
+
+def _prepare(
+    out: _Outbox,
+    path: str,
+    options: dict[str, Any],
+    header: list[str],
+    skip_to: int,
+    with_search: bool,
+) -> None:
+    """:func:`_produce`'s loop: every message into ``out``; returns early once nobody
+    listens."""
     opts = ImportOptions.from_dict(options)
     size = opts.chunk_size
     dumps, check = orjson.dumps, check_encoded
@@ -172,43 +286,39 @@ def _produce(
     search: list[str] = []
     failures: list[tuple[int, str, str, str]] = []
     try:
-        try:
-            for number, out, source in _outcomes(Path(path), opts, header, skip_to):
-                count, last = count + 1, number
-                if type(out) is dict:
-                    try:
-                        encoded = dumps(out)
-                        if judge_all or (nul and "\x00" in "".join(source)):
-                            check(encoded, out)
-                    except (TypeError, ValidationError) as exc:
-                        out = _refused(out, exc)
-                    else:
-                        json.append(encoded)
-                        if with_search:
-                            search.append(search_text(out).replace("\n", " "))
-                if type(out) is not dict:
-                    row = source if isinstance(source, SourceRow) else SourceRow(number, source)
-                    text = input_text(row, opts.format)
-                    if isinstance(out, RowError):
-                        failures.append((number, text, out.code, failure_text(out.message)))
-                    else:  # convert() returns objects; kept in step with validate_data anyway
-                        failures.append((number, text, *_NOT_AN_OBJECT))
-                if count == size:
-                    conn.send(_chunk(count, last, json, search, with_search, failures))
-                    count, json, search, failures = 0, [], [], []
-        except InputError as exc:
-            # The rows of the chunk read so far are dropped, as in the in-process path: the
-            # job fails keeping what earlier chunks committed. (The first pass reads the
-            # whole file, so only a file changed between the passes gets here.)
-            conn.send(("input_error", exc.code, exc.message, exc.row_number))
-            return
-        if count:
-            conn.send(_chunk(count, last, json, search, with_search, failures))
-        conn.send(None)
-    except (BrokenPipeError, EOFError, KeyboardInterrupt):
-        return  # the job's process stopped listening (cancelled, shut down, died)
-    finally:
-        conn.close()
+        for number, outcome, source in _outcomes(Path(path), opts, header, skip_to):
+            count, last = count + 1, number
+            if type(outcome) is dict:
+                try:
+                    encoded = dumps(outcome)
+                    if judge_all or (nul and "\x00" in "".join(source)):
+                        check(encoded, outcome)
+                except (TypeError, ValidationError) as exc:
+                    outcome = _refused(outcome, exc)
+                else:
+                    json.append(encoded)
+                    if with_search:
+                        search.append(search_text(outcome).replace("\n", " "))
+            if type(outcome) is not dict:
+                row = source if isinstance(source, SourceRow) else SourceRow(number, source)
+                text = input_text(row, opts.format)
+                if isinstance(outcome, RowError):
+                    failures.append((number, text, outcome.code, failure_text(outcome.message)))
+                else:  # convert() returns objects; kept in step with validate_data anyway
+                    failures.append((number, text, *_NOT_AN_OBJECT))
+            if count == size:
+                if not out.put(_chunk(count, last, json, search, with_search, failures)):
+                    return
+                count, json, search, failures = 0, [], [], []
+    except InputError as exc:
+        # The rows of the chunk read so far are dropped, as in the in-process path: the
+        # job fails keeping what earlier chunks committed. (The first pass reads the
+        # whole file, so only a file changed between the passes gets here.)
+        out.put(("input_error", exc.code, exc.message, exc.row_number))
+        return
+    if count and not out.put(_chunk(count, last, json, search, with_search, failures)):
+        return
+    out.put(None)
 
 
 def _refused(data: dict[str, Any], exc: Exception) -> RowError:
