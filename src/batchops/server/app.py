@@ -17,7 +17,7 @@ from batchops._exceptions import RequestTimeoutError, StoreError
 from batchops.server.auth import (
     Authenticator,
     KeyCheckingStore,
-    create_api_key,
+    create_first_key,
     forget_caller,
     restore_caller,
 )
@@ -354,15 +354,10 @@ class _TimedReceive:
 
 
 async def _first_key(store: Any) -> None:
-    """On first start with no key at all, create one and print it once."""
+    """On first start with no key at all, create one and print it once (one between all
+    the servers that start at once, see :func:`~batchops.server.auth.create_first_key`)."""
 
-    def make(tx: Any) -> str | None:
-        if tx.count_api_keys() > 0:
-            return None
-        key, _ = create_api_key(tx, "default", "created on first start")
-        return key
-
-    key = await store.run(make)
+    key = await store.run(create_first_key)
     if key is not None:
         print(
             "batchops: no API key existed, so one was created for tenant 'default'.\n"
