@@ -83,6 +83,14 @@ def _fresh_database() -> Iterator[str]:
 
 
 @contextmanager
+def fresh_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database of its own (no migration applied), dropped after:
+    for tests of what happens to a database before or while it is migrated."""
+    with _fresh_database() as url:
+        yield url
+
+
+@contextmanager
 def database_at(before: str) -> Iterator[str]:
     """A fresh PostgreSQL database migrated up to (not including) the migration whose id
     starts with ``before`` (``"0007"``), dropped after: for migrations applied to data."""

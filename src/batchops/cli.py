@@ -1,4 +1,5 @@
-"""The ``batchops`` command: ``serve``, ``keys``, ``batch``, ``import``, ``jobs`` and ``demo``."""
+"""The ``batchops`` command: ``serve``, ``migrate``, ``keys``, ``batch``, ``import``, ``jobs``
+and ``demo``."""
 
 from __future__ import annotations
 
@@ -121,6 +122,32 @@ def serve(
 
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
+
+
+@main.command()
+@click.option(
+    "--db",
+    "db_url",
+    envvar="BATCHOPS_DB",
+    default=None,
+    help="Database URL: a SQLite path/URL (default ./batchops.db) or postgresql://…",
+)
+def migrate(db_url: str | None) -> None:
+    """Bring the database schema up to date, then exit (a deploy step; ``serve`` does it
+    too when it starts). Prints each migration it applied; safe to run concurrently and
+    again. Exits 1 with the reason when the database cannot be migrated."""
+    from batchops._exceptions import StoreError
+    from batchops.store import migrate as run_migrations
+
+    try:
+        applied = run_migrations(db_url)
+    except (StoreError, ValueError) as exc:
+        click.echo(f"batchops migrate: {exc}", err=True)
+        sys.exit(1)
+    for migration_id in applied:
+        click.echo(f"applied {migration_id}")
+    if not applied:
+        click.echo("nothing to apply: the schema is up to date")
 
 
 @main.group()

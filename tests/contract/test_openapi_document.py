@@ -39,7 +39,11 @@ def operations(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     ]
 
 
-def test_every_operation_but_healthz_needs_the_bearer_key_and_every_error_is_the_envelope(
+OPEN = {"GET /healthz", "GET /readyz"}
+"""The probes of load balancers and orchestrators: no API key."""
+
+
+def test_every_operation_but_the_health_probes_needs_the_bearer_key_and_every_error_is_the_envelope(
     tmp_path: Path,
 ) -> None:
     doc = document(tmp_path)
@@ -48,7 +52,7 @@ def test_every_operation_but_healthz_needs_the_bearer_key_and_every_error_is_the
     assert (bearer["type"], bearer["scheme"]) == ("http", "bearer")
     for name, operation in operations(doc):
         security = [scheme for requirement in operation["security"] for scheme in requirement]
-        assert (openapi.BEARER in security) is (name != "GET /healthz"), name
+        assert (openapi.BEARER in security) is (name not in OPEN), name
         for status, answer in operation["responses"].items():
             if status.startswith("2"):
                 continue

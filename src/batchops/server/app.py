@@ -17,7 +17,7 @@ from batchops._exceptions import RequestTimeoutError, StoreError
 from batchops.server.auth import (
     Authenticator,
     KeyCheckingStore,
-    create_api_key,
+    create_first_key,
     forget_caller,
     restore_caller,
 )
@@ -26,13 +26,13 @@ from batchops.server.batch import job as batch_job
 from batchops.server.bulk import job as bulk_job
 from batchops.server.bulk.router import router as bulk_router
 from batchops.server.deps import Services
+from batchops.server.health import router as health_router
 from batchops.server.http import JSONResponse, error_response, install_error_handlers
 from batchops.server.imports import job as import_job
 from batchops.server.imports.router import router as imports_router
 from batchops.server.jobs.router import router as jobs_router
 from batchops.server.jobs.runner import JobKinds, JobRunner
 from batchops.server.openapi import install
-from batchops.server.openapi_routes import STORE, json_answer, responses
 from batchops.server.ratelimit import KeyRateLimits
 from batchops.server.records.router import router as records_router
 from batchops.server.settings import Settings
@@ -125,20 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_exception_handler(StoreError, on_store_error)
 
-    @app.get(
-        "/healthz",
-        tags=["service"],
-        summary="Liveness and database reachability",
-        responses=responses(
-            {200: json_answer(_HEALTH, "The server runs and its database answers.")}, STORE
-        ),
-        openapi_extra={"security": []},  # open: no API key
-    )
-    async def healthz(request: Request) -> dict[str, Any]:
-        services: Services = request.app.state.services
-        await services.store.run(lambda tx: tx.count_api_keys())
-        return {"status": "ok", "database": services.store.dialect}
-
+    app.include_router(health_router)
     app.include_router(records_router)
     app.include_router(imports_router)
     app.include_router(jobs_router)
@@ -161,17 +148,6 @@ def _warn_if_limits_are_per_process(settings: Settings, dialect: str) -> None:
             "each key its whole budget (N processes: N times the limit). Give every process "
             "the same --redis URL (BATCHOPS_REDIS_URL) to share them."
         )
-
-
-_HEALTH: dict[str, Any] = {
-    "type": "object",
-    "required": ["status", "database"],
-    "properties": {
-        "status": {"const": "ok"},
-        "database": {"type": "string", "enum": ["sqlite", "postgresql"]},
-    },
-    "additionalProperties": False,
-}
 
 
 class _App(FastAPI):
@@ -354,15 +330,10 @@ class _TimedReceive:
 
 
 async def _first_key(store: Any) -> None:
-    """On first start with no key at all, create one and print it once."""
+    """On first start with no key at all, create one and print it once (one between all
+    the servers that start at once, see :func:`~batchops.server.auth.create_first_key`)."""
 
-    def make(tx: Any) -> str | None:
-        if tx.count_api_keys() > 0:
-            return None
-        key, _ = create_api_key(tx, "default", "created on first start")
-        return key
-
-    key = await store.run(make)
+    key = await store.run(create_first_key)
     if key is not None:
         print(
             "batchops: no API key existed, so one was created for tenant 'default'.\n"

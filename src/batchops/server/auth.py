@@ -35,6 +35,7 @@ __all__ = [
     "Caller",
     "KeyCheckingStore",
     "create_api_key",
+    "create_first_key",
     "current_caller",
     "forget_caller",
     "hash_key",
@@ -123,6 +124,21 @@ def create_api_key(tx: Tx, tenant: str, name: str | None = None) -> tuple[str, A
     )
     tx.insert_api_key(row)
     return key, row
+
+
+def create_first_key(tx: Tx) -> str | None:
+    """The key of first start: when no key exists at all, create one for tenant
+    ``default`` and return it (shown once); else None.
+
+    Atomic against every other first start: the check and the insert run under one named
+    lock (PostgreSQL: an advisory transaction lock, and the count that follows it sees what
+    the previous holder committed; SQLite: the write lock every transaction takes). Without
+    it, ten servers starting at once on an empty PostgreSQL database created nine keys."""
+    tx.lock("batchops.first_key")
+    if tx.count_api_keys() > 0:
+        return None
+    key, _ = create_api_key(tx, "default", "created on first start")
+    return key
 
 
 class Authenticator:

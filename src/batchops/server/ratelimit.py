@@ -136,6 +136,12 @@ class KeyRateLimits:
         )
         return SlidingWindowCounterRateLimiter(storage)
 
+    async def ping(self) -> None:
+        """Ask Redis for a PONG (the readiness check); raises when it does not answer
+        within the Redis timeout. Nothing to ask without Redis."""
+        if self._redis is not None:
+            await redis.asyncio.Redis(connection_pool=self._redis).ping()
+
     async def close(self) -> None:
         """Close the Redis connections (none without Redis)."""
         if self._redis is not None:

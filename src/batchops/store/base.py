@@ -250,6 +250,11 @@ class TxBase(Protocol):
         nothing to do, every transaction holds the database's write lock)."""
         ...
 
+    def applied_migrations(self) -> list[str]:
+        """The ids of the schema migrations recorded as applied, in order (the readiness
+        check compares them with the shipped ones, see batchops.store.migrate)."""
+        ...
+
     def read_beside(
         self,
         reads: Sequence[Callable[[Tx], T]],

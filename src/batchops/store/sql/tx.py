@@ -49,6 +49,13 @@ class SqlTx:
         """See :meth:`batchops.store.base.TxBase.set_statement_timeout`."""
         raise NotImplementedError
 
+    def applied_migrations(self) -> list[str]:
+        """See :meth:`batchops.store.base.TxBase.applied_migrations`."""
+        rows = self._execute(
+            "SELECT migration_id FROM _yoyo_migration ORDER BY applied_at_utc, migration_id"
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
     def read_beside(
         self,
         reads: Sequence[Callable[[Tx], T]],
