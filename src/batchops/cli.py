@@ -14,6 +14,16 @@ import click
 __all__ = ["main"]
 
 
+# Every command that opens the database takes it the same way.
+_db_option = click.option(
+    "--db",
+    "db_url",
+    envvar="BATCHOPS_DB",
+    default=None,
+    help="Database URL: a SQLite path/URL (default ./batchops.db) or postgresql://…",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="batchops")
 def main() -> None:
@@ -21,13 +31,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--db",
-    "db_url",
-    envvar="BATCHOPS_DB",
-    default=None,
-    help="Database URL: a SQLite path/URL (default ./batchops.db) or postgresql://…",
-)
+@_db_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--max-batch-operations", type=int, default=None, help="Default 1000.")
@@ -125,13 +129,7 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 @main.command()
-@click.option(
-    "--db",
-    "db_url",
-    envvar="BATCHOPS_DB",
-    default=None,
-    help="Database URL: a SQLite path/URL (default ./batchops.db) or postgresql://…",
-)
+@_db_option
 def migrate(db_url: str | None) -> None:
     """Bring the database schema up to date, then exit (a deploy step; ``serve`` does it
     too when it starts). Prints each migration it applied; safe to run concurrently and
@@ -166,9 +164,6 @@ def _with_store(db_url: str | None, fn: Any) -> Any:
             await store.close()
 
     return asyncio.run(go())
-
-
-_db_option = click.option("--db", "db_url", envvar="BATCHOPS_DB", default=None)
 
 
 @keys.command("create")

@@ -182,21 +182,6 @@ async def test_with_parallel_1_the_searches_run_one_at_a_time(
     assert spy.peak == 1
 
 
-async def test_parallel_searches_are_faster_than_one_at_a_time(
-    service: Service, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await seed(service)
-    spy = ConcurrencySpy(hold_s=0.05)
-    monkeypatch.setattr(records_service, "search", spy.wrap(records_service.search))
-
-    started = time.monotonic()
-    await batch(service, searches(8), parallel=4)
-    elapsed = time.monotonic() - started
-
-    # One at a time: 8 x 50 ms. Four at once: two rounds of 50 ms, plus the work.
-    assert elapsed < 0.3
-
-
 async def test_a_read_that_depends_on_an_earlier_create_sees_it(service: Service) -> None:
     await seed(service)
     ops: list[dict[str, Any]] = [
