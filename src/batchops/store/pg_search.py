@@ -52,8 +52,17 @@ INDEX_CHUNK = 20_000
 _TSVECTOR = "to_tsvector('simple'::regconfig, batchops_search_words(r.search_text))"
 _RECORD = ", ".join(f"r.{c.strip()}" for c in COLS.split(","))
 _WATERMARK = "SELECT done FROM search_watermark WHERE id = 1"
-# A constant key for pg_try_advisory_xact_lock: one indexer at a time, database-wide.
-_INDEXER_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended('batchops:search-indexer', 0))"
+# One indexer at a time, database-wide: a *session* lock on a constant key, taken before
+# the step's transaction begins. Its snapshot must be taken after the lock: a delete's
+# trigger (migration 0008) holds the same key shared until it commits, so a delete either
+# committed before the step's snapshot (the step does not see the row) or waits for the
+# step (and then removes the entry the step wrote). With a transaction-level lock the
+# snapshot came first — the lock is taken by a statement of the transaction — and a step
+# could index a row whose delete committed in between: an entry without a record
+# (caught by test_concurrent_deletes_restores_and_the_indexer_leave_search_exact).
+_INDEXER_KEY = "hashtextextended('batchops:search-indexer', 0)"
+_INDEXER_LOCK = f"SELECT pg_try_advisory_lock({_INDEXER_KEY})"
+_INDEXER_UNLOCK = f"SELECT pg_advisory_unlock({_INDEXER_KEY})"
 # The oldest transaction that may still commit rows this step cannot see: the snapshot's
 # running ones (its xip list, cluster-wide), except those pg_stat_activity shows running in
 # *another* database (they cannot write this records table), else the snapshot's xmax.
@@ -135,27 +144,33 @@ _PAGE = (
 
 
 def index_step(conn: psycopg.Connection[Any], chunk: int = INDEX_CHUNK) -> int | None:
-    """One indexer step in its own REPEATABLE READ transaction (one snapshot for the
-    horizon and the rows). Returns how many rows it indexed, or None when another indexer
-    holds the lock. Not bound by the statement limit (a backlog after downtime is long)."""
-    with conn.transaction():
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        conn.execute("SET LOCAL statement_timeout = 0")
-        locked = conn.execute(_INDEXER_LOCK).fetchone()
-        if not locked or not locked[0]:
-            return None
-        # xid8 values as text (psycopg has no loader for them), compared as integers.
-        done = str(_one(conn, _WATERMARK))
-        horizon = str(_one(conn, _HORIZON))
-        if int(horizon) <= int(done):
-            return 0
-        cut = str(_one(conn, _CUT, (done, horizon, chunk)) or horizon)
-        if cut == done:  # one transaction holds more than a chunk: take it whole
-            cut = str(_one(conn, _NEXT, (done, horizon)) or horizon)
-        indexed = conn.execute(_INDEX, (done, cut)).rowcount
-        conn.execute(_UNLIST, (done, cut))
-        conn.execute(_ADVANCE, (cut,))
-        return max(indexed, 0)
+    """One indexer step on ``conn`` (autocommit: the step opens its own transaction),
+    REPEATABLE READ (one snapshot for the horizon and the rows), under the indexer's lock.
+    Returns how many rows it indexed, or None when another indexer holds the lock. Not
+    bound by the statement limit (a backlog after downtime is long)."""
+    locked = conn.execute(_INDEXER_LOCK).fetchone()
+    if not locked or not locked[0]:
+        return None
+    try:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            conn.execute("SET LOCAL statement_timeout = 0")
+            # xid8 values as text (psycopg has no loader for them), compared as integers.
+            done = str(_one(conn, _WATERMARK))
+            horizon = str(_one(conn, _HORIZON))
+            if int(horizon) <= int(done):
+                return 0
+            cut = str(_one(conn, _CUT, (done, horizon, chunk)) or horizon)
+            if cut == done:  # one transaction holds more than a chunk: take it whole
+                cut = str(_one(conn, _NEXT, (done, horizon)) or horizon)
+            indexed = conn.execute(_INDEX, (done, cut)).rowcount
+            conn.execute(_UNLIST, (done, cut))
+            conn.execute(_ADVANCE, (cut,))
+            return max(indexed, 0)
+    finally:
+        # A pooled connection outlives the step; a broken one takes the lock with it.
+        if not conn.closed:
+            conn.execute(_INDEXER_UNLOCK)
 
 
 def _named(clause: str, n: int, values: Sequence[Any], params: dict[str, Any]) -> str:
