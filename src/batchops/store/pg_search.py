@@ -24,10 +24,10 @@ that wrote the row, a column default / set by updates), and:
   with ``ts_rank`` over the same tsvector, so scores are the same. Only the page's records
   are read from ``records`` (with filters: every candidate's, to test its data).
 
-One indexer works at a time across every process on the database (a transaction-level
-advisory lock, taken without waiting); a step indexes at most ``INDEX_CHUNK`` rows (cut at
-a transaction boundary), and the store runs steps when its process pauses (see
-``PostgresStore``).
+One indexer works at a time across every process on the database (a session advisory
+lock taken without waiting, before the step's snapshot: see ``_INDEXER_LOCK``); a step
+indexes at most ``INDEX_CHUNK`` rows (cut at a transaction boundary), and the store runs
+steps when its process pauses (see ``PostgresStore``).
 """
 
 from __future__ import annotations
