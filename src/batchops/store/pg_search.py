@@ -48,8 +48,13 @@ __all__ = ["INDEX_CHUNK", "SearchSQL", "index_step"]
 #: Most rows one indexer step indexes (a step never splits one transaction's rows).
 INDEX_CHUNK = 20_000
 
-# The words of a record's text, as PostgreSQL indexes them (migration 0005's word split).
-_TSVECTOR = "to_tsvector('simple'::regconfig, batchops_search_words(r.search_text))"
+
+def _tsvector(row: str) -> str:
+    """The words of the text of the records row aliased ``row``, as PostgreSQL indexes
+    them (migration 0005's word split)."""
+    return f"to_tsvector('simple'::regconfig, batchops_search_words({row}.search_text))"
+
+
 _RECORD = ", ".join(f"r.{c.strip()}" for c in COLS.split(","))
 _WATERMARK = "SELECT done FROM search_watermark WHERE id = 1"
 # One indexer at a time, database-wide: a *session* lock on a constant key, taken before
@@ -86,7 +91,7 @@ _CUT = (
 _NEXT = "SELECT min(txid) FROM records WHERE txid > %s::xid8 AND txid < %s::xid8"
 _INDEX = (
     "INSERT INTO record_search (tenant, collection, id, txid, tsv) "
-    f"SELECT r.tenant, r.collection, r.id, r.txid, {_TSVECTOR} FROM records r "
+    f"SELECT r.tenant, r.collection, r.id, r.txid, {_tsvector('r')} FROM records r "
     "WHERE r.txid >= %s::xid8 AND r.txid < %s::xid8 AND r.deleted_at IS NULL "
     "ON CONFLICT (tenant, collection, id) DO UPDATE SET txid = excluded.txid, tsv = excluded.tsv"
 )
@@ -126,7 +131,7 @@ _HITS = (
     "AND NOT EXISTS (SELECT 1 FROM here WHERE here.id = s.id){entry_filters} "
     "UNION ALL "
     "SELECT p.id, ts_rank(v, q.q) FROM q, here AS p, "
-    f"{_TSVECTOR.replace('r.', 'p.')} AS v "
+    f"{_tsvector('p')} AS v "
     "WHERE p.deleted_at IS NULL AND v @@ q.q{pending_filters})"
 )
 _ENTRY_JOIN = (

@@ -123,9 +123,10 @@ def _sqlite_filter(f: FilterPath, prefix: str = "") -> tuple[str, list[Any]]:
 
 
 def _postgres_filter(f: FilterPath, prefix: str = "") -> tuple[str, list[Any]]:
-    """Plain paths use containment (``data @> {"a":{"b":v}}``), which the jsonb_path_ops GIN
-    index serves and which keeps JSON types apart (true is not 1; 1 equals 1.0). Paths with
-    array indexes use ``#>`` equality (no index)."""
+    """Plain paths use containment (``data @> {"a":{"b":v}}``), which keeps JSON types
+    apart (true is not 1; 1 equals 1.0); paths with array indexes use ``#>`` equality.
+    Neither has an index since migration 0007 (docs/benchmarks.md, "filters without the
+    GIN on data")."""
     data = f"{prefix}data"
     if f.indexes_array:
         return f"{data} #> %s::text[] = %s::jsonb", [f.segments, orjson.dumps(f.value).decode()]
