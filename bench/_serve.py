@@ -5,6 +5,7 @@ the peers write to."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -12,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,12 +26,15 @@ import aiohttp
 __all__ = [
     "PgCpu",
     "ServerProcess",
+    "bench_database",
     "free_port",
     "make_key",
     "open_raw_sqlite",
     "pg_raw_table",
     "post_batches",
     "search_caught_up",
+    "server_env",
+    "server_options",
 ]
 
 # A records-shaped table without search index or GIN: what the raw peers write to.
@@ -142,6 +147,35 @@ def search_caught_up(url: str, tenant: str | None = None) -> float:
         ).fetchone() != (False,):
             time.sleep(0.05)
     return time.perf_counter() - t0
+
+
+def server_options(parser: argparse.ArgumentParser) -> None:
+    """``--db`` (the database; default a fresh SQLite file per run) and ``--env`` (for the
+    server process: ``PYTHONPATH=<tree>/src`` serves another build to the same client).
+    ``server_env(args)`` reads the latter back."""
+    parser.add_argument("--db", default=None, help="postgresql://… (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        help="NAME=VALUE for the server, e.g. PYTHONPATH=<git archive of a commit>/src to "
+        "measure another build with the same client",
+    )
+
+
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    """The ``--env`` items of :func:`server_options` as a dict."""
+    return dict(item.split("=", 1) for item in args.env)
+
+
+@contextmanager
+def bench_database(db: str | None, extra_env: dict[str, str]) -> Iterator[tuple[Path, str, str]]:
+    """A fresh working directory, the database URL (``db``, else a SQLite file in that
+    directory) and an API key of a new tenant on it: ``(workdir, db_url, key)``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        db_url = db or f"sqlite:///{workdir / 'bench.db'}"
+        yield workdir, db_url, make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}", extra_env)
 
 
 def make_key(

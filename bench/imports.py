@@ -49,7 +49,14 @@ import aiohttp
 import orjson
 import psutil
 
-from _serve import PgCpu, ServerProcess, make_key, search_caught_up
+from _serve import (
+    PgCpu,
+    ServerProcess,
+    make_key,
+    search_caught_up,
+    server_env,
+    server_options,
+)
 
 COLLECTION = "bench_imports"
 HEADER = ["name", "email", "age", "score", "active", "team", "city", "joined", "note"]
@@ -324,7 +331,7 @@ def drop_tenant(url: str, tenant: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", default=None, help="postgresql://… (default: a fresh SQLite file)")
+    server_options(parser)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="200,000 rows")
     parser.add_argument(
@@ -332,10 +339,9 @@ def main() -> None:
     )
     parser.add_argument("--validation", default="strict", choices=["strict", "lenient"])
     parser.add_argument("--skip-raw", action="store_true", help="only the import (profiling)")
-    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     args = parser.parse_args()
     rows = 200_000 if args.quick else args.rows
-    extra_env = dict(item.split("=", 1) for item in args.env)
+    extra_env = server_env(args)
 
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         workdir = Path(tmp)

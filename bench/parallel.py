@@ -20,16 +20,20 @@ import argparse
 import asyncio
 import random
 import statistics
-import tempfile
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
-from _serve import ServerProcess, make_key, post_batches, search_caught_up
+from _serve import (
+    ServerProcess,
+    bench_database,
+    post_batches,
+    search_caught_up,
+    server_env,
+    server_options,
+)
 
 COLLECTION = "docs"
 SEARCHES = 20
@@ -106,7 +110,7 @@ async def measure(url: str, key: str, n: int, pairs: int, db: str | None) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", default=None, help="postgresql://… (default: a fresh SQLite file)")
+    server_options(parser)
     parser.add_argument(
         "-n",
         type=int,
@@ -116,18 +120,16 @@ def main() -> None:
     )
     parser.add_argument("--pairs", type=int, default=15, help="A/B pairs of batches per run")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     args = parser.parse_args()
     n = args.n if args.n is not None else (40_000 if args.db else 2_000)
-    extra_env = dict(item.split("=", 1) for item in args.env)
+    extra_env = server_env(args)
     runs: list[dict[str, float]] = []
     for r in range(args.repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = Path(tmp)
-            db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
-            key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}", extra_env)
-            with ServerProcess(db_url, workdir, extra_env) as server:
-                run = asyncio.run(measure(server.url, key, n, args.pairs, args.db))
+        with (
+            bench_database(args.db, extra_env) as (workdir, db_url, key),
+            ServerProcess(db_url, workdir, extra_env) as server,
+        ):
+            run = asyncio.run(measure(server.url, key, n, args.pairs, args.db))
         runs.append(run)
         print(
             f"  run {r + 1}: one search {run['single_ms']:.1f} ms (a batch of 1); "

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +30,13 @@ import orjson
 from _serve import (
     PgCpu,
     ServerProcess,
-    make_key,
+    bench_database,
     open_raw_sqlite,
     pg_raw_table,
     post_batches,
     search_caught_up,
+    server_env,
+    server_options,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,20 +145,13 @@ def raw_postgres(url: str, n: int, per_tx: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", default=None, help="postgresql://… (default: a fresh SQLite file)")
+    server_options(parser)
     parser.add_argument("-n", type=int, default=20_000, help="records for (a) and (c)")
     parser.add_argument("--singles", type=int, default=10_000, help="records for (b)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        help="NAME=VALUE for the server, e.g. PYTHONPATH=<git archive of a commit>/src to "
-        "measure another build with the same client",
-    )
     args = parser.parse_args()
-    extra_env = dict(item.split("=", 1) for item in args.env)
+    extra_env = server_env(args)
 
     a_runs: list[dict[str, float]] = []
     b_runs: list[dict[str, float]] = []
@@ -167,10 +160,7 @@ def main() -> None:
         # Each repeat: a fresh server and database for (a) and (b), then (c) right after,
         # with the server stopped (its idle full-text indexing would compete with (c)).
         # The machine's speed drifts by 2x over minutes, so ratios are taken per repeat.
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = Path(tmp)
-            db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
-            key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}", extra_env)
+        with bench_database(args.db, extra_env) as (workdir, db_url, key):
             with ServerProcess(db_url, workdir, extra_env) as server:
                 with PgCpu() as pg_cpu:
                     a_runs.append(

@@ -18,16 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
-from _serve import ServerProcess, make_key, open_raw_sqlite, pg_raw_table, post_batches
+from _serve import (
+    ServerProcess,
+    bench_database,
+    open_raw_sqlite,
+    pg_raw_table,
+    post_batches,
+    server_env,
+    server_options,
+)
 
 PER_REQUEST = 100
 
@@ -154,20 +160,16 @@ def raw_postgres(url: str, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", default=None, help="postgresql://… (default: a fresh SQLite file)")
+    server_options(parser)
     parser.add_argument("-n", type=int, default=20_000, help="records for (a) and (c)")
     parser.add_argument("--singles", type=int, default=2_000, help="records for (b)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
     args = parser.parse_args()
-    extra_env = dict(item.split("=", 1) for item in args.env)
+    extra_env = server_env(args)
     runs: list[tuple[dict[str, float], float, float]] = []
     for r in range(args.repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            workdir = Path(tmp)
-            db_url = args.db or f"sqlite:///{workdir / 'bench.db'}"
-            key = make_key(db_url, workdir, f"bench-{uuid.uuid4().hex[:6]}", extra_env)
+        with bench_database(args.db, extra_env) as (workdir, db_url, key):
             with ServerProcess(db_url, workdir, extra_env) as server:
                 a = asyncio.run(run_batches(server.url, key, args.n, args.clients))
                 b = asyncio.run(run_singles(server.url, key, args.singles, args.clients))
