@@ -214,3 +214,23 @@ async def test_a_job_claimed_past_its_attempts_ends_at_the_next_claim_while_othe
     assert [(job.state, job.attempts) for job in done] == [("failed", 1), ("succeeded", 1)]
     assert done[0].error is not None
     assert done[0].error["code"] == "ATTEMPTS_EXHAUSTED"
+
+
+def test_the_attempt_and_retention_settings_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = Settings()
+    assert (defaults.job_max_attempts, defaults.job_retention_s) == (3, 7 * 86400)
+    assert (defaults.idempotency_retention_s, defaults.cleanup_interval_s) == (86400, 300)
+    monkeypatch.setenv("BATCHOPS_JOB_MAX_ATTEMPTS", "5")
+    monkeypatch.setenv("BATCHOPS_JOB_RETENTION_S", "3600")
+    monkeypatch.setenv("BATCHOPS_IDEMPOTENCY_RETENTION_S", "0")
+    monkeypatch.setenv("BATCHOPS_CLEANUP_INTERVAL_S", "2.5")
+    settings = Settings.from_env()
+    assert settings.job_max_attempts == 5
+    assert settings.job_retention_s == 3600
+    assert settings.idempotency_retention_s == 0
+    assert settings.cleanup_interval_s == 2.5
+    monkeypatch.setenv("BATCHOPS_JOB_RETENTION_S", "a week")
+    with pytest.raises(ValueError, match="BATCHOPS_JOB_RETENTION_S"):
+        Settings.from_env()
