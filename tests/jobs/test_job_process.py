@@ -245,3 +245,46 @@ def test_the_import_cli_follows_the_job_and_prints_the_failures_command(
         check=True,
     )
     assert [orjson.loads(line)["row"] for line in failures.stdout.splitlines()] == [2]
+
+
+def test_an_import_whose_server_is_killed_every_time_fails_attempts_exhausted(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A poison job: every server that claims it is killed (SIGKILL) mid-way. With 2
+    # attempts allowed, the third claim ends it instead of running it a third time.
+    monkeypatch.setenv("BATCHOPS_JOB_LEASE_S", "1")
+    monkeypatch.setenv("BATCHOPS_JOB_MAX_ATTEMPTS", "2")
+    with Server(db_url, tmp_path).running() as server:
+        key = new_key(server)
+        path = tmp_path / "poison.csv"
+        _write_csv(path, 300_000)
+        job = _upload(
+            server, key, path, collection="poison", chunk_size="200", validation="lenient"
+        )
+        headers = {"Authorization": f"Bearer {key}"}
+        url = f"{server.url}/v1/jobs/{job['id']}"
+        done_before = 0
+        for attempt in (1, 2):
+            deadline = time.monotonic() + 60
+            while True:  # this server has claimed it and committed more of it
+                seen = httpx.get(url, headers=headers).json()
+                if seen["attempts"] == attempt and seen["processed"] > done_before:
+                    done_before = seen["processed"]
+                    break
+                assert seen["state"] in ("queued", "running"), seen
+                assert time.monotonic() < deadline, seen
+                time.sleep(0.005)
+            server.kill9()
+            server.start()
+        deadline = time.monotonic() + 60
+        while True:
+            final = httpx.get(url, headers=headers).json()
+            if final["state"] not in ("queued", "running"):
+                break
+            assert time.monotonic() < deadline, final
+            time.sleep(0.05)
+    assert final["state"] == "failed", final
+    assert final["error"]["code"] == "ATTEMPTS_EXHAUSTED"
+    assert (final["attempts"], final["error"]["attempts"]) == (2, 2)
+    assert 0 < final["processed"] < 300_000  # what it did is kept
+    assert final["processed"] == final["succeeded"] == final["checkpoint"]

@@ -15,7 +15,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
-__all__ = ["ID_PATTERN", "is_id", "new_record_id", "new_record_ids", "now_iso"]
+__all__ = ["ID_PATTERN", "is_id", "iso_at", "new_record_id", "new_record_ids", "now_iso"]
 
 ID_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}"
 """Every id the server makes or accepts (records, jobs, webhooks, deliveries): 1-128
@@ -38,6 +38,19 @@ def is_id(value: str) -> bool:
 def now_iso() -> str:
     """Now, as the ISO-8601 UTC string rows carry (millisecond precision)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_at(epoch_s: float) -> str:
+    """An epoch time as rows carry times (see :func:`now_iso`): compares as text in order.
+
+    >>> iso_at(0.0)
+    '1970-01-01T00:00:00.000Z'
+    """
+    return (
+        datetime.fromtimestamp(epoch_s, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def new_record_id() -> str:

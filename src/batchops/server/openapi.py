@@ -440,6 +440,7 @@ SCHEMAS: dict[str, Any] = {
             "percentage",
             "eta_s",
             "checkpoint",
+            "attempts",
             "cancel_requested",
             "created_at",
             "started_at",
@@ -460,12 +461,21 @@ SCHEMAS: dict[str, Any] = {
             "percentage": {"type": "number", "minimum": 0, "maximum": 100},
             "eta_s": {"type": ["number", "null"], "minimum": 0},
             "checkpoint": _COUNT,
+            "attempts": {
+                **_COUNT,
+                "description": "How many times a server started running the job (a clean "
+                "shutdown's hand-back does not count). Past BATCHOPS_JOB_MAX_ATTEMPTS the job "
+                "fails ATTEMPTS_EXHAUSTED.",
+            },
             "cancel_requested": {"type": "boolean"},
             "created_at": _RFC3339,
             "started_at": _NULLABLE_TIME,
             "finished_at": _NULLABLE_TIME,
             "error": {
                 "type": ["object", "null"],
+                "description": 'Why a failed job failed (docs/jobs.md, "Job errors"): '
+                "e.g. VALIDATION_FAILED, INVALID_CSV, INVALID_JSON, STORE_BUSY, "
+                "ATTEMPTS_EXHAUSTED (with `attempts`), UNKNOWN_JOB_TYPE, INTERNAL_ERROR.",
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
             },
             "options": {"type": "object", "description": "What the job was asked to do."},

@@ -18,6 +18,16 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from exc
+
+
 def _env_bool(name: str) -> bool:
     raw = (os.environ.get(name) or "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
@@ -68,6 +78,17 @@ class Settings:
     job_concurrency: int = 2
     job_lease_s: float = 30.0
     job_poll_s: float = 1.0
+    # A job claimed more often than this (its process died each time: out of memory, a
+    # poison input) ends failed ATTEMPTS_EXHAUSTED instead of running again; a clean
+    # shutdown's hand-back is no attempt (docs/jobs.md, "Attempts").
+    job_max_attempts: int = 3
+    # Retention (docs/jobs.md, "Retention"): the processes that run jobs delete, every
+    # cleanup_interval_s (0: never), jobs that ended job_retention_s ago with everything
+    # that hangs on them, and Idempotency-Keys last used idempotency_retention_s ago
+    # (0: keep them forever).
+    job_retention_s: float = 7 * 86400.0
+    idempotency_retention_s: float = 86400.0
+    cleanup_interval_s: float = 300.0
     max_upload_bytes: int = 1024 * 1024 * 1024
     # POST /v1/bulk/*: at most this many matching records are handled inline (200); more
     # become a job (202).
@@ -111,6 +132,10 @@ class Settings:
             ),
             "job_concurrency": _env_int("BATCHOPS_JOB_CONCURRENCY", 2),
             "job_lease_s": float(os.environ.get("BATCHOPS_JOB_LEASE_S") or 30.0),
+            "job_max_attempts": _env_int("BATCHOPS_JOB_MAX_ATTEMPTS", 3),
+            "job_retention_s": _env_float("BATCHOPS_JOB_RETENTION_S", 7 * 86400.0),
+            "idempotency_retention_s": _env_float("BATCHOPS_IDEMPOTENCY_RETENTION_S", 86400.0),
+            "cleanup_interval_s": _env_float("BATCHOPS_CLEANUP_INTERVAL_S", 300.0),
             "max_upload_bytes": _env_int("BATCHOPS_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
             "bulk_inline_max": _env_int("BATCHOPS_BULK_INLINE_MAX", 1000),
             "data_dir": os.environ.get("BATCHOPS_DATA_DIR") or None,

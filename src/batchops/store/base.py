@@ -129,7 +129,9 @@ class JobRow:
 
     ``checkpoint`` is the number of the last input row whose chunk is committed (rows are
     1-based); ``revision`` grows with every committed change and numbers the job's events.
-    ``worker`` + ``heartbeat_at`` (epoch seconds) are the runner's lease on a running job.
+    ``worker`` + ``heartbeat_at`` (epoch seconds, by the database's clock) are the runner's
+    lease on a running job. ``attempts`` counts the claims that ran it (a clean hand-back
+    on shutdown takes its claim back).
     """
 
     id: str
@@ -151,6 +153,7 @@ class JobRow:
     started_at: str | None = None
     finished_at: str | None = None
     error: dict[str, Any] | None = None
+    attempts: int = 0
 
 
 @dataclass(slots=True)
@@ -248,6 +251,17 @@ class TxBase(Protocol):
         """Hold a named lock until the transaction ends: transactions that take the same
         name run one after the other (PostgreSQL: an advisory transaction lock; SQLite:
         nothing to do, every transaction holds the database's write lock)."""
+        ...
+
+    def try_lock(self, name: str) -> bool:
+        """Take the named lock of :meth:`lock` for the rest of the transaction if nobody
+        holds it, without waiting: False if another transaction does (PostgreSQL); always
+        True on SQLite."""
+        ...
+
+    def database_now(self) -> float:
+        """The database's clock, in epoch seconds: the one clock every process sharing the
+        database agrees on, whatever its machine's own says."""
         ...
 
     def applied_migrations(self) -> list[str]:
@@ -420,7 +434,8 @@ class IdempotencyTx(TxBase, Protocol):
     """``Idempotency-Key`` claims, their progress and stored responses.
 
     Scoped by tenant: every method takes ``tenant`` (a key names a request of one
-    tenant only)."""
+    tenant only), but ``purge_idempotency_keys``: the periodic cleanup deletes expired keys
+    of every tenant."""
 
     def idempotency_claim(
         self,
@@ -465,6 +480,13 @@ class IdempotencyTx(TxBase, Protocol):
         the retry to resume from."""
         ...
 
+    def purge_idempotency_keys(self, *, before: float, limit: int) -> int:
+        """Not scoped by tenant (the periodic cleanup serves every tenant): delete, at most
+        ``limit`` rows in all, keys of every tenant last claimed, renewed or released
+        before ``before`` (epoch seconds), with their progress; how many rows were deleted
+        (0: nothing is left to purge)."""
+        ...
+
 
 class JobsTx(TxBase, Protocol):
     """Bulk jobs, their failed input rows and their stored bodies.
@@ -473,7 +495,8 @@ class JobsTx(TxBase, Protocol):
     ``tenant``, and ``get_job`` does when given one (every API route passes the caller's).
     The rest is reached by job id: the runner claims, leases and saves jobs of every
     tenant (``claim_job``, ``heartbeat_jobs``, ``release_jobs``, ``save_job`` and
-    ``get_job`` without a tenant), and the failures and bodies of a job
+    ``get_job`` without a tenant), the periodic cleanup purges old jobs of every tenant
+    (``purge_jobs``), and the failures and bodies of a job
     (``*_job_failures``, ``*_job_result(s)``) are read only after a tenant-checked
     ``get_job`` of that id, or by the runner. ``insert_job`` writes the tenant the row
     carries."""
@@ -490,8 +513,10 @@ class JobsTx(TxBase, Protocol):
         held by every transaction already)."""
         ...
 
-    def save_job(self, row: JobRow) -> None:
-        """Write every mutable column of an existing job (by id)."""
+    def save_job(self, row: JobRow, *, renew_lease: bool = False) -> None:
+        """Write every mutable column of an existing job (by id). ``renew_lease``: the
+        heartbeat is the database's clock now (and ``row.heartbeat_at`` is set to it),
+        rather than ``row.heartbeat_at``."""
         ...
 
     def list_jobs(
@@ -505,17 +530,29 @@ class JobsTx(TxBase, Protocol):
         """A tenant's jobs, newest first."""
         ...
 
-    def claim_job(self, worker: str, *, now: float, lease_s: float) -> JobRow | None:
+    def claim_job(self, worker: str, *, lease_s: float) -> JobRow | None:
         """Take the oldest job that is queued, or running with a heartbeat older than
-        ``lease_s`` (its process died): it becomes running under ``worker``. None if none."""
+        ``lease_s`` (its process died): it becomes running under ``worker``, its heartbeat
+        the database's clock now, its ``attempts`` one more. Every time is the database's
+        clock, never the caller's. None if none."""
         ...
 
-    def heartbeat_jobs(self, worker: str, *, now: float) -> None:
-        """Renew ``worker``'s lease on its running jobs."""
+    def heartbeat_jobs(self, worker: str) -> None:
+        """Renew ``worker``'s lease on its running jobs (the database's clock now)."""
         ...
 
     def release_jobs(self, worker: str) -> int:
-        """Put ``worker``'s running jobs back in the queue (a clean shutdown)."""
+        """Put ``worker``'s running jobs back in the queue (a clean shutdown): their claim
+        does not count as an attempt."""
+        ...
+
+    def purge_jobs(self, *, finished_before: str, limit: int) -> int:
+        """Delete, at most ``limit`` rows in all, jobs that ended before ``finished_before``
+        (an ISO-8601 UTC time as rows carry) and have no delivery pending, with everything
+        that hangs on them: failures, stored bodies, their own webhooks, deliveries and
+        delivery attempts. Dependents go first and a job last, so a purge cut short leaves
+        nothing orphaned and the next one goes on. How many rows were deleted: 0 when
+        nothing is left to purge."""
         ...
 
     def insert_job_failures(self, rows: Sequence[JobFailureRow]) -> None:

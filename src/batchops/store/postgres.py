@@ -305,6 +305,12 @@ class PostgresTx(RecordsSQL, SearchSQL, JobsSQL, WebhooksSQL, KeysSQL, Idempoten
         """An advisory lock on ``name``, held until the transaction ends."""
         self._execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
 
+    def try_lock(self, name: str) -> bool:
+        """The advisory lock of :meth:`lock` if it is free, without waiting."""
+        sql = "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))"
+        row = self._execute(sql, (name,)).fetchone()
+        return row is not None and bool(row[0])
+
     # -- records: per dialect (COPY, statements over arrays, tsvector search) ---------------
     def insert_records(self, rows: Sequence[RecordRow]) -> None:
         """Insert all rows (one COPY from ``COPY_MIN_ROWS`` rows, else one INSERT over

@@ -14,9 +14,16 @@ checkpoint: nothing is lost or written twice.
 
 Ownership: a job being run carries ``worker`` (this runner's id) and a heartbeat renewed
 every ``lease_s / 3``. Runners claim queued jobs and running jobs whose heartbeat is older
-than ``lease_s`` (their process died). Every chunk transaction re-reads the job and stops
-if another runner took it over (fencing, :meth:`JobContext.own`), so two runners never
-both apply a chunk. A clean shutdown puts this runner's jobs back in the queue at once.
+than ``lease_s`` (their process died). Heartbeats and that cutoff are the database's clock,
+never this process's (``time.time()`` appears nowhere in them): servers on machines whose
+clocks disagree still agree on whose a job is. Every chunk transaction re-reads the job
+and stops if another runner took it over (fencing, :meth:`JobContext.own`), so two runners
+never both apply a chunk. A clean shutdown puts this runner's jobs back in the queue at once.
+
+Attempts: every claim counts one (a clean shutdown's hand-back takes its claim back). A job
+claimed past ``Settings.job_max_attempts`` — its process died that often while running it
+(out of memory, a poison input) — is not run again: the claim's own transaction ends it
+failed ``ATTEMPTS_EXHAUSTED``, with what it had done, and runs the end hooks.
 
 The end of a job: whatever transaction saves a job in a terminal state also runs the
 registry's end hooks (:meth:`JobKinds.ended`: the webhooks' outbox), so what they write
@@ -24,7 +31,9 @@ commits with the state change. :meth:`JobContext.update` (hence ``finish``) and
 :meth:`JobContext.cancel` do it; so does the cancel route for a job that never started.
 
 A job's input file (an import's upload) waits in :func:`uploads_dir` under the job's id
-and is deleted once the job has ended.
+and is deleted once the job has ended. The runner also runs the periodic cleanup
+(:class:`batchops.server.jobs.cleanup.Cleanup`): jobs and idempotency keys past their
+retention.
 """
 
 from __future__ import annotations
@@ -35,7 +44,6 @@ import logging
 import os
 import secrets
 import socket
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +54,7 @@ from starlette.responses import Response
 from batchops._exceptions import StoreError, TransientStoreError
 from batchops.engine import backoff_s
 from batchops.server import _ids
+from batchops.server.jobs.cleanup import Cleanup
 from batchops.server.jobs.schemas import TERMINAL_STATES
 from batchops.server.settings import Settings
 from batchops.store._url import parse_store_url
@@ -191,8 +200,7 @@ class JobContext:
             job = self.own(tx)
             change(tx, job)
             job.revision += 1
-            job.heartbeat_at = time.time()
-            tx.save_job(job)
+            tx.save_job(job, renew_lease=job.state == "running")
             if job.state in TERMINAL_STATES:
                 self._runner.kinds.ended(tx, job)
             return job
@@ -265,8 +273,7 @@ class JobContext:
         job.failed += failed
         job.checkpoint = position
         job.revision += 1
-        job.heartbeat_at = time.time()
-        tx.save_job(job)
+        tx.save_job(job, renew_lease=True)
         return job
 
     async def commit(self, apply: Callable[[Tx], JobRow], *, retries: int = 3) -> JobRow:
@@ -285,8 +292,7 @@ class JobContext:
         return job
 
     async def _discard_input(self) -> None:
-        with contextlib.suppress(OSError):
-            await asyncio.to_thread(self.input_path.unlink, missing_ok=True)
+        await self._runner.discard_input(self.id)
 
 
 class JobRunner:
@@ -310,6 +316,11 @@ class JobRunner:
         """The stored input file of a job."""
         return self.uploads / job_id
 
+    async def discard_input(self, job_id: str) -> None:
+        """Delete the stored input file of a job that has ended (if it has one)."""
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(self.upload_path(job_id).unlink, missing_ok=True)
+
     async def start(self) -> None:
         """Start claiming jobs (called by the app's lifespan)."""
         self.uploads.mkdir(parents=True, exist_ok=True)
@@ -317,6 +328,12 @@ class JobRunner:
             asyncio.create_task(self._claim_loop(), name="batchops-jobs"),
             asyncio.create_task(self._heartbeat_loop(), name="batchops-jobs-heartbeat"),
         ]
+        if self.settings.cleanup_interval_s > 0:
+            self._tasks.append(
+                asyncio.create_task(
+                    Cleanup(self.store, self.settings).run_forever(), name="batchops-cleanup"
+                )
+            )
 
     def wake(self) -> None:
         """A job was queued: look now rather than at the next poll."""
@@ -340,23 +357,49 @@ class JobRunner:
             self._wake.clear()
             while len(self._active) < self.settings.job_concurrency:
                 try:
-                    job = await self.store.run(
-                        lambda tx: tx.claim_job(
-                            self.worker, now=time.time(), lease_s=self.settings.job_lease_s
-                        ),
-                        retries=3,
-                    )
+                    job = await self.store.run(self._claim, retries=3)
                 except Exception:
                     log.exception("claiming a job failed")
                     break
                 if job is None:
                     break
                 self.events.notify()
+                if job.state != "running":  # its attempts were exhausted: it ended here
+                    log.warning("job %s failed: %s", job.id, (job.error or {}).get("message"))
+                    await self.discard_input(job.id)
+                    continue
                 task = asyncio.create_task(self._run(job), name=f"batchops-job-{job.id}")
                 self._active[job.id] = task
                 task.add_done_callback(self._on_done(job.id))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.job_poll_s)
+
+    def _claim(self, tx: Tx) -> JobRow | None:
+        """Claim the next job; one claimed past its attempts ends failed instead, in this
+        transaction (with its end hooks): it comes back in a terminal state."""
+        job = tx.claim_job(self.worker, lease_s=self.settings.job_lease_s)
+        limit = max(self.settings.job_max_attempts, 1)
+        if job is None or job.attempts <= limit:
+            return job
+        job.attempts -= 1  # this claim runs nothing: the count is of the runs it had
+        job.state = "failed"
+        job.finished_at = _ids.now_iso()
+        job.worker = None
+        job.heartbeat_at = None
+        # Its counters and checkpoint stay: what it did is committed, and is reported.
+        job.error = {
+            "code": "ATTEMPTS_EXHAUSTED",
+            "message": (
+                f"the job was started {job.attempts} times and its server stopped without "
+                f"finishing it every time (killed, out of memory?); it is not started again "
+                f"(job_max_attempts: {limit})"
+            ),
+            "attempts": job.attempts,
+        }
+        job.revision += 1
+        tx.save_job(job)
+        self.kinds.ended(tx, job)
+        return job
 
     def _on_done(self, job_id: str) -> Callable[[asyncio.Task[None]], None]:
         def done(_task: asyncio.Task[None]) -> None:
@@ -369,7 +412,7 @@ class JobRunner:
         while not self._stopping:
             await asyncio.sleep(self.settings.job_lease_s / 3)
             with contextlib.suppress(Exception):
-                await self.store.run(lambda tx: tx.heartbeat_jobs(self.worker, now=time.time()))
+                await self.store.run(lambda tx: tx.heartbeat_jobs(self.worker))
 
     # A job whose database stays busy past its units' own retries runs again from its
     # checkpoint, after a pause, up to this many times in all, before it fails STORE_BUSY.

@@ -62,6 +62,7 @@ def job_body(job: JobRow, *, now: float | None = None) -> dict[str, Any]:
         "percentage": percentage,
         "eta_s": eta_s,
         "checkpoint": job.checkpoint,
+        "attempts": job.attempts,
         "cancel_requested": job.cancel_requested,
         "created_at": job.created_at,
         "started_at": job.started_at,

@@ -15,7 +15,8 @@ Template rules (:meth:`SqlDialect.render`):
 - Other differences are spelled by the dialect's fields: a list of ids bound as one
   parameter (:attr:`SqlDialect.in_list`), row locks (:meth:`SqlDialect.for_update`), the
   text of a JSON field (:attr:`SqlDialect.field_text`), an equality filter on JSON
-  (:attr:`SqlDialect.filter_sql`), and how JSON columns come back (:attr:`SqlDialect.json_as_text`).
+  (:attr:`SqlDialect.filter_sql`), how JSON columns come back (:attr:`SqlDialect.json_as_text`),
+  and the database's clock (:attr:`SqlDialect.now`).
 
 What differs in *behaviour* is not here: each store keeps its own code for it (multi-row
 statements vs pipelined executemany and COPY, FTS5 vs tsvector, BEGIN IMMEDIATE vs row
@@ -25,6 +26,7 @@ locks), with a line saying why.
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +67,10 @@ class SqlDialect:
     #: SQLite stores JSON as text and reads it back as text (and booleans as 0/1);
     #: PostgreSQL's jsonb comes back decoded (by orjson, see the PostgreSQL store).
     json_as_text: bool
+    #: The database's clock as epoch seconds (a float): what every lease, heartbeat and
+    #: claim cutoff of a job is measured with, so that processes on machines whose clocks
+    #: disagree still agree on who owns a job (docs/jobs.md, "How it stays correct").
+    now: str
 
     def render(self, template: str) -> str:
         """The template (see the module docstring) in this dialect."""
@@ -133,6 +139,14 @@ def _postgres_filter(f: FilterPath, prefix: str = "") -> tuple[str, list[Any]]:
     return f"{data} @> %s::jsonb", [orjson.dumps(f.containment()).decode()]
 
 
+# unixepoch('subsec') arrived in SQLite 3.42; julianday('now') (millisecond precision, as
+# 'subsec') gives the same number on any version.
+_SQLITE_NOW = (
+    "unixepoch('subsec')"
+    if sqlite3.sqlite_version_info >= (3, 42, 0)
+    else "((julianday('now') - 2440587.5) * 86400.0)"
+)
+
 SQLITE = SqlDialect(
     name="sqlite",
     param="?",
@@ -143,6 +157,7 @@ SQLITE = SqlDialect(
     field_text=_sqlite_field_text,
     filter_sql=_sqlite_filter,
     json_as_text=True,
+    now=_SQLITE_NOW,
 )
 
 POSTGRES = SqlDialect(
@@ -155,4 +170,7 @@ POSTGRES = SqlDialect(
     field_text=_postgres_field_text,
     filter_sql=_postgres_filter,
     json_as_text=False,
+    # clock_timestamp(), not now(): the time of the statement, not of the transaction's
+    # start (a lease renewed late in a long transaction must not look older than it is).
+    now="extract(epoch from clock_timestamp())::float8",
 )

@@ -5,6 +5,11 @@ read of its row. Two processes claiming at once on PostgreSQL: ON CONFLICT makes
 wait for the first's transaction, and the read's FOR UPDATE serialises a stale takeover (and
 waits for a transaction that holds the claim, see ``idempotency_hold``). On SQLite every
 transaction holds the write lock (``BEGIN IMMEDIATE``), which makes the claim race-free.
+
+A key's age is ``abs(created_at)``: its last sign of life, or, for a key released with
+progress (``created_at`` negative: claimable at once), minus the time it was released. The
+periodic cleanup deletes keys older than the retention, their progress first, in bounded
+steps (:meth:`IdempotencySQL.purge_idempotency_keys`).
 """
 
 from __future__ import annotations
@@ -53,9 +58,27 @@ class IdempotencyStatements:
             "DELETE FROM idempotency_progress WHERE tenant = ? AND key = ?"
         )
         self.release_with_progress = d.render(
-            f"UPDATE idempotency_keys SET created_at = -1, owner = '(released)' WHERE {_HELD_BY}"
+            f"UPDATE idempotency_keys SET created_at = -({d.now}), owner = '(released)' "
+            f"WHERE {_HELD_BY}"
         )
         self.release = d.render(f"DELETE FROM idempotency_keys WHERE {_HELD_BY}")
+        # The purge: the progress of expired keys, then expired keys with none left (both
+        # take the cutoff and how many rows at most). abs(created_at): see the module
+        # docstring; the expression index of migration 0010 (SQLite 0008) serves it.
+        self.purge_progress = d.render(
+            "DELETE FROM idempotency_progress WHERE (tenant, key, seq) IN "
+            "(SELECT p.tenant, p.key, p.seq FROM idempotency_progress p "
+            "JOIN idempotency_keys k ON k.tenant = p.tenant AND k.key = p.key "
+            "WHERE abs(k.created_at) < ? LIMIT ?)"
+        )
+        self.purge_keys = d.render(
+            # The age again outside the sub-select: a key claimed meanwhile (it is young
+            # again) is kept (PostgreSQL re-checks it on the row it waited for).
+            "DELETE FROM idempotency_keys WHERE abs(created_at) < ? AND (tenant, key) IN "
+            "(SELECT k.tenant, k.key FROM idempotency_keys k WHERE abs(k.created_at) < ? "
+            "AND NOT EXISTS (SELECT 1 FROM idempotency_progress p "
+            "WHERE p.tenant = k.tenant AND p.key = k.key) LIMIT ?)"
+        )
 
 
 class IdempotencySQL(SqlTx):
@@ -127,3 +150,14 @@ class IdempotencySQL(SqlTx):
             self._execute(s.release_with_progress, (tenant, key, owner))
             return
         self._execute(s.release, (tenant, key, owner))
+
+    def purge_idempotency_keys(self, *, before: float, limit: int) -> int:
+        """Delete at most ``limit`` rows of keys whose age is before ``before``."""
+        s = self._idempotency_sql
+        if limit <= 0:
+            return 0
+        deleted = int(self._execute(s.purge_progress, (before, limit)).rowcount)
+        if deleted >= limit:
+            return deleted
+        keys = self._execute(s.purge_keys, (before, before, limit - deleted)).rowcount
+        return deleted + int(keys)

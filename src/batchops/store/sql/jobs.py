@@ -4,6 +4,15 @@
 Claiming is one ``UPDATE … WHERE id = (SELECT … LIMIT 1) RETURNING``: on PostgreSQL the
 sub-select takes ``FOR UPDATE SKIP LOCKED``, so several worker processes never take the same
 job; on SQLite every transaction holds the write lock (``BEGIN IMMEDIATE``) already.
+
+Every time a lease is measured with — the heartbeat a claim or a renewal writes, the cutoff
+past which a running job's process is presumed dead — is the database's clock
+(:attr:`SqlDialect.now`), never the calling process's: runners on machines whose clocks
+disagree then agree on who owns a job.
+
+Purging old jobs (:meth:`JobsSQL.purge_jobs`) deletes in bounded steps, dependents first
+and the job last, so that a cleanup never holds many locks for long and one cut short (a
+crash, the row budget spent) leaves nothing orphaned: the next one goes on where it was.
 """
 
 from __future__ import annotations
@@ -22,8 +31,9 @@ __all__ = ["JobStatements", "JobsSQL"]
 _JOB_COLS = (
     "id, tenant, type, state, collection, options, created_at, total, processed, succeeded, "
     "failed, checkpoint, revision, cancel_requested, worker, heartbeat_at, started_at, "
-    "finished_at, error"
+    "finished_at, error, attempts"
 )
+_TERMINAL = "('succeeded', 'failed', 'cancelled')"
 _FAILURE_COLS = "job_id, row_number, input, code, message"
 
 
@@ -50,35 +60,40 @@ class JobStatements:
     def __init__(self, d: SqlDialect) -> None:
         self.insert = d.render(
             f"INSERT INTO jobs ({_JOB_COLS}) VALUES "
-            "(?, ?, ?, ?, ?, ?::jsonb, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb)"
+            "(?, ?, ?, ?, ?, ?::jsonb, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb, ?)"
         )
         get = f"SELECT {_JOB_COLS} FROM jobs WHERE id = ? AND (?::text IS NULL OR tenant = ?)"
         self.get = d.render(get)
         self.get_locked = d.render(get + d.for_update())
-        self.save = d.render(
+        save = (
             "UPDATE jobs SET state = ?, total = ?, processed = ?, succeeded = ?, failed = ?, "
-            "checkpoint = ?, revision = ?, cancel_requested = ?, worker = ?, heartbeat_at = ?, "
-            "started_at = ?, finished_at = ?, error = ?::jsonb WHERE id = ?"
+            "checkpoint = ?, revision = ?, cancel_requested = ?, worker = ?, heartbeat_at = {}, "
+            "started_at = ?, finished_at = ?, error = ?::jsonb, attempts = ? WHERE id = ?"
         )
+        self.save = d.render(save.format("?"))
+        self.save_renewing = d.render(save.format(d.now) + " RETURNING heartbeat_at")
         self.list = d.render(
             f"SELECT {_JOB_COLS} FROM jobs WHERE tenant = ? "
             "AND (?::text IS NULL OR state = ?) AND (?::text IS NULL OR type = ?) "
             "ORDER BY created_at DESC, id DESC LIMIT ?"
         )
         self.claim = d.render(
-            "UPDATE jobs SET state = 'running', worker = ?, heartbeat_at = ?, "
-            "revision = revision + 1 "
+            f"UPDATE jobs SET state = 'running', worker = ?, heartbeat_at = {d.now}, "
+            "revision = revision + 1, attempts = attempts + 1 "
             "WHERE id = (SELECT id FROM jobs WHERE state = 'queued' "
-            "OR (state = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < ?)) "
+            f"OR (state = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < {d.now} - ?)) "
             f"ORDER BY created_at, id LIMIT 1{d.for_update(skip_locked=True)}) "
             f"RETURNING {_JOB_COLS}"
         )
         self.heartbeat = d.render(
-            "UPDATE jobs SET heartbeat_at = ? WHERE worker = ? AND state = 'running'"
+            f"UPDATE jobs SET heartbeat_at = {d.now} WHERE worker = ? AND state = 'running'"
         )
         self.release = d.render(
             "UPDATE jobs SET state = 'queued', worker = NULL, heartbeat_at = NULL, "
-            "revision = revision + 1 WHERE worker = ? AND state = 'running'"
+            "revision = revision + 1, "
+            # A clean hand-back: its claim was no attempt (see JobsTx.release_jobs).
+            "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
+            "WHERE worker = ? AND state = 'running'"
         )
         self.insert_failure = d.render(
             f"INSERT INTO job_failures ({_FAILURE_COLS}) VALUES (?, ?, ?, ?, ?)"
@@ -95,6 +110,37 @@ class JobStatements:
         self.list_results = d.render(
             "SELECT seq, body FROM job_results WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?"
         )
+        # -- purge: each statement takes (the picked job ids, how many rows at most) ---------
+        ids = d.in_list
+        self.purge_pick = d.render(
+            f"SELECT id FROM jobs WHERE finished_at < ? AND state IN {_TERMINAL} "
+            "AND NOT EXISTS (SELECT 1 FROM webhook_deliveries w "
+            "WHERE w.job_id = jobs.id AND w.state = 'pending') "
+            "ORDER BY finished_at, id LIMIT ?"
+        )
+        self.purge_dependents = tuple(
+            d.render(sql)
+            for sql in (
+                # Attempts before their deliveries, deliveries before the job's own webhooks.
+                "DELETE FROM webhook_attempts WHERE (delivery_id, attempt) IN "
+                "(SELECT a.delivery_id, a.attempt FROM webhook_attempts a "
+                f"JOIN webhook_deliveries w ON w.id = a.delivery_id WHERE w.job_id {ids} "
+                "LIMIT ?)",
+                "DELETE FROM webhook_deliveries WHERE id IN "
+                f"(SELECT id FROM webhook_deliveries WHERE job_id {ids} LIMIT ?)",
+                "DELETE FROM webhooks WHERE id IN "
+                f"(SELECT id FROM webhooks WHERE job_id {ids} LIMIT ?)",
+                "DELETE FROM job_failures WHERE (job_id, row_number) IN "
+                f"(SELECT job_id, row_number FROM job_failures WHERE job_id {ids} LIMIT ?)",
+                "DELETE FROM job_results WHERE (job_id, seq) IN "
+                f"(SELECT job_id, seq FROM job_results WHERE job_id {ids} LIMIT ?)",
+            )
+        )
+        self.purge_jobs = d.render(
+            f"DELETE FROM jobs WHERE state IN {_TERMINAL} AND id IN "
+            f"(SELECT id FROM jobs WHERE id {ids} LIMIT ?)"
+        )
+        self.bind_ids = d.bind_list
         self.job: Callable[[Sequence[Any]], JobRow] = _job_from_text if d.json_as_text else _job
 
 
@@ -127,6 +173,7 @@ class JobsSQL(SqlTx):
                 row.started_at,
                 row.finished_at,
                 _dumps(row.error),
+                row.attempts,
             ),
         )
 
@@ -140,27 +187,29 @@ class JobsSQL(SqlTx):
         ).fetchone()
         return s.job(row) if row else None
 
-    def save_job(self, row: JobRow) -> None:
-        """Write every mutable column of an existing job."""
-        self._execute(
-            self._jobs_sql.save,
-            (
-                row.state,
-                row.total,
-                row.processed,
-                row.succeeded,
-                row.failed,
-                row.checkpoint,
-                row.revision,
-                row.cancel_requested,
-                row.worker,
-                row.heartbeat_at,
-                row.started_at,
-                row.finished_at,
-                _dumps(row.error),
-                row.id,
-            ),
+    def save_job(self, row: JobRow, *, renew_lease: bool = False) -> None:
+        """Write every mutable column of an existing job; ``renew_lease``: the heartbeat
+        by the database's clock."""
+        s = self._jobs_sql
+        head = (
+            row.state,
+            row.total,
+            row.processed,
+            row.succeeded,
+            row.failed,
+            row.checkpoint,
+            row.revision,
+            row.cancel_requested,
+            row.worker,
         )
+        tail = (row.started_at, row.finished_at, _dumps(row.error), row.attempts, row.id)
+        if not renew_lease:
+            self._execute(s.save, (*head, row.heartbeat_at, *tail))
+            return
+        # fetchall: the statement runs to its end (see claim_job).
+        rows = self._execute(s.save_renewing, (*head, *tail)).fetchall()
+        if rows:
+            row.heartbeat_at = float(rows[0][0])
 
     def list_jobs(
         self,
@@ -175,21 +224,44 @@ class JobsSQL(SqlTx):
         cur = self._execute(s.list, (tenant, state, state, type, type, max(limit, 0)))
         return [s.job(row) for row in cur]
 
-    def claim_job(self, worker: str, *, now: float, lease_s: float) -> JobRow | None:
-        """Take the oldest queued job, or a running one whose lease ran out."""
+    def claim_job(self, worker: str, *, lease_s: float) -> JobRow | None:
+        """Take the oldest queued job, or a running one whose lease ran out (by the
+        database's clock); its attempts grow by one."""
         s = self._jobs_sql
         # fetchall: the statement runs to its end (SQLite finishes a RETURNING statement
         # only when its rows are read).
-        rows = self._execute(s.claim, (worker, now, now - lease_s)).fetchall()
+        rows = self._execute(s.claim, (worker, lease_s)).fetchall()
         return s.job(rows[0]) if rows else None
 
-    def heartbeat_jobs(self, worker: str, *, now: float) -> None:
-        """Renew ``worker``'s lease on its running jobs."""
-        self._execute(self._jobs_sql.heartbeat, (now, worker))
+    def heartbeat_jobs(self, worker: str) -> None:
+        """Renew ``worker``'s lease on its running jobs (the database's clock)."""
+        self._execute(self._jobs_sql.heartbeat, (worker,))
 
     def release_jobs(self, worker: str) -> int:
         """Put ``worker``'s running jobs back in the queue."""
         return int(self._execute(self._jobs_sql.release, (worker,)).rowcount)
+
+    def purge_jobs(self, *, finished_before: str, limit: int) -> int:
+        """Delete at most ``limit`` rows of old jobs and their dependents (see
+        :meth:`batchops.store.base.JobsTx.purge_jobs`)."""
+        s = self._jobs_sql
+        if limit <= 0:
+            return 0
+        picked = [str(row[0]) for row in self._execute(s.purge_pick, (finished_before, limit))]
+        if not picked:
+            return 0
+        ids = s.bind_ids(picked)
+        budget = limit
+        for statement in s.purge_dependents:
+            budget -= int(self._execute(statement, (ids, budget)).rowcount)
+            if budget <= 0:
+                # Maybe more of this kind left: the jobs wait for the next call, which
+                # goes on from here (what is gone is gone: nothing hangs on nothing).
+                return limit
+        # Every dependent of the picked jobs is gone (each step deleted fewer than it
+        # could): the jobs themselves.
+        budget -= int(self._execute(s.purge_jobs, (ids, budget)).rowcount)
+        return limit - budget
 
     # -- failed input rows -----------------------------------------------------------------
     def insert_job_failures(self, rows: Sequence[JobFailureRow]) -> None:

@@ -49,6 +49,10 @@ class SqlTx:
         """See :meth:`batchops.store.base.TxBase.set_statement_timeout`."""
         raise NotImplementedError
 
+    def database_now(self) -> float:
+        """See :meth:`batchops.store.base.TxBase.database_now`."""
+        return float(self._execute(f"SELECT {self.sql_dialect.now}").fetchone()[0])
+
     def applied_migrations(self) -> list[str]:
         """See :meth:`batchops.store.base.TxBase.applied_migrations`."""
         rows = self._execute(

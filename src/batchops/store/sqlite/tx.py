@@ -221,6 +221,10 @@ class SQLiteTx(DeferredIndex, RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, Idempot
     def lock(self, name: str) -> None:
         """Nothing to take: the transaction holds the database's write lock."""
 
+    def try_lock(self, name: str) -> bool:
+        """Always taken: the transaction holds the database's write lock."""
+        return True
+
     # -- records: per dialect (multi-row statements, deferred FTS5 index) -----------------
     def insert_records(self, rows: Sequence[RecordRow]) -> None:
         """Insert all rows (multi-row INSERTs; indexed later, see :mod:`.fts`).
