@@ -256,6 +256,7 @@ async def test_a_graceful_stop_lets_the_chunk_being_written_commit_then_hands_th
     assert job is not None
     # The third chunk committed; the fourth was never begun; the job waits in the queue.
     assert (job.state, job.worker, job.checkpoint, job.processed) == ("queued", None, 3, 3)
+    assert job.attempts == 0  # a clean hand-back is no attempt
     assert job.finished_at is None
     assert not runner._active
 

@@ -300,6 +300,7 @@ def test_sigterm_mid_import_hands_the_job_back_after_its_chunk_and_a_later_proce
 
     handed_back = asyncio.run(_stored_job(own_pg_url, job_id))
     assert (handed_back.state, handed_back.worker) == ("queued", None)
+    assert handed_back.attempts == 0  # a clean hand-back is no attempt
     assert 0 < handed_back.processed < rows
     assert handed_back.checkpoint > 0
     written = asyncio.run(_keys_in(own_pg_url, tenant, "handback"))
