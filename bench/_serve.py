@@ -65,6 +65,7 @@ class ServerProcess:
             **os.environ,
             "BATCHOPS_RATE_LIMIT_REQUESTS": "0",
             "BATCHOPS_RATE_LIMIT_OPERATIONS": "0",
+            "BATCHOPS_DRAIN_DELAY_S": "0",  # stop at once: no load balancer to tell
             "BATCHOPS_DATA_DIR": str(self.workdir / "uploads"),
             **self.extra_env,
         }

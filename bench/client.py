@@ -124,7 +124,12 @@ def part_b() -> None:
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         db = f"sqlite:///{tmp}/bench.db"
-        env = dict(os.environ, BATCHOPS_RATE_LIMIT_REQUESTS="0", BATCHOPS_RATE_LIMIT_OPERATIONS="0")
+        env = dict(
+            os.environ,
+            BATCHOPS_RATE_LIMIT_REQUESTS="0",
+            BATCHOPS_RATE_LIMIT_OPERATIONS="0",
+            BATCHOPS_DRAIN_DELAY_S="0",
+        )
         cmd = [sys.executable, "-m", "batchops"]
         key = subprocess.run(
             [*cmd, "keys", "create", "--tenant", "bench", "--db", db],

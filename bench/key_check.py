@@ -45,7 +45,7 @@ async def main(db: str | None, requests: int, rounds: int) -> None:
         Settings(
             db_url=url,
             print_first_key=False,
-            run_jobs=False,
+            role="api",
             rate_limit_requests_per_minute=0,
             rate_limit_operations_per_minute=0,
         )

@@ -44,7 +44,7 @@ def body(k: int) -> bytes:
 async def main(batches: int, label: str) -> None:
     workdir = tempfile.mkdtemp()
     app = create_app(
-        Settings(db_url=f"sqlite:///{workdir}/bench.db", print_first_key=False, run_jobs=False)
+        Settings(db_url=f"sqlite:///{workdir}/bench.db", print_first_key=False, role="api")
     )
     async with app.router.lifespan_context(app):
         store = app.state.services.store

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import sys
 from typing import Any
 
@@ -32,8 +31,24 @@ def main() -> None:
 
 @main.command()
 @_db_option
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", envvar="BATCHOPS_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="BATCHOPS_PORT", default=8000, show_default=True, type=int)
+@click.option(
+    "--role",
+    type=click.Choice(["all", "api", "worker"]),
+    default=None,
+    help="all: the API and the jobs; api: the API, no jobs or webhooks; worker: the jobs "
+    "and webhooks, and only /healthz and /readyz over HTTP (env BATCHOPS_ROLE; default all).",
+)
+@click.option(
+    "--workers",
+    envvar="BATCHOPS_WORKERS",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes serving on the one port (env BATCHOPS_WORKERS); each has its own "
+    "database pool and job runner.",
+)
 @click.option("--max-batch-operations", type=int, default=None, help="Default 1000.")
 @click.option("--max-batch-bytes", type=int, default=None, help="Default 10 MiB.")
 @click.option("--rate-limit-requests", type=int, default=None, help="Per key per minute (0: off).")
@@ -72,13 +87,43 @@ def main() -> None:
     "--db-pool-size",
     type=click.IntRange(min=1),
     default=None,
-    help="PostgreSQL connections (default: twice the cores plus one, 4 to 32).",
+    help="PostgreSQL connections of each process (env BATCHOPS_DB_POOL_SIZE; default: "
+    "twice the cores plus one, 4 to 32).",
 )
-@click.option("--log-level", default="info", show_default=True)
+@click.option(
+    "--job-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Jobs each process runs at once (env BATCHOPS_JOB_CONCURRENCY; default 2).",
+)
+@click.option(
+    "--webhook-concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Webhook deliveries each process sends at once "
+    "(env BATCHOPS_WEBHOOK_CONCURRENCY; default 8).",
+)
+@click.option(
+    "--drain-delay-s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="On SIGTERM/SIGINT, answer /readyz with 503 but go on serving this long, so a "
+    "load balancer stops sending here first (env BATCHOPS_DRAIN_DELAY_S; default 5).",
+)
+@click.option(
+    "--shutdown-grace-s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Then, once no connection is accepted, how long in-flight requests, the jobs' "
+    "current chunks and webhooks have to end (env BATCHOPS_SHUTDOWN_GRACE_S; default 30).",
+)
+@click.option("--log-level", envvar="BATCHOPS_LOG_LEVEL", default="info", show_default=True)
 def serve(
     db_url: str | None,
     host: str,
     port: int,
+    role: str | None,
+    workers: int,
     max_batch_operations: int | None,
     max_batch_bytes: int | None,
     rate_limit_requests: int | None,
@@ -88,44 +133,40 @@ def serve(
     max_inflation_ratio: float | None,
     body_read_timeout_s: float | None,
     db_pool_size: int | None,
+    job_concurrency: int | None,
+    webhook_concurrency: int | None,
+    drain_delay_s: float | None,
+    shutdown_grace_s: float | None,
     log_level: str,
 ) -> None:
-    """Run the records service (OpenAPI docs at /docs). SIGTERM/SIGINT stop it cleanly:
-    in-flight requests finish first."""
-    import uvicorn
-
-    from batchops.server.app import create_app
+    """Run the records service (OpenAPI docs at /docs). SIGTERM/SIGINT stop it in two
+    steps: /readyz turns 503 while requests are still served (--drain-delay-s), then no
+    connection is accepted and in-flight work ends (--shutdown-grace-s); exit status 0.
+    See docs/deploy.md."""
+    from batchops.server import serve as serving
     from batchops.server.settings import Settings
 
-    settings = Settings.from_env(
-        db_url=db_url,
-        max_batch_operations=max_batch_operations,
-        max_batch_bytes=max_batch_bytes,
-        rate_limit_requests_per_minute=rate_limit_requests,
-        rate_limit_operations_per_minute=rate_limit_operations,
-        redis_url=redis_url,
-        allow_private_webhooks=True if allow_private_webhooks else None,
-        max_inflation_ratio=max_inflation_ratio,
-        body_read_timeout_s=body_read_timeout_s,
-        db_pool_size=db_pool_size,
-    )
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=log_level,
-        timeout_graceful_shutdown=30,
-        access_log=False,
-    )
-    # uvicorn finishes in-flight requests on SIGTERM/SIGINT, then re-raises the signal with
-    # the handlers it found installed; these make that a clean exit status 0.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _exit_cleanly)
-    uvicorn.Server(config).run()
-
-
-def _exit_cleanly(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+    try:
+        settings = Settings.from_env(
+            db_url=db_url,
+            role=role,
+            max_batch_operations=max_batch_operations,
+            max_batch_bytes=max_batch_bytes,
+            rate_limit_requests_per_minute=rate_limit_requests,
+            rate_limit_operations_per_minute=rate_limit_operations,
+            redis_url=redis_url,
+            allow_private_webhooks=True if allow_private_webhooks else None,
+            max_inflation_ratio=max_inflation_ratio,
+            body_read_timeout_s=body_read_timeout_s,
+            db_pool_size=db_pool_size,
+            job_concurrency=job_concurrency,
+            webhook_concurrency=webhook_concurrency,
+            drain_delay_s=drain_delay_s,
+            shutdown_grace_s=shutdown_grace_s,
+        )
+    except ValueError as exc:  # an environment variable that is not a setting's value
+        raise click.UsageError(str(exc)) from exc
+    serving.serve(settings, host=host, port=port, workers=workers, log_level=log_level)
 
 
 @main.command()

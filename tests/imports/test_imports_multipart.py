@@ -227,7 +227,7 @@ async def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
         yield body[start : start + size]
 
 
-@pytest.mark.limits(run_jobs=False)
+@pytest.mark.limits(role="api")
 async def test_a_multipart_file_of_several_mb_is_stored_byte_exact(service: Service) -> None:
     # Lines that start like the closing delimiter ("\r\n--" + boundary) but miss its last
     # byte make the parser hold bytes back, also across chunk edges (an odd chunk size

@@ -107,7 +107,7 @@ async def test_an_idempotency_key_replay_returns_the_same_job(service: Service) 
     assert reused.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
 
 
-@pytest.mark.limits(run_jobs=False)
+@pytest.mark.limits(role="api")
 async def test_results_before_the_job_finishes_answer_409_job_not_finished(
     service: Service,
 ) -> None:

@@ -61,7 +61,12 @@ async def test_readyz_answers_ready_without_a_key_when_the_database_and_schema_a
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "checks": {"database": "ok", "migrations": "ok", "redis": "not configured"},
+        "checks": {
+            "database": "ok",
+            "migrations": "ok",
+            "redis": "not configured",
+            "draining": "no",
+        },
     }
 
 

@@ -46,7 +46,7 @@ STANDARD_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 def settings(db_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     """Service settings with uploads in the test's directory; ``@pytest.mark.limits``
     changes them for a test."""
-    overrides: dict[str, object] = {"data_dir": str(tmp_path / "uploads"), "run_jobs": False}
+    overrides: dict[str, object] = {"data_dir": str(tmp_path / "uploads"), "role": "api"}
     marker = request.node.get_closest_marker("limits")
     if marker is not None:
         overrides.update(marker.kwargs)

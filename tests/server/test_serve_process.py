@@ -12,10 +12,11 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -29,10 +30,13 @@ def free_port() -> int:
 
 
 class Server:
-    """A ``batchops serve`` process."""
+    """A ``batchops serve`` process. It stops at once on SIGTERM (``--drain-delay-s 0``)
+    unless ``args`` give a drain delay."""
 
     def __init__(self, db_url: str, cwd: Path, args: Sequence[str] = ()) -> None:
         self.db_url, self.cwd, self.args = db_url, cwd, tuple(args)
+        if "--drain-delay-s" not in self.args:
+            self.args = ("--drain-delay-s", "0", *self.args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -64,8 +68,8 @@ class Server:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, "server died on start:\n" + "".join(self.stdout)
-            try:
-                if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
+            try:  # (every role answers /healthz, once its app has started)
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.05)
@@ -88,14 +92,18 @@ class Server:
 
     @contextmanager
     def running(self) -> Iterator[Server]:
-        """Started, and killed at the end if a test left it running."""
+        """Started, and killed at the end (its workers too) if a test left it running."""
         self.start()
         try:
             yield self
         finally:
             if self.proc is not None and self.proc.poll() is None:
+                workers = psutil.Process(self.proc.pid).children(recursive=True)
                 self.proc.kill()
                 self.proc.wait()
+                for worker in workers:
+                    with suppress(psutil.NoSuchProcess):
+                        worker.kill()
 
 
 def cli(*args: str, cwd: Path) -> str:

@@ -78,7 +78,7 @@ class Cluster:
 
 @asynccontextmanager
 async def cluster(db_url: str, n: int = 2, **overrides: object) -> AsyncIterator[Cluster]:
-    settings = settings_for(db_url, run_jobs=False, **overrides)
+    settings = settings_for(db_url, role="api", **overrides)
     async with AsyncExitStack() as stack:
         apps = [await stack.enter_async_context(running(create_app(settings))) for _ in range(n)]
         store = apps[0].state.services.store

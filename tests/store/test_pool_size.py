@@ -32,7 +32,7 @@ async def test_a_store_opened_without_a_size_has_the_default_pool(pg_url: str) -
 
 
 async def test_the_pool_size_setting_bounds_the_connections_in_use_at_once(pg_url: str) -> None:
-    app = create_app(Settings(db_url=pg_url, print_first_key=False, run_jobs=False, db_pool_size=3))
+    app = create_app(Settings(db_url=pg_url, print_first_key=False, role="api", db_pool_size=3))
     async with app.router.lifespan_context(app):
         store: Any = app.state.services.store
         lock = threading.Lock()

@@ -242,7 +242,7 @@ async def test_an_async_batch_with_a_webhook_delivers_a_signed_summary_when_it_e
     assert len(await records(service.client, "people")) == 2
 
 
-@pytest.mark.limits(run_jobs=False)
+@pytest.mark.limits(role="api")
 async def test_an_async_batchs_stored_input_keeps_no_copy_of_the_webhook_secret(
     service: Service,
 ) -> None:

@@ -26,6 +26,7 @@ from batchops.server.batch import job as batch_job
 from batchops.server.bulk import job as bulk_job
 from batchops.server.bulk.router import router as bulk_router
 from batchops.server.deps import Services
+from batchops.server.drain import DRAIN_STATE, Drain
 from batchops.server.health import router as health_router
 from batchops.server.http import JSONResponse, error_response, install_error_handlers
 from batchops.server.imports import job as import_job
@@ -59,13 +60,18 @@ def job_kinds() -> JobKinds:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The records service. The store opens (and migrates) when the app starts.
 
+    What it serves follows ``settings.role``: the API (``all``, ``api``), the job runner
+    and the webhook sender (``all``, ``worker``); a ``worker`` answers only the health
+    probes. How it stops: :mod:`batchops.server.drain`.
+
     >>> app = create_app(Settings(db_url="sqlite:///tmp/example.db"))
     """
     settings = settings or Settings.from_env()
     kinds = job_kinds()
+    drain = Drain(settings.drain_delay_s, settings.shutdown_grace_s)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         store = await open_store(
             settings.db_url,
             statement_timeout_ms=settings.statement_timeout_ms,
@@ -78,10 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limiter = KeyRateLimits(
                 requests_per_minute=settings.rate_limit_requests_per_minute,
                 operations_per_minute=settings.rate_limit_operations_per_minute,
-                redis_url=settings.redis_url,
+                # A worker answers no API request: nothing to count, no Redis to ask.
+                redis_url=settings.redis_url if settings.serves_api else None,
                 redis_timeout_s=settings.redis_timeout_ms / 1000,
             )
-            _warn_if_limits_are_per_process(settings, store.dialect)
+            if settings.serves_api:
+                _warn_if_limits_are_per_process(settings, store.dialect)
             app.state.services = Services(
                 settings=settings,
                 # Routes see the store through the key check (see batchops.server.auth);
@@ -99,24 +107,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if sender is not None:
                 await sender.start()
             try:
-                yield
+                # The server that stops this app in two steps finds its drain here.
+                yield {DRAIN_STATE: drain}
             finally:
+                # Both within what is left of the shutdown grace (the server spent some of
+                # it waiting for the requests in flight): the runner hands each job back
+                # after the chunk it is writing, the sender records its attempts in flight.
+                stops = [jobs.stop(grace_s=drain.grace_left())] if jobs is not None else []
                 if sender is not None:
-                    await sender.stop()
-                if jobs is not None:
-                    await jobs.stop()
+                    stops.append(sender.stop())
+                for failed in await asyncio.gather(*stops, return_exceptions=True):
+                    if isinstance(failed, BaseException):
+                        log.error("stopping the jobs or webhooks failed", exc_info=failed)
                 await limiter.close()
         finally:
             await store.close()
 
+    api = settings.serves_api
     app = _App(
         title="batchops",
         version="0.1.0",
         summary="A records service whose POST /v1/batch runs many operations in one request.",
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        # A worker serves the probes alone: no document, no docs pages.
+        openapi_url="/openapi.json" if api else None,
     )
     app.state.job_kinds = kinds  # the /v1/jobs routes answer kind-specific parts from it
+    app.state.drain = app.drain = drain
     install_error_handlers(app)
 
     async def on_store_error(request: Request, exc: Exception) -> Response:
@@ -126,6 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StoreError, on_store_error)
 
     app.include_router(health_router)
+    if not api:
+        return app
     app.include_router(records_router)
     app.include_router(imports_router)
     app.include_router(jobs_router)
@@ -152,10 +172,12 @@ def _warn_if_limits_are_per_process(settings: Settings, dialect: str) -> None:
 
 class _App(FastAPI):
     """FastAPI, with ``POST /v1/batch`` answered before any of its layers (see
-    :class:`~batchops.server.batch.endpoint.BatchFastPath`), and the body read timeout
-    applied to every request that may carry a body (see :class:`_BodyWatch`)."""
+    :class:`~batchops.server.batch.endpoint.BatchFastPath`), the body read timeout
+    applied to every request that may carry a body (see :class:`_BodyWatch`), and
+    ``Connection: close`` on every answer while the process drains."""
 
     batch_fast_path: batch.BatchFastPath | None = None
+    drain: Drain | None = None
     _body_watch: _BodyWatch | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -167,6 +189,8 @@ class _App(FastAPI):
                 receive = _TimedReceive(receive, watch)
         if scope["type"] == "http":
             send = _with_rate_headers(scope, send)
+            if self.drain is not None and self.drain.draining:
+                send = _closing(send)
             _drop_trailing_slash(scope)
         # The caller a request authenticates as is its own: forgotten when it ends, even
         # where a server runs requests in a task that outlives them (ASGI test clients).
@@ -216,6 +240,24 @@ def _with_rate_headers(scope: Scope, send: Send) -> Send:
                 ]
                 if missing:
                     message["headers"] = [*message.get("headers", ()), *missing]
+        await send(message)
+
+    return sending
+
+
+def _closing(send: Send) -> Send:
+    """``send``, with ``Connection: close`` on the answer: a draining process has the
+    client (a load balancer's pooled connection too) open its next connection elsewhere,
+    rather than keep one that the process closes when it stops."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [
+                (name, value)
+                for name, value in message.get("headers", ())
+                if name.lower() != b"connection"
+            ]
+            message["headers"] = [*headers, (b"connection", b"close")]
         await send(message)
 
     return sending

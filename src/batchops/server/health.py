@@ -9,7 +9,10 @@ not ready (it should get no traffic). ``/readyz`` answers 200 only when
 - its applied migrations are exactly the ones this version ships (a server of a newer
   version has migrated past it, or ``batchops migrate`` has not run yet: not ready), and
 - Redis answers a PING, when ``Settings.redis_url`` is set (without it the rate limits
-  fail open to per-process counts, which is why it counts as not ready);
+  fail open to per-process counts, which is why it counts as not ready; a ``worker``
+  counts nothing and does not ask), and
+- the process is not draining: from SIGTERM/SIGINT until it stops, it answers 503 so that
+  load balancers stop sending to it while it still serves (:mod:`batchops.server.drain`);
 
 else 503 ``NOT_READY`` in the error envelope, ``details.checks`` naming each part's state.
 """
@@ -24,6 +27,7 @@ from fastapi import APIRouter, Request
 
 from batchops._exceptions import ServiceUnavailableError
 from batchops.server.deps import Services
+from batchops.server.drain import Drain
 from batchops.server.openapi_routes import json_answer, responses
 from batchops.store.migrate import shipped_migrations
 
@@ -37,6 +41,9 @@ log = logging.getLogger("batchops.server")
 router = APIRouter(tags=["service"])
 
 _OK = "ok"
+_NOT_DRAINING = "no"
+# The states that are not a failure.
+_FINE = frozenset({_OK, "not configured", "not used", _NOT_DRAINING})
 
 _ALIVE: dict[str, Any] = {
     "type": "object",
@@ -52,11 +59,12 @@ _READY: dict[str, Any] = {
         "status": {"const": "ready"},
         "checks": {
             "type": "object",
-            "required": ["database", "migrations", "redis"],
+            "required": ["database", "migrations", "redis", "draining"],
             "properties": {
                 "database": {"const": "ok"},
                 "migrations": {"const": "ok"},
-                "redis": {"type": "string", "enum": ["ok", "not configured"]},
+                "redis": {"type": "string", "enum": ["ok", "not configured", "not used"]},
+                "draining": {"const": _NOT_DRAINING},
             },
             "additionalProperties": False,
         },
@@ -77,20 +85,26 @@ async def healthz() -> dict[str, Any]:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database, schema version and Redis answer (no key)",
+    summary="Readiness: database, schema version and Redis answer, not shutting down (no key)",
     responses=responses(
         {200: json_answer(_READY, "Ready for traffic.")},
         (503,),
-        notes={503: "Not ready: `details.checks` names each part's state."},
+        notes={
+            503: "Not ready: `details.checks` names each part's state (`draining`: the "
+            "process is shutting down and serves only until its listener closes)."
+        },
     ),
     openapi_extra={"security": []},  # open: no API key
 )
 async def readyz(request: Request) -> dict[str, Any]:
     services: Services = request.app.state.services
+    settings = services.settings
+    redis = settings.redis_url is not None and settings.serves_api
     checks = {
         "database": _OK,
         "migrations": _OK,
-        "redis": "not configured" if services.settings.redis_url is None else _OK,
+        "redis": _OK if redis else "not configured" if not settings.redis_url else "not used",
+        "draining": _draining_state(getattr(request.app.state, "drain", None)),
     }
     try:
         applied = await asyncio.wait_for(
@@ -106,13 +120,13 @@ async def readyz(request: Request) -> dict[str, Any]:
         checks["migrations"] = "unknown (the database did not answer)"
     else:
         checks["migrations"] = _migrations_state(applied, services.store.dialect)
-    if services.settings.redis_url is not None:
+    if redis:
         try:
             await asyncio.wait_for(services.limiter.ping(), CHECK_TIMEOUT_S)
         except Exception as exc:
             log.warning("readiness: Redis failed: %r", exc)
             checks["redis"] = f"unreachable ({type(exc).__name__})"
-    failing = [name for name, state in checks.items() if state not in (_OK, "not configured")]
+    failing = [name for name, state in checks.items() if state not in _FINE]
     if failing:
         raise ServiceUnavailableError(
             f"not ready: {', '.join(failing)}",
@@ -121,6 +135,16 @@ async def readyz(request: Request) -> dict[str, Any]:
             retry_after=5.0,
         )
     return {"status": "ready", "checks": checks}
+
+
+def _draining_state(drain: Drain | None) -> str:
+    """``no``, or how long the draining process still accepts connections."""
+    if drain is None or not drain.draining:
+        return _NOT_DRAINING
+    closes_in = drain.closes_in()
+    if closes_in > 0:
+        return f"yes: shutting down, stops accepting connections in {closes_in:.1f} s"
+    return "yes: shutting down, no longer accepting connections"
 
 
 def _migrations_state(applied: list[str], dialect: str) -> str:

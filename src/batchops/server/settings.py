@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-__all__ = ["Settings"]
+__all__ = ["Role", "Settings"]
+
+Role = Literal["all", "api", "worker"]
+"""What a ``batchops serve`` process does (docs/deploy.md, "Roles"): ``all`` answers the
+API and runs jobs; ``api`` answers the API and runs no job and sends no webhook; ``worker``
+runs jobs and sends webhooks, and answers only ``/healthz`` and ``/readyz``."""
+
+ROLES: tuple[Role, ...] = get_args(Role)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -73,8 +83,15 @@ class Settings:
     idempotency_stale_after_s: float = 30.0
     auth_cache_ttl_s: float = 5.0
     print_first_key: bool = True
+    # What this process does (see Role): the API, the jobs (and webhooks), or both.
+    role: Role = "all"
+    # Stopping (docs/deploy.md, "Stopping: the drain"). On SIGTERM/SIGINT the process answers
+    # /readyz with 503 but goes on serving for drain_delay_s, so that a load balancer stops
+    # sending to it; then it stops accepting, and in-flight requests, the jobs' current
+    # chunks and the webhooks in flight have shutdown_grace_s to end before it exits.
+    drain_delay_s: float = 5.0
+    shutdown_grace_s: float = 30.0
     # Bulk jobs (see docs/jobs.md): the runner inside `serve`, uploads on disk.
-    run_jobs: bool = True
     job_concurrency: int = 2
     job_lease_s: float = 30.0
     job_poll_s: float = 1.0
@@ -113,6 +130,34 @@ class Settings:
     # closed; 0 turns the timeout off.
     body_read_timeout_s: float = 30.0
 
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        for name in ("drain_delay_s", "shutdown_grace_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
+
+    @property
+    def run_jobs(self) -> bool:
+        """Whether this process runs jobs and sends webhooks (roles ``all`` and ``worker``)."""
+        return self.role != "api"
+
+    @property
+    def serves_api(self) -> bool:
+        """Whether this process answers the API (roles ``all`` and ``api``); a ``worker``
+        answers only the health probes."""
+        return self.role != "worker"
+
+    def to_json(self) -> str:
+        """Every field, as JSON (:meth:`from_json` reads it back): how ``serve --workers``
+        hands one process's settings to the others."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        """The settings :meth:`to_json` wrote."""
+        return cls(**json.loads(text))
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Settings from ``BATCHOPS_*`` environment variables, then ``overrides``."""
@@ -120,6 +165,7 @@ class Settings:
             "db_url": os.environ.get("BATCHOPS_DB") or None,
             "max_batch_operations": _env_int("BATCHOPS_MAX_BATCH_OPERATIONS", 1000),
             "max_batch_bytes": _env_int("BATCHOPS_MAX_BATCH_BYTES", 10 * 1024 * 1024),
+            "max_body_bytes": _env_int("BATCHOPS_MAX_BODY_BYTES", 1024 * 1024),
             "rate_limit_requests_per_minute": _env_int("BATCHOPS_RATE_LIMIT_REQUESTS", 6000),
             "rate_limit_operations_per_minute": _env_int("BATCHOPS_RATE_LIMIT_OPERATIONS", 600_000),
             "redis_url": os.environ.get("BATCHOPS_REDIS_URL") or None,
@@ -127,15 +173,20 @@ class Settings:
             "batch_timeout_ms": _env_int("BATCHOPS_BATCH_TIMEOUT_MS", 30_000),
             "statement_timeout_ms": _env_int("BATCHOPS_STATEMENT_TIMEOUT_MS", 30_000),
             "db_pool_size": _env_int("BATCHOPS_DB_POOL_SIZE", 0),
+            "auth_cache_ttl_s": _env_float("BATCHOPS_AUTH_CACHE_TTL_S", 5.0),
             "idempotency_stale_after_s": float(
                 os.environ.get("BATCHOPS_IDEMPOTENCY_STALE_AFTER_S") or 30.0
             ),
+            "role": (os.environ.get("BATCHOPS_ROLE") or "all").strip(),
+            "drain_delay_s": _env_float("BATCHOPS_DRAIN_DELAY_S", 5.0),
+            "shutdown_grace_s": _env_float("BATCHOPS_SHUTDOWN_GRACE_S", 30.0),
             "job_concurrency": _env_int("BATCHOPS_JOB_CONCURRENCY", 2),
             "job_lease_s": float(os.environ.get("BATCHOPS_JOB_LEASE_S") or 30.0),
             "job_max_attempts": _env_int("BATCHOPS_JOB_MAX_ATTEMPTS", 3),
             "job_retention_s": _env_float("BATCHOPS_JOB_RETENTION_S", 7 * 86400.0),
             "idempotency_retention_s": _env_float("BATCHOPS_IDEMPOTENCY_RETENTION_S", 86400.0),
             "cleanup_interval_s": _env_float("BATCHOPS_CLEANUP_INTERVAL_S", 300.0),
+            "job_poll_s": _env_float("BATCHOPS_JOB_POLL_S", 1.0),
             "max_upload_bytes": _env_int("BATCHOPS_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
             "bulk_inline_max": _env_int("BATCHOPS_BULK_INLINE_MAX", 1000),
             "data_dir": os.environ.get("BATCHOPS_DATA_DIR") or None,
@@ -143,6 +194,9 @@ class Settings:
             "webhook_max_attempts": _env_int("BATCHOPS_WEBHOOK_MAX_ATTEMPTS", 10),
             "webhook_retry_base_s": float(os.environ.get("BATCHOPS_WEBHOOK_RETRY_BASE_S") or 5.0),
             "webhook_timeout_s": float(os.environ.get("BATCHOPS_WEBHOOK_TIMEOUT_S") or 10.0),
+            "webhook_concurrency": _env_int("BATCHOPS_WEBHOOK_CONCURRENCY", 8),
+            "webhook_retry_max_s": _env_float("BATCHOPS_WEBHOOK_RETRY_MAX_S", 3600.0),
+            "webhook_poll_s": _env_float("BATCHOPS_WEBHOOK_POLL_S", 1.0),
             "max_inflation_ratio": float(os.environ.get("BATCHOPS_MAX_INFLATION_RATIO") or 100.0),
             "body_read_timeout_s": float(os.environ.get("BATCHOPS_BODY_READ_TIMEOUT_S") or 30.0),
         }

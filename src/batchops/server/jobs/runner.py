@@ -18,7 +18,9 @@ than ``lease_s`` (their process died). Heartbeats and that cutoff are the databa
 never this process's (``time.time()`` appears nowhere in them): servers on machines whose
 clocks disagree still agree on whose a job is. Every chunk transaction re-reads the job
 and stops if another runner took it over (fencing, :meth:`JobContext.own`), so two runners
-never both apply a chunk. A clean shutdown puts this runner's jobs back in the queue at once.
+never both apply a chunk. A clean shutdown claims nothing more, lets each job end the chunk it
+is writing (its next transaction finds the job no longer owned), and puts this runner's jobs
+back in the queue at once, each with the checkpoint of its last chunk (:meth:`JobRunner.stop`).
 
 Attempts: every claim counts one (a clean shutdown's hand-back takes its claim back). A job
 claimed past ``Settings.job_max_attempts`` — its process died that often while running it
@@ -186,7 +188,11 @@ class JobContext:
         self._runner.events.notify()
 
     def own(self, tx: Tx) -> JobRow:
-        """The job, locked, if this runner still owns it; else :class:`JobStopped`."""
+        """The job, locked, if this runner still owns it; else :class:`JobStopped`. A
+        runner that is stopping owns no job any more: each stops at its next transaction
+        and is handed back (:meth:`JobRunner.stop`)."""
+        if self._runner.handing_back:
+            raise JobStopped
         job = tx.get_job(self.id, for_update=True)
         if job is None or job.state != "running" or job.worker != self._runner.worker:
             raise JobStopped
@@ -310,7 +316,10 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._active: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._claiming: asyncio.Task[None] | None = None
         self._stopping = False
+        #: Set by :meth:`stop`: this runner's jobs stop at their next transaction.
+        self.handing_back = False
 
     def upload_path(self, job_id: str) -> Path:
         """The stored input file of a job."""
@@ -324,8 +333,9 @@ class JobRunner:
     async def start(self) -> None:
         """Start claiming jobs (called by the app's lifespan)."""
         self.uploads.mkdir(parents=True, exist_ok=True)
+        self._claiming = asyncio.create_task(self._claim_loop(), name="batchops-jobs")
         self._tasks = [
-            asyncio.create_task(self._claim_loop(), name="batchops-jobs"),
+            self._claiming,
             asyncio.create_task(self._heartbeat_loop(), name="batchops-jobs-heartbeat"),
         ]
         if self.settings.cleanup_interval_s > 0:
@@ -339,9 +349,33 @@ class JobRunner:
         """A job was queued: look now rather than at the next poll."""
         self._wake.set()
 
-    async def stop(self) -> None:
-        """Stop at once (a chunk in flight finishes in the database thread) and hand this
-        runner's jobs back to the queue, so a restart resumes them without waiting."""
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Stop, and hand this runner's jobs back to the queue (``queued``, with their
+        checkpoint) so that another runner, or a restart, resumes them at once.
+
+        Claims nothing more, then lets each running job end the chunk it is writing, for up
+        to ``grace_s`` seconds: its next transaction finds the job no longer owned
+        (:meth:`JobContext.own`), so it stops there, having lost nothing. The lease is still
+        renewed meanwhile. What still runs after ``grace_s`` is cancelled (a chunk in
+        flight then commits or rolls back whole in the database thread: the durability rule
+        holds either way). Then the jobs are released."""
+        self.handing_back = True
+        claiming = self._claiming
+        while claiming is not None and not claiming.done():
+            # Again until it ends: on Python 3.11 the loop's idle asyncio.wait_for swallows
+            # a cancel that lands as its wait ends (a job ending wakes it).
+            claiming.cancel()
+            await asyncio.wait({claiming}, timeout=0.1)
+        running = set(self._active.values())
+        if running and grace_s > 0:
+            _, late = await asyncio.wait(running, timeout=grace_s)
+            if late:
+                log.warning(
+                    "%d job(s) did not reach the end of a chunk within the %g s grace: "
+                    "cancelled (each resumes from its last committed chunk)",
+                    len(late),
+                    grace_s,
+                )
         self._stopping = True
         tasks = [*self._tasks, *self._active.values()]
         for task in tasks:
