@@ -7,6 +7,7 @@ database, and other tests leave jobs queued on the session's)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -271,9 +272,12 @@ def test_sigterm_under_load_turns_unready_serves_the_drain_delay_then_exits_0(
     assert all(conn == "close" for at, _, conn in during if at > unready[0])
 
 
+@pytest.mark.parametrize("to_the_group", [False, True], ids=["to-the-server", "to-its-group"])
 def test_sigterm_mid_import_hands_the_job_back_after_its_chunk_and_a_later_process_ends_it(
-    own_pg_url: str, tmp_path: Path
+    own_pg_url: str, tmp_path: Path, to_the_group: bool
 ) -> None:
+    """Sent to the server alone (an orchestrator) or to its whole process group (Ctrl-C,
+    systemd's default): the import's worker process outlives the signal either way."""
     rows = 200_000
     tenant = f"t_{uuid.uuid4().hex[:8]}"
     path = tmp_path / "big.csv"
@@ -293,7 +297,10 @@ def test_sigterm_mid_import_hands_the_job_back_after_its_chunk_and_a_later_proce
             assert time.monotonic() < deadline
             time.sleep(0.01)
         sigterm_at = time.monotonic()
-        first.proc.send_signal(signal.SIGTERM)
+        if to_the_group:
+            os.killpg(first.proc.pid, signal.SIGTERM)
+        else:
+            first.proc.send_signal(signal.SIGTERM)
         assert first.proc.wait(timeout=grace_s + 10) == 0
         assert time.monotonic() - sigterm_at < 0.5 + grace_s
     assert not [line for line in first.stdout if "did not reach the end of a chunk" in line]

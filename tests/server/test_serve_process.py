@@ -62,6 +62,9 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            # A process group of its own, as under a service manager: a test may signal
+            # the whole group (the server and its import workers), never pytest's.
+            start_new_session=True,
         )
         assert self.proc.stdout is not None
         threading.Thread(target=self._drain, args=(self.proc.stdout,), daemon=True).start()

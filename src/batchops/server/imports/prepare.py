@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import ctypes
 import multiprocessing
+import signal
 import sys
 import threading
 from collections import deque
@@ -245,6 +246,13 @@ def _produce(
 ) -> None:
     """The worker process: send PreparedChunk after PreparedChunk, then None; an
     InputError is sent as ``("input_error", code, message, row)`` and ends the stream."""
+    # A SIGTERM or SIGINT sent to the server's whole process group (Ctrl-C in a terminal,
+    # systemd's default KillMode) is for the server, which drains and hands the job back;
+    # this process ends when the server stops it or dies, never on its own, else the job
+    # would fail INTERNAL_ERROR instead of being handed back.
+    if threading.current_thread() is threading.main_thread():  # (tests run it in a thread)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _keep_heap()
     # The sending thread must get the GIL back promptly after each write (the default
     # switch interval, 5 ms, would hold back the next chunk behind the preparing thread).
