@@ -103,6 +103,11 @@ async def test_an_upload_to_one_process_is_imported_exactly_by_another_with_no_s
     assert response.status_code == 202, response.text
     job = await wait_done(worker.client, response.json()["id"])
     assert job["state"] == "succeeded", job["error"]
-    assert (job["total"], job["processed"], job["succeeded"], job["failed"]) == (rows, rows, rows, 0)
+    assert (job["total"], job["processed"], job["succeeded"], job["failed"]) == (
+        rows,
+        rows,
+        rows,
+        0,
+    )
     keys = sorted(r["data"]["k"] for r in await records(front.client, "shared"))
     assert keys == sorted(f"key{i}" for i in range(rows))

@@ -30,6 +30,7 @@ from batchops.server.health import router as health_router
 from batchops.server.http import JSONResponse, error_response, install_error_handlers
 from batchops.server.imports import job as import_job
 from batchops.server.imports.router import router as imports_router
+from batchops.server.jobs.inputs import job_inputs
 from batchops.server.jobs.router import router as jobs_router
 from batchops.server.jobs.runner import JobKinds, JobRunner
 from batchops.server.openapi import install
@@ -74,7 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             if settings.print_first_key:
                 await _first_key(store)
-            jobs = JobRunner(store, settings, kinds) if settings.run_jobs else None
+            # Routes see the store through the key check (see batchops.server.auth): an
+            # upload's chunks and its job are written while the key is live. The job runner
+            # and the webhook sender act for no request, so it is the store itself for them.
+            checked = KeyCheckingStore(store)
+            inputs = job_inputs(settings, checked)
+            jobs = JobRunner(store, settings, kinds, inputs) if settings.run_jobs else None
             limiter = KeyRateLimits(
                 requests_per_minute=settings.rate_limit_requests_per_minute,
                 operations_per_minute=settings.rate_limit_operations_per_minute,
@@ -84,11 +90,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             _warn_if_limits_are_per_process(settings, store.dialect)
             app.state.services = Services(
                 settings=settings,
-                # Routes see the store through the key check (see batchops.server.auth);
-                # the job runner and the webhook sender act for no request.
-                store=KeyCheckingStore(store),
+                store=checked,
                 authenticator=Authenticator(store, ttl_s=settings.auth_cache_ttl_s),
                 limiter=limiter,
+                inputs=inputs,
                 jobs=jobs,
             )
             if jobs is not None:
@@ -105,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await sender.stop()
                 if jobs is not None:
                     await jobs.stop()
+                await inputs.close()
                 await limiter.close()
         finally:
             await store.close()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["Settings"]
+__all__ = ["UPLOAD_STORAGES", "Settings"]
+
+UPLOAD_STORAGES = ("database", "directory")
+"""The values of ``Settings.upload_storage`` (None picks the database's default)."""
 
 
 def _env_int(name: str, default: int) -> int:
@@ -72,8 +75,15 @@ class Settings:
     # POST /v1/bulk/*: at most this many matching records are handled inline (200); more
     # become a job (202).
     bulk_inline_max: int = 1000
-    # Where uploaded import files wait for their job; None: beside the SQLite file, or
-    # ./batchops-uploads for PostgreSQL.
+    # Where uploaded import files wait for their job (see batchops.server.jobs.inputs):
+    # "database" (chunk rows in the database: any process of the database can run the job,
+    # no shared disk), "directory" (files in data_dir: the processes that run jobs must
+    # share it), or None for the database's default: "database" on PostgreSQL, "directory"
+    # on SQLite.
+    upload_storage: str | None = None
+    # The uploads directory, and where a process keeps its local copies of the uploads
+    # of the jobs it runs. None: beside the SQLite file, or ./batchops-uploads for
+    # PostgreSQL.
     data_dir: str | None = None
     # Webhooks of jobs (see docs/jobs.md, "Webhooks"). Targets on loopback, private,
     # link-local or other non-public addresses are refused unless allow_private_webhooks.
@@ -91,6 +101,13 @@ class Settings:
     # A request whose body sends nothing for this long is answered 408 and its connection
     # closed; 0 turns the timeout off.
     body_read_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.upload_storage not in (None, *UPLOAD_STORAGES):
+            raise ValueError(
+                f"upload_storage (BATCHOPS_UPLOAD_STORAGE) must be one of "
+                f"{', '.join(UPLOAD_STORAGES)}, got {self.upload_storage!r}"
+            )
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -113,6 +130,7 @@ class Settings:
             "job_lease_s": float(os.environ.get("BATCHOPS_JOB_LEASE_S") or 30.0),
             "max_upload_bytes": _env_int("BATCHOPS_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
             "bulk_inline_max": _env_int("BATCHOPS_BULK_INLINE_MAX", 1000),
+            "upload_storage": os.environ.get("BATCHOPS_UPLOAD_STORAGE") or None,
             "data_dir": os.environ.get("BATCHOPS_DATA_DIR") or None,
             "allow_private_webhooks": _env_bool("BATCHOPS_ALLOW_PRIVATE_WEBHOOKS"),
             "webhook_max_attempts": _env_int("BATCHOPS_WEBHOOK_MAX_ATTEMPTS", 10),

@@ -1,7 +1,7 @@
 """The base of the statement mixins: what they need of a store's transaction class.
 
-Each domain module (:mod:`.records`, :mod:`.jobs`, :mod:`.webhooks`, :mod:`.keys`,
-:mod:`.idempotency`) holds the methods of its domain's Tx protocol, written once, over
+Each domain module (:mod:`.records`, :mod:`.jobs`, :mod:`.uploads`, :mod:`.webhooks`,
+:mod:`.keys`, :mod:`.idempotency`) holds the methods of its domain's Tx protocol, written once, over
 statements rendered for the transaction class's dialect. The SQLite and PostgreSQL
 transaction classes mix them in and provide ``_execute``/``_executemany`` (each maps its
 driver's errors, see their store).
@@ -47,6 +47,10 @@ class SqlTx:
 
     def set_statement_timeout(self, seconds: float | None) -> None:
         """See :meth:`batchops.store.base.TxBase.set_statement_timeout`."""
+        raise NotImplementedError
+
+    def lock(self, name: str) -> None:
+        """See :meth:`batchops.store.base.TxBase.lock`."""
         raise NotImplementedError
 
     def applied_migrations(self) -> list[str]:
