@@ -604,7 +604,8 @@ def test_a_stalled_body_is_answered_408_and_the_connection_closed(
     assert set(orjson.loads(body)["error"]) == {"code", "message", "details"}
     assert closed, "the server kept the connection open"
     assert 0.9 <= elapsed <= 3.0
-    assert [n for n in os.listdir(srv.cwd / "uploads") if n.endswith(".part")] == []
+    uploads = srv.cwd / "uploads"  # (made by the first upload that reaches it)
+    assert not uploads.exists() or [n for n in os.listdir(uploads) if n.endswith(".part")] == []
 
 
 @pytest.mark.slow

@@ -31,8 +31,15 @@ def free_port() -> int:
 class Server:
     """A ``batchops serve`` process."""
 
-    def __init__(self, db_url: str, cwd: Path, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        cwd: Path,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.db_url, self.cwd, self.args = db_url, cwd, tuple(args)
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -55,6 +62,7 @@ class Server:
                 *self.args,
             ],
             cwd=self.cwd,
+            env={**os.environ, **self.env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -66,7 +66,7 @@ class Settings:
     idempotency_stale_after_s: float = 30.0
     auth_cache_ttl_s: float = 5.0
     print_first_key: bool = True
-    # Bulk jobs (see docs/jobs.md): the runner inside `serve`, uploads on disk.
+    # Bulk jobs (see docs/jobs.md): the runner inside `serve`.
     run_jobs: bool = True
     job_concurrency: int = 2
     job_lease_s: float = 30.0

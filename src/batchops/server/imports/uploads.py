@@ -108,8 +108,9 @@ async def receive_upload(
 
 
 class _Spool:
-    """File bytes on their way to the sink, handed over in ~1 MiB blocks (the sink stores
-    one while the next one fills here), so memory stays bounded."""
+    """File bytes on their way to the sink, handed over in blocks of 1 MiB (the last one
+    smaller; the sink stores one while the next one fills here), so memory stays bounded
+    and a stored upload is made of chunks of one size, however the body arrived."""
 
     def __init__(self, sink: UploadSink) -> None:
         self.sink = sink
@@ -121,8 +122,12 @@ class _Spool:
         self.size += len(data)
 
     async def flush(self, *, force: bool = False) -> None:
-        if len(self.buffer) >= _WRITE_BUFFER or (force and self.buffer):
-            # Hand the block itself to the sink (no copy) and start a fresh one.
+        while len(self.buffer) >= _WRITE_BUFFER:
+            block = self.buffer[:_WRITE_BUFFER]
+            del self.buffer[:_WRITE_BUFFER]  # (O(1): a bytearray drops its head in place)
+            await self.sink.write(block)
+        if force and self.buffer:
+            # The last block: hand the buffer itself over (no copy).
             block, self.buffer = self.buffer, bytearray()
             await self.sink.write(block)
 

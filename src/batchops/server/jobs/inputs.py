@@ -78,8 +78,8 @@ __all__ = [
 UploadStorage = Literal["database", "directory"]
 
 CHUNK_BYTES = 1 << 20
-"""About how much of an upload one block (a chunk row, a write to the file) holds: the
-route's spool hands over blocks of at least this size (see
+"""How much of an upload one block (a chunk row, a write to the file) holds, the last one
+less: the route's spool hands over blocks of this size (see
 :mod:`batchops.server.imports.uploads`)."""
 
 DEFAULT_PURGE_AGE_S = 3600.0
@@ -532,7 +532,7 @@ class _Inputs:
             if len(ids) < 100:
                 break
         purged += await self._purge_files(before)
-        await asyncio.to_thread(self._copies.sweep)
+        purged += await asyncio.to_thread(self._copies.sweep)
         return purged
 
     async def _purge_files(self, before: float) -> int:

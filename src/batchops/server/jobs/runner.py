@@ -310,11 +310,19 @@ class JobRunner:
         self._stopping = False
 
     async def start(self) -> None:
-        """Start claiming jobs (called by the app's lifespan)."""
+        """Start claiming jobs (called by the app's lifespan), and sweep the job inputs once
+        (what a process that died left behind, this one's previous life included)."""
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="batchops-jobs"),
             asyncio.create_task(self._heartbeat_loop(), name="batchops-jobs-heartbeat"),
+            asyncio.create_task(self._sweep_inputs(), name="batchops-jobs-sweep"),
         ]
+
+    async def _sweep_inputs(self) -> None:
+        try:
+            await self.inputs.purge()
+        except Exception:
+            log.warning("sweeping job inputs at start failed", exc_info=True)
 
     def wake(self) -> None:
         """A job was queued: look now rather than at the next poll."""
