@@ -24,6 +24,14 @@
      upload and over the whole run.
 
 PostgreSQL: the tenant's records are deleted after each run.
+
+``--variants`` (PostgreSQL only; no server) measures instead how to keep the chunks, with
+psycopg alone: 1 MiB chunks written in a transaction each, then read back one at a time,
+into ``bytea`` rows with the default compression (pglz), ``STORAGE EXTERNAL`` (what
+migration 0009 sets: out of line, uncompressed) and ``COMPRESSION lz4``, and into one large
+object (``lowrite`` per chunk, ``loread`` back). For each it reports the write and read
+rates (reads as text and in binary), the size on disk, the WAL written and how long a
+``DELETE`` of the upload takes.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -101,11 +110,106 @@ def _once(
     return result
 
 
+def _one(conn: Any, sql: str, params: Any = (), *, binary: bool = False) -> Any:
+    """The first column of the one row a statement answers."""
+    row = conn.execute(sql, params, binary=binary).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _wal(conn: Any) -> int:
+    return int(_one(conn, "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"))
+
+
+def variants(url: str, path: Path) -> None:
+    """``--variants``: see the module docstring."""
+    import psycopg
+
+    size = path.stat().st_size
+
+    def chunks() -> Any:
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                yield block
+
+    for storage in ("pglz (default)", "EXTERNAL", "lz4"):
+        table = f"upload_{uuid.uuid4().hex[:6]}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                f"CREATE TABLE {table} (job_id TEXT, seq INT, chunk BYTEA NOT NULL, "
+                "PRIMARY KEY (job_id, seq))"
+            )
+            if storage == "EXTERNAL":
+                conn.execute(f"ALTER TABLE {table} ALTER COLUMN chunk SET STORAGE EXTERNAL")
+            elif storage == "lz4":
+                conn.execute(f"ALTER TABLE {table} ALTER COLUMN chunk SET COMPRESSION lz4")
+            try:
+                wal0, t0 = _wal(conn), time.perf_counter()
+                count = 0
+                for seq, block in enumerate(chunks()):
+                    with conn.transaction():
+                        conn.execute(f"INSERT INTO {table} VALUES ('j', %s, %s)", (seq, block))
+                    count = seq + 1
+                write_s, wal = time.perf_counter() - t0, _wal(conn) - wal0
+                disk = _one(conn, f"SELECT pg_total_relation_size('{table}')")
+                reads = []
+                for binary in (False, True):
+                    t0 = time.perf_counter()
+                    for seq in range(count):
+                        conn.execute(
+                            f"SELECT chunk FROM {table} WHERE job_id = 'j' AND seq = %s",
+                            (seq,),
+                            binary=binary,
+                        ).fetchone()
+                    reads.append(size / (time.perf_counter() - t0) / 1e6)
+                t0 = time.perf_counter()
+                with conn.transaction():
+                    conn.execute(f"DELETE FROM {table} WHERE job_id = 'j'")
+                delete_ms = (time.perf_counter() - t0) * 1000
+            finally:
+                conn.execute(f"DROP TABLE {table}")
+        print(
+            f"  bytea {storage:15s} write {size / write_s / 1e6:6.1f} MB/s  read text "
+            f"{reads[0]:6.1f} / binary {reads[1]:6.1f} MB/s  on disk {disk / 1e6:6.1f} MB  "
+            f"WAL {wal / 1e6:6.1f} MB  delete {delete_ms:5.0f} ms",
+            flush=True,
+        )
+    with psycopg.connect(url) as conn:
+        oid = _one(conn, "SELECT lo_create(0)")
+        conn.commit()
+        wal0, t0 = _wal(conn), time.perf_counter()
+        for block in chunks():
+            with conn.transaction():
+                fd = _one(conn, "SELECT lo_open(%s, 131072)", (oid,))  # INV_WRITE
+                conn.execute("SELECT lo_lseek64(%s, 0, 2)", (fd,))
+                conn.execute("SELECT lowrite(%s, %s)", (fd, block))
+        write_s, wal = time.perf_counter() - t0, _wal(conn) - wal0
+        conn.commit()
+        t0 = time.perf_counter()
+        with conn.transaction():
+            fd = _one(conn, "SELECT lo_open(%s, 262144)", (oid,))  # INV_READ
+            while _one(conn, "SELECT loread(%s, %s)", (fd, 1 << 20), binary=True):
+                pass
+        read_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with conn.transaction():
+            conn.execute("SELECT lo_unlink(%s)", (oid,))
+        delete_ms = (time.perf_counter() - t0) * 1000
+    print(
+        f"  large object          write {size / write_s / 1e6:6.1f} MB/s  read binary "
+        f"{size / read_s / 1e6:6.1f} MB/s  WAL {wal / 1e6:6.1f} MB  delete {delete_ms:5.0f} ms",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     server_options(parser)
     parser.add_argument("--rows", type=int, default=500_000, help="~200 bytes a row")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--variants", action="store_true", help="PostgreSQL: how to keep the chunks (no server)"
+    )
     args = parser.parse_args()
     extra_env = server_env(args)
 
@@ -113,6 +217,11 @@ def main() -> None:
         csv_path = Path(tmp) / "upload.csv"
         size = generate_csv(csv_path, args.rows)
         print(f"file: {args.rows:,} rows, {size / 1e6:,.1f} MB", flush=True)
+        if args.variants:
+            if not args.db:
+                parser.error("--variants needs --db postgresql://…")
+            variants(args.db, csv_path)
+            return
         runs: dict[str, list[dict[str, float]]] = {s: [] for s in STORAGES}
         for repeat in range(args.repeat):
             for storage in STORAGES:
