@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.jobs.conftest import Service, records, upload, wait_done
+from tests.jobs.conftest import Service, records, upload, uploads_left, wait_done
 
 
 def _csv(rows: int) -> bytes:
@@ -324,5 +324,4 @@ async def test_an_upload_over_the_limit_is_413_and_leaves_no_file(service: Servi
     response = await upload(service.client, _csv(200), collection="big")
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "UPLOAD_TOO_LARGE"
-    uploads = service.app.state.services.jobs.uploads
-    assert list(uploads.iterdir()) == []
+    assert await uploads_left(service) == []

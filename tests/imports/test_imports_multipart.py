@@ -9,14 +9,12 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from batchops.server.jobs.runner import uploads_dir
-from tests.jobs.conftest import Service, records, wait_done
+from tests.jobs.conftest import Service, records, stored_upload, uploads_left, wait_done
 
 BOUNDARY = "batchops-test-boundary-7MA4YWxkTrZu0gW"
 MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
@@ -52,11 +50,6 @@ async def _post(
         params=params,
         headers={"Content-Type": content_type, **(headers or {})},
     )
-
-
-def _leftovers(service: Service) -> list[Path]:
-    directory = uploads_dir(service.settings)
-    return list(directory.iterdir()) if directory.exists() else []
 
 
 async def test_a_multipart_csv_import_with_its_options_in_form_fields_lands_its_rows(
@@ -139,7 +132,7 @@ async def test_a_file_whose_format_cannot_be_told_is_415(service: Service) -> No
     response = await _post(service, _body(file), params={"collection": "c"})
     assert response.status_code == 415, response.text
     assert response.json()["error"]["details"]["filename"] == "people.txt"
-    assert _leftovers(service) == []
+    assert await uploads_left(service) == []
 
 
 async def test_an_option_given_in_both_places_must_agree(service: Service) -> None:
@@ -152,7 +145,7 @@ async def test_an_option_given_in_both_places_must_agree(service: Service) -> No
     assert conflicting.status_code == 400, conflicting.text
     error = conflicting.json()["error"]
     assert (error["code"], error["details"]["path"]) == ("CONFLICTING_OPTION", "chunk_size")
-    assert _leftovers(service) == []
+    assert await uploads_left(service) == []
 
     same = await _post(
         service, _body(file, _part("collection", b"same")), params={"collection": "same"}
@@ -206,7 +199,7 @@ async def test_a_bad_multipart_body_is_400_naming_the_part_and_leaves_nothing(
     error = response.json()["error"]
     assert (error["code"], error["details"]["path"]) == ("INVALID_MULTIPART", path)
     assert error["message"]
-    assert _leftovers(service) == []
+    assert await uploads_left(service) == []
     assert (await service.client.get("/v1/jobs")).json()["jobs"] == []
 
 
@@ -219,7 +212,7 @@ async def test_a_multipart_upload_over_the_limit_is_413_and_leaves_no_file(
     response = await _post(service, body)
     assert response.status_code == 413, response.text
     assert response.json()["error"]["code"] == "UPLOAD_TOO_LARGE"
-    assert _leftovers(service) == []
+    assert await uploads_left(service) == []
 
 
 async def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
@@ -243,5 +236,4 @@ async def test_a_multipart_file_of_several_mb_is_stored_byte_exact(service: Serv
     assert response.status_code == 202, response.text
     job: dict[str, Any] = response.json()
     assert job["options"]["bytes"] == len(data)
-    stored = uploads_dir(service.settings) / job["id"]
-    assert stored.read_bytes() == data
+    assert await stored_upload(service, job["id"]) == data

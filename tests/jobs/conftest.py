@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from batchops.server.settings import Settings
+from batchops.store.base import Tx
 from tests.server.conftest import Service, db_url, service, settings_for
 
 __all__ = ["Service", "db_url", "service", "settings_for"]
@@ -53,6 +54,50 @@ async def wait_done(
             return job
         assert asyncio.get_running_loop().time() < deadline, f"job still {job['state']}: {job}"
         await asyncio.sleep(0.02)
+
+
+async def stored_upload(service: Service, job_id: str) -> bytes | None:
+    """A job's upload as stored, wherever it is (its file in the uploads directory, or its
+    chunk rows); None if there is none."""
+    inputs = service.app.state.services.inputs
+    path: Path = inputs.directory / job_id
+    if await asyncio.to_thread(path.is_file):
+        return await asyncio.to_thread(path.read_bytes)
+    chunks: list[bytes] = []
+    while True:
+        seq = len(chunks)
+        chunk = await service.store.run(
+            lambda tx, s=seq: tx.upload_chunk(job_id, s)  # type: ignore[misc]
+        )
+        if chunk is None:
+            return b"".join(chunks) if chunks else None
+        chunks.append(chunk)
+
+
+async def uploads_left(service: Service) -> list[str]:
+    """What uploads left behind that no job owns: the uploads directory's files (``<id>``
+    whose job does not exist, ``<id>.part``) and the job ids of chunk rows without a job.
+    (Files and rows of existing jobs are theirs; this process's local copies are not
+    counted.)"""
+    directory: Path = service.app.state.services.inputs.directory
+
+    def files() -> list[str]:
+        return (
+            sorted(p.name for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
+        )
+
+    names = await asyncio.to_thread(files)
+
+    def orphans(tx: Tx) -> list[str]:
+        jobless = [n for n in names if tx.get_job(n) is None]
+        rows = tx._run(  # type: ignore[attr-defined]
+            "SELECT DISTINCT job_id FROM job_uploads u "
+            "WHERE NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = u.job_id)"
+        ).fetchall()
+        return sorted(jobless + [f"rows:{row[0]}" for row in rows])
+
+    found: list[str] = await service.store.run(orphans)
+    return found
 
 
 async def records(client: httpx.AsyncClient, collection: str) -> list[dict[str, Any]]:

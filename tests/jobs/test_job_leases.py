@@ -177,9 +177,12 @@ async def test_a_job_whose_server_died_each_time_ends_attempts_exhausted_keeping
 ) -> None:
     job_id = await queue(store, "count", steps=10)
     await died_running(store, job_id, 3)
-    async with running(store, tmp_path, job_lease_s=30.0, job_max_attempts=3) as runner:
-        runner.uploads.mkdir(parents=True, exist_ok=True)
-        runner.upload_path(job_id).write_bytes(b"the input")
+    # Its input both ways it can be kept: chunk rows, and a file in the uploads directory.
+    await store.run(lambda tx: tx.insert_upload_chunks(job_id, [(0, b"the input")], now=0.0))
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / job_id).write_bytes(b"the input")
+    async with running(store, tmp_path, job_lease_s=30.0, job_max_attempts=3):
         job = await ended(store, job_id)
     assert job.state == "failed"
     assert job.error is not None
@@ -190,7 +193,8 @@ async def test_a_job_whose_server_died_each_time_ends_attempts_exhausted_keeping
     assert job.worker is None
     assert job.finished_at is not None
     assert await end_notes(store, job_id) == ["failed"]  # the end hooks ran
-    assert not runner.upload_path(job_id).exists()
+    assert await store.run(lambda tx: tx.upload_extent(job_id)) == (0, 0)
+    assert not (uploads / job_id).exists()
 
 
 async def test_a_job_within_its_attempts_runs_again_from_its_checkpoint(

@@ -288,3 +288,187 @@ def test_an_import_whose_server_is_killed_every_time_fails_attempts_exhausted(
     assert (final["attempts"], final["error"]["attempts"]) == (2, 2)
     assert 0 < final["processed"] < 300_000  # what it did is kept
     assert final["processed"] == final["succeeded"] == final["checkpoint"]
+
+
+# -- uploads every process can read (see batchops.server.jobs.inputs) ---------------------------
+
+
+@pytest.fixture
+def two_servers(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Server, Server]]:
+    """Two ``batchops serve`` on one database, each in a working directory of its own with
+    its own uploads directory (``<cwd>/uploads``: no shared disk), 2 s job leases. Uploads
+    go to the database: the default on PostgreSQL, set for SQLite (one file, two
+    processes)."""
+    monkeypatch.setenv("BATCHOPS_JOB_LEASE_S", "2")
+    monkeypatch.setenv("BATCHOPS_UPLOAD_STORAGE", "database")
+    servers = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        env = {"BATCHOPS_DATA_DIR": str(tmp_path / name / "uploads")}
+        servers.append(Server(db_url, tmp_path / name, env=env))
+    with servers[0].running() as a, servers[1].running() as b:
+        yield a, b
+
+
+async def _chunk_rows(db_url: str) -> dict[str, int]:
+    """Chunk rows per upload, of uploads without a job."""
+    store = await open_store(db_url, pool_size=1)
+    try:
+
+        def orphans(tx: Any) -> dict[str, int]:
+            rows = tx._run(
+                "SELECT job_id, count(*) FROM job_uploads u WHERE NOT EXISTS "
+                "(SELECT 1 FROM jobs j WHERE j.id = u.job_id) GROUP BY job_id"
+            ).fetchall()
+            return {str(r[0]): int(r[1]) for r in rows}
+
+        found: dict[str, int] = await store.run(orphans)
+        return found
+    finally:
+        await store.close()
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.rglob("*") if p.is_file() and p.name != ".lock")
+
+
+def test_kill_9_of_the_process_running_an_import_another_with_its_own_disk_finishes_it(
+    two_servers: tuple[Server, Server], tmp_path: Path
+) -> None:
+    a, b = two_servers
+    rows = 200_000
+    tenant = f"t_{uuid.uuid4().hex[:8]}"
+    key = cli("keys", "create", "--tenant", tenant, "--db", a.db_url, cwd=tmp_path).strip()
+    path = tmp_path / "big.csv"
+    _write_csv(path, rows)
+    job = _upload(a, key, path, collection="moved", chunk_size="1000")
+    headers = {"Authorization": f"Bearer {key}"}
+    deadline = time.monotonic() + 120
+    while True:  # well into the import, in whichever process claimed it
+        seen = httpx.get(f"{a.url}/v1/jobs/{job['id']}", headers=headers).json()
+        if rows // 4 <= seen["processed"] < rows:
+            break
+        assert seen["state"] in ("queued", "running"), seen
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    owner = asyncio.run(_worker_of(a.db_url, job["id"]))
+    pids = {str(server.proc.pid): server for server in (a, b) if server.proc is not None}
+    running = pids[owner.split(":")[1]]  # (a worker is host:pid:token)
+    other = b if running is a else a
+    running.kill9()
+    # Its local copy stays on its disk (its sweep or next start removes it) ...
+    assert any(job["id"] in name for name in _files(running.cwd / "uploads"))
+    deadline = time.monotonic() + 120
+    while True:  # ... the other process takes the job over once the lease lapsed
+        final = httpx.get(f"{other.url}/v1/jobs/{job['id']}", headers=headers).json()
+        if final["state"] not in ("queued", "running"):
+            break
+        assert time.monotonic() < deadline, final
+        time.sleep(0.1)
+    assert final["state"] == "succeeded", final
+    assert (final["total"], final["processed"], final["succeeded"]) == (rows, rows, rows)
+    keys = asyncio.run(_keys_in(other.db_url, tenant, "moved"))
+    assert len(keys) == rows
+    assert set(keys) == {f"key{i}" for i in range(rows)}
+    # Gone everywhere: the chunk rows with the job's end, the survivor's local copy with
+    # its run.
+    assert asyncio.run(_extent(other.db_url, job["id"])) == (0, 0)
+    assert _files(other.cwd / "uploads") == []
+    # The killed process's copy goes when it starts again (its lock died with it).
+    running.start()
+    deadline = time.monotonic() + 30
+    while _files(running.cwd / "uploads"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+async def _worker_of(db_url: str, job_id: str) -> str:
+    store = await open_store(db_url, pool_size=1)
+    try:
+        job = await store.run(lambda tx: tx.get_job(job_id))
+        assert job is not None
+        assert job.worker is not None
+        return job.worker
+    finally:
+        await store.close()
+
+
+async def _extent(db_url: str, job_id: str) -> tuple[int, int]:
+    store = await open_store(db_url, pool_size=1)
+    try:
+        return await store.run(lambda tx: tx.upload_extent(job_id))
+    finally:
+        await store.close()
+
+
+def test_kill_9_mid_upload_leaves_no_job_and_its_chunks_are_swept(
+    two_servers: tuple[Server, Server], tmp_path: Path
+) -> None:
+    from batchops.server.jobs.inputs import DatabaseInputs
+
+    a, _ = two_servers
+    key = new_key(a)
+    before = asyncio.run(_chunk_rows(a.db_url))
+    sent = threading.Event()
+    stop = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield b"k,name,n\n"
+        block = b"key,name,1\n" * 6_000  # 66 KB
+        for i in range(10_000):
+            if i == 80:  # ~5 MB sent: a few chunks committed
+                sent.set()
+            if stop.is_set():
+                return
+            yield block
+            time.sleep(0.002)
+
+    outcome: list[BaseException | httpx.Response] = []
+
+    def post() -> None:
+        try:
+            outcome.append(
+                httpx.post(
+                    f"{a.url}/v1/imports",
+                    params={"collection": "killed"},
+                    content=body(),
+                    headers={"Authorization": f"Bearer {key}", "Content-Type": "text/csv"},
+                    timeout=60,
+                )
+            )
+        except httpx.HTTPError as exc:
+            outcome.append(exc)
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    try:
+        assert sent.wait(30)
+        deadline = time.monotonic() + 30
+        while len(asyncio.run(_chunk_rows(a.db_url))) == len(before):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        a.kill9()
+    finally:
+        stop.set()
+        poster.join(30)
+    assert outcome
+    assert isinstance(outcome[0], httpx.HTTPError), outcome
+    left = {k: v for k, v in asyncio.run(_chunk_rows(a.db_url)).items() if k not in before}
+    assert len(left) == 1
+    assert next(iter(left.values())) >= 1
+    b = two_servers[1]
+    jobs = httpx.get(f"{b.url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}).json()
+    assert jobs["jobs"] == []
+
+    async def sweep() -> int:
+        store = await open_store(a.db_url, pool_size=1)
+        try:
+            inputs = DatabaseInputs(store, tmp_path / "sweeper")
+            return await inputs.purge(older_than_s=0)
+        finally:
+            await store.close()
+
+    assert asyncio.run(sweep()) >= 1
+    assert set(asyncio.run(_chunk_rows(a.db_url))) <= set(before)

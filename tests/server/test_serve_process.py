@@ -33,10 +33,17 @@ class Server:
     """A ``batchops serve`` process. It stops at once on SIGTERM (``--drain-delay-s 0``)
     unless ``args`` give a drain delay."""
 
-    def __init__(self, db_url: str, cwd: Path, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        db_url: str,
+        cwd: Path,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.db_url, self.cwd, self.args = db_url, cwd, tuple(args)
         if "--drain-delay-s" not in self.args:
             self.args = ("--drain-delay-s", "0", *self.args)
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -59,6 +66,7 @@ class Server:
                 *self.args,
             ],
             cwd=self.cwd,
+            env={**os.environ, **self.env},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

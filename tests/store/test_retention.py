@@ -271,3 +271,21 @@ async def test_idempotency_keys_last_used_before_the_retention_are_deleted_with_
         assert key == "live-done" or await store.run(
             lambda tx, k=key: tx.idempotency_progress(tenant, k)  # type: ignore[misc]
         ) == [b"p1"]
+
+
+async def test_a_cleanup_pass_sweeps_the_chunks_of_an_upload_whose_request_died(
+    store: Store, tmp_path: Path
+) -> None:
+    from batchops.server.jobs.inputs import DatabaseInputs
+
+    abandoned = f"job_{uuid.uuid4().hex[:12]}"  # chunks stored, the job never made
+    await store.run(
+        lambda tx: tx.insert_upload_chunks(abandoned, [(0, b"k,n\n"), (1, b"a,1\n")], now=0.0)
+    )
+    inputs = DatabaseInputs(store, tmp_path / "uploads")
+    try:
+        counts = await Cleanup(store, Settings(db_url="sqlite:///unused.db"), inputs).run_once()
+    finally:
+        await inputs.close()
+    assert counts.inputs >= 1
+    assert await store.run(lambda tx: tx.upload_extent(abandoned)) == (0, 0)

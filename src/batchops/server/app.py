@@ -31,6 +31,7 @@ from batchops.server.health import router as health_router
 from batchops.server.http import JSONResponse, error_response, install_error_handlers
 from batchops.server.imports import job as import_job
 from batchops.server.imports.router import router as imports_router
+from batchops.server.jobs.inputs import job_inputs
 from batchops.server.jobs.router import router as jobs_router
 from batchops.server.jobs.runner import JobKinds, JobRunner
 from batchops.server.openapi import install
@@ -80,7 +81,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             if settings.print_first_key:
                 await _first_key(store)
-            jobs = JobRunner(store, settings, kinds) if settings.run_jobs else None
+            # Routes see the store through the key check (see batchops.server.auth): an
+            # upload's chunks and its job are written while the key is live. The job runner
+            # and the webhook sender act for no request, so it is the store itself for them.
+            checked = KeyCheckingStore(store)
+            inputs = job_inputs(settings, checked)
+            jobs = JobRunner(store, settings, kinds, inputs) if settings.run_jobs else None
             limiter = KeyRateLimits(
                 requests_per_minute=settings.rate_limit_requests_per_minute,
                 operations_per_minute=settings.rate_limit_operations_per_minute,
@@ -92,11 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 _warn_if_limits_are_per_process(settings, store.dialect)
             app.state.services = Services(
                 settings=settings,
-                # Routes see the store through the key check (see batchops.server.auth);
-                # the job runner and the webhook sender act for no request.
-                store=KeyCheckingStore(store),
+                store=checked,
                 authenticator=Authenticator(store, ttl_s=settings.auth_cache_ttl_s),
                 limiter=limiter,
+                inputs=inputs,
                 jobs=jobs,
             )
             if jobs is not None:
@@ -119,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 for failed in await asyncio.gather(*stops, return_exceptions=True):
                     if isinstance(failed, BaseException):
                         log.error("stopping the jobs or webhooks failed", exc_info=failed)
+                await inputs.close()
                 await limiter.close()
         finally:
             await store.close()

@@ -17,6 +17,7 @@ from batchops.server.settings import Settings
 from batchops.store.base import Store
 
 if TYPE_CHECKING:
+    from batchops.server.jobs.inputs import JobInputs
     from batchops.server.jobs.runner import JobRunner
 
 __all__ = ["CallerDep", "Services", "ServicesDep", "authenticated"]
@@ -30,6 +31,8 @@ class Services:
     store: Store
     authenticator: Authenticator
     limiter: KeyRateLimits
+    # Jobs' input files (imports' uploads): stored by the routes, read by the runner.
+    inputs: JobInputs
     # None when this process runs no jobs (Settings.run_jobs is False).
     jobs: JobRunner | None = None
 

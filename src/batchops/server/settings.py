@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-__all__ = ["Role", "Settings"]
+__all__ = ["UPLOAD_STORAGES", "Role", "Settings"]
 
 Role = Literal["all", "api", "worker"]
 """What a ``batchops serve`` process does (docs/deploy.md, "Roles"): ``all`` answers the
@@ -16,6 +16,9 @@ API and runs jobs; ``api`` answers the API and runs no job and sends no webhook;
 runs jobs and sends webhooks, and answers only ``/healthz`` and ``/readyz``."""
 
 ROLES: tuple[Role, ...] = get_args(Role)
+
+UPLOAD_STORAGES = ("database", "directory")
+"""The values of ``Settings.upload_storage`` (None picks the database's default)."""
 
 
 def _env_int(name: str, default: int) -> int:
@@ -91,7 +94,7 @@ class Settings:
     # chunks and the webhooks in flight have shutdown_grace_s to end before it exits.
     drain_delay_s: float = 5.0
     shutdown_grace_s: float = 30.0
-    # Bulk jobs (see docs/jobs.md): the runner inside `serve`, uploads on disk.
+    # Bulk jobs (see docs/jobs.md): the runner inside `serve`.
     job_concurrency: int = 2
     job_lease_s: float = 30.0
     job_poll_s: float = 1.0
@@ -110,8 +113,15 @@ class Settings:
     # POST /v1/bulk/*: at most this many matching records are handled inline (200); more
     # become a job (202).
     bulk_inline_max: int = 1000
-    # Where uploaded import files wait for their job; None: beside the SQLite file, or
-    # ./batchops-uploads for PostgreSQL.
+    # Where uploaded import files wait for their job (see batchops.server.jobs.inputs):
+    # "database" (chunk rows in the database: any process of the database can run the job,
+    # no shared disk), "directory" (files in data_dir: the processes that run jobs must
+    # share it), or None for the database's default: "database" on PostgreSQL, "directory"
+    # on SQLite.
+    upload_storage: str | None = None
+    # The uploads directory, and where a process keeps its local copies of the uploads
+    # of the jobs it runs. None: beside the SQLite file, or ./batchops-uploads for
+    # PostgreSQL.
     data_dir: str | None = None
     # Webhooks of jobs (see docs/jobs.md, "Webhooks"). Targets on loopback, private,
     # link-local or other non-public addresses are refused unless allow_private_webhooks.
@@ -131,6 +141,11 @@ class Settings:
     body_read_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
+        if self.upload_storage not in (None, *UPLOAD_STORAGES):
+            raise ValueError(
+                f"upload_storage (BATCHOPS_UPLOAD_STORAGE) must be one of "
+                f"{', '.join(UPLOAD_STORAGES)}, got {self.upload_storage!r}"
+            )
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
         for name in ("drain_delay_s", "shutdown_grace_s"):
@@ -189,6 +204,7 @@ class Settings:
             "job_poll_s": _env_float("BATCHOPS_JOB_POLL_S", 1.0),
             "max_upload_bytes": _env_int("BATCHOPS_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
             "bulk_inline_max": _env_int("BATCHOPS_BULK_INLINE_MAX", 1000),
+            "upload_storage": os.environ.get("BATCHOPS_UPLOAD_STORAGE") or None,
             "data_dir": os.environ.get("BATCHOPS_DATA_DIR") or None,
             "allow_private_webhooks": _env_bool("BATCHOPS_ALLOW_PRIVATE_WEBHOOKS"),
             "webhook_max_attempts": _env_int("BATCHOPS_WEBHOOK_MAX_ATTEMPTS", 10),

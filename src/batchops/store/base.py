@@ -10,8 +10,9 @@ thread, inside ONE transaction. ``Tx`` is therefore a *synchronous* interface an
 records service above it is plain synchronous code over ``Tx``. Multi-row methods take
 sequences so callers can group consecutive operations into multi-row statements.
 
-``Tx`` is split by domain — :class:`RecordsTx`, :class:`JobsTx`, :class:`WebhooksTx`,
-:class:`KeysTx`, :class:`IdempotencyTx`, each over :class:`TxBase` — and combines them:
+``Tx`` is split by domain — :class:`RecordsTx`, :class:`JobsTx`, :class:`UploadsTx`,
+:class:`WebhooksTx`, :class:`KeysTx`, :class:`IdempotencyTx`, each over :class:`TxBase` —
+and combines them:
 callers type against ``Tx``; each domain protocol says which of its methods are scoped by
 tenant and why the others may not be.
 
@@ -43,6 +44,7 @@ __all__ = [
     "Store",
     "Tx",
     "TxBase",
+    "UploadsTx",
     "WebhookAttemptRow",
     "WebhookDeliveryRow",
     "WebhookRow",
@@ -584,6 +586,62 @@ class JobsTx(TxBase, Protocol):
         ...
 
 
+class UploadsTx(TxBase, Protocol):
+    """Jobs' uploaded input files stored in the database (``job_uploads``): chunk rows of
+    about 1 MiB, ``seq`` 0, 1, … in file order (see batchops.server.jobs.inputs).
+
+    The life of an upload: the request that receives it calls :meth:`insert_upload_chunks`
+    once per chunk, each in a transaction of its own; then, in ONE transaction,
+    :meth:`seal_upload` and the insert of the job's row, so that no job ever sees a partial
+    upload. The job's process reads it back one chunk at a time (:meth:`upload_chunk`). The
+    transaction that ends the job calls :meth:`delete_upload`. A sweep calls
+    :meth:`purge_uploads` for what was left behind.
+
+    Not scoped by tenant: an upload is reached by its job's id only, and that id comes from
+    the route that made the job (for the caller's tenant) or from the runner that claimed it."""
+
+    def insert_upload_chunks(
+        self, job_id: str, chunks: Sequence[tuple[int, bytes | bytearray]], *, now: float
+    ) -> None:
+        """Store ``(seq, bytes)`` chunks of a job's upload, written at ``now`` (epoch
+        seconds). A chunk whose ``seq`` is stored already is left as it is (a retry after
+        a commit whose answer was lost)."""
+        ...
+
+    def upload_chunk(self, job_id: str, seq: int) -> bytes | None:
+        """One chunk of an upload (None past its last chunk, or when there is none)."""
+        ...
+
+    def upload_extent(self, job_id: str) -> tuple[int, int]:
+        """``(chunks, bytes)`` stored for a job (``(0, 0)``: none). Reads no chunk's
+        content."""
+        ...
+
+    def seal_upload(self, job_id: str, *, chunks: int, size: int) -> bool:
+        """Call this in the transaction that inserts the upload's job, before the insert.
+        It checks that all ``chunks`` chunks (``size`` bytes) are stored, and holds the
+        upload's lock until the commit, so that a concurrent :meth:`purge_uploads` either
+        ran before (and this returns False: the rows are gone) or sees the job. False:
+        do not insert the job."""
+        ...
+
+    def delete_upload(self, job_id: str) -> int:
+        """Delete a job's upload; returns how many chunks were deleted (0 when there were
+        none, so it is safe to call again). Runs in the transaction that ends the job."""
+        ...
+
+    def purge_uploads(self, *, before: float, limit: int = 100) -> list[str]:
+        """The sweep: delete the uploads that no job will read, at most ``limit`` of them,
+        and return their job ids. That is an upload of a job that has ended, or one whose
+        job does not exist (the request died mid-upload, or was refused after it) and whose
+        newest chunk was written before ``before`` (epoch seconds). Choose ``before`` well
+        before now: an upload that is still arriving has no job yet, only recent chunks.
+        Each upload is checked again under the lock :meth:`seal_upload` takes, so an upload
+        sealed meanwhile is never touched. Call it again until it returns fewer than
+        ``limit`` ids."""
+        ...
+
+
 class WebhooksTx(TxBase, Protocol):
     """Webhook targets, the outbox of deliveries and their attempts (the server's webhook
     sender reads and writes them).
@@ -655,7 +713,7 @@ class WebhooksTx(TxBase, Protocol):
         ...
 
 
-class Tx(RecordsTx, JobsTx, WebhooksTx, KeysTx, IdempotencyTx, Protocol):
+class Tx(RecordsTx, JobsTx, UploadsTx, WebhooksTx, KeysTx, IdempotencyTx, Protocol):
     """One open transaction: every domain's methods (callers type against this).
 
     Synchronous: only ever used inside :meth:`Store.run`'s ``fn``. Which methods are

@@ -5,9 +5,11 @@ swallow the rest of the file into one field) and reported as that row's failure.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from batchops.server.imports.rows import InputError, RowError, SourceRow, csv_line, failure_text
 
@@ -51,11 +53,17 @@ def has_nul(path: Path) -> bool:
     return False
 
 
-def csv_header(path: Path) -> list[str]:
-    """The header row of a CSV file (empty if the file has none); csv.Error when a quoted
-    field of the header is never closed (the whole file would be the header)."""
+def csv_header(source: Path | BinaryIO) -> list[str]:
+    """The header row of a CSV file, or of a binary stream read from its start, which is
+    closed (empty if the file has none); csv.Error when a quoted field of the header is
+    never closed (the whole file would be the header)."""
     ended: list[bool] = []
-    with path.open("r", encoding="utf-8-sig", newline="") as f:
+    stream = (
+        source.open("r", encoding="utf-8-sig", newline="")
+        if isinstance(source, Path)
+        else io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
+    )
+    with stream as f:
         for cells in csv.reader(itertools.chain(f, _mark_end(ended))):
             if cells:
                 if ended:

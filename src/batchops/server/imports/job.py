@@ -38,9 +38,11 @@ async def run_import(ctx: JobContext) -> None:
     """The ``import`` job (see the module docstring)."""
     job = ctx.job
     options = ImportOptions.from_dict(job.options)
-    path = ctx.input_path
-    if not path.exists():
-        await ctx.fail("UPLOAD_MISSING", "the uploaded file is gone from this server")
+    # A local file wherever the upload is kept (copied from the database when it is there;
+    # a process that takes the job over makes its own copy).
+    path = await ctx.input_file(size=options.bytes or None)
+    if path is None:
+        await ctx.fail("UPLOAD_MISSING", "the uploaded file is gone")
         return
     job = await ctx.start()
     try:

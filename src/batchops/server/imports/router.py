@@ -1,20 +1,22 @@
-"""``POST /v1/imports``: an import file, streamed to disk, becomes a queued ``import`` job
-(see docs/jobs.md).
+"""``POST /v1/imports``: an import file, streamed to where jobs' inputs are kept (the
+database or the uploads directory, see :mod:`batchops.server.jobs.inputs`), becomes a
+queued ``import`` job (see docs/jobs.md).
 
 The options are checked before the file is read when they are all in the query string,
 else (multipart: text fields may follow the file) once it has arrived; then cheap checks of
-the stored file that deserve an answer now rather than a failed job.
+the stored file that deserve an answer now rather than a failed job. The job's row is
+inserted in the transaction that makes the upload visible, and nothing stored is left
+behind when the request fails.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from pathlib import PurePosixPath
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
@@ -27,7 +29,6 @@ from batchops.server.imports.csv_rows import csv_header
 from batchops.server.imports.openapi import import_parameters
 from batchops.server.imports.options import ImportOptions
 from batchops.server.imports.uploads import is_multipart, receive_upload
-from batchops.server.jobs.runner import uploads_dir
 from batchops.server.jobs.schemas import job_body
 from batchops.server.openapi_routes import (
     AUTH,
@@ -145,8 +146,8 @@ async def _import_request(
     return _ImportRequest(collection, options, hook)
 
 
-def _first_byte(path: Path) -> bytes:
-    with path.open("rb") as f:
+def _first_byte(open_input: Callable[[], BinaryIO]) -> bytes:
+    with open_input() as f:
         while True:
             block = f.read(4096)
             if not block:
@@ -156,10 +157,11 @@ def _first_byte(path: Path) -> bytes:
                 return stripped[:1]
 
 
-async def _check_file(path: Path, options: ImportOptions) -> None:
+async def _check_file(open_input: Callable[[], BinaryIO], options: ImportOptions) -> None:
     """Cheap checks of the stored file that deserve an answer now rather than a failed job:
-    empty, not a JSON array, a CSV without a header or lacking mapped columns."""
-    first = await asyncio.to_thread(_first_byte, path)
+    empty, not a JSON array, a CSV without a header or lacking mapped columns. The file is
+    read from its start by ``open_input`` (blocking: in a worker thread)."""
+    first = await asyncio.to_thread(_first_byte, open_input)
     if not first:
         raise InvalidRequestError("the uploaded file is empty", code="EMPTY_UPLOAD")
     if options.format == "json" and first != b"[":
@@ -170,7 +172,7 @@ async def _check_file(path: Path, options: ImportOptions) -> None:
         )
     if options.format == "csv":
         try:
-            header = await asyncio.to_thread(csv_header, path)
+            header = await asyncio.to_thread(lambda: csv_header(open_input()))
         except (csv.Error, UnicodeDecodeError) as exc:
             raise InvalidRequestError(
                 f"the CSV header cannot be read: {exc}", code="INVALID_CSV"
@@ -221,8 +223,8 @@ async def create_import(
     ] = None,
 ) -> Response:
     """The file is the raw body, or the part named ``file`` of a ``multipart/form-data``
-    body (whose text fields may carry the options too); either way it is streamed to disk.
-    The answer (202) is the queued job."""
+    body (whose text fields may carry the options too); either way it is streamed to the
+    job inputs' storage. The answer (202) is the queued job."""
     query: dict[str, str | None] = {
         "collection": collection,
         "format": format,
@@ -242,13 +244,12 @@ async def create_import(
         else await _import_request(query, svc, content_type=content_type)
     )
     job_id = _ids.new_record_id()
-    directory = uploads_dir(svc.settings)
-    directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f"{job_id}.part"
+    writer = svc.inputs.receive(job_id)
     try:
         upload = await receive_upload(
-            request, partial, max_bytes=svc.settings.max_upload_bytes, fields=query.keys()
+            request, writer, max_bytes=svc.settings.max_upload_bytes, fields=query.keys()
         )
+        await writer.finish()
         if checked is None:
             checked = await _import_request(
                 _merge_options(query, upload.fields),
@@ -257,35 +258,29 @@ async def create_import(
                 filename=upload.filename,
                 part=True,
             )
-        await _check_file(partial, checked.options)
-        os.replace(partial, directory / job_id)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        raise
-    hook = checked.hook
-    stored = ImportOptions(**{**_fields(checked.options), "bytes": upload.size})
-    job = JobRow(
-        id=job_id,
-        tenant=caller.tenant,
-        type="import",
-        state="queued",
-        collection=checked.collection,
-        options=stored.to_dict(),
-        created_at=_ids.now_iso(),
-        revision=1,
-    )
+        await _check_file(writer.open, checked.options)
+        hook = checked.hook
+        stored = ImportOptions(**{**_fields(checked.options), "bytes": upload.size})
+        job = JobRow(
+            id=job_id,
+            tenant=caller.tenant,
+            type="import",
+            state="queued",
+            collection=checked.collection,
+            options=stored.to_dict(),
+            created_at=_ids.now_iso(),
+            revision=1,
+        )
 
-    def insert(tx: Tx) -> None:
-        tx.insert_job(job)
-        if hook is not None:
-            tx.insert_webhook(job_webhook_row(hook, job))
+        def insert(tx: Tx) -> None:
+            tx.insert_job(job)
+            if hook is not None:
+                tx.insert_webhook(job_webhook_row(hook, job))
 
-    try:
-        await svc.store.run(insert, retries=3)
+        # The job's row commits with the upload made whole and visible, or not at all.
+        await writer.publish(insert)
     except BaseException:
-        with contextlib.suppress(OSError):
-            (directory / job_id).unlink(missing_ok=True)
+        await writer.abort()
         raise
     if svc.jobs is not None:
         svc.jobs.wake()

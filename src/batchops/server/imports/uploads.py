@@ -1,19 +1,20 @@
 """Receiving an import's file: the raw request body, or the ``file`` part of a
-``multipart/form-data`` body, streamed to disk as it arrives (never held whole in memory).
+``multipart/form-data`` body, streamed to where the job's inputs are kept as it arrives
+(never held whole in memory).
 
 Both shapes go through :func:`receive_upload`: one loop over
-:func:`batchops.server.http.iter_body` (so one byte limit and one gzip path), one buffered
-writer. A multipart body is parsed as it streams by python-multipart's push parser; its
-text parts (the import's options) are kept, small and bounded, for the caller.
+:func:`batchops.server.http.iter_body` (so one byte limit and one gzip path), one buffer
+that hands ~1 MiB blocks to an :class:`UploadSink` (a
+:class:`~batchops.server.jobs.inputs.InputWriter`: chunk rows in the database, or a file).
+A multipart body is parsed as it streams by python-multipart's push parser; its text parts
+(the import's options) are kept, small and bounded, for the caller.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Protocol
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import FormParserError
@@ -26,14 +27,29 @@ from batchops.server.http import iter_body
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
 
-__all__ = ["FILE_FIELD", "MAX_FIELD_BYTES", "Upload", "is_multipart", "receive_upload"]
+__all__ = [
+    "FILE_FIELD",
+    "MAX_FIELD_BYTES",
+    "Upload",
+    "UploadSink",
+    "is_multipart",
+    "receive_upload",
+]
 
 FILE_FIELD = "file"
 """The name of the multipart part that carries the file."""
 MAX_FIELD_BYTES = 64 * 1024
 """The largest multipart text field: fields are held in memory, unlike the file."""
-_WRITE_BUFFER = 1 << 20
+_WRITE_BUFFER = 1 << 20  # (CHUNK_BYTES of batchops.server.jobs.inputs)
 _MULTIPART_CODE = "INVALID_MULTIPART"
+
+
+class UploadSink(Protocol):
+    """Where the file's bytes go (a :class:`~batchops.server.jobs.inputs.InputWriter`)."""
+
+    async def write(self, block: bytes | bytearray) -> None:
+        """Store the next block (the sink keeps it: it is not changed afterwards)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,31 +73,30 @@ def is_multipart(content_type: str) -> bool:
 
 
 async def receive_upload(
-    request: Request, target: Path, *, max_bytes: int, fields: Collection[str] = ()
+    request: Request, sink: UploadSink, *, max_bytes: int, fields: Collection[str] = ()
 ) -> Upload:
-    """Stream the request's file to ``target`` and tell what came with it.
+    """Stream the request's file to ``sink`` and tell what came with it.
 
     A ``multipart/form-data`` body must hold exactly one part named ``file`` and, besides
     it, only text parts named in ``fields`` (each at most once); anything else, or a
     malformed body, is a 400 ``INVALID_MULTIPART`` naming the part in ``details.path``.
     ``max_bytes`` bounds the whole body (413 ``UPLOAD_TOO_LARGE``), gunzipped if it is
-    gzip. ``target`` may be left half written on error: the caller removes it.
+    gzip. ``sink`` may be left half written on error: the caller aborts it.
     """
     content_type = request.headers.get("content-type", "")
-    with target.open("wb") as f:
-        spool = _Spool(f)
-        form = _Form(content_type, spool, fields) if is_multipart(content_type) else None
-        async for chunk in iter_body(
-            request, max_bytes=max_bytes, what="upload", code="UPLOAD_TOO_LARGE"
-        ):
-            if form is None:
-                spool.add(chunk)
-            else:
-                form.feed(chunk)
-            await spool.flush()
-        if form is not None:
-            form.finish()
-        await spool.flush(force=True)
+    spool = _Spool(sink)
+    form = _Form(content_type, spool, fields) if is_multipart(content_type) else None
+    async for chunk in iter_body(
+        request, max_bytes=max_bytes, what="upload", code="UPLOAD_TOO_LARGE"
+    ):
+        if form is None:
+            spool.add(chunk)
+        else:
+            form.feed(chunk)
+        await spool.flush()
+    if form is not None:
+        form.finish()
+    await spool.flush(force=True)
     if form is None:
         return Upload(size=spool.size, content_type=content_type)
     return Upload(
@@ -93,11 +108,12 @@ async def receive_upload(
 
 
 class _Spool:
-    """File bytes on their way to disk, written in ~1 MiB blocks from a worker thread so
-    the event loop never waits on the disk and memory stays bounded."""
+    """File bytes on their way to the sink, handed over in blocks of 1 MiB (the last one
+    smaller; the sink stores one while the next one fills here), so memory stays bounded
+    and a stored upload is made of chunks of one size, however the body arrived."""
 
-    def __init__(self, file: BinaryIO) -> None:
-        self.file = file
+    def __init__(self, sink: UploadSink) -> None:
+        self.sink = sink
         self.buffer = bytearray()
         self.size = 0
 
@@ -106,10 +122,14 @@ class _Spool:
         self.size += len(data)
 
     async def flush(self, *, force: bool = False) -> None:
-        if len(self.buffer) >= _WRITE_BUFFER or (force and self.buffer):
-            # Hand the block itself to the thread (no copy) and start a fresh one.
+        while len(self.buffer) >= _WRITE_BUFFER:
+            block = self.buffer[:_WRITE_BUFFER]
+            del self.buffer[:_WRITE_BUFFER]  # (O(1): a bytearray drops its head in place)
+            await self.sink.write(block)
+        if force and self.buffer:
+            # The last block: hand the buffer itself over (no copy).
             block, self.buffer = self.buffer, bytearray()
-            await asyncio.to_thread(self.file.write, block)
+            await self.sink.write(block)
 
 
 def _invalid(message: str, path: str, **details: str) -> InvalidRequestError:

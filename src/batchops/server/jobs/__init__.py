@@ -3,9 +3,11 @@
 ``runner`` (claim, lease, heartbeat, fencing, take-over of a dead process's jobs, the
 worker loop; the public :class:`~batchops.server.jobs.runner.JobContext` a job kind's
 handler gets, and the :class:`~batchops.server.jobs.runner.JobKinds` registry the app
-builds at start), ``schemas`` (a job's wire shape and states), ``router`` (``/v1/jobs…``:
-list, state, cancel, failures, results), ``sse`` (the events stream), ``cleanup`` (the
-periodic deletion of what outlived its retention, run by the processes that run jobs).
+builds at start), ``inputs`` (where a job's input file waits — chunk rows in the database
+or files in the uploads directory — and the local copy the process running the job reads),
+``schemas`` (a job's wire shape and states), ``router`` (``/v1/jobs…``: list, state,
+cancel, failures, results), ``sse`` (the events stream), ``cleanup`` (the periodic deletion
+of what outlived its retention, run by the processes that run jobs).
 
 The kinds live with their capability and register themselves through the app:
 ``import`` (:mod:`batchops.server.imports`), ``bulk_update`` / ``bulk_delete``

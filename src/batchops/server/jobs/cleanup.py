@@ -7,7 +7,10 @@ not sweep together) one pass deletes:
   webhook delivery pending, with what hangs on them: failures, stored bodies (inputs and
   results), their own ``notification_webhook``, deliveries and delivery attempts;
 - ``Idempotency-Key`` rows (and their progress) last used more than
-  ``idempotency_retention_s`` ago.
+  ``idempotency_retention_s`` ago;
+- job inputs no job will read (:meth:`batchops.server.jobs.inputs.JobInputs.purge`: chunk
+  rows or files of uploads whose request died, local copies of processes that are gone),
+  when the cleanup is given the process's inputs.
 
 A retention of 0 keeps those rows forever. Each step is one transaction deleting at most
 :attr:`Cleanup.BATCH_ROWS` rows (the store's ``purge_*`` methods: dependents first, so a
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from batchops.server import _ids
+from batchops.server.jobs.inputs import JobInputs
 from batchops.server.settings import Settings
 from batchops.store.base import Store, Tx
 
@@ -40,6 +44,7 @@ class CleanupCounts:
 
     jobs: int | None
     idempotency_keys: int | None
+    inputs: int = 0
 
 
 class Cleanup:
@@ -50,9 +55,10 @@ class Cleanup:
     #: The named lock a cleaning transaction holds (one process cleans at a time).
     LOCK = "batchops:cleanup"
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, inputs: JobInputs | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.inputs = inputs
 
     async def run_forever(self) -> None:
         """A pass every ``cleanup_interval_s`` (jittered ±25%); a failed pass is logged and
@@ -65,11 +71,12 @@ class Cleanup:
             except Exception:
                 log.exception("the periodic cleanup failed")
                 continue
-            if counts.jobs or counts.idempotency_keys:
+            if counts.jobs or counts.idempotency_keys or counts.inputs:
                 log.info(
-                    "cleanup: %s job rows, %s idempotency rows deleted",
+                    "cleanup: %s job rows, %s idempotency rows, %s job inputs deleted",
                     counts.jobs,
                     counts.idempotency_keys,
+                    counts.inputs,
                 )
 
     async def run_once(self) -> CleanupCounts:
@@ -80,11 +87,10 @@ class Cleanup:
             jobs = await self._drain(self._jobs_step)
         if self.settings.idempotency_retention_s > 0:
             idempotency = await self._drain(self._idempotency_step)
-        # TODO(uploads): purge expired chunked uploads here (the job_uploads table and its
-        # store method come with the uploads work; the lead wires them): one more
-        # `await self._drain(step)` whose step takes the lock and deletes at most
-        # BATCH_ROWS rows, like the two above — and their files once their rows are gone.
-        return CleanupCounts(jobs, idempotency)
+        # Abandoned inputs: idempotent and bounded by itself, safe beside another
+        # process's pass (see JobInputs.purge), so it takes no lock.
+        inputs = await self.inputs.purge() if self.inputs is not None else 0
+        return CleanupCounts(jobs, idempotency, inputs)
 
     async def _drain(self, step: Callable[[Tx], int | None]) -> int | None:
         total = 0

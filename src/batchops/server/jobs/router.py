@@ -10,8 +10,6 @@ Every route is scoped to the caller's tenant: another tenant's job id is a 404.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -27,7 +25,7 @@ from batchops.server import _ids
 from batchops.server._ids import is_id
 from batchops.server.deps import CallerDep, Services, ServicesDep
 from batchops.server.http import JSONResponse
-from batchops.server.jobs.runner import JobKinds, uploads_dir
+from batchops.server.jobs.runner import JobKinds
 from batchops.server.jobs.schemas import (
     JOB_STATES,
     JOB_TYPES,
@@ -173,8 +171,7 @@ async def cancel_job(
 
     job = await svc.store.run(cancel, retries=3)
     if job.state == "cancelled":  # it never started: its input file is of no further use
-        with contextlib.suppress(OSError):
-            await asyncio.to_thread((uploads_dir(svc.settings) / job_id).unlink, missing_ok=True)
+        await svc.inputs.discard(job_id)  # (its chunk rows went with the cancel: kinds.ended)
     if svc.jobs is not None:
         svc.jobs.events.notify()
     return JSONResponse(job_body(job), status_code=202)

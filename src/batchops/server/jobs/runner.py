@@ -27,15 +27,19 @@ claimed past ``Settings.job_max_attempts`` — its process died that often while
 (out of memory, a poison input) — is not run again: the claim's own transaction ends it
 failed ``ATTEMPTS_EXHAUSTED``, with what it had done, and runs the end hooks.
 
-The end of a job: whatever transaction saves a job in a terminal state also runs the
-registry's end hooks (:meth:`JobKinds.ended`: the webhooks' outbox), so what they write
-commits with the state change. :meth:`JobContext.update` (hence ``finish``) and
-:meth:`JobContext.cancel` do it; so does the cancel route for a job that never started.
+The end of a job: whatever transaction saves a job in a terminal state also calls
+:meth:`JobKinds.ended`. That deletes the job's input stored in the database and runs the
+registry's end hooks (the webhooks' outbox), so all of it commits with the state change.
+:meth:`JobContext.update` (hence ``finish``) and :meth:`JobContext.cancel` call it, and so
+does the cancel route for a job that never started.
 
-A job's input file (an import's upload) waits in :func:`uploads_dir` under the job's id
-and is deleted once the job has ended. The runner also runs the periodic cleanup
-(:class:`batchops.server.jobs.cleanup.Cleanup`): jobs and idempotency keys past their
-retention.
+A job's input file (an import's upload) is kept by :mod:`batchops.server.jobs.inputs`
+(in the database or in the uploads directory). Any process reads it as a local file
+(:meth:`JobContext.input_file`); a process's local copy is deleted when its run of the job
+ends, and the input itself when the job ends.
+
+The runner also runs the periodic cleanup (:class:`batchops.server.jobs.cleanup.Cleanup`):
+jobs, idempotency keys and abandoned uploads past their retention.
 """
 
 from __future__ import annotations
@@ -57,9 +61,9 @@ from batchops._exceptions import StoreError, TransientStoreError
 from batchops.engine import backoff_s
 from batchops.server import _ids
 from batchops.server.jobs.cleanup import Cleanup
+from batchops.server.jobs.inputs import JobInputs, job_inputs
 from batchops.server.jobs.schemas import TERMINAL_STATES
 from batchops.server.settings import Settings
-from batchops.store._url import parse_store_url
 from batchops.store.base import JobFailureRow, JobRow, Store, Tx
 
 __all__ = [
@@ -72,21 +76,9 @@ __all__ = [
     "JobRunner",
     "JobStopped",
     "ResultsHandler",
-    "uploads_dir",
 ]
 
 log = logging.getLogger("batchops.jobs")
-
-
-def uploads_dir(settings: Settings) -> Path:
-    """Where jobs' input files (uploaded import files) wait: ``data_dir``, else beside the
-    SQLite file, else ``./batchops-uploads``."""
-    if settings.data_dir:
-        return Path(settings.data_dir)
-    dialect, target = parse_store_url(settings.db_url)
-    if dialect == "sqlite":
-        return Path(target).resolve().parent / "batchops-uploads"
-    return Path.cwd() / "batchops-uploads"
 
 
 class JobEvents:
@@ -149,8 +141,11 @@ class JobKinds:
         return self._kinds.get(job_type)
 
     def ended(self, tx: Tx, job: JobRow) -> None:
-        """Run the end hooks. Call it in the transaction that saves ``job`` in its terminal
-        state (and only then): what they write is exactly as durable as the state."""
+        """Delete the job's input stored in the database (an upload; one index probe when
+        there is none) and run the end hooks. Call it in the transaction that saves ``job``
+        in its terminal state (and only then): what they do is exactly as durable as the
+        state."""
+        tx.delete_upload(job.id)
         for hook in self._on_end:
             hook(tx, job)
 
@@ -177,10 +172,12 @@ class JobContext:
         self.store: Store = runner.store
         self.settings: Settings = runner.settings
 
-    @property
-    def input_path(self) -> Path:
-        """The job's stored input file (an import's upload), deleted when the job ends."""
-        return self._runner.upload_path(self.id)
+    async def input_file(self, *, size: int | None = None) -> Path | None:
+        """The job's input (an import's upload) as a file on this machine, wherever it is
+        stored; None if it is gone, or is not ``size`` bytes long. An input stored in the
+        database is copied to a local file (streamed, one chunk at a time) the first time
+        in a run; the copy is deleted when this process's run of the job ends."""
+        return await self._runner.inputs.local_file(self.id, size=size)
 
     def notify(self) -> None:
         """Wake the job's watchers (event streams, the webhook sender) after a commit made
@@ -298,17 +295,25 @@ class JobContext:
         return job
 
     async def _discard_input(self) -> None:
-        await self._runner.discard_input(self.id)
+        await self._runner.inputs.discard(self.id)
 
 
 class JobRunner:
     """Runs up to ``settings.job_concurrency`` jobs at once (see the module docstring)."""
 
-    def __init__(self, store: Store, settings: Settings, kinds: JobKinds) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        kinds: JobKinds,
+        inputs: JobInputs | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.kinds = kinds
-        self.uploads = uploads_dir(settings)
+        #: Jobs' input files (None: the settings' own, closed when the runner stops).
+        self.inputs: JobInputs = inputs if inputs is not None else job_inputs(settings, store)
+        self._owns_inputs = inputs is None
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.events = JobEvents()
         #: Test hook: awaited after every committed chunk with the job as committed.
@@ -321,29 +326,28 @@ class JobRunner:
         #: Set by :meth:`stop`: this runner's jobs stop at their next transaction.
         self.handing_back = False
 
-    def upload_path(self, job_id: str) -> Path:
-        """The stored input file of a job."""
-        return self.uploads / job_id
-
-    async def discard_input(self, job_id: str) -> None:
-        """Delete the stored input file of a job that has ended (if it has one)."""
-        with contextlib.suppress(OSError):
-            await asyncio.to_thread(self.upload_path(job_id).unlink, missing_ok=True)
-
     async def start(self) -> None:
-        """Start claiming jobs (called by the app's lifespan)."""
-        self.uploads.mkdir(parents=True, exist_ok=True)
+        """Start claiming jobs (called by the app's lifespan), and sweep the job inputs once
+        (what a process that died left behind, this one's previous life included)."""
         self._claiming = asyncio.create_task(self._claim_loop(), name="batchops-jobs")
         self._tasks = [
             self._claiming,
             asyncio.create_task(self._heartbeat_loop(), name="batchops-jobs-heartbeat"),
+            asyncio.create_task(self._sweep_inputs(), name="batchops-jobs-sweep"),
         ]
         if self.settings.cleanup_interval_s > 0:
             self._tasks.append(
                 asyncio.create_task(
-                    Cleanup(self.store, self.settings).run_forever(), name="batchops-cleanup"
+                    Cleanup(self.store, self.settings, self.inputs).run_forever(),
+                    name="batchops-cleanup",
                 )
             )
+
+    async def _sweep_inputs(self) -> None:
+        try:
+            await self.inputs.purge()
+        except Exception:
+            log.warning("sweeping job inputs at start failed", exc_info=True)
 
     def wake(self) -> None:
         """A job was queued: look now rather than at the next poll."""
@@ -385,6 +389,8 @@ class JobRunner:
                 await task
         with contextlib.suppress(Exception):
             await self.store.run(lambda tx: tx.release_jobs(self.worker), retries=3)
+        if self._owns_inputs:
+            await self.inputs.close()
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -400,7 +406,7 @@ class JobRunner:
                 self.events.notify()
                 if job.state != "running":  # its attempts were exhausted: it ended here
                     log.warning("job %s failed: %s", job.id, (job.error or {}).get("message"))
-                    await self.discard_input(job.id)
+                    await self.inputs.discard(job.id)
                     continue
                 task = asyncio.create_task(self._run(job), name=f"batchops-job-{job.id}")
                 self._active[job.id] = task
@@ -454,6 +460,14 @@ class JobRunner:
     BUSY_PAUSE_S = 0.5  # before the 2nd run; doubling, at most 10 s
 
     async def _run(self, job: JobRow) -> None:
+        try:
+            await self._run_until_settled(job)
+        finally:
+            # This process is done with the job (ended, stopped, or taken over): its local
+            # copy of the input goes; whoever runs the job next fetches its own.
+            self.inputs.release(job.id)
+
+    async def _run_until_settled(self, job: JobRow) -> None:
         for run in range(1, self.BUSY_RUNS + 1):
             busy = await self._run_once(job, last=run == self.BUSY_RUNS)
             if busy is None:

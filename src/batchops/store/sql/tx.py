@@ -1,7 +1,7 @@
 """The base of the statement mixins: what they need of a store's transaction class.
 
-Each domain module (:mod:`.records`, :mod:`.jobs`, :mod:`.webhooks`, :mod:`.keys`,
-:mod:`.idempotency`) holds the methods of its domain's Tx protocol, written once, over
+Each domain module (:mod:`.records`, :mod:`.jobs`, :mod:`.uploads`, :mod:`.webhooks`,
+:mod:`.keys`, :mod:`.idempotency`) holds the methods of its domain's Tx protocol, written once, over
 statements rendered for the transaction class's dialect. The SQLite and PostgreSQL
 transaction classes mix them in and provide ``_execute``/``_executemany`` (each maps its
 driver's errors, see their store).
@@ -52,6 +52,10 @@ class SqlTx:
     def database_now(self) -> float:
         """See :meth:`batchops.store.base.TxBase.database_now`."""
         return float(self._execute(f"SELECT {self.sql_dialect.now}").fetchone()[0])
+
+    def lock(self, name: str) -> None:
+        """See :meth:`batchops.store.base.TxBase.lock`."""
+        raise NotImplementedError
 
     def applied_migrations(self) -> list[str]:
         """See :meth:`batchops.store.base.TxBase.applied_migrations`."""

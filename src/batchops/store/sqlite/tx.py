@@ -36,6 +36,7 @@ from batchops.store.sql.idempotency import IdempotencySQL, IdempotencyStatements
 from batchops.store.sql.jobs import JobsSQL, JobStatements
 from batchops.store.sql.keys import KeysSQL, KeyStatements
 from batchops.store.sql.records import COLS, RecordsSQL, RecordStatements, field_sql
+from batchops.store.sql.uploads import UploadsSQL, UploadStatements
 from batchops.store.sql.webhooks import WebhooksSQL, WebhookStatements
 from batchops.store.sqlite.errors import translate, translating
 from batchops.store.sqlite.fts import DeferredIndex
@@ -139,13 +140,16 @@ class _Clash(Exception):
     """A UNIQUE violation inside insert_records (private: becomes DuplicateRecordError)."""
 
 
-class SQLiteTx(DeferredIndex, RecordsSQL, JobsSQL, WebhooksSQL, KeysSQL, IdempotencySQL):
+class SQLiteTx(
+    DeferredIndex, RecordsSQL, JobsSQL, UploadsSQL, WebhooksSQL, KeysSQL, IdempotencySQL
+):
     """One open SQLite transaction (see :class:`batchops.store.base.Tx`)."""
 
     dialect: Dialect = "sqlite"
     sql_dialect = SQLITE
     _records_sql = RecordStatements(SQLITE)
     _jobs_sql = JobStatements(SQLITE)
+    _uploads_sql = UploadStatements(SQLITE)
     _webhooks_sql = WebhookStatements(SQLITE)
     _keys_sql = KeyStatements(SQLITE)
     _idempotency_sql = IdempotencyStatements(SQLITE)
