@@ -12,9 +12,10 @@ implementations, chosen by ``Settings.upload_storage`` (:func:`job_inputs`).
 The life of an upload:
 
 1. :meth:`JobInputs.receive` returns an :class:`InputWriter`. The route writes the body to it
-   in blocks of ~1 MiB. One block is stored while the next arrives, so an upload holds
-   ~2 MiB of memory whatever its size. The database writer commits each block as a chunk
-   row in a transaction of its own: a 1 GiB upload is ~1,000 small transactions.
+   in blocks of 1 MiB. One block is stored while the next arrives, so an upload holds a
+   few MiB of memory whatever its size (two blocks and the driver's copy of one). The
+   database writer commits each block as a chunk row in a transaction of its own: a 1 GiB
+   upload is ~1,000 small transactions.
 2. :meth:`InputWriter.open`: the stored bytes, read back for the route's checks (the first
    byte, a CSV header).
 3. :meth:`InputWriter.publish` inserts the job's row in the transaction that makes the upload
