@@ -150,6 +150,7 @@ def serve(
         settings = Settings.from_env(
             db_url=db_url,
             role=role,
+            workers=workers,
             max_batch_operations=max_batch_operations,
             max_batch_bytes=max_batch_bytes,
             rate_limit_requests_per_minute=rate_limit_requests,
@@ -166,7 +167,7 @@ def serve(
         )
     except ValueError as exc:  # an environment variable that is not a setting's value
         raise click.UsageError(str(exc)) from exc
-    serving.serve(settings, host=host, port=port, workers=workers, log_level=log_level)
+    serving.serve(settings, host=host, port=port, log_level=log_level)
 
 
 @main.command()

@@ -209,7 +209,8 @@ def test_serve_takes_the_deployment_settings_as_flags(monkeypatch: pytest.Monkey
     assert (settings.drain_delay_s, settings.shutdown_grace_s) == (0, 4)
     assert (settings.job_concurrency, settings.webhook_concurrency) == (1, 2)
     assert settings.db_pool_size == 7
-    assert options == {"host": "127.0.0.1", "port": 8000, "workers": 3, "log_level": "info"}
+    assert settings.workers == 3
+    assert options == {"host": "127.0.0.1", "port": 8000, "log_level": "info"}
 
 
 def test_serve_takes_the_process_options_from_the_environment(
@@ -223,9 +224,10 @@ def test_serve_takes_the_process_options_from_the_environment(
     }.items():
         monkeypatch.setenv(name, value)
 
-    _, options = _serve_with(monkeypatch)
+    settings, options = _serve_with(monkeypatch)
 
-    assert options == {"host": "0.0.0.0", "port": 9001, "workers": 4, "log_level": "warning"}
+    assert settings.workers == 4
+    assert options == {"host": "0.0.0.0", "port": 9001, "log_level": "warning"}
 
 
 def test_serve_refuses_a_role_it_does_not_know(monkeypatch: pytest.MonkeyPatch) -> None:

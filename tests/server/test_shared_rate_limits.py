@@ -311,6 +311,17 @@ async def test_postgresql_without_redis_warns_at_start_that_limits_are_per_proce
     assert "--redis" in warnings[0]
 
 
+async def test_several_workers_on_sqlite_without_redis_warn_at_start_that_limits_are_per_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="batchops.server"):
+        async with cluster(f"sqlite:///{tmp_path / 'w.db'}", n=1, workers=2):
+            pass
+    warnings = [r.getMessage() for r in caplog.records if r.name == "batchops.server"]
+    assert len(warnings) == 1
+    assert "rate limits are per process: with --workers 2" in warnings[0]
+
+
 @pytest.mark.parametrize("where", ["sqlite", "postgresql with redis"])
 async def test_no_per_process_warning_where_one_process_serves_or_redis_shares_the_limits(
     where: str,

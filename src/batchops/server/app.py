@@ -164,15 +164,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _warn_if_limits_are_per_process(settings: Settings, dialect: str) -> None:
-    """One warning at start when several processes may serve (the store is PostgreSQL)
-    while the rate limits are counted per process (no Redis): each process would let a
-    key's whole budget through."""
+    """One warning at start when several processes may serve (the store is PostgreSQL, or
+    this is one of ``serve --workers N``) while the rate limits are counted per process
+    (no Redis): each process would let a key's whole budget through."""
     limited = settings.rate_limit_requests_per_minute or settings.rate_limit_operations_per_minute
-    if dialect == "postgresql" and not settings.redis_url and limited:
+    several = dialect == "postgresql" or settings.workers > 1
+    if several and not settings.redis_url and limited:
         log.warning(
-            "rate limits are per process: with PostgreSQL, every process that serves lets "
-            "each key its whole budget (N processes: N times the limit). Give every process "
-            "the same --redis URL (BATCHOPS_REDIS_URL) to share them."
+            "rate limits are per process: %s, every process that serves lets each key its "
+            "whole budget (N processes: N times the limit). Give every process the same "
+            "--redis URL (BATCHOPS_REDIS_URL) to share them.",
+            "with PostgreSQL" if dialect == "postgresql" else f"with --workers {settings.workers}",
         )
 
 

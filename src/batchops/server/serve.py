@@ -37,7 +37,7 @@ SETTINGS_ENV = "BATCHOPS_SERVE_SETTINGS"
 they set the ``BATCHOPS_*`` variables and flags that make the settings)."""
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int, log_level: str) -> None:
+def serve(settings: Settings, *, host: str, port: int, log_level: str) -> None:
     """Serve until SIGTERM/SIGINT, then drain and exit 0 (exit 3 when a process fails to
     start: the database unreachable, the port taken)."""
     options: dict[str, Any] = {
@@ -49,6 +49,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int, log_level: 
         # and webhooks get what is left of it.
         "timeout_graceful_shutdown": settings.shutdown_grace_s,
     }
+    workers = settings.workers
     if workers == 1:
         from batchops.server.app import create_app
 

@@ -88,6 +88,9 @@ class Settings:
     print_first_key: bool = True
     # What this process does (see Role): the API, the jobs (and webhooks), or both.
     role: Role = "all"
+    # Processes serving on one port (`serve --workers N`): each has its own pool, runner
+    # and, without redis_url, its own rate-limit counters.
+    workers: int = 1
     # Stopping (docs/deploy.md, "Stopping: the drain"). On SIGTERM/SIGINT the process answers
     # /readyz with 503 but goes on serving for drain_delay_s, so that a load balancer stops
     # sending to it; then it stops accepting, and in-flight requests, the jobs' current
