@@ -44,6 +44,17 @@ _RAW_COLUMNS = (
 )
 
 
+def record_data(i: int) -> dict[str, Any]:
+    """The data of the ``i``-th record the server benches create (~130 bytes of JSON)."""
+    return {
+        "name": f"person {i}",
+        "email": f"p{i}@example.com",
+        "team": ["core", "web"][i % 2],
+        "age": 20 + i % 50,
+        "bio": "likes bulk APIs and fast batches",
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

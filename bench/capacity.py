@@ -36,25 +36,22 @@ import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import orjson
 import psutil
 
-from _serve import PgCpu, ServerProcess, make_key, search_caught_up, server_env, server_options
+from _serve import (
+    PgCpu,
+    ServerProcess,
+    make_key,
+    record_data,
+    search_caught_up,
+    server_env,
+    server_options,
+)
 
 CLIENTS = 16
-
-
-def record_data(i: int) -> dict[str, Any]:
-    return {
-        "name": f"person {i}",
-        "email": f"p{i}@example.com",
-        "team": ["core", "web"][i % 2],
-        "age": 20 + i % 50,
-        "bio": "likes bulk APIs and fast batches",
-    }
 
 
 def bodies(ops: int, per_request: int) -> list[bytes]:

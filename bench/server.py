@@ -34,22 +34,13 @@ from _serve import (
     open_raw_sqlite,
     pg_raw_table,
     post_batches,
+    record_data,
     search_caught_up,
     server_env,
     server_options,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def record_data(i: int) -> dict[str, Any]:
-    return {
-        "name": f"person {i}",
-        "email": f"p{i}@example.com",
-        "team": ["core", "web"][i % 2],
-        "age": 20 + i % 50,
-        "bio": "likes bulk APIs and fast batches",
-    }
 
 
 async def run_batches(

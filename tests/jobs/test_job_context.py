@@ -63,13 +63,18 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         await opened.close()
 
 
-@pytest.fixture
-async def runner(store: Store, tmp_path: Path) -> AsyncIterator[JobRunner]:
-    settings = Settings(
+def runner_settings(tmp_path: Path) -> Settings:
+    """A runner's settings: a quick poll, uploads under ``tmp_path`` (the store is given)."""
+    return Settings(
         db_url=make_sqlite_url(tmp_path / "unused.db"),
         job_poll_s=0.05,
         data_dir=str(tmp_path / "uploads"),
     )
+
+
+@pytest.fixture
+async def runner(store: Store, tmp_path: Path) -> AsyncIterator[JobRunner]:
+    settings = runner_settings(tmp_path)
     kinds = JobKinds({"count": JobKind(run=run_count)}, on_end=[note_end])
     started = JobRunner(store, settings, kinds)
     await started.start()
@@ -238,11 +243,7 @@ async def test_a_graceful_stop_lets_the_chunk_being_written_commit_then_hands_th
     store: Store, tmp_path: Path
 ) -> None:
     in_tx = threading.Event()
-    settings = Settings(
-        db_url=make_sqlite_url(tmp_path / "unused.db"),
-        job_poll_s=0.05,
-        data_dir=str(tmp_path / "uploads"),
-    )
+    settings = runner_settings(tmp_path)
     runner = JobRunner(store, settings, JobKinds({"count": _slow_third_chunk(in_tx, 0.5)}))
     await runner.start()
     job_id = await queue(store, "count", steps=50)
@@ -274,11 +275,7 @@ async def test_a_stop_whose_grace_runs_out_cancels_the_job_and_still_hands_it_ba
     store: Store, tmp_path: Path
 ) -> None:
     in_tx = threading.Event()
-    settings = Settings(
-        db_url=make_sqlite_url(tmp_path / "unused.db"),
-        job_poll_s=0.05,
-        data_dir=str(tmp_path / "uploads"),
-    )
+    settings = runner_settings(tmp_path)
     runner = JobRunner(store, settings, JobKinds({"count": _slow_third_chunk(in_tx, 1.0)}))
     await runner.start()
     job_id = await queue(store, "count", steps=50)

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 __all__ = ["UPLOAD_STORAGES", "Role", "Settings"]
 
@@ -21,24 +21,25 @@ UPLOAD_STORAGES = ("database", "directory")
 """The values of ``Settings.upload_storage`` (None picks the database's default)."""
 
 
-def _env_int(name: str, default: int) -> int:
+_N = TypeVar("_N", int, float)
+
+
+def _env_number(name: str, default: _N, kind: type[_N], what: str) -> _N:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+        raise ValueError(f"environment variable {name} must be {what}, got {raw!r}") from exc
+
+
+def _env_int(name: str, default: int) -> int:
+    return _env_number(name, default, int, "an integer")
 
 
 def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from exc
+    return _env_number(name, default, float, "a number")
 
 
 def _env_bool(name: str) -> bool:
