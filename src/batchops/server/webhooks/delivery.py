@@ -100,7 +100,8 @@ class WebhookSender:
             await self._session.close()
         with contextlib.suppress(Exception):
             await self.store.run(
-                lambda tx: tx.release_webhook_deliveries(self.worker, now=time.time()), retries=3
+                lambda tx: tx.release_webhook_deliveries(self.worker, now=tx.database_now()),
+                retries=3,
             )
 
     async def _loop(self) -> None:
@@ -127,7 +128,9 @@ class WebhookSender:
         claimed = await self._write(
             lambda tx: tx.claim_webhook_deliveries(
                 self.worker,
-                now=time.time(),
+                # The database's clock, as for jobs' leases: senders on machines whose
+                # clocks disagree neither take a delivery another holds nor miss one due.
+                now=tx.database_now(),
                 lease_s=lease_s,
                 limit=max(self.settings.webhook_concurrency, 1),
             )
@@ -176,7 +179,7 @@ class WebhookSender:
         delivery.attempts = number
         delivery.last_status_code = status
         delivery.last_error = error
-        next_retry: float | None = None
+        retry_in: float | None = None
         if status is not None and 200 <= status < 300:
             delivery.state = "succeeded"
             delivery.finished_at = _ids.now_iso()
@@ -184,12 +187,11 @@ class WebhookSender:
             delivery.state = "failed"
             delivery.finished_at = _ids.now_iso()
         else:
-            next_retry = time.time() + backoff_s(
+            retry_in = backoff_s(
                 number,
                 initial_s=self.settings.webhook_retry_base_s,
                 max_s=self.settings.webhook_retry_max_s,
             )
-        delivery.next_attempt_at = next_retry
         attempt = WebhookAttemptRow(
             delivery_id=delivery.id,
             attempt=number,
@@ -197,9 +199,17 @@ class WebhookSender:
             duration_ms=duration_ms,
             status_code=status,
             error=error,
-            next_retry_at=iso_from_epoch(next_retry),
         )
+
+        def record(tx: Tx) -> None:
+            # When the next attempt is due: by the database's clock, which every sender
+            # compares it with (send_due).
+            next_retry = tx.database_now() + retry_in if retry_in is not None else None
+            delivery.next_attempt_at = next_retry
+            attempt.next_retry_at = iso_from_epoch(next_retry)
+            tx.record_webhook_attempt(self.worker, delivery, attempt)
+
         try:
-            await self._write(lambda tx: tx.record_webhook_attempt(self.worker, delivery, attempt))
+            await self._write(record)
         except Exception:
             log.exception("recording webhook delivery %s failed", delivery.id)

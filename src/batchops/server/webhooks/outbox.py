@@ -9,7 +9,6 @@ after. :mod:`batchops.server.webhooks.delivery` sends the pending deliveries, wi
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -50,7 +49,7 @@ def enqueue_job_event(tx: Tx, job: JobRow) -> None:
     if not hooks:
         return
     created = _ids.now_iso()
-    now = time.time()
+    now = tx.database_now()  # due at once, by the clock every sender compares with
     rows = []
     for delivery_id, hook in zip(_ids.new_record_ids(len(hooks)), hooks, strict=True):
         payload = {
