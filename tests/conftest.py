@@ -20,6 +20,7 @@ PostgreSQL unreachable
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -178,3 +179,15 @@ def make_record(tenant: str) -> Callable[..., RecordRow]:
         )
 
     return make
+
+
+@pytest.fixture
+def skew_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Set this process's wall clock (``time.time``) that many seconds off: what a server
+    on a machine whose clock is wrong sees (leases and due times must not depend on it)."""
+    real = time.time
+
+    def skew(seconds: float) -> None:
+        monkeypatch.setattr(time, "time", lambda: real() + seconds)
+
+    return skew

@@ -239,15 +239,24 @@ def _slow_third_chunk(in_tx: threading.Event, hold_s: float) -> JobKind:
     return JobKind(run=run)
 
 
-async def test_a_graceful_stop_lets_the_chunk_being_written_commit_then_hands_the_job_back(
-    store: Store, tmp_path: Path
-) -> None:
+async def _inside_the_third_chunk(
+    store: Store, settings: Settings, *, chunk_s: float
+) -> tuple[JobRunner, str]:
+    """A started runner whose 50-step job is inside its third chunk's transaction, which
+    takes ``chunk_s``: (the runner, the job's id)."""
     in_tx = threading.Event()
-    settings = runner_settings(tmp_path)
-    runner = JobRunner(store, settings, JobKinds({"count": _slow_third_chunk(in_tx, 0.5)}))
+    runner = JobRunner(store, settings, JobKinds({"count": _slow_third_chunk(in_tx, chunk_s)}))
     await runner.start()
     job_id = await queue(store, "count", steps=50)
     assert await asyncio.to_thread(in_tx.wait, 10)
+    return runner, job_id
+
+
+async def test_a_graceful_stop_lets_the_chunk_being_written_commit_then_hands_the_job_back(
+    store: Store, tmp_path: Path
+) -> None:
+    settings = runner_settings(tmp_path)
+    runner, job_id = await _inside_the_third_chunk(store, settings, chunk_s=0.5)
 
     started = time.monotonic()
     await runner.stop(grace_s=10)
@@ -274,12 +283,7 @@ async def test_a_graceful_stop_lets_the_chunk_being_written_commit_then_hands_th
 async def test_a_stop_whose_grace_runs_out_cancels_the_job_and_still_hands_it_back(
     store: Store, tmp_path: Path
 ) -> None:
-    in_tx = threading.Event()
-    settings = runner_settings(tmp_path)
-    runner = JobRunner(store, settings, JobKinds({"count": _slow_third_chunk(in_tx, 1.0)}))
-    await runner.start()
-    job_id = await queue(store, "count", steps=50)
-    assert await asyncio.to_thread(in_tx.wait, 10)
+    runner, job_id = await _inside_the_third_chunk(store, runner_settings(tmp_path), chunk_s=1.0)
 
     await runner.stop(grace_s=0.1)
 

@@ -49,17 +49,6 @@ async def running(store: Store, tmp_path: Path, **overrides: object) -> AsyncIte
         await runner.stop()
 
 
-@pytest.fixture
-def skew_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Set this process's wall clock (``time.time``) that many seconds off."""
-    real = time.time
-
-    def skew(seconds: float) -> None:
-        monkeypatch.setattr(time, "time", lambda: real() + seconds)
-
-    return skew
-
-
 async def claim_as(store: Store, worker: str, *, lease_s: float = 30.0) -> JobRow:
     """Claim the next job as another server would."""
     job = await store.run(lambda tx: tx.claim_job(worker, lease_s=lease_s))

@@ -4,10 +4,7 @@ due nor takes one another sender holds (both backends)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-
-import pytest
 
 from batchops.server.webhooks.delivery import WebhookSender
 from batchops.store.base import Store
@@ -23,17 +20,6 @@ from tests.webhooks.webhook_receiver import run_receiver
 __all__ = ["hooks"]  # the fixture, used by name
 
 HOUR = 3600.0
-
-
-@pytest.fixture
-def skew_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Set this process's wall clock (``time.time``) that many seconds off."""
-    real = time.time
-
-    def skew(by_s: float) -> None:
-        monkeypatch.setattr(time, "time", lambda: real() + by_s)
-
-    return skew
 
 
 async def test_a_sender_whose_clock_is_an_hour_behind_still_sends_a_delivery_due_now(
