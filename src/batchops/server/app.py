@@ -27,6 +27,8 @@ from batchops.server.bulk import job as bulk_job
 from batchops.server.bulk.router import router as bulk_router
 from batchops.server.deps import Services
 from batchops.server.drain import DRAIN_STATE, Drain
+from batchops.server.graphql import endpoint as graphql
+from batchops.server.graphql.schema import build_schema
 from batchops.server.health import router as health_router
 from batchops.server.http import JSONResponse, error_response, install_error_handlers
 from batchops.server.imports import job as import_job
@@ -157,7 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(bulk_router)
     app.include_router(webhooks_router)
-    app.router.routes[0:0] = batch.routes
+    app.router.routes[0:0] = [*batch.routes, *graphql.routes]
+    app.state.graphql_schema = build_schema(settings)
     app.batch_fast_path = batch.BatchFastPath(app.exception_handlers)
     install(app, settings, batch.OPENAPI_PATHS)
     return app

@@ -143,6 +143,14 @@ class Settings:
     # A request whose body sends nothing for this long is answered 408 and its connection
     # closed; 0 turns the timeout off.
     body_read_timeout_s: float = 30.0
+    # POST /graphql (docs/graphql.md, "Limits"): a document deeper than graphql_max_depth
+    # levels, with more than graphql_max_aliases aliases or more than graphql_max_tokens
+    # tokens is refused before anything runs; introspection (and so GraphiQL's schema
+    # view) can be turned off.
+    graphql_max_depth: int = 12
+    graphql_max_aliases: int = 1000
+    graphql_max_tokens: int = 100_000
+    graphql_introspection: bool = True
 
     def __post_init__(self) -> None:
         if self.upload_storage not in (None, *UPLOAD_STORAGES):
@@ -219,6 +227,11 @@ class Settings:
             "webhook_poll_s": _env_float("BATCHOPS_WEBHOOK_POLL_S", 1.0),
             "max_inflation_ratio": float(os.environ.get("BATCHOPS_MAX_INFLATION_RATIO") or 100.0),
             "body_read_timeout_s": float(os.environ.get("BATCHOPS_BODY_READ_TIMEOUT_S") or 30.0),
+            "graphql_max_depth": _env_int("BATCHOPS_GRAPHQL_MAX_DEPTH", 12),
+            "graphql_max_aliases": _env_int("BATCHOPS_GRAPHQL_MAX_ALIASES", 1000),
+            "graphql_max_tokens": _env_int("BATCHOPS_GRAPHQL_MAX_TOKENS", 100_000),
+            "graphql_introspection": os.environ.get("BATCHOPS_GRAPHQL_INTROSPECTION") is None
+            or _env_bool("BATCHOPS_GRAPHQL_INTROSPECTION"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

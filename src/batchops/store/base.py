@@ -528,8 +528,10 @@ class JobsTx(TxBase, Protocol):
         state: str | None = None,
         type: str | None = None,
         limit: int = 100,
+        after: tuple[str, str] | None = None,
     ) -> list[JobRow]:
-        """A tenant's jobs, newest first."""
+        """A tenant's jobs, newest first; ``after``: only those after the job whose
+        (created_at, id) it is, in that order (keyset paging)."""
         ...
 
     def claim_job(self, worker: str, *, lease_s: float) -> JobRow | None:

@@ -14,7 +14,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route, request_response
@@ -23,10 +22,9 @@ from starlette.types import Message, Receive, Scope, Send
 from batchops._exceptions import BatchTooLargeError, InvalidRequestError, PayloadTooLargeError
 from batchops.server.batch import job as batches
 from batchops.server.batch import service
-from batchops.server.batch.executor import options_deadline, validate_plan
+from batchops.server.batch.executor import options_deadline
 from batchops.server.batch.idempotency import MAX_KEY_CHARS, Claim, claim_key
 from batchops.server.batch.planner import plan_batch
-from batchops.server.batch.response import batch_payload
 from batchops.server.deps import Services, authenticated
 from batchops.server.http import read_body, require_json
 from batchops.server.openapi_routes import (
@@ -228,9 +226,10 @@ async def post_batch(request: Request) -> Response:
     headers.update(await svc.limiter.hit_operations(caller.key_id, plan.count, charged))
 
     if plan.options.validate_only:
-        outcomes = validate_plan(plan)
-        payload = batch_payload(batch_id, plan, outcomes, started, committed=False)
-        return _json(payload, 200 if payload["meta"]["failed"] == 0 else 207, headers)
+        checked = service.validated(batch_id, plan, started)
+        return Response(
+            checked.data, status_code=checked.status, media_type="application/json", headers=headers
+        )
 
     claim: Claim | None = None
     idempotency_key = request.headers.get("idempotency-key")
@@ -379,9 +378,3 @@ def _batch_id(request: Request) -> str:
             "X-Batch-Id must be 1-128 printable characters", details={"path": "headers.X-Batch-Id"}
         )
     return given
-
-
-def _json(payload: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
-    return Response(
-        orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers
-    )

@@ -51,10 +51,11 @@ from batchops.server.batch.executor import (
     options_deadline,
     run_plan,
     timed_out_outcomes,
+    validate_plan,
 )
 from batchops.server.batch.idempotency import Claim, meta_line, ndjson_lines, release_soon
 from batchops.server.batch.model import BatchPlan, PlannedOp
-from batchops.server.batch.response import Answer, answer
+from batchops.server.batch.response import Answer, answer, batch_payload
 from batchops.store.base import Store, Tx
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "keeper",
     "run_whole",
     "stream",
+    "validated",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,14 @@ Guard = Callable[[Tx], None]
 
 Keep = Callable[[Tx, "Answer"], None]
 """Stores the answer in the transaction that commits what it describes."""
+
+
+def validated(batch_id: str, plan: BatchPlan, started: float) -> Answer:
+    """The answer of a ``validate_only`` batch: every check of every operation, nothing
+    written; 200 when none failed, else 207."""
+    payload = batch_payload(batch_id, plan, validate_plan(plan), started, committed=False)
+    status = 200 if payload["meta"]["failed"] == 0 else 207
+    return Answer(status, orjson.dumps(payload), payload)
 
 
 async def run_whole(

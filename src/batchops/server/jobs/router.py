@@ -32,6 +32,7 @@ from batchops.server.jobs.schemas import (
     TERMINAL_STATES,
     job_body,
     job_not_found,
+    validate_job_filters,
 )
 from batchops.server.jobs.sse import job_events
 from batchops.server.limits import MAX_PAGE_SIZE, parse_limit_param, validate_limit
@@ -103,14 +104,7 @@ async def list_jobs(
 ) -> Response:
     """Filter with ``?state=`` and ``?type=``; ``limit`` by the rule of every list (1-1000,
     default 100: :func:`~batchops.server.limits.validate_limit`)."""
-    if state is not None and state not in JOB_STATES:
-        raise ValidationError(
-            f"'state' must be one of {', '.join(JOB_STATES)}", details={"path": "state"}
-        )
-    if type is not None and type not in JOB_TYPES:
-        raise ValidationError(
-            f"'type' must be one of {', '.join(JOB_TYPES)}", details={"path": "type"}
-        )
+    validate_job_filters(state, type)
     size = validate_limit(None if limit is None else parse_limit_param(limit))
     rows = await svc.store.run(
         lambda tx: tx.list_jobs(caller.tenant, state=state, type=type, limit=size)

@@ -7,7 +7,12 @@ import time
 from datetime import datetime
 from typing import Any
 
-from batchops._exceptions import NotFoundError
+import base64
+import binascii
+
+import orjson
+
+from batchops._exceptions import InvalidRequestError, NotFoundError, ValidationError
 from batchops.store.base import JobRow
 
 __all__ = [
@@ -16,8 +21,11 @@ __all__ = [
     "JOB_TYPES",
     "MAX_CHUNK_SIZE",
     "TERMINAL_STATES",
+    "decode_job_cursor",
+    "encode_job_cursor",
     "job_body",
     "job_not_found",
+    "validate_job_filters",
 ]
 
 DEFAULT_CHUNK_SIZE = 1000
@@ -81,3 +89,40 @@ def job_body(job: JobRow, *, now: float | None = None) -> dict[str, Any]:
 def job_not_found(job_id: str) -> NotFoundError:
     """404 for a job that does not exist or belongs to another tenant."""
     return NotFoundError(f"no job {job_id!r}", code="JOB_NOT_FOUND", details={"id": job_id})
+
+
+def validate_job_filters(state: Any, type: Any) -> None:
+    """A jobs list's ``state`` and ``type`` filters (None: any): one of :data:`JOB_STATES`
+    and :data:`JOB_TYPES`, else a 422 naming the filter."""
+    if state is not None and state not in JOB_STATES:
+        raise ValidationError(
+            f"'state' must be one of {', '.join(JOB_STATES)}", details={"path": "state"}
+        )
+    if type is not None and type not in JOB_TYPES:
+        raise ValidationError(
+            f"'type' must be one of {', '.join(JOB_TYPES)}", details={"path": "type"}
+        )
+
+
+def encode_job_cursor(last: JobRow) -> str:
+    """An opaque cursor for the page of jobs after ``last`` (newest first: created before
+    it, or at the same time with a smaller id)."""
+    raw = orjson.dumps([last.created_at, last.id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_job_cursor(cursor: str | None, *, path: str = "cursor") -> tuple[str, str] | None:
+    """The (created_at, id) a cursor of :func:`encode_job_cursor` points after; None for
+    no cursor; a 400 naming ``path`` for anything this API did not hand out."""
+    if cursor is None or cursor == "":
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, job_id = orjson.loads(base64.b64decode(padded, altchars=b"-_", validate=True))
+    except (binascii.Error, ValueError, TypeError):
+        created_at = job_id = None
+    if not isinstance(created_at, str) or not isinstance(job_id, str):
+        raise InvalidRequestError(
+            f"{path!r} is not a cursor returned by this API", details={"path": path}
+        )
+    return created_at, job_id

@@ -75,6 +75,7 @@ class JobStatements:
         self.list = d.render(
             f"SELECT {_JOB_COLS} FROM jobs WHERE tenant = ? "
             "AND (?::text IS NULL OR state = ?) AND (?::text IS NULL OR type = ?) "
+            "AND (?::text IS NULL OR (created_at, id) < (?, ?)) "
             "ORDER BY created_at DESC, id DESC LIMIT ?"
         )
         self.claim = d.render(
@@ -218,10 +219,16 @@ class JobsSQL(SqlTx):
         state: str | None = None,
         type: str | None = None,
         limit: int = 100,
+        after: tuple[str, str] | None = None,
     ) -> list[JobRow]:
-        """A tenant's jobs, newest first."""
+        """A tenant's jobs, newest first (``after``: those after the job of that
+        (created_at, id) in that order)."""
         s = self._jobs_sql
-        cur = self._execute(s.list, (tenant, state, state, type, type, max(limit, 0)))
+        created, last_id = after if after is not None else (None, None)
+        cur = self._execute(
+            s.list,
+            (tenant, state, state, type, type, created, created, last_id, max(limit, 0)),
+        )
         return [s.job(row) for row in cur]
 
     def claim_job(self, worker: str, *, lease_s: float) -> JobRow | None:

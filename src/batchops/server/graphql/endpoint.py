@@ -1,0 +1,325 @@
+"""``POST /graphql`` and ``GET /graphql``: GraphQL over HTTP, one operation or an array.
+
+Strawberry's schema, DataLoader and limits, but not its HTTP view, for four measured or
+stated reasons: its view runs the operations of an array *concurrently*
+(``asyncio.gather``), so the writes of two operations would interleave, where batchops
+runs them one after another; it answers a too-large array with a bare 400, where the
+batch limit is a 413 ``BATCH_TOO_LARGE`` envelope as on ``/v1/batch``; its HTTP errors are
+plain text, not the error envelope every other route answers; and it has no request body
+limit. This endpoint is the few lines those need, in the shape of ``/v1/batch``'s:
+
+1. authenticate (401) and charge the request budget, as every route;
+2. read the body within ``max_batch_bytes`` (413) and decode it (400 with the path);
+3. check its shape: one ``{query, variables?, operationName?, extensions?}`` object or a
+   non-empty array of them, at most ``max_batch_operations`` (413);
+4. charge the key's operations budget one operation per root field of every operation,
+   aliases included (429 before anything runs; a ``batch`` field also charges its
+   operations when it runs);
+5. run each operation in order, each with its own context and loader, and answer 200 with
+   the response (or the array of responses, in order).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+import strawberry
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+)
+from graphql.error import GraphQLSyntaxError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
+
+from batchops._exceptions import (
+    BatchTooLargeError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+)
+from batchops.server.deps import Services, authenticated
+from batchops.server.graphql.context import OperationContext
+from batchops.server.graphql.documents import parse_document
+from batchops.server.graphql.errors import GRAPHQL_VALIDATION_FAILED, error_entry
+from batchops.server.graphql.fastpath import SimpleOperation, run_simple, simple_operation
+from batchops.server.http import parse_json, read_body, require_json
+from batchops.server.settings import Settings
+
+__all__ = ["GraphQLRequest", "count_root_fields", "routes"]
+
+_ITEM_KEYS: Final = frozenset({"query", "variables", "operationName", "extensions"})
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLRequest:
+    """One operation of a request: its document, variables and operation name."""
+
+    query: str
+    variables: dict[str, Any] | None = None
+    operation_name: str | None = None
+
+
+def _item(value: Any, at: str) -> GraphQLRequest:
+    """A request object, or a 400 naming the field (``at`` is its place in an array)."""
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            "a GraphQL request is an object with a 'query' string", details={"path": at}
+        )
+    prefix = f"{at}." if at else ""
+    for name in value:
+        if name not in _ITEM_KEYS:
+            raise InvalidRequestError(
+                f"unknown field {name!r}; allowed: {', '.join(sorted(_ITEM_KEYS))}",
+                details={"path": prefix + name},
+            )
+    query = value.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidRequestError(
+            "'query' must be a GraphQL document (a non-empty string)",
+            details={"path": prefix + "query"},
+        )
+    variables = value.get("variables")
+    if variables is not None and not isinstance(variables, dict):
+        raise InvalidRequestError(
+            "'variables' must be an object", details={"path": prefix + "variables"}
+        )
+    name = value.get("operationName")
+    if name is not None and not isinstance(name, str):
+        raise InvalidRequestError(
+            "'operationName' must be a string", details={"path": prefix + "operationName"}
+        )
+    extensions = value.get("extensions")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise InvalidRequestError(
+            "'extensions' must be an object", details={"path": prefix + "extensions"}
+        )
+    return GraphQLRequest(query, variables, name)
+
+
+def read_requests(data: Any, max_operations: int) -> tuple[list[GraphQLRequest], bool]:
+    """The operations of a decoded body, and whether it was an array."""
+    if isinstance(data, list):
+        if not data:
+            raise InvalidRequestError(
+                "the array holds no operation: send at least one", details={"path": ""}
+            )
+        if len(data) > max_operations:
+            raise BatchTooLargeError(
+                f"the array has {len(data)} operations; the limit is {max_operations}: "
+                "split it into several requests",
+                details={"limit": max_operations, "actual": len(data), "unit": "operations"},
+            )
+        return [_item(value, f"[{index}]") for index, value in enumerate(data)], True
+    return [_item(data, "")], False
+
+
+# -- charging -------------------------------------------------------------------------------
+
+
+def count_root_fields(
+    query: str, operation_name: str | None, variables: dict[str, Any] | None, max_tokens: int
+) -> int:
+    """How many root fields the operation ``operation_name`` of ``query`` runs (aliases
+    each count): what the key's operations budget is charged. ``@skip``/``@include`` are
+    honoured for literal booleans and variables sent as booleans (a variable left to its
+    default counts the field). A document that does not parse, or names no such
+    operation, runs nothing and costs nothing."""
+    try:
+        document = parse_document(query, max_tokens)
+    except GraphQLSyntaxError:
+        return 0
+    operation = _operation(document, operation_name)
+    if operation is None:
+        return 0
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    keys: set[str] = set()
+    visited: set[str] = set()
+
+    def walk(selection_set: SelectionSetNode) -> None:
+        for selection in selection_set.selections:
+            if not _included(selection, variables or {}):
+                continue
+            if isinstance(selection, FieldNode):
+                if not selection.name.value.startswith("__"):  # __typename costs nothing
+                    keys.add(selection.alias.value if selection.alias else selection.name.value)
+            elif isinstance(selection, InlineFragmentNode):
+                walk(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name not in visited and name in fragments:
+                    visited.add(name)
+                    walk(fragments[name].selection_set)
+
+    walk(operation.selection_set)
+    return len(keys)
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is None:
+        return operations[0] if len(operations) == 1 else None
+    return next((o for o in operations if o.name is not None and o.name.value == name), None)
+
+
+def _included(node: Any, variables: dict[str, Any]) -> bool:
+    for directive in node.directives or ():
+        name = directive.name.value
+        if name not in ("skip", "include"):
+            continue
+        value: Any = None
+        for argument in directive.arguments:
+            if argument.name.value == "if":
+                raw = argument.value
+                if isinstance(raw, VariableNode):
+                    value = variables.get(raw.name.value)
+                else:
+                    value = getattr(raw, "value", None)
+        if (name == "skip" and value is True) or (name == "include" and value is False):
+            return False
+    return True
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+async def _execute(
+    request: Request,
+    svc: Services,
+    items: list[GraphQLRequest],
+    *,
+    allowed: set[OperationType] | None = None,
+) -> list[dict[str, Any]]:
+    """Charge, then run each operation in order; the responses in order."""
+    caller = request.state.caller
+    settings = svc.settings
+    cost = sum(
+        count_root_fields(i.query, i.operation_name, i.variables, settings.graphql_max_tokens)
+        for i in items
+    )
+    charged = getattr(request.state, "rate_headers", None) or {}
+    request.state.rate_headers = await svc.limiter.hit_operations(caller.key_id, cost, charged)
+    schema: strawberry.Schema = request.app.state.graphql_schema
+    batch_id = request.headers.get("x-batch-id") or str(uuid.uuid4())
+    responses = []
+    # Tests turn the fast path off to compare both paths' answers.
+    fast = getattr(request.app.state, "graphql_fast_path", True)
+    for item in items:
+        context = OperationContext.new(svc, caller, batch_id)
+        simple = _simple(item, settings) if fast else None
+        if simple is not None and (allowed is None or not simple.mutation):
+            responses.append(await run_simple(simple, schema._schema, context))
+            continue
+        try:
+            result = await schema.execute(
+                item.query,
+                variable_values=item.variables,
+                context_value=context,
+                operation_name=item.operation_name,
+                allowed_operation_types=allowed,
+            )
+        except InvalidOperationTypeError:
+            raise MethodNotAllowedError(
+                "a GET runs queries only: send mutations with POST", details={"path": "query"}
+            ) from None
+        except CannotGetOperationTypeError as exc:  # several operations and none named…
+            error = GraphQLError(
+                exc.as_http_error_reason(), extensions={"code": GRAPHQL_VALIDATION_FAILED}
+            )
+            responses.append({"errors": [error_entry(error, None)]})
+            continue
+        response: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            document = _document(item, settings.graphql_max_tokens)
+            response["errors"] = [error_entry(error, document) for error in result.errors]
+            if result.data is None and not any(e.path for e in result.errors):
+                del response["data"]  # nothing ran: a request error, per the spec
+        responses.append(response)
+    return responses
+
+
+def _simple(item: GraphQLRequest, settings: Settings) -> SimpleOperation | None:
+    """The fast path's plan of the operation (batchops.server.graphql.fastpath), if it
+    has that shape."""
+    document = _document(item, settings.graphql_max_tokens)
+    if document is None:
+        return None
+    return simple_operation(
+        document, item.operation_name, settings.graphql_max_aliases, settings.graphql_max_depth
+    )
+
+
+def _document(item: GraphQLRequest, max_tokens: int) -> DocumentNode | None:
+    try:
+        return parse_document(item.query, max_tokens)
+    except GraphQLSyntaxError:
+        return None
+
+
+def _answer(request: Request, body: Any) -> Response:
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+async def post_graphql(request: Request) -> Response:
+    """``POST /graphql``: one operation, or an array run one after another."""
+    svc: Services = request.app.state.services
+    await authenticated(request, svc)
+    require_json(request)
+    try:
+        body = await read_body(
+            request, max_bytes=svc.settings.max_batch_bytes, what="GraphQL request"
+        )
+    except PayloadTooLargeError as exc:
+        raise BatchTooLargeError(exc.message, details=exc.details) from exc
+    items, is_array = read_requests(parse_json(body), svc.settings.max_batch_operations)
+    responses = await _execute(request, svc, items)
+    return _answer(request, responses if is_array else responses[0])
+
+
+async def get_graphql(request: Request) -> Response:
+    """``GET /graphql``: GraphiQL for a browser; ``?query=`` runs a query (never a
+    mutation: 405)."""
+    from batchops.server.graphql import graphiql  # the page and its assets
+
+    if graphiql.wants_ide(request):
+        return Response(graphiql.graphiql_html(), media_type="text/html; charset=utf-8")
+    svc: Services = request.app.state.services
+    await authenticated(request, svc)
+    params = request.query_params
+    raw: dict[str, Any] = {"query": params.get("query")}
+    if "variables" in params:
+        raw["variables"] = _json_param(params["variables"], "variables")
+    if "operationName" in params:
+        raw["operationName"] = params["operationName"]
+    item = _item(raw, "")
+    responses = await _execute(request, svc, [item], allowed={OperationType.QUERY})
+    return _answer(request, responses[0])
+
+
+def _json_param(text: str, name: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidRequestError(f"'{name}' must be JSON", details={"path": name}) from None
+
+
+routes = [
+    Route("/graphql", post_graphql, methods=["POST"]),
+    Route("/graphql", get_graphql, methods=["GET"]),
+]
+"""Mounted by ``create_app`` before the FastAPI routes."""
