@@ -1,0 +1,1 @@
+"""GraphQL over the records and batch services (see docs/graphql.md)."""
