@@ -52,6 +52,7 @@ from batchops._exceptions import (
     PayloadTooLargeError,
 )
 from batchops.server.deps import Services, authenticated
+from batchops.server.graphql import graphiql
 from batchops.server.graphql.context import OperationContext
 from batchops.server.graphql.documents import parse_document
 from batchops.server.graphql.errors import GRAPHQL_VALIDATION_FAILED, error_entry
@@ -294,10 +295,8 @@ async def post_graphql(request: Request) -> Response:
 async def get_graphql(request: Request) -> Response:
     """``GET /graphql``: GraphiQL for a browser; ``?query=`` runs a query (never a
     mutation: 405)."""
-    from batchops.server.graphql import graphiql  # the page and its assets
-
     if graphiql.wants_ide(request):
-        return Response(graphiql.graphiql_html(), media_type="text/html; charset=utf-8")
+        return graphiql.graphiql_response()
     svc: Services = request.app.state.services
     await authenticated(request, svc)
     params = request.query_params
@@ -321,5 +320,6 @@ def _json_param(text: str, name: str) -> Any:
 routes = [
     Route("/graphql", post_graphql, methods=["POST"]),
     Route("/graphql", get_graphql, methods=["GET"]),
+    *graphiql.routes,
 ]
-"""Mounted by ``create_app`` before the FastAPI routes."""
+"""Mounted by ``create_app`` before the FastAPI routes: the endpoint, GraphiQL's assets."""

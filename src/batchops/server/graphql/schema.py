@@ -67,7 +67,7 @@ __all__ = ["Mutation", "Query", "build_schema"]
 
 def _raw(info: Info[OperationContext, None]) -> GraphQLResolveInfo:
     # Strawberry's Info wraps graphql-core's; the mutation runs read the operation's
-    # root fields and their argument values from it (tests/graphql pins both).
+    # root fields and their argument values from it (tests/graphql_api pins both).
     return cast(GraphQLResolveInfo, info._raw_info)
 
 

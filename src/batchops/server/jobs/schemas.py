@@ -3,12 +3,11 @@ its states and the chunk-size bounds every job kind shares."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import time
 from datetime import datetime
 from typing import Any
-
-import base64
-import binascii
 
 import orjson
 
