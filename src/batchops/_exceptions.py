@@ -32,6 +32,7 @@ Every exception batchops raises (client side and server side) derives from
         ├── UnsupportedMediaTypeError    415
         ├── ValidationError              422
         ├── FailedDependencyError        424
+        ├── GraphQLResponseError         200 with GraphQL errors (errors, data): raise_for_errors()
         ├── RateLimitedError             429 (retry_after)
         ├── InternalServerError          500
         └── ServiceUnavailableError      503 (retry_after)
@@ -62,6 +63,7 @@ __all__ = [
     "ConflictError",
     "ConnectionFailedError",
     "FailedDependencyError",
+    "GraphQLResponseError",
     "InternalServerError",
     "InvalidBatchRequestError",
     "InvalidRequestError",
@@ -133,9 +135,16 @@ class ConnectionFailedError(BatchopsError, ConnectionError):
     """The SDK got no HTTP answer: connection refused or dropped, or the request timed out.
 
     A :class:`ConnectionError`, so the engine's default retry policy retries it. Whether
-    the server applied the request is unknown; the SDK sends writes with an
-    ``Idempotency-Key`` so that a retry replays instead of applying them twice.
+    the server applied the request is unknown, unless ``before_sending`` is true: the
+    connection could not be opened (refused, name not resolved, TLS failed), so nothing of
+    the request left the process. The SDK sends writes with an ``Idempotency-Key`` so that
+    a retry replays instead of applying them twice; where no key can help (a GraphQL
+    mutation), it retries only when ``before_sending``.
     """
+
+    def __init__(self, message: str, *, before_sending: bool = False) -> None:
+        super().__init__(message)
+        self.before_sending = before_sending
 
 
 class ItemError(BatchopsError):
@@ -355,6 +364,33 @@ class FailedDependencyError(APIError):
 
     status = 424
     default_code = "FAILED_DEPENDENCY"
+
+
+class GraphQLResponseError(APIError):
+    """A GraphQL answer carried errors: ``GraphQLResponse.raise_for_errors()`` raises it.
+
+    ``errors`` holds every :class:`~batchops.client.GraphQLError` of the answer, in order
+    (each with its own ``code``, ``status``, ``path``, ``details``), and ``data`` the
+    partial data that came with them (``None`` when nothing resolved); the message lists
+    the errors. ``status_code`` is 200, the HTTP status of the answer: the failures are
+    the fields', and a generic retry on the error's status must not send the document
+    again (the fields that did resolve may have been mutations).
+
+    ::
+
+        try:
+            data = answer.raise_for_errors().data
+        except GraphQLResponseError as exc:
+            missing = [e.path for e in exc.errors if e.code == "NOT_FOUND"]
+    """
+
+    status = 200
+    default_code = "GRAPHQL_ERRORS"
+
+    def __init__(self, message: str, *, errors: list[Any], data: dict[str, Any] | None) -> None:
+        super().__init__(message)
+        self.errors = errors
+        self.data = data
 
 
 class RateLimitedError(APIError):

@@ -9,6 +9,9 @@
 - :class:`AsyncJobs` / :class:`Jobs` — ``client.jobs``: imports, bulk update/delete,
   async batches (``create_batch``), and following jobs;
 - :class:`NotificationWebhook` — a job's own webhook (``notification_webhook=``);
+- :class:`GraphQLRequest`, :class:`GraphQLResponse`, :class:`GraphQLError` —
+  ``client.graphql(query, variables)`` and ``client.graphql_batch(requests)`` (one
+  ``POST /graphql``, a JSON array): data and errors, partial results kept;
 - :class:`ClientOptions`, :class:`BatchOptions`, :class:`StreamOptions` — the keyword
   options of the client, of ``batch()`` (and the bulk helpers) and of ``stream_batch()``.
 
@@ -20,6 +23,7 @@ See docs/client.md.
 from batchops.client._async_client import AsyncClient, ClientOptions
 from batchops.client._batch import BatchOptions, StreamOptions, is_retryable
 from batchops.client._collection import AsyncCollection, Collection
+from batchops.client._graphql import GraphQLError, GraphQLRequest, GraphQLResponse
 from batchops.client._jobs import AsyncJobs, Jobs, NotificationWebhook
 from batchops.client._sync_client import Client
 
@@ -31,6 +35,9 @@ __all__ = [
     "Client",
     "ClientOptions",
     "Collection",
+    "GraphQLError",
+    "GraphQLRequest",
+    "GraphQLResponse",
     "Jobs",
     "NotificationWebhook",
     "StreamOptions",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, Hashable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Hashable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypedDict, Unpack
 
 from batchops._results import BatchResult, Failure, Result, Success
 from batchops.client._batch import BatchOptions, BatchRunner, StreamOptions, client_retry_policy
 from batchops.client._collection import AsyncCollection
+from batchops.client._graphql import GraphQLRequest, GraphQLResponse, send_graphql
 from batchops.client._jobs import AsyncJobs
 from batchops.client._transport import Transport
 from batchops.coalesce import Batcher
@@ -66,6 +67,7 @@ class AsyncClient:
             ada = await people.create({"name": "Ada"})
             result = await people.get_many(ids)          # a BatchResult, input order
             result = await client.batch(operations)      # any number, any iterable
+            answer = await client.graphql("{ people { name } }")  # GraphQLResponse
 
     - ``timeout``: seconds per HTTP request (connect + answer).
     - ``max_concurrent``: requests in flight for the whole client (the connection
@@ -211,6 +213,66 @@ class AsyncClient:
         Use ``contextlib.aclosing`` when you may stop early.
         """
         return self._runner.stream(operations, **options)
+
+    # -- GraphQL -------------------------------------------------------------------------
+
+    async def graphql(
+        self,
+        query: str,
+        variables: Mapping[str, Any] | None = None,
+        *,
+        operation_name: str | None = None,
+    ) -> GraphQLResponse:
+        """Send one GraphQL request (``POST /graphql``); its answer, errors included.
+
+        ::
+
+            answer = await client.graphql(
+                "query Person($id: ID!) { person(id: $id) { name } }", {"id": "ada"}
+            )
+            answer.data, answer.errors      # both may be there: partial results
+            answer.raise_for_errors()       # GraphQLResponseError listing every error
+
+        Errors inside the answer (a field not found, a document that does not validate)
+        are :class:`GraphQLError` entries of the response, never raised here. A failure
+        of the request as a whole raises its :class:`~batchops.APIError`
+        (``AuthenticationError``, ``RateLimitedError``…), after the retries.
+
+        Retries: a document of queries only is retried as a GET would be (the client's
+        ``retry``). A document holding a mutation is sent again only when nothing of it
+        can have run (a 408/429/503 answer, a connection refused before sending); after a
+        timeout or a lost connection it is not, and :class:`~batchops.ConnectionFailedError`
+        is raised: the mutation may or may not have run.
+        """
+        request = GraphQLRequest(query, variables, operation_name)
+        [response] = await send_graphql(self._transport, self._runner.retry, [request], array=False)
+        return response
+
+    async def graphql_batch(
+        self, requests: Sequence[GraphQLRequest | str]
+    ) -> list[GraphQLResponse]:
+        """Send several GraphQL requests as ONE ``POST /graphql`` (a JSON array); one
+        :class:`GraphQLResponse` each, in order.
+
+        ::
+
+            answers = await client.graphql_batch([
+                "{ people { name } }",                                 # the query alone
+                GraphQLRequest("query P($id: ID!) { person(id: $id) { name } }",
+                               {"id": "ada"}, operation_name="P"),
+            ])
+
+        One request, never split: more requests than the server's limit raise
+        :class:`~batchops.BatchTooLargeError` (413), and nothing ran. An empty sequence
+        sends nothing and returns ``[]``. Retried as :meth:`graphql` is, as a whole: if
+        any document holds a mutation, the array is a mutation.
+        """
+        if isinstance(requests, str | GraphQLRequest):
+            raise TypeError("requests must be a sequence of GraphQLRequest or str, not one")
+        items = [r if isinstance(r, GraphQLRequest) else GraphQLRequest(r) for r in requests]
+        if not items:
+            return []
+        return await send_graphql(self._transport, self._runner.retry, items, array=True)
 
     # -- single calls --------------------------------------------------------------------
 

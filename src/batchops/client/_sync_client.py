@@ -31,6 +31,7 @@ class Client(Facade[AsyncClient]):
             for r in client.stream_batch(operations):   # a plain iterator
                 ...
             job = client.jobs.create_batch(operations)  # an async batch: its job
+            answer = client.graphql("{ people { name } }")  # a GraphQLResponse
 
     ``close()`` is ``AsyncClient.aclose()``. Do not call it from inside a running event
     loop's thread with a coroutine of that loop in mind: it blocks that thread. Use
@@ -93,3 +94,5 @@ class Client(Facade[AsyncClient]):
 
     batch = blocking(AsyncClient.batch)
     stream_batch = iterating(AsyncClient.stream_batch)
+    graphql = blocking(AsyncClient.graphql)
+    graphql_batch = blocking(AsyncClient.graphql_batch)

@@ -48,6 +48,13 @@ class Reply:
         )
 
 
+#: aiohttp's error for a connection that was never opened (refused, name not resolved,
+#: TLS failed): raised before any byte of the request is written. Every other failure may
+#: come after sending. (A connect timeout would qualify too, but the SDK sets none: its
+#: total timeout does not say when it struck. aiohttp never resends a POST by itself.)
+_NOT_CONNECTED = aiohttp.ClientConnectorError
+
+
 def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
@@ -113,9 +120,12 @@ class Transport:
                 )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             # One exception for "no answer" (refused, reset, dropped, timed out), so
-            # callers and the retry policy need not know aiohttp's hierarchy.
+            # callers and the retry policy need not know aiohttp's hierarchy. Whether the
+            # request left at all is kept: a connection that could not be opened sent
+            # nothing, which makes even a non-idempotent request safe to send again.
             raise ConnectionFailedError(
-                f"{method} {path}: no answer from {self._base_url} ({type(exc).__name__}: {exc})"
+                f"{method} {path}: no answer from {self._base_url} ({type(exc).__name__}: {exc})",
+                before_sending=isinstance(exc, _NOT_CONNECTED),
             ) from exc
 
     async def upload(
