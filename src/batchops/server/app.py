@@ -162,7 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes[0:0] = [*batch.routes, *graphql.routes]
     app.state.graphql_schema = build_schema(settings)
     app.batch_fast_path = batch.BatchFastPath(app.exception_handlers)
-    install(app, settings, batch.OPENAPI_PATHS)
+    install(app, settings, {**batch.OPENAPI_PATHS, **graphql.OPENAPI_PATHS})
     return app
 
 

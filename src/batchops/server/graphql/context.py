@@ -61,7 +61,8 @@ def record_loader(svc: Services) -> DataLoader[RecordKey, dict[str, Any] | None]
 def _loaded(outcome: Any) -> Loaded:
     if isinstance(outcome, NotFoundError):
         return None  # a missing record is null, not an error (the GraphQL convention)
-    return outcome  # a record body, or an APIError the loader raises for that key
+    loaded: Loaded = outcome  # a record body, or an APIError the loader raises for it
+    return loaded
 
 
 @dataclass(slots=True)

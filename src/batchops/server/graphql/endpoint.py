@@ -58,9 +58,10 @@ from batchops.server.graphql.documents import parse_document
 from batchops.server.graphql.errors import GRAPHQL_VALIDATION_FAILED, error_entry
 from batchops.server.graphql.fastpath import SimpleOperation, run_simple, simple_operation
 from batchops.server.http import parse_json, read_body, require_json
+from batchops.server.openapi_routes import AUTH, BODY, STORE, json_answer, param, responses
 from batchops.server.settings import Settings
 
-__all__ = ["GraphQLRequest", "count_root_fields", "routes"]
+__all__ = ["OPENAPI_PATHS", "GraphQLRequest", "count_root_fields", "routes"]
 
 _ITEM_KEYS: Final = frozenset({"query", "variables", "operationName", "extensions"})
 
@@ -222,7 +223,11 @@ async def _execute(
     fast = getattr(request.app.state, "graphql_fast_path", True)
     for item in items:
         context = OperationContext.new(svc, caller, batch_id)
-        simple = _simple(item, settings) if fast else None
+        document = _document(item, settings.graphql_max_tokens)
+        if document is not None and _operation(document, item.operation_name) is None:
+            responses.append({"errors": [error_entry(_no_operation(document, item), None)]})
+            continue
+        simple = _simple(document, item, settings) if fast and document is not None else None
         if simple is not None and (allowed is None or not simple.mutation):
             responses.append(await run_simple(simple, schema._schema, context))
             continue
@@ -246,7 +251,6 @@ async def _execute(
             continue
         response: dict[str, Any] = {"data": result.data}
         if result.errors:
-            document = _document(item, settings.graphql_max_tokens)
             response["errors"] = [error_entry(error, document) for error in result.errors]
             if result.data is None and not any(e.path for e in result.errors):
                 del response["data"]  # nothing ran: a request error, per the spec
@@ -254,12 +258,23 @@ async def _execute(
     return responses
 
 
-def _simple(item: GraphQLRequest, settings: Settings) -> SimpleOperation | None:
+def _no_operation(document: DocumentNode, item: GraphQLRequest) -> GraphQLError:
+    """The error of a document without the operation to run (the spec's GetOperation:
+    several and none named, or none of that name)."""
+    if item.operation_name is not None:
+        message = f"no operation named {item.operation_name!r} in the document"
+    elif any(isinstance(d, OperationDefinitionNode) for d in document.definitions):
+        message = "the document has several operations: name the one to run (operationName)"
+    else:
+        message = "the document has no operation to run"
+    return GraphQLError(message, extensions={"code": GRAPHQL_VALIDATION_FAILED})
+
+
+def _simple(
+    document: DocumentNode, item: GraphQLRequest, settings: Settings
+) -> SimpleOperation | None:
     """The fast path's plan of the operation (batchops.server.graphql.fastpath), if it
     has that shape."""
-    document = _document(item, settings.graphql_max_tokens)
-    if document is None:
-        return None
     return simple_operation(
         document, item.operation_name, settings.graphql_max_aliases, settings.graphql_max_depth
     )
@@ -317,9 +332,115 @@ def _json_param(text: str, name: str) -> Any:
         raise InvalidRequestError(f"'{name}' must be JSON", details={"path": name}) from None
 
 
+async def graphql_endpoint(request: Request) -> Response:
+    """``/graphql``: one route for both methods, so any other method is ONE 405 whose
+    ``Allow`` names both."""
+    if request.method == "POST":
+        return await post_graphql(request)
+    return await get_graphql(request)
+
+
 routes = [
-    Route("/graphql", post_graphql, methods=["POST"]),
-    Route("/graphql", get_graphql, methods=["GET"]),
+    Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
     *graphiql.routes,
 ]
 """Mounted by ``create_app`` before the FastAPI routes: the endpoint, GraphiQL's assets."""
+
+
+_OPERATION_SCHEMA: Final = {
+    "type": "object",
+    "required": ["query"],
+    "properties": {
+        "query": {"type": "string", "minLength": 1, "pattern": "\\S"},
+        "variables": {"type": ["object", "null"]},
+        "operationName": {"type": ["string", "null"]},
+        "extensions": {"type": ["object", "null"]},
+    },
+    "additionalProperties": False,
+}
+_RESPONSE_SCHEMA: Final = {
+    "type": "object",
+    "description": "A GraphQL response: `data` (null or absent when nothing ran) and "
+    "`errors`, each with `extensions` {code, status, details} (docs/graphql.md).",
+    "properties": {
+        "data": {"type": ["object", "null"]},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_ANSWERS: Final = (*AUTH, *STORE, *BODY)
+
+
+def _str_keys(success: Any, errors: Any, *, notes: Any) -> dict[str, Any]:
+    """:func:`responses` keyed by status text, as a path of the document holds them."""
+    return {str(code): answer for code, answer in responses(success, errors, notes=notes).items()}
+
+
+OPENAPI_PATHS: dict[str, Any] = {
+    "/graphql": {
+        "post": {
+            "tags": ["graphql"],
+            "summary": "Run a GraphQL operation, or an array of them one after another",
+            "description": "See docs/graphql.md and docs/schema.graphql. Aliased reads are "
+            "one store call; aliased record mutations one batch, in document order. Each "
+            "root field costs one operation of the key's budget.",
+            "operationId": "post_graphql",
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                _OPERATION_SCHEMA,
+                                {"type": "array", "minItems": 1, "items": _OPERATION_SCHEMA},
+                            ]
+                        },
+                        "example": {
+                            "query": '{ a: record(collection: "people", id: "p1") { id data } '
+                            'b: record(collection: "people", id: "p2") { id data } }'
+                        },
+                    }
+                },
+            },
+            "responses": _str_keys(
+                {
+                    200: json_answer(
+                        {"oneOf": [_RESPONSE_SCHEMA, {"type": "array", "items": _RESPONSE_SCHEMA}]},
+                        "The response (or, for an array, the responses in order); a field that "
+                        "failed is null with its entry in `errors`.",
+                    )
+                },
+                _ANSWERS,
+                notes={
+                    413: "BATCH_TOO_LARGE: an array of more operations than the batch limit, "
+                    "or a body past the batch byte limit; nothing ran.",
+                },
+            ),
+        },
+        "get": {
+            "tags": ["graphql"],
+            "summary": "Run a GraphQL query (never a mutation); GraphiQL for a browser",
+            "operationId": "get_graphql",
+            "parameters": [
+                param(
+                    "query",
+                    **{"in": "query"},
+                    required=True,
+                    schema={"type": "string", "minLength": 1, "pattern": "\\S"},
+                ),
+                param(
+                    "variables",
+                    **{"in": "query"},
+                    description="The variables, as JSON text.",
+                    schema={"type": "string"},
+                ),
+                param("operationName", **{"in": "query"}, schema={"type": "string"}),
+            ],
+            "responses": _str_keys(
+                {200: json_answer(_RESPONSE_SCHEMA, "The response.")},
+                (*AUTH, *STORE, 400, 405),
+                notes={405: "METHOD_NOT_ALLOWED: a mutation sent with GET."},
+            ),
+        },
+    }
+}
+"""How ``/graphql`` appears in the OpenAPI document (plain Starlette routes)."""

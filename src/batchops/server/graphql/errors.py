@@ -165,21 +165,24 @@ def coded_rule(
     ``extensions.code`` = ``code`` (and ``details``), so a client can tell a refused
     document by its code as it tells every other error."""
 
+    def coded(error: GraphQLError) -> GraphQLError:
+        extra = {"details": details()} if details is not None else {}
+        error.extensions = {**(error.extensions or {}), "code": code, **extra}
+        return error
+
     class Coded(rule):  # type: ignore[valid-type,misc]
         def __init__(self, context: ValidationContext) -> None:
             report = context.report_error
-
-            def coded(error: GraphQLError) -> None:
-                extra = {"details": details()} if details is not None else {}
-                error.extensions = {**(error.extensions or {}), "code": code, **extra}
-                report(error)
-
-            # The limits report while they are built: only their reports are coded.
-            context.report_error = coded  # type: ignore[method-assign]
+            # The limits report while they are built (to the context); others while
+            # they visit (report_error below): only this rule's reports are coded.
+            context.report_error = lambda error: report(coded(error))  # type: ignore[method-assign]
             try:
                 super().__init__(context)
             finally:
                 del context.report_error
+
+        def report_error(self, error: GraphQLError) -> None:
+            super().report_error(coded(error))
 
     Coded.__name__ = f"Coded{rule.__name__}"
     return Coded

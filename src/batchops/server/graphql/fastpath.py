@@ -144,7 +144,7 @@ def simple_operation(
 ) -> SimpleOperation | None:
     """The fast path's plan of ``document``, or None when it is not of the shape (then
     the full GraphQL path answers it)."""
-    if len(document.definitions) != 1 or max_depth < 2:
+    if len(document.definitions) != 1 or max_depth < 1:
         return None
     operation = document.definitions[0]
     if not isinstance(operation, OperationDefinitionNode) or operation.variable_definitions:
@@ -285,7 +285,7 @@ async def run_simple(
 
 
 def _text(root: _Root, argument: str) -> str:
-    for node in root.node.arguments:
+    for node in root.node.arguments or ():
         if node.name.value == argument:
             value = node.value
             assert isinstance(value, StringValueNode | IntValueNode)
@@ -295,6 +295,8 @@ def _text(root: _Root, argument: str) -> str:
 
 def _answer(root: _Root, value: Any, data: dict[str, Any], errors: list[dict[str, Any]]) -> None:
     if isinstance(value, BaseException):
+        if not isinstance(value, Exception):
+            raise value  # a cancellation: not the field's outcome
         data[root.key] = None
         errors.append(_field_error(root, value))
         return
@@ -306,7 +308,7 @@ def _answer(root: _Root, value: Any, data: dict[str, Any], errors: list[dict[str
     }
 
 
-def _field_error(root: _Root, exc: BaseException) -> dict[str, Any]:
+def _field_error(root: _Root, exc: Exception) -> dict[str, Any]:
     if isinstance(exc, APIError):
         exc = renamed_for_graphql(exc)
     located = GraphQLError(str(exc), nodes=[root.node], path=[root.key], original_error=exc)

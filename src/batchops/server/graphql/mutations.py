@@ -33,12 +33,18 @@ from graphql import (
     get_argument_values,
     get_directive_values,
 )
+from graphql.execution.values import VariableValues
 
 from batchops._exceptions import APIError, InvalidRequestError, StoreError, api_error_from_envelope
 from batchops.server.batch import service as batches
 from batchops.server.batch.executor import options_deadline
 from batchops.server.batch.planner import plan_request
-from batchops.server.batch.wire import BatchRequest, WireOperation, WireOptions
+from batchops.server.batch.wire import (
+    BatchRequest,
+    MalformedOperation,
+    WireOperation,
+    WireOptions,
+)
 from batchops.server.graphql.context import OperationContext
 from batchops.server.graphql.errors import renamed_for_graphql
 
@@ -67,12 +73,12 @@ ATOMIC: Final = "atomic"
 """The operation directive that makes a mutation all-or-nothing."""
 
 
-def is_atomic(info: GraphQLResolveInfo) -> bool:
+def is_atomic(info: GraphQLResolveInfo[Any]) -> bool:
     """Whether the operation says ``@atomic``."""
     return any(directive.name.value == ATOMIC for directive in info.operation.directives or ())
 
 
-def refuse_if_atomic(info: GraphQLResolveInfo) -> None:
+def refuse_if_atomic(info: GraphQLResolveInfo[Any]) -> None:
     """A mutation field that is not a record operation, in an ``@atomic`` operation: its
     422-free refusal (nothing of the operation runs, see the module docstring)."""
     if is_atomic(info):
@@ -87,7 +93,7 @@ def _atomic_refused(field_name: str) -> InvalidRequestError:
     )
 
 
-async def record_mutation(info: GraphQLResolveInfo) -> Any:
+async def record_mutation(info: GraphQLResolveInfo[Any]) -> Any:
     """The body of this field's record operation (raises its APIError): run, with the
     fields of its run, the first time one of them is reached."""
     context: OperationContext = info.context
@@ -112,7 +118,7 @@ def outcome_error(outcome: dict[str, Any]) -> APIError | None:
 
 
 async def _run_from(
-    info: GraphQLResolveInfo, context: OperationContext, key: str
+    info: GraphQLResolveInfo[Any], context: OperationContext, key: str
 ) -> dict[str, dict[str, Any]]:
     """The outcomes of the run of record mutations that starts at the field ``key``."""
     fields = root_fields(info)
@@ -130,9 +136,10 @@ async def _run_from(
             end += 1
         run = fields[start:end]
     operations = []
+    variables = _variables(info)
     for _, node in run:
         field = info.parent_type.fields[node.name.value]
-        args = get_argument_values(field, node, info.variable_values)
+        args = get_argument_values(field, node, variables)
         operations.append(wire_operation(node.name.value, args))
     return await run_record_operations(context, [k for k, _ in run], operations, atomic=atomic)
 
@@ -149,7 +156,9 @@ async def run_record_operations(
     response key of its field."""
     try:
         plan = plan_request(
-            BatchRequest(operations, WireOptions(atomic=atomic)),
+            BatchRequest(
+                list[WireOperation | MalformedOperation](operations), WireOptions(atomic=atomic)
+            ),
             # Values are the client's, never ${…} references: a string holding "${" is
             # stored as it is.
             may_have_templates=False,
@@ -190,15 +199,24 @@ def wire_operation(field_name: str, args: dict[str, Any]) -> WireOperation:
     )
 
 
-def root_fields(info: GraphQLResolveInfo) -> list[tuple[str, FieldNode]]:
+def _variables(info: GraphQLResolveInfo[Any]) -> VariableValues:
+    """The operation's coerced variables as graphql-core's helpers take them (Strawberry
+    hands resolvers the plain dict; the values are already coerced, so their sources are
+    not needed)."""
+    values: Any = info.variable_values
+    return values if isinstance(values, VariableValues) else VariableValues({}, values)
+
+
+def root_fields(info: GraphQLResolveInfo[Any]) -> list[tuple[str, FieldNode]]:
     """The operation's root fields as GraphQL runs them: (response key, node) in document
     order, ``@skip``/``@include`` honoured, fragments expanded, a response key once."""
     found: dict[str, FieldNode] = {}
     visited: set[str] = set()
+    variables = _variables(info)
 
     def walk(selection_set: SelectionSetNode) -> None:
         for selection in selection_set.selections:
-            if not _included(info, selection):
+            if not _included(variables, selection):
                 continue
             if isinstance(selection, FieldNode):
                 key = selection.alias.value if selection.alias else selection.name.value
@@ -216,13 +234,11 @@ def root_fields(info: GraphQLResolveInfo) -> list[tuple[str, FieldNode]]:
     return list(found.items())
 
 
-def _included(
-    info: GraphQLResolveInfo, node: FieldNode | InlineFragmentNode | FragmentSpreadNode | Any
-) -> bool:
+def _included(variables: VariableValues, node: Any) -> bool:
     if not node.directives:
         return True
-    skip = get_directive_values(GraphQLSkipDirective, node, info.variable_values)
+    skip = get_directive_values(GraphQLSkipDirective, node, variables)
     if skip is not None and skip.get("if") is True:
         return False
-    include = get_directive_values(GraphQLIncludeDirective, node, info.variable_values)
+    include = get_directive_values(GraphQLIncludeDirective, node, variables)
     return not (include is not None and include.get("if") is False)

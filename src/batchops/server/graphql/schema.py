@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
-from typing import Annotated, Any, Final, cast
+from collections.abc import Iterator
+from typing import Annotated, Any, Final
 
+import orjson
 import strawberry
 from graphql import (
     DirectiveLocation,
@@ -29,6 +30,7 @@ from graphql import (
     NoUndefinedVariablesRule,
     NoUnusedVariablesRule,
     VariablesInAllowedPositionRule,
+    print_schema,
 )
 from strawberry.extensions import (
     DisableIntrospection,
@@ -62,13 +64,13 @@ from batchops.server.records import service
 from batchops.server.settings import Settings
 from batchops.server.webhooks.schemas import check_notification_target
 
-__all__ = ["Mutation", "Query", "build_schema"]
+__all__ = ["ATOMIC_DIRECTIVE", "Mutation", "Query", "build_schema", "schema_sdl"]
 
 
-def _raw(info: Info[OperationContext, None]) -> GraphQLResolveInfo:
+def _raw(info: Info[OperationContext, None]) -> GraphQLResolveInfo[Any]:
     # Strawberry's Info wraps graphql-core's; the mutation runs read the operation's
     # root fields and their argument values from it (tests/graphql_api pins both).
-    return cast(GraphQLResolveInfo, info._raw_info)
+    return info._raw_info
 
 
 def _context(info: Info[OperationContext, None]) -> OperationContext:
@@ -258,7 +260,7 @@ class Query:
     @strawberry.field(description="Records by id, in the order asked; null for each missing one.")
     async def records(
         self, info: Info[OperationContext, None], collection: str, ids: list[strawberry.ID]
-    ) -> list[Record | None]:
+    ) -> list[Record | None] | None:
         context = _context(info)
         keys = [(context.tenant, collection, str(record_id)) for record_id in ids]
         return [_record(body) for body in await context.loader.load_many(keys)]
@@ -522,20 +524,22 @@ class Mutation:
     ) -> BatchResult | None:
         refuse_if_atomic(_raw(info))
         context = _context(info)
-        if atomic is not None:
-            if options is not None and not isinstance(options, dict):
-                raise ValidationError("options must be an object", details={"path": "options"})
-            options = {**(options or {}), "atomic": atomic}
         request: dict[str, Any] = {"operations": operations}
         if options is not None:
             request["options"] = options
-        payload = await _run_batch(context, json.dumps(request).encode())
+        if atomic is not None:
+            if options is not None and not isinstance(options, dict):
+                raise ValidationError("options must be an object", details={"path": "options"})
+            request["options"] = {**(options or {}), "atomic": atomic}
+        answer = await _run_batch(context, json.dumps(request).encode())
+        # The JSON /v1/batch would send (a run of creates is spliced from stored texts).
+        body = orjson.loads(answer.data)
         return BatchResult(
-            batch_id=payload.payload["batch_id"],
-            status=payload.status,
-            committed=payload.payload["committed"],
-            results=payload.payload["results"],
-            meta=payload.payload["meta"],
+            batch_id=body["batch_id"],
+            status=answer.status,
+            committed=body["committed"],
+            results=body["results"],
+            meta=body["meta"],
         )
 
 
@@ -608,7 +612,7 @@ class _CachedParse(SchemaExtension):
     """Parses through :func:`~batchops.server.graphql.documents.parse_document` (an LRU
     cache the endpoint shares: a document is parsed once, whoever asks first)."""
 
-    def on_parse(self) -> Iterable[None]:
+    def on_parse(self) -> Iterator[None]:
         context: ExecutionContext = self.execution_context
         assert context.query is not None
         context.graphql_document = parse_document(
@@ -647,7 +651,7 @@ class _CachedValidation(SchemaExtension):
         if errors is None:
             rules = context.validation_rules
             if "$" not in query:
-                rules = [rule for rule in rules if rule not in _VARIABLE_RULES]
+                rules = tuple(rule for rule in rules if rule not in _VARIABLE_RULES)
             errors = validate_document(schema._schema, document, rules)
             if not errors and len(query) <= CACHED_DOCUMENT_CHARS:
                 if len(cache) >= _VALIDATED_MAX:
@@ -702,3 +706,12 @@ def _coded(limit: Any, code: str, details: dict[str, Any]) -> Any:
         coded_rule(rule, code, lambda: dict(details)) for rule in limit.validation_rules
     ]
     return limit
+
+
+def schema_sdl() -> str:
+    """The schema in SDL, as docs/schema.graphql holds it (a test keeps them equal)::
+
+        python -c "from batchops.server.graphql.schema import schema_sdl; \\
+            print(schema_sdl(), end='')" > docs/schema.graphql
+    """
+    return print_schema(build_schema(Settings())._schema) + "\n"
