@@ -30,6 +30,7 @@ from graphql import (
     GraphQLSkipDirective,
     InlineFragmentNode,
     SelectionSetNode,
+    VariableValues,
     get_argument_values,
     get_directive_values,
 )
@@ -132,7 +133,7 @@ async def _run_from(
     operations = []
     for _, node in run:
         field = info.parent_type.fields[node.name.value]
-        args = get_argument_values(field, node, info.variable_values)
+        args = get_argument_values(field, node, _variable_values(info))
         operations.append(wire_operation(node.name.value, args))
     return await run_record_operations(context, [k for k, _ in run], operations, atomic=atomic)
 
@@ -216,13 +217,31 @@ def root_fields(info: GraphQLResolveInfo) -> list[tuple[str, FieldNode]]:
     return list(found.items())
 
 
+def _variable_values(info: GraphQLResolveInfo[Any]) -> VariableValues:
+    """The operation's variables as graphql-core's ``get_argument_values`` and
+    ``get_directive_values`` read them (``.coerced``). Strawberry's executor hands a
+    resolver the coerced dict alone (``strawberry.types.nodes.get_variable_values``), which
+    those helpers cannot read (``AttributeError: 'dict' object has no attribute
+    'coerced'``: every record mutation passed a variable answered ``INTERNAL_ERROR``).
+
+    The ``sources`` stay empty: graphql-core reads them only to replace variables nested
+    in a list or object literal given to a leaf type with its own ``coerce_input_literal``
+    — ``ID``, ``Int``, ``String``, ``Boolean``, where the validator refuses such a
+    literal; ``JSON`` has none and reads nested variables from ``coerced``."""
+    values: Any = info.variable_values
+    if isinstance(values, VariableValues):
+        return values
+    return VariableValues(sources={}, coerced=values)
+
+
 def _included(
     info: GraphQLResolveInfo, node: FieldNode | InlineFragmentNode | FragmentSpreadNode | Any
 ) -> bool:
     if not node.directives:
         return True
-    skip = get_directive_values(GraphQLSkipDirective, node, info.variable_values)
+    variables = _variable_values(info)
+    skip = get_directive_values(GraphQLSkipDirective, node, variables)
     if skip is not None and skip.get("if") is True:
         return False
-    include = get_directive_values(GraphQLIncludeDirective, node, info.variable_values)
+    include = get_directive_values(GraphQLIncludeDirective, node, variables)
     return not (include is not None and include.get("if") is False)
