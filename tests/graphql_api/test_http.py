@@ -260,3 +260,19 @@ async def test_another_method_is_one_405_naming_both(service: Service) -> None:
     response = await service.client.put("/graphql", json={"query": READ})
     _envelope(response, 405, "METHOD_NOT_ALLOWED")
     assert {"GET", "POST"} <= set(response.headers["Allow"].replace(" ", "").split(","))
+
+
+async def test_a_get_with_empty_variables_and_operation_name_runs_the_query(
+    service: Service,
+) -> None:
+    response = await service.client.get(
+        "/graphql", params={"query": "{ __typename }", "variables": "", "operationName": ""}
+    )
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_a_get_whose_variables_are_not_json_is_400_naming_them(service: Service) -> None:
+    response = await service.client.get(
+        "/graphql", params={"query": "{ __typename }", "variables": "{nope"}
+    )
+    _envelope(response, 400, "INVALID_REQUEST", "variables")

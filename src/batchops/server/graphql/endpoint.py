@@ -316,9 +316,10 @@ async def get_graphql(request: Request) -> Response:
     await authenticated(request, svc)
     params = request.query_params
     raw: dict[str, Any] = {"query": params.get("query")}
-    if "variables" in params:
+    # An empty parameter is an absent one (forms and URL builders send them).
+    if params.get("variables"):
         raw["variables"] = _json_param(params["variables"], "variables")
-    if "operationName" in params:
+    if params.get("operationName"):
         raw["operationName"] = params["operationName"]
     item = _item(raw, "")
     responses = await _execute(request, svc, [item], allowed={OperationType.QUERY})
@@ -430,8 +431,8 @@ OPENAPI_PATHS: dict[str, Any] = {
                 param(
                     "variables",
                     **{"in": "query"},
-                    description="The variables, as JSON text.",
-                    schema={"type": "string"},
+                    description="The variables: a JSON object (400 when it is not JSON).",
+                    content={"application/json": {"schema": {"type": "object"}}},
                 ),
                 param("operationName", **{"in": "query"}, schema={"type": "string"}),
             ],
