@@ -32,6 +32,21 @@ _FORWARD = (
 _BACK = ("content-type", "retry-after", "idempotent-replayed", "x-batch-id", "location")
 
 
+async def read_request(reader: asyncio.StreamReader) -> Seen:
+    """The next HTTP/1.1 request on ``reader`` (a Content-Length body; raises
+    IncompleteReadError when the client closed)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    method, path, _ = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return Seen(method, path, headers, body)
+
+
 @dataclass
 class Seen:
     """One request as the proxy received it, and what it did with it."""
@@ -90,16 +105,7 @@ class FaultProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        name, value = line.split(":", 1)
-                        headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                seen = Seen(method, path, headers, body)
+                seen = await read_request(reader)
                 self.seen.append(seen)
                 if not await self._answer(seen, writer):
                     writer.close()

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from tests.client.fault_proxy import Seen
+from tests.client.fault_proxy import Seen, read_request
 
 __all__ = ["Answer", "ScriptedServer"]
 
@@ -68,16 +68,7 @@ class ScriptedServer:
         self._tasks.add(task)
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        name, value = line.split(":", 1)
-                        headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                self.seen.append(Seen(method, path, headers, body))
+                self.seen.append(await read_request(reader))
                 answer = self.script[min(len(self.seen), len(self.script)) - 1]
                 if answer.delay:
                     await asyncio.sleep(answer.delay)
