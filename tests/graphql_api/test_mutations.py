@@ -200,3 +200,19 @@ async def test_a_generated_id_is_a_fresh_id_per_create(service: Service) -> None
     first, second = answer["data"]["a"]["id"], answer["data"]["b"]["id"]
     assert first != second
     assert sorted(await _ids(service, "p")) == sorted([first, second])
+
+
+async def test_the_batch_a_mutation_runs_as_is_named_by_x_batch_id(service: Service) -> None:
+    response = await service.client.post(
+        "/graphql",
+        json={
+            "query": 'mutation { batch(operations: [{type: "list", collection: "p"}]) { batchId } }'
+        },
+        headers={"X-Batch-Id": "my-batch-7"},
+    )
+    assert response.json() == {"data": {"batch": {"batchId": "my-batch-7"}}}
+    bad = await service.client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"X-Batch-Id": "x" * 129}
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"]["details"]["path"] == "headers.X-Batch-Id"

@@ -39,7 +39,7 @@ from batchops.server.openapi_routes import (
     responses,
 )
 
-__all__ = ["OPENAPI_PATHS", "BatchFastPath", "post_batch", "routes"]
+__all__ = ["OPENAPI_PATHS", "BatchFastPath", "post_batch", "request_batch_id", "routes"]
 
 _PRINTABLE = "!-~\\u00a1-\\u00ac\\u00ae-\\u00ff"
 """Printable Latin-1 (HTTP header text) but the space, as a regex class body."""
@@ -201,7 +201,7 @@ async def post_batch(request: Request) -> Response:
     svc: Services = request.app.state.services
     caller = await authenticated(request, svc)
     started = time.perf_counter()
-    batch_id = _batch_id(request)
+    batch_id = request_batch_id(request)
     require_json(request)
     try:
         body = await read_body(request, max_bytes=svc.settings.max_batch_bytes, what="batch")
@@ -369,7 +369,9 @@ class BatchFastPath:
             raise
 
 
-def _batch_id(request: Request) -> str:
+def request_batch_id(request: Request) -> str:
+    """The request's ``X-Batch-Id`` (1-128 printable characters, else 400), or a new id:
+    what names a batch in its answer (``/v1/batch``, and the batches ``/graphql`` runs)."""
     given = request.headers.get("x-batch-id")
     if given is None:
         return secrets.token_hex(16)  # as unique as uuid4().hex, without a UUID object

@@ -21,7 +21,6 @@ limit. This endpoint is the few lines those need, in the shape of ``/v1/batch``'
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -51,6 +50,7 @@ from batchops._exceptions import (
     MethodNotAllowedError,
     PayloadTooLargeError,
 )
+from batchops.server.batch.endpoint import request_batch_id
 from batchops.server.deps import Services, authenticated
 from batchops.server.graphql import graphiql
 from batchops.server.graphql.context import OperationContext
@@ -210,6 +210,7 @@ async def _execute(
     """Charge, then run each operation in order; the responses in order."""
     caller = request.state.caller
     settings = svc.settings
+    batch_id = request_batch_id(request)  # names the batches record mutations run as
     cost = sum(
         count_root_fields(i.query, i.operation_name, i.variables, settings.graphql_max_tokens)
         for i in items
@@ -217,7 +218,6 @@ async def _execute(
     charged = getattr(request.state, "rate_headers", None) or {}
     request.state.rate_headers = await svc.limiter.hit_operations(caller.key_id, cost, charged)
     schema: strawberry.Schema = request.app.state.graphql_schema
-    batch_id = request.headers.get("x-batch-id") or str(uuid.uuid4())
     responses = []
     # Tests turn the fast path off to compare both paths' answers.
     fast = getattr(request.app.state, "graphql_fast_path", True)
