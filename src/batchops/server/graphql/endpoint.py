@@ -28,13 +28,9 @@ import orjson
 import strawberry
 from graphql import (
     DocumentNode,
-    FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
-    InlineFragmentNode,
     OperationDefinitionNode,
-    SelectionSetNode,
     VariableNode,
 )
 from graphql.error import GraphQLSyntaxError
@@ -54,7 +50,7 @@ from batchops.server.batch.endpoint import request_batch_id
 from batchops.server.deps import Services, authenticated
 from batchops.server.graphql import graphiql
 from batchops.server.graphql.context import OperationContext
-from batchops.server.graphql.documents import parse_document
+from batchops.server.graphql.documents import parse_document, root_fields
 from batchops.server.graphql.errors import GRAPHQL_VALIDATION_FAILED, error_entry
 from batchops.server.graphql.fastpath import SimpleOperation, run_simple, simple_operation
 from batchops.server.http import parse_json, read_body, require_json
@@ -150,26 +146,9 @@ def count_root_fields(
     fragments = {
         d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
     }
-    keys: set[str] = set()
-    visited: set[str] = set()
-
-    def walk(selection_set: SelectionSetNode) -> None:
-        for selection in selection_set.selections:
-            if not _included(selection, variables or {}):
-                continue
-            if isinstance(selection, FieldNode):
-                if not selection.name.value.startswith("__"):  # __typename costs nothing
-                    keys.add(selection.alias.value if selection.alias else selection.name.value)
-            elif isinstance(selection, InlineFragmentNode):
-                walk(selection.selection_set)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name not in visited and name in fragments:
-                    visited.add(name)
-                    walk(fragments[name].selection_set)
-
-    walk(operation.selection_set)
-    return len(keys)
+    fields = root_fields(operation, fragments, lambda node: _included(node, variables or {}))
+    # __typename costs nothing: it reads no record.
+    return sum(not node.name.value.startswith("__") for _, node in fields)
 
 
 def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:

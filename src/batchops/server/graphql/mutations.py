@@ -24,12 +24,9 @@ import msgspec
 import orjson
 from graphql import (
     FieldNode,
-    FragmentSpreadNode,
     GraphQLIncludeDirective,
     GraphQLResolveInfo,
     GraphQLSkipDirective,
-    InlineFragmentNode,
-    SelectionSetNode,
     get_argument_values,
     get_directive_values,
 )
@@ -46,6 +43,7 @@ from batchops.server.batch.wire import (
     WireOptions,
 )
 from batchops.server.graphql.context import OperationContext
+from batchops.server.graphql.documents import root_fields
 from batchops.server.graphql.errors import renamed_for_graphql
 
 __all__ = [
@@ -55,7 +53,6 @@ __all__ = [
     "outcome_error",
     "record_mutation",
     "refuse_if_atomic",
-    "root_fields",
     "run_record_operations",
     "wire_operation",
 ]
@@ -121,7 +118,7 @@ async def _run_from(
     info: GraphQLResolveInfo[Any], context: OperationContext, key: str
 ) -> dict[str, dict[str, Any]]:
     """The outcomes of the run of record mutations that starts at the field ``key``."""
-    fields = root_fields(info)
+    fields = _root_fields(info)
     atomic = is_atomic(info)
     if atomic:
         run = fields
@@ -207,31 +204,11 @@ def _variables(info: GraphQLResolveInfo[Any]) -> VariableValues:
     return values if isinstance(values, VariableValues) else VariableValues({}, values)
 
 
-def root_fields(info: GraphQLResolveInfo[Any]) -> list[tuple[str, FieldNode]]:
-    """The operation's root fields as GraphQL runs them: (response key, node) in document
-    order, ``@skip``/``@include`` honoured, fragments expanded, a response key once."""
-    found: dict[str, FieldNode] = {}
-    visited: set[str] = set()
+def _root_fields(info: GraphQLResolveInfo[Any]) -> list[tuple[str, FieldNode]]:
+    """The operation's root fields as GraphQL runs them, ``@skip``/``@include`` judged on
+    the coerced variables."""
     variables = _variables(info)
-
-    def walk(selection_set: SelectionSetNode) -> None:
-        for selection in selection_set.selections:
-            if not _included(variables, selection):
-                continue
-            if isinstance(selection, FieldNode):
-                key = selection.alias.value if selection.alias else selection.name.value
-                found.setdefault(key, selection)
-            elif isinstance(selection, InlineFragmentNode):
-                walk(selection.selection_set)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                fragment = info.fragments.get(name)
-                if name not in visited and fragment is not None:
-                    visited.add(name)
-                    walk(fragment.selection_set)
-
-    walk(info.operation.selection_set)
-    return list(found.items())
+    return root_fields(info.operation, info.fragments, lambda node: _included(variables, node))
 
 
 def _included(variables: VariableValues, node: Any) -> bool:
