@@ -59,6 +59,41 @@ async def test_the_fast_path_reads_exactly_as_the_full_path(service: Service, qu
     assert fast == full
 
 
+VARIABLE_READS = {
+    "ids as variables": {"a": "p1", "b": "nope", "c": 7},
+    "a bad id as a variable": {"a": "bad!id", "b": "p2", "c": "p1"},
+    "a variable of the wrong type": {"a": {"x": 1}, "b": "p2", "c": "p1"},
+    "a required variable missing": {"a": "p1", "c": "p1"},
+    "a null for a non-null variable": {"a": "p1", "b": None, "c": "p1"},
+}
+
+
+@pytest.mark.parametrize("values", list(VARIABLE_READS.values()), ids=list(VARIABLE_READS))
+async def test_the_fast_path_takes_variables_exactly_as_the_full_path(
+    service: Service, values: dict[str, Any]
+) -> None:
+    await seed(service, "people", {"p1": {"a": 1}, "p2": {"b": 2}})
+    query = (
+        "query($c: String!, $a: ID!, $b: ID!, $d: ID!) { "
+        "x: record(collection: $c, id: $a) { id data } "
+        "y: record(collection: $c, id: $b) { id } "
+        'z: record(collection: "people", id: $d) { version } }'
+    )
+    variables = {"c": "people", "a": values.get("a")}
+    if "b" in values:
+        variables["b"] = values["b"]
+    variables["d"] = values.get("c")
+    assert simple_operation(parse(query), None, 1000, 12) is not None  # the fast path's
+    state = service.app.state
+    fast = await gql(service.client, query, variables)
+    state.graphql_fast_path = False
+    try:
+        full = await gql(service.client, query, variables)
+    finally:
+        state.graphql_fast_path = True
+    assert fast == full
+
+
 @pytest.mark.parametrize("query", MUTATIONS, ids=[f"mutations {i}" for i in range(len(MUTATIONS))])
 async def test_the_fast_path_writes_exactly_as_the_full_path(service: Service, query: str) -> None:
     for collection in ("fast", "full"):
@@ -83,6 +118,10 @@ SCHEMA = build_schema(SETTINGS)
 
 TAKEN = [
     '{ record(collection: "p", id: "x") { id } }',
+    "query($c: String!, $i: ID!) { record(collection: $c, id: $i) { id } }",
+    'mutation($d: JSON!, $v: Int, $h: Boolean!) { a: updateRecord(collection: "p", id: "x", '
+    'data: $d, ifVersion: $v) { id } b: deleteRecord(collection: "p", id: "y", hard: $h) '
+    "{ id } }",
     '{ a: record(collection: "p", id: "x") { id } b: record(collection: "p", id: 12) { data } }',
     'mutation { createRecord(collection: "p", data: {a: [1, {b: null}]}) { id __typename } }',
     'mutation M @atomic { a: deleteRecord(collection: "p", id: "x", hard: false, '
@@ -91,7 +130,17 @@ TAKEN = [
 ]
 
 NOT_TAKEN = {
-    "a variable": 'query($c: String!) { record(collection: $c, id: "x") { id } }',
+    "a variable with a default": 'query($c: String! = "p") { record(collection: $c, '
+    'id: "x") { id } }',
+    "a nullable variable for a required argument": "query($c: String) { record(collection: "
+    '$c, id: "x") { id } }',
+    "a variable of another type": 'query($c: ID!) { record(collection: $c, id: "x") { id } }',
+    "a variable declared and not used": 'query($c: String!) { record(collection: "p", '
+    'id: "x") { id } }',
+    "a variable not declared": '{ record(collection: $c, id: "x") { id } }',
+    "a list variable": 'query($c: [String!]!) { record(collection: $c, id: "x") { id } }',
+    "a variable inside a JSON literal": 'mutation($n: Int) { createRecord(collection: "p", '
+    "data: {n: $n}) { id } }",
     "a fragment": '{ record(collection: "p", id: "x") { ...F } } fragment F on Record { id }',
     "an inline fragment": '{ record(collection: "p", id: "x") { ... on Record { id } } }',
     "a directive on a field": '{ record(collection: "p", id: "x") @skip(if: false) { id } }',
@@ -143,3 +192,36 @@ def test_more_aliases_than_the_limit_take_the_full_path_which_refuses_them() -> 
     document = parse('{ a: record(collection: "p", id: "x") { b: id c: data } }')
     assert simple_operation(document, None, 3, 12) is not None
     assert simple_operation(document, None, 2, 12) is None
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"d": {"n": "${a.body.id}", "deep": [1, {"x": None}]}, "v": 1, "h": True},
+        {"d": {"n": 2**70}, "v": 1, "h": False},
+        {"d": {}, "v": "one", "h": True},
+    ],
+    ids=["values", "an integer past 64 bits in data", "a string for an Int"],
+)
+async def test_the_fast_path_writes_with_variables_exactly_as_the_full_path(
+    service: Service, variables: dict[str, Any]
+) -> None:
+    query = (
+        "mutation($d: JSON!, $v: Int, $h: Boolean!) { "
+        'a: updateRecord(collection: "{c}", id: "p1", data: $d, ifVersion: $v) { data version } '
+        'b: deleteRecord(collection: "{c}", id: "p2", hard: $h) { hard version } }'
+    )
+    assert simple_operation(parse(query), None, 1000, 12) is not None
+    answers = []
+    for collection, fast in (("fast", True), ("full", False)):
+        await seed(service, collection, {"p1": {"a": 1}, "p2": {"b": 2}})
+        service.app.state.graphql_fast_path = fast
+        try:
+            body = {"query": query.replace("{c}", collection), "variables": variables}
+            response = await service.client.post(
+                "/graphql", content=json.dumps(body), headers={"Content-Type": "application/json"}
+            )
+        finally:
+            service.app.state.graphql_fast_path = True
+        answers.append(response.text.replace(collection, "C"))
+    assert answers[0] == answers[1]

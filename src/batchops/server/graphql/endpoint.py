@@ -208,7 +208,10 @@ async def _execute(
             continue
         simple = _simple(document, item, settings) if fast and document is not None else None
         if simple is not None and (allowed is None or not simple.mutation):
-            responses.append(await run_simple(simple, schema._schema, context))
+            assert document is not None
+            responses.append(
+                await run_simple(simple, schema._schema, context, item.variables, document)
+            )
             continue
         try:
             result = await schema.execute(

@@ -9,17 +9,21 @@ of a document (every rule walks it again) and executes at ~80 µs per aliased fi
 100 reads in one ``/v1/batch``. The shape users batch with — many aliases of one field,
 each a handful of scalars — is the shape this module recognises, strictly:
 
-- one operation, no variables, no fragments, no directive but ``@atomic`` on a mutation;
-- a query whose root fields are all ``record(collection: "…", id: "…")``, or a mutation
+- one operation, no fragments, no directive but ``@atomic`` on a mutation;
+- a query whose root fields are all ``record(collection: …, id: …)``, or a mutation
   whose root fields are all record mutations, every argument a literal of its type
-  (no null for a required one, an ``Int`` within 32 bits), each root response key once;
+  (no null for a required one, an ``Int`` within 32 bits) or a variable declared with
+  exactly its type (``String``, ``ID``, ``Int``, ``Boolean``, ``JSON``; non-null where the
+  argument is; no default), every declared variable used, each root response key once;
 - each selecting scalar fields of the result type only (``__typename`` too), without
   arguments or directives, a response key naming one field.
 
 Such a document is valid by construction (no rule of the spec can fail it: the checks
 above are the ones that could), and its alias count is checked against the server's limit
 as the validator's limit would; anything else — one field outside the shape — takes the
-full GraphQL path. The reads go through the operation's loader and the mutations through
+full GraphQL path. Variables are coerced by graphql-core's own ``get_variable_values`` (its errors are the
+answer, as the executor's would be). The reads go through the operation's loader and the
+mutations through
 :mod:`batchops.server.graphql.mutations` exactly as the resolvers do, and every error is
 built as graphql-core builds a resolver's (message, location, path) and formatted by the
 one formatter; ``tests/graphql_api/test_fastpath.py`` runs documents both ways and
@@ -40,6 +44,8 @@ from graphql import (
     GraphQLSchema,
     IntValueNode,
     ListValueNode,
+    NamedTypeNode,
+    NonNullTypeNode,
     NullValueNode,
     ObjectValueNode,
     OperationDefinitionNode,
@@ -48,6 +54,7 @@ from graphql import (
     ValueNode,
     VariableNode,
     get_argument_values,
+    get_variable_values,
 )
 
 from batchops._exceptions import APIError
@@ -137,6 +144,7 @@ class SimpleOperation:
     mutation: bool
     atomic: bool
     roots: tuple[_Root, ...]
+    operation: OperationDefinitionNode
 
 
 def simple_operation(
@@ -147,7 +155,10 @@ def simple_operation(
     if len(document.definitions) != 1 or max_depth < 1:
         return None
     operation = document.definitions[0]
-    if not isinstance(operation, OperationDefinitionNode) or operation.variable_definitions:
+    if not isinstance(operation, OperationDefinitionNode):
+        return None
+    declared = _declared_variables(operation)
+    if declared is None:
         return None
     if operation_name is not None and (
         operation.name is None or operation.name.value != operation_name
@@ -163,6 +174,7 @@ def simple_operation(
         atomic = True
     roots: list[_Root] = []
     keys: set[str] = set()
+    used: set[str] = set()
     aliases = 0
     for selection in operation.selection_set.selections:
         if not isinstance(selection, FieldNode) or selection.directives:
@@ -171,7 +183,7 @@ def simple_operation(
         if (name in RECORD_MUTATIONS) != mutation or name not in _ARGUMENTS:
             return None
         key = selection.alias.value if selection.alias else name
-        if key in keys or not _literal_arguments(selection, _ARGUMENTS[name]):
+        if key in keys or not _arguments(selection, _ARGUMENTS[name], declared, used):
             return None
         keys.add(key)
         aliases += selection.alias is not None
@@ -181,16 +193,66 @@ def simple_operation(
             return None
         aliases += chosen[1]
         roots.append(_Root(key, selection, chosen[0], type_name))
-    if not roots or aliases > max_aliases:
-        return None
-    return SimpleOperation(mutation, atomic, tuple(roots))
+    if not roots or aliases > max_aliases or used != declared.keys():
+        return None  # a variable declared and not used: the validator's error
+    return SimpleOperation(mutation, atomic, tuple(roots), operation)
 
 
-def _literal_arguments(node: FieldNode, spec: dict[str, tuple[str, bool]]) -> bool:
+_VARIABLE_TYPES: Final = {
+    "String": "string",
+    "ID": "id",
+    "Int": "int",
+    "Boolean": "bool",
+    "JSON": "json",
+}
+"""The variable types the fast path takes, and the argument kind each may feed."""
+
+
+def _declared_variables(
+    operation: OperationDefinitionNode,
+) -> dict[str, tuple[str, bool]] | None:
+    """The operation's variables: name → (kind, non-null); None when one is outside the
+    shape (a default value, a directive, a list or input type, a name twice)."""
+    declared: dict[str, tuple[str, bool]] = {}
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        type_node: Any = definition.type
+        non_null = isinstance(type_node, NonNullTypeNode)
+        if non_null:
+            type_node = type_node.type
+        if (
+            name in declared
+            or definition.default_value is not None
+            or definition.directives
+            or not isinstance(type_node, NamedTypeNode)
+            or type_node.name.value not in _VARIABLE_TYPES
+        ):
+            return None
+        declared[name] = (_VARIABLE_TYPES[type_node.name.value], non_null)
+    return declared
+
+
+def _arguments(
+    node: FieldNode,
+    spec: dict[str, tuple[str, bool]],
+    declared: dict[str, tuple[str, bool]],
+    used: set[str],
+) -> bool:
+    """Whether every argument of ``node`` is known, given once, and a literal of its type
+    or a variable declared with exactly its type (non-null where the argument is)."""
     given: set[str] = set()
     for argument in node.arguments or ():
         name = argument.name.value
-        if name in given or name not in spec or not _literal(argument.value, spec[name]):
+        if name in given or name not in spec:
+            return False
+        value = argument.value
+        if isinstance(value, VariableNode):
+            variable = declared.get(value.name.value)
+            kind, required = spec[name]
+            if variable is None or variable[0] != kind or (required and not variable[1]):
+                return False
+            used.add(value.name.value)
+        elif not _literal(value, spec[name]):
             return False
         given.add(name)
     return all(name in given for name, (_, required) in spec.items() if required)
@@ -248,21 +310,32 @@ def _scalar_selection(
 
 
 async def run_simple(
-    plan: SimpleOperation, schema: GraphQLSchema, context: OperationContext
+    plan: SimpleOperation,
+    schema: GraphQLSchema,
+    context: OperationContext,
+    variables: dict[str, Any] | None,
+    document: DocumentNode,
 ) -> dict[str, Any]:
-    """The response to ``plan``: ``{"data", "errors"?}`` as the full path gives it."""
-    mutation_type = schema.mutation_type if plan.mutation else None
+    """The response to ``plan`` with ``variables``: ``{"data", "errors"?}`` (or, when a
+    variable does not fit its type, ``{"errors"}``), as the full path gives it."""
+    coerced = get_variable_values(
+        schema, plan.operation.variable_definitions or (), variables or {}
+    )
+    if isinstance(coerced, list):  # graphql-core's own coercion errors, as its executor's
+        return {"errors": [error_entry(error, document) for error in coerced]}
+    root_type = schema.mutation_type if plan.mutation else schema.query_type
+    assert root_type is not None
+    args = [
+        get_argument_values(root_type.fields[root.node.name.value], root.node, coerced)
+        for root in plan.roots
+    ]
     errors: list[dict[str, Any]] = []
     data: dict[str, Any] = {}
     if plan.mutation:
-        assert mutation_type is not None
         keys = [root.key for root in plan.roots]
         operations = [
-            wire_operation(
-                root.node.name.value,
-                get_argument_values(mutation_type.fields[root.node.name.value], root.node),
-            )
-            for root in plan.roots
+            wire_operation(root.node.name.value, given)
+            for root, given in zip(plan.roots, args, strict=True)
         ]
         outcomes = await run_record_operations(context, keys, operations, atomic=plan.atomic)
         for root in plan.roots:
@@ -271,10 +344,7 @@ async def run_simple(
             _answer(root, error if error is not None else outcome["body"], data, errors)
     else:
         tenant, loader = context.tenant, context.loader
-        loads = [
-            loader.load((tenant, _text(root, "collection"), _text(root, "id")))
-            for root in plan.roots
-        ]
+        loads = [loader.load((tenant, given["collection"], given["id"])) for given in args]
         loaded = await asyncio.gather(*loads, return_exceptions=True)
         for root, value in zip(plan.roots, loaded, strict=True):
             _answer(root, value, data, errors)
@@ -282,15 +352,6 @@ async def run_simple(
     if errors:
         response["errors"] = errors
     return response
-
-
-def _text(root: _Root, argument: str) -> str:
-    for node in root.node.arguments or ():
-        if node.name.value == argument:
-            value = node.value
-            assert isinstance(value, StringValueNode | IntValueNode)
-            return value.value  # an ID literal's text, as ID coerces it
-    raise AssertionError(argument)  # simple_operation checked it is there
 
 
 def _answer(root: _Root, value: Any, data: dict[str, Any], errors: list[dict[str, Any]]) -> None:
