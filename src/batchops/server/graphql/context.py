@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from graphql import DocumentNode
 from strawberry.dataloader import DataLoader
 
 from batchops._exceptions import APIError, NotFoundError
@@ -73,6 +74,9 @@ class OperationContext:
     caller: Caller
     batch_id: str
     loader: DataLoader[RecordKey, dict[str, Any] | None]
+    # The operation's document as the endpoint parsed it (None: it did not parse, and
+    # Strawberry's parse answers the syntax error).
+    document: DocumentNode | None = None
     started: float = field(default_factory=time.perf_counter)
     # Outcomes of record mutations already run as part of a batch, by response key (see
     # batchops.server.graphql.mutations): a mutation resolver takes its own from here.
@@ -84,6 +88,12 @@ class OperationContext:
         return self.caller.tenant
 
     @classmethod
-    def new(cls, services: Services, caller: Caller, batch_id: str) -> OperationContext:
-        """A fresh context (and loader) for one operation."""
-        return cls(services, caller, batch_id, record_loader(services))
+    def new(
+        cls,
+        services: Services,
+        caller: Caller,
+        batch_id: str,
+        document: DocumentNode | None = None,
+    ) -> OperationContext:
+        """A fresh context (and loader) for one operation of ``document``."""
+        return cls(services, caller, batch_id, record_loader(services), document)

@@ -129,16 +129,14 @@ def read_requests(data: Any, max_operations: int) -> tuple[list[GraphQLRequest],
 
 
 def count_root_fields(
-    query: str, operation_name: str | None, variables: dict[str, Any] | None, max_tokens: int
+    document: DocumentNode | None, operation_name: str | None, variables: dict[str, Any] | None
 ) -> int:
     """How many root fields the operation ``operation_name`` of ``query`` runs (aliases
     each count): what the key's operations budget is charged. ``@skip``/``@include`` are
     honoured for literal booleans and variables sent as booleans (a variable left to its
-    default counts the field). A document that does not parse, or names no such
+    default counts the field). A document that does not parse (None), or names no such
     operation, runs nothing and costs nothing."""
-    try:
-        document = parse_document(query, max_tokens)
-    except GraphQLSyntaxError:
+    if document is None:
         return 0
     operation = _operation(document, operation_name)
     if operation is None:
@@ -190,9 +188,12 @@ async def _execute(
     caller = request.state.caller
     settings = svc.settings
     batch_id = request_batch_id(request)  # names the batches record mutations run as
+    # Each document parsed once here (None: it does not parse), for the charge, the fast
+    # path and Strawberry's execution alike (the parse cache counts one use per request).
+    documents = [_document(item, settings.graphql_max_tokens) for item in items]
     cost = sum(
-        count_root_fields(i.query, i.operation_name, i.variables, settings.graphql_max_tokens)
-        for i in items
+        count_root_fields(document, item.operation_name, item.variables)
+        for document, item in zip(documents, items, strict=True)
     )
     charged = getattr(request.state, "rate_headers", None) or {}
     request.state.rate_headers = await svc.limiter.hit_operations(caller.key_id, cost, charged)
@@ -200,9 +201,8 @@ async def _execute(
     responses = []
     # Tests turn the fast path off to compare both paths' answers.
     fast = getattr(request.app.state, "graphql_fast_path", True)
-    for item in items:
-        context = OperationContext.new(svc, caller, batch_id)
-        document = _document(item, settings.graphql_max_tokens)
+    for item, document in zip(items, documents, strict=True):
+        context = OperationContext.new(svc, caller, batch_id, document)
         if document is not None and _operation(document, item.operation_name) is None:
             responses.append({"errors": [error_entry(_no_operation(document, item), None)]})
             continue

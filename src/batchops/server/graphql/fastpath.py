@@ -21,9 +21,9 @@ each a handful of scalars — is the shape this module recognises, strictly:
 Such a document is valid by construction (no rule of the spec can fail it: the checks
 above are the ones that could), and its alias count is checked against the server's limit
 as the validator's limit would; anything else — one field outside the shape — takes the
-full GraphQL path. Variables are coerced by graphql-core's own ``get_variable_values`` (its errors are the
-answer, as the executor's would be). The reads go through the operation's loader and the
-mutations through
+full GraphQL path. Variables are coerced by graphql-core's own ``get_variable_values``
+(its errors are the answer, as the executor's would be). The reads go through the
+operation's loader and the mutations through
 :mod:`batchops.server.graphql.mutations` exactly as the resolvers do, and every error is
 built as graphql-core builds a resolver's (message, location, path) and formatted by the
 one formatter; ``tests/graphql_api/test_fastpath.py`` runs documents both ways and

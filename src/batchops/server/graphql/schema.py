@@ -608,15 +608,20 @@ every operation through an async middleware once the schema has a directive of i
 which measured ~40% of a 100-field query's execution."""
 
 
-class _CachedParse(SchemaExtension):
-    """Parses through :func:`~batchops.server.graphql.documents.parse_document` (an LRU
-    cache the endpoint shares: a document is parsed once, whoever asks first)."""
+class _ParsedOnce(SchemaExtension):
+    """The document the endpoint parsed (:func:`~batchops.server.graphql.documents.
+    parse_document`, with its cache), never parsed again; parsed here only when the
+    endpoint could not (its syntax error is then the answer) or for a caller without one."""
 
     def on_parse(self) -> Iterator[None]:
         context: ExecutionContext = self.execution_context
         assert context.query is not None
-        context.graphql_document = parse_document(
-            context.query, context.parse_options.get("max_tokens")
+        operation = context.context
+        parsed = operation.document if isinstance(operation, OperationContext) else None
+        context.graphql_document = (
+            parsed
+            if parsed is not None
+            else parse_document(context.query, context.parse_options.get("max_tokens"))
         )
         yield
 
@@ -684,7 +689,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     # Factories, not instances: Strawberry builds each extension anew for every operation.
     extensions: list[Any] = [
         lambda: MaxTokensLimiter(max_token_count=tokens),
-        _CachedParse,
+        _ParsedOnce,
         lambda: _coded(QueryDepthLimiter(max_depth=depth), "QUERY_TOO_DEEP", {"limit": depth}),
         lambda: _coded(
             MaxAliasesLimiter(max_alias_count=aliases), "TOO_MANY_ALIASES", {"limit": aliases}
