@@ -225,3 +225,44 @@ async def test_the_fast_path_writes_with_variables_exactly_as_the_full_path(
             service.app.state.graphql_fast_path = True
         answers.append(response.text.replace(collection, "C"))
     assert answers[0] == answers[1]
+
+
+COERCIONS = [
+    ({"s": "x", "i": "id", "n": 5, "b": True, "j": {"a": [1, None]}}, True),
+    ({"s": "x", "i": 42, "n": -(2**31), "b": False, "j": "text"}, True),
+    ({"s": "x", "i": "id", "j": [1]}, True),  # nullable ones missing
+    ({"s": "x", "i": "id", "n": None, "b": None, "j": 2**70}, True),  # nullable ones null
+    ({"s": "x", "i": "id", "n": 2.0, "j": 1}, False),  # a whole float: graphql-core's call
+    ({"s": "x", "i": 1.5, "j": 1}, False),
+    ({"s": 3, "i": "id", "j": 1}, False),
+    ({"s": "x", "i": True, "j": 1}, False),
+    ({"s": "x", "i": "id", "n": 2**31, "j": 1}, False),
+    ({"s": "x", "i": "id", "n": True, "j": 1}, False),
+    ({"s": "x", "i": "id", "b": "true", "j": 1}, False),
+    ({"i": "id", "j": 1}, False),  # a non-null one missing
+    ({"s": None, "i": "id", "j": 1}, False),  # a non-null one null
+    ({"s": "x", "i": "id", "j": None}, False),  # a non-null JSON null
+]
+
+
+@pytest.mark.parametrize(("given", "taken"), COERCIONS, ids=[str(i) for i in range(len(COERCIONS))])
+def test_the_fast_coercion_of_variables_is_graphql_cores_or_leaves_it_to_graphql_core(
+    given: dict[str, Any], taken: bool
+) -> None:
+    from graphql import get_variable_values
+
+    from batchops.server.graphql.fastpath import _coerced
+
+    query = (
+        "mutation($s: String!, $i: ID!, $n: Int, $b: Boolean, $j: JSON!) { "
+        "deleteRecord(collection: $s, id: $i, ifVersion: $n, hard: $b) { id } "
+        'createRecord(collection: "p", data: $j) { id } }'
+    )
+    plan = simple_operation(parse(query), None, 1000, 12)
+    assert plan is not None
+    ours = _coerced(plan.variables, given)
+    core = get_variable_values(SCHEMA._schema, plan.operation.variable_definitions or (), given)
+    assert (ours is not None) is taken
+    if ours is not None:
+        assert not isinstance(core, list), core
+        assert ours.coerced == core.coerced

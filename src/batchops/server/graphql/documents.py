@@ -18,7 +18,7 @@ from graphql import (
     parse,
 )
 
-__all__ = ["CACHED_DOCUMENT_CHARS", "parse_document", "root_fields"]
+__all__ = ["CACHED_DOCUMENT_CHARS", "is_cached", "parse_document", "root_fields"]
 
 CACHED_DOCUMENT_CHARS: Final = 256 * 1024
 """Documents up to this long may be cached (parsed, and validated: see the schema); longer
@@ -59,6 +59,12 @@ def parse_document(query: str, max_tokens: int | None) -> DocumentNode:
             if len(_seen) > _SEEN:
                 _seen.popitem(last=False)
     return document
+
+
+def is_cached(query: str, max_tokens: int | None) -> bool:
+    """Whether :func:`parse_document` keeps ``query``'s document (what is derived from a
+    document may be kept as long: the fast path's plan)."""
+    return (query, max_tokens) in _documents
 
 
 def root_fields(

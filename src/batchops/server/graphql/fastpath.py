@@ -56,6 +56,7 @@ from graphql import (
     get_argument_values,
     get_variable_values,
 )
+from graphql.execution.values import VariableValues
 
 from batchops._exceptions import APIError
 from batchops.server.graphql.context import OperationContext
@@ -145,6 +146,7 @@ class SimpleOperation:
     atomic: bool
     roots: tuple[_Root, ...]
     operation: OperationDefinitionNode
+    variables: tuple[tuple[str, str, bool], ...]  # (name, kind, non-null), as declared
 
 
 def simple_operation(
@@ -195,7 +197,10 @@ def simple_operation(
         roots.append(_Root(key, selection, chosen[0], type_name))
     if not roots or aliases > max_aliases or used != declared.keys():
         return None  # a variable declared and not used: the validator's error
-    return SimpleOperation(mutation, atomic, tuple(roots), operation)
+    declared_variables = tuple(
+        (name, kind, non_null) for name, (kind, non_null) in declared.items()
+    )
+    return SimpleOperation(mutation, atomic, tuple(roots), operation, declared_variables)
 
 
 _VARIABLE_TYPES: Final = {
@@ -318,7 +323,7 @@ async def run_simple(
 ) -> dict[str, Any]:
     """The response to ``plan`` with ``variables``: ``{"data", "errors"?}`` (or, when a
     variable does not fit its type, ``{"errors"}``), as the full path gives it."""
-    coerced = get_variable_values(
+    coerced = _coerced(plan.variables, variables or {}) or get_variable_values(
         schema, plan.operation.variable_definitions or (), variables or {}
     )
     if isinstance(coerced, list):  # graphql-core's own coercion errors, as its executor's
@@ -352,6 +357,39 @@ async def run_simple(
     if errors:
         response["errors"] = errors
     return response
+
+
+def _coerced(
+    declared: tuple[tuple[str, str, bool], ...], given: dict[str, Any]
+) -> VariableValues | None:
+    """The variables as graphql-core coerces them, for the values that are plainly of
+    their type; None when any needs graphql-core's own judgement (a missing or null
+    non-null one, a value of another type, a float for an Int…), which then coerces them
+    all and words the errors. graphql-core's coercion walks each value for its nesting
+    first: ~20 µs a variable, a fifth of a 100-create document's time (measured)."""
+    coerced: dict[str, Any] = {}
+    for name, kind, non_null in declared:
+        if name not in given:
+            if non_null:
+                return None
+            continue  # left out, as graphql-core leaves it: the argument is absent
+        value = given[name]
+        kind_of = type(value)
+        if value is None:
+            if non_null:
+                return None
+        elif kind == "json":
+            pass  # the JSON scalar takes any value as it is
+        elif kind == "id" and kind_of is int:
+            value = str(value)
+        elif not (
+            (kind in ("string", "id") and kind_of is str)
+            or (kind == "int" and kind_of is int and value in _INT32)
+            or (kind == "bool" and kind_of is bool)
+        ):
+            return None
+        coerced[name] = value
+    return VariableValues({}, coerced)
 
 
 def _answer(root: _Root, value: Any, data: dict[str, Any], errors: list[dict[str, Any]]) -> None:
