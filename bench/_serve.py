@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "ServerProcess",
     "bench_database",
     "free_port",
+    "in_process_app",
     "make_key",
     "open_raw_sqlite",
     "pg_raw_table",
@@ -252,3 +254,28 @@ def pg_raw_table(conn: Any) -> Iterator[str]:
         yield table
     finally:
         conn.execute(f"DROP TABLE {table}")
+
+
+@contextlib.asynccontextmanager
+async def in_process_app() -> AsyncIterator[tuple[Any, list[tuple[bytes, bytes]]]]:
+    """The app on a fresh SQLite database in THIS process (role ``api``: no job runner),
+    and the ASGI headers of a key of its own (JSON bodies): to profile the server's code
+    without a socket or another process (bench/server_cpu.py, graphql_batching.py)."""
+    from batchops.server.app import create_app  # the in-process benches alone need it
+    from batchops.server.auth import create_api_key
+    from batchops.server.settings import Settings
+
+    workdir = tempfile.mkdtemp()
+    app = create_app(
+        Settings(db_url=f"sqlite:///{workdir}/bench.db", print_first_key=False, role="api")
+    )
+    async with app.router.lifespan_context(app):
+        store = app.state.services.store
+        key, _ = await store.run(lambda tx: create_api_key(tx, "bench"))
+        yield (
+            app,
+            [
+                (b"authorization", f"Bearer {key}".encode()),
+                (b"content-type", b"application/json"),
+            ],
+        )

@@ -89,6 +89,7 @@ import orjson
 from _serve import (
     PgCpu,
     ServerProcess,
+    in_process_app,
     make_key,
     record_data,
     search_caught_up,
@@ -569,24 +570,10 @@ async def profile(
     driven through ASGI in this process (SQLite), ``clients`` at once: the CPU and the
     garbage collector's share (``gc_off``: with the cyclic GC disabled), then again under
     cProfile."""
-    from batchops.server.app import create_app
-    from batchops.server.auth import create_api_key
-    from batchops.server.settings import Settings
-
     kind, peer = spec.split(":", 1)
     if kind not in ("reads", "writes") or peer not in {p.key for p in PEERS}:
         raise SystemExit(f"--profile {spec}: KIND is reads or writes, PEER one of the peers")
-    workdir = tempfile.mkdtemp()
-    app = create_app(
-        Settings(db_url=f"sqlite:///{workdir}/bench.db", print_first_key=False, role="api")
-    )
-    async with app.router.lifespan_context(app):
-        store = app.state.services.store
-        key, _ = await store.run(lambda tx: create_api_key(tx, "bench"))
-        auth = [
-            (b"authorization", f"Bearer {key}".encode()),
-            (b"content-type", b"application/json"),
-        ]
+    async with in_process_app() as (app, auth):
 
         async def call(c: Call) -> None:
             body = c.body or b""

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
 
-from batchops.server.app import create_app
-from batchops.server.auth import create_api_key
-from batchops.server.settings import Settings
+from _serve import in_process_app
 
 
 def body(k: int) -> bytes:
@@ -42,17 +39,7 @@ def body(k: int) -> bytes:
 
 
 async def main(batches: int, label: str) -> None:
-    workdir = tempfile.mkdtemp()
-    app = create_app(
-        Settings(db_url=f"sqlite:///{workdir}/bench.db", print_first_key=False, role="api")
-    )
-    async with app.router.lifespan_context(app):
-        store = app.state.services.store
-        key, _ = await store.run(lambda tx: create_api_key(tx, "bench"))
-        headers = [
-            (b"authorization", f"Bearer {key}".encode()),
-            (b"content-type", b"application/json"),
-        ]
+    async with in_process_app() as (app, headers):
 
         async def post(data: bytes) -> None:
             sent = False
