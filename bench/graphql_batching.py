@@ -77,7 +77,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +89,7 @@ import orjson
 from _serve import (
     PgCpu,
     ServerProcess,
+    asgi_request,
     in_process_app,
     make_key,
     record_data,
@@ -576,42 +577,9 @@ async def profile(
     async with in_process_app() as (app, auth):
 
         async def call(c: Call) -> None:
-            body = c.body or b""
-            chunks: list[bytes] = []
-            statuses: list[int] = []
-            sent = False
-
-            async def receive() -> dict[str, Any]:
-                nonlocal sent
-                if not sent:
-                    sent = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                await asyncio.sleep(3600)  # the client never goes away
-                raise AssertionError
-
-            async def send(message: MutableMapping[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    statuses.append(message["status"])
-                elif message["type"] == "http.response.body":
-                    chunks.append(message.get("body", b""))
-
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": c.method,
-                "scheme": "http",
-                "path": c.path,
-                "raw_path": c.path.encode(),
-                "root_path": "",
-                "query_string": b"",
-                "headers": [*auth, (b"content-length", str(len(body)).encode())],
-                "client": ("127.0.0.1", 1),
-                "server": ("127.0.0.1", 80),
-            }
-            await app(scope, receive, send)
-            assert statuses == [c.status], (statuses, b"".join(chunks)[:300])
-            c.check(b"".join(chunks))
+            statuses, answer = await asgi_request(app, c.method, c.path, auth, c.body or b"")
+            assert statuses == [c.status], (statuses, answer[:300])
+            c.check(answer)
 
         async def run(calls: list[Call]) -> None:
             pending = iter(calls)

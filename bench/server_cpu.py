@@ -15,12 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import MutableMapping
-from typing import Any
 
 import orjson
 
-from _serve import in_process_app
+from _serve import asgi_request, in_process_app
 
 
 def body(k: int) -> bytes:
@@ -42,36 +40,7 @@ async def main(batches: int, label: str) -> None:
     async with in_process_app() as (app, headers):
 
         async def post(data: bytes) -> None:
-            sent = False
-            statuses: list[int] = []
-
-            async def receive() -> dict[str, Any]:
-                nonlocal sent
-                if not sent:
-                    sent = True
-                    return {"type": "http.request", "body": data, "more_body": False}
-                await asyncio.sleep(3600)  # the client never goes away
-                raise AssertionError
-
-            async def send(message: MutableMapping[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    statuses.append(message["status"])
-
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "POST",
-                "scheme": "http",
-                "path": "/v1/batch",
-                "raw_path": b"/v1/batch",
-                "root_path": "",
-                "query_string": b"",
-                "headers": [*headers, (b"content-length", str(len(data)).encode())],
-                "client": ("127.0.0.1", 1),
-                "server": ("127.0.0.1", 80),
-            }
-            await app(scope, receive, send)
+            statuses, _ = await asgi_request(app, "POST", "/v1/batch", headers, data)
             assert statuses == [200], statuses
 
         bodies = [body(k) for k in range(100 + batches)]

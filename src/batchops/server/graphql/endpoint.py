@@ -290,7 +290,7 @@ def _document(item: GraphQLRequest, max_tokens: int) -> DocumentNode | None:
         return None
 
 
-def _answer(request: Request, body: Any) -> Response:
+def _answer(body: Any) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -307,7 +307,7 @@ async def post_graphql(request: Request) -> Response:
         raise BatchTooLargeError(exc.message, details=exc.details) from exc
     items, is_array = read_requests(parse_json(body), svc.settings.max_batch_operations)
     responses = await _execute(request, svc, items)
-    return _answer(request, responses if is_array else responses[0])
+    return _answer(responses if is_array else responses[0])
 
 
 async def get_graphql(request: Request) -> Response:
@@ -326,7 +326,7 @@ async def get_graphql(request: Request) -> Response:
         raw["operationName"] = params["operationName"]
     item = _item(raw, "")
     responses = await _execute(request, svc, [item], allowed={OperationType.QUERY})
-    return _answer(request, responses[0])
+    return _answer(responses[0])
 
 
 def _json_param(text: str, name: str) -> Any:
