@@ -7,6 +7,8 @@ Every exception batchops raises (client side and server side) derives from
     ├── BatchFailedError          BatchResult.raise_on_failure(): lists every failure
     ├── BatchContractError        a Batcher's batch_fn broke its contract (length, type)
     ├── BatcherClosedError        load() on a Batcher after aclose()
+    ├── BatcherFullError          load() on a full Batcher with overflow="raise"
+    ├── BatcherTimeoutError       load(key, timeout=...) got no answer in time (a TimeoutError)
     ├── CircuitOpenError          a circuit breaker refuses calls for now (retry_after)
     ├── CheckpointError           a checkpoint journal cannot be written or read
     ├── ConnectionFailedError     no HTTP answer: refused, dropped, timed out (a ConnectionError)
@@ -34,6 +36,8 @@ Every exception batchops raises (client side and server side) derives from
         ├── FailedDependencyError        424
         ├── GraphQLResponseError         200 with GraphQL errors (errors, data): raise_for_errors()
         ├── RateLimitedError             429 (retry_after)
+        │   └── BatchOverRateLimitError  429 that no wait clears: more operations than a
+        │                                minute's budget (never retried)
         ├── InternalServerError          500
         └── ServiceUnavailableError      503 (retry_after)
 
@@ -55,8 +59,11 @@ __all__ = [
     "AuthenticationError",
     "BatchContractError",
     "BatchFailedError",
+    "BatchOverRateLimitError",
     "BatchTooLargeError",
     "BatcherClosedError",
+    "BatcherFullError",
+    "BatcherTimeoutError",
     "BatchopsError",
     "CheckpointError",
     "CircuitOpenError",
@@ -113,6 +120,23 @@ class BatchContractError(BatchopsError):
 
 class BatcherClosedError(BatchopsError):
     """``load()`` was called on a Batcher after ``aclose()`` (or after its ``async with``)."""
+
+
+class BatcherFullError(BatchopsError):
+    """``load()`` on a Batcher holding ``max_pending`` keys, created with ``overflow="raise"``.
+
+    Raised by ``load()`` itself, at once: nothing was queued. (``overflow="block"``, the
+    default, makes the load wait for room instead.)
+    """
+
+
+class BatcherTimeoutError(BatchopsError, TimeoutError):
+    """``Batcher.load(key, timeout=...)`` got no answer within ``timeout`` seconds.
+
+    Only that load fails: its key leaves the batch if the batch was not sent yet (and no
+    other load waits for it), and a late answer for it is dropped. Other loads, of the
+    same key or of others, are untouched.
+    """
 
 
 class CircuitOpenError(BatchopsError):
@@ -400,6 +424,21 @@ class RateLimitedError(APIError):
     default_code = "RATE_LIMITED"
 
 
+class BatchOverRateLimitError(RateLimitedError):
+    """429 for a request of more operations than the key may send in a minute.
+
+    No wait can make that request succeed, so it is never retried (``retry_after`` is
+    ``None``, whatever the server's ``Retry-After`` said). ``details`` carries the server's
+    ``limit`` and ``operations``. The SDK splits a non-atomic batch into requests under
+    the limit instead; an atomic batch fails at once with this error.
+    """
+
+    @property
+    def limit(self) -> int:
+        """The operations per minute the key may send."""
+        return int(self.details["limit"])
+
+
 class InternalServerError(APIError):
     """500: a server bug. Never used for a client mistake."""
 
@@ -463,6 +502,21 @@ _BY_CODE: dict[str, type[APIError]] = {
 }
 
 
+def _over_budget(details: object) -> bool:
+    """A 429's details say the request costs more than the whole budget (ratelimit.py:
+    ``{"limit": L, "operations": n}`` with n > L): waiting cannot help."""
+    if not isinstance(details, Mapping):
+        return False
+    limit, operations = details.get("limit"), details.get("operations")
+    return (
+        isinstance(limit, int)
+        and isinstance(operations, int)
+        and not isinstance(limit, bool)
+        and not isinstance(operations, bool)
+        and operations > limit
+    )
+
+
 def api_error_from_envelope(
     status: int,
     envelope: Mapping[str, Any] | None,
@@ -481,6 +535,8 @@ def api_error_from_envelope(
     code = str(body.get("code") or "")
     cls = _BY_CODE.get(code) or _BY_STATUS.get(status) or APIError
     details = body.get("details")
+    if status == 429 and _over_budget(details):
+        cls, retry_after = BatchOverRateLimitError, None
     return cls(
         str(body.get("message") or f"HTTP {status}"),
         code=code or None,

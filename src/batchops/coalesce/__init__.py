@@ -8,8 +8,16 @@
 See ``docs/coalesce.md`` for the batch function contract and examples.
 """
 
-from batchops.coalesce._batcher import Batcher, BatchFn
+from batchops.coalesce._batcher import Batcher, BatchEvent, BatchFn, Overflow
 from batchops.coalesce._breaker import BreakerState, CircuitBreaker
 from batchops.coalesce._cache import Cache
 
-__all__ = ["BatchFn", "Batcher", "BreakerState", "Cache", "CircuitBreaker"]
+__all__ = [
+    "BatchEvent",
+    "BatchFn",
+    "Batcher",
+    "BreakerState",
+    "Cache",
+    "CircuitBreaker",
+    "Overflow",
+]

@@ -13,24 +13,60 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
-from batchops._exceptions import BatchContractError, BatcherClosedError
+from batchops._exceptions import (
+    BatchContractError,
+    BatcherClosedError,
+    BatcherFullError,
+    BatcherTimeoutError,
+)
 from batchops.coalesce._breaker import CircuitBreaker
 from batchops.coalesce._cache import MISSING, Cache
 from batchops.engine import Clock, MonotonicClock, RetryPolicy, TimerHandle
 
-__all__ = ["BatchFn", "Batcher"]
+__all__ = ["BatchEvent", "BatchFn", "Batcher", "Overflow"]
+
+log = logging.getLogger("batchops.coalesce")
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 #: ``async def batch_fn(keys: list[K]) -> Sequence[V | BaseException]``
 BatchFn = Callable[[list[K]], Awaitable[Sequence[V | BaseException]]]
+
+#: What ``load()`` does when ``max_pending`` keys are outstanding: wait for room, or raise
+#: :class:`~batchops.BatcherFullError` at once.
+Overflow = Literal["block", "raise"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEvent:
+    """One dispatched batch, as ``on_batch`` hooks (and the debug log) see it.
+
+    - ``size``: keys in the batch (one ``batch_fn`` call);
+    - ``group``: the batch's ``group(key)`` value (``None`` without ``group=``);
+    - ``duration_s``: from the call's start to its answer, retries and waiting for a
+      ``max_concurrent_batches`` slot included (the Batcher's clock);
+    - ``outcome``: ``"ok"`` (``batch_fn`` answered one value per key), ``"error"`` (it
+      raised, after retries, or broke its contract: every load of it failed) or
+      ``"cancelled"``;
+    - ``key_errors``: keys answered with an ``Exception`` in an ``"ok"`` batch;
+    - ``error``: the whole-batch error of an ``"error"`` batch.
+    """
+
+    size: int
+    group: Hashable
+    duration_s: float
+    outcome: Literal["ok", "error", "cancelled"]
+    key_errors: int = 0
+    error: BaseException | None = None
 
 
 class _Batch(Generic[K, V]):
@@ -81,12 +117,21 @@ class Batcher(Generic[K, V]):
     - ``group``: keys whose ``group(key)`` differ never share a batch.
     - ``max_concurrent_batches``: at most this many ``batch_fn`` calls in flight.
     - ``max_pending``: at most this many keys queued or in flight; beyond it ``load``
-      waits for room (back-pressure) instead of growing memory.
+      waits for room (back-pressure, ``overflow="block"``, the default) instead of
+      growing memory, or raises :class:`~batchops.BatcherFullError` at once
+      (``overflow="raise"``).
+    - ``on_batch``: called with a :class:`BatchEvent` once per dispatched batch, when it
+      has settled (its loads have their answers); an exception it raises is logged, never
+      passed to the loads. Each event is also a debug line on the ``batchops.coalesce``
+      logger.
     - ``retry``: a :class:`~batchops.RetryPolicy` applied to whole-batch exceptions only.
     - ``breaker``: a :class:`CircuitBreaker`; while open, loads fail at once with
       :class:`~batchops.CircuitOpenError`. One batch is one call for the breaker.
     - ``clock``: where the time window and retry back-off read time and sleep (the
       engine's ``Clock``; ``VirtualClock`` in tests).
+
+    ``load(key, timeout=s)`` bounds one load: after ``s`` seconds (on the Batcher's clock)
+    it raises :class:`~batchops.BatcherTimeoutError`, and only that load.
 
     Use ``async with Batcher(...) as loader:`` or call :meth:`aclose` to finish the work
     still queued; loads after that raise :class:`~batchops.BatcherClosedError`.
@@ -106,7 +151,9 @@ class Batcher(Generic[K, V]):
         "_key",
         "_max_batch_size",
         "_max_pending",
+        "_on_batch",
         "_outstanding",
+        "_overflow",
         "_pending",
         "_retry",
         "_room_waiters",
@@ -127,9 +174,11 @@ class Batcher(Generic[K, V]):
         group: Callable[[K], Hashable] | None = None,
         max_concurrent_batches: int | None = None,
         max_pending: int | None = None,
+        overflow: Overflow = "block",
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         clock: Clock | None = None,
+        on_batch: Callable[[BatchEvent], object] | None = None,
     ) -> None:
         _check_options(
             batch_fn,
@@ -140,9 +189,11 @@ class Batcher(Generic[K, V]):
             group=group,
             max_concurrent_batches=max_concurrent_batches,
             max_pending=max_pending,
+            overflow=overflow,
             retry=retry,
             breaker=breaker,
             clock=clock,
+            on_batch=on_batch,
         )
         self._batch_fn = batch_fn
         self._max_batch_size = max_batch_size
@@ -154,6 +205,8 @@ class Batcher(Generic[K, V]):
         self._breaker = breaker
         self._clock: Clock = clock if clock is not None else MonotonicClock()
         self._max_pending = max_pending
+        self._overflow = overflow
+        self._on_batch = on_batch
         self._semaphore = (
             asyncio.Semaphore(max_concurrent_batches) if max_concurrent_batches else None
         )
@@ -172,19 +225,100 @@ class Batcher(Generic[K, V]):
 
     # -- loading --------------------------------------------------------------------------
 
-    def load(self, key: K) -> Awaitable[V]:
+    def load(self, key: K, *, timeout: float | None = None) -> Awaitable[V]:
         """Queue ``key`` for the next batch; await the result to get its value.
 
         Raises the key's own error (an ``Exception`` returned at its index, or the
         whole-batch error). Returns a Future (no Task per load), or a coroutine when
-        ``max_pending`` is reached and the load must wait for room.
+        ``max_pending`` is reached and the load must wait for room, or when ``timeout``
+        is given: then, after ``timeout`` seconds without an answer (waiting for room
+        included), the load raises :class:`~batchops.BatcherTimeoutError`; its key leaves
+        a batch not yet sent (unless another load waits for it) and a late answer is
+        dropped for it.
+
+        With ``overflow="raise"``, a load while ``max_pending`` keys are outstanding
+        raises :class:`~batchops.BatcherFullError` here, queueing nothing.
         """
         if self._closed:
             raise BatcherClosedError(
                 "load() on a closed Batcher: it was closed by aclose() or by leaving its "
                 "'async with' block; create a new Batcher (or load before closing)"
             )
-        return self._load(key)
+        if timeout is not None and (
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or math.isnan(timeout)
+            or timeout <= 0
+        ):
+            raise ValueError(f"load(timeout={timeout!r}): must be seconds > 0, or None")
+        loaded = self._load(key)
+        if timeout is None:
+            return loaded
+        return self._load_within(key, loaded, seconds=timeout)
+
+    async def _load_within(self, key: K, loaded: Awaitable[V], *, seconds: float) -> V:
+        # A Future is this load's own (its slot, or its dedupe Future); the room-waiting
+        # coroutine becomes a Task so the timer can cancel it.
+        fut: asyncio.Future[V] = (
+            loaded if isinstance(loaded, asyncio.Future) else asyncio.ensure_future(loaded)
+        )
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            if fut.done():
+                return
+            expired = True
+            if isinstance(fut, asyncio.Task):
+                fut.cancel()
+            else:
+                self._abandon(fut)
+                fut.cancel()
+
+        clock = self._clock
+        timer = clock.call_at(clock.now() + seconds, expire)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            raise BatcherTimeoutError(
+                f"load({key!r}) got no answer within {seconds} s; only this load gave up "
+                "(raise timeout=, or look at the batch function's latency)"
+            ) from None
+        finally:
+            timer.cancel()
+
+    def _abandon(self, fut: asyncio.Future[V]) -> None:
+        """Forget a timed-out load's Future: a dedupe waiter leaves its slot's list; a slot
+        no one else waits on leaves its batch if the batch is not sent yet."""
+        for slot, waiters in self._dups.items():
+            if fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._dups[slot]
+                return
+        if self._dups.get(fut):
+            return  # other loads wait on this slot: the key stays in its batch
+        batch = self._open_batch_of(fut)
+        if batch is None:
+            return  # sent: the answer will find the Future done and drop it
+        position = batch.futs.index(fut)
+        ck = batch.cks[position]
+        del batch.futs[position]
+        del batch.keys[position]
+        if batch.cks is not batch.keys:
+            del batch.cks[position]
+        if self._pending is not None and self._pending.get(ck) is fut:
+            del self._pending[ck]
+        self._release(1)
+
+    def _open_batch_of(self, fut: asyncio.Future[V]) -> _Batch[K, V] | None:
+        open_batches = [self._batch] if self._group is None else list(self._batches.values())
+        for batch in open_batches:
+            if batch is not None and not batch.dispatched and fut in batch.futs:
+                return batch
+        return None
 
     def _load(self, key: K) -> Awaitable[V]:
         ck: Hashable = key if self._key is None else self._key(key)
@@ -213,6 +347,12 @@ class Batcher(Generic[K, V]):
             return refused
         max_pending = self._max_pending
         if max_pending is not None and self._outstanding >= max_pending:
+            if self._overflow == "raise":
+                raise BatcherFullError(
+                    f"load({key!r}): the Batcher holds max_pending={max_pending} keys "
+                    "queued or in flight (overflow='raise'); nothing was queued. Retry "
+                    "later, raise max_pending, or use overflow='block' to wait for room"
+                )
             return self._load_when_room(key)
 
         if self._group is None:
@@ -369,7 +509,10 @@ class Batcher(Generic[K, V]):
     # -- one batch ------------------------------------------------------------------------
 
     async def _run(self, batch: _Batch[K, V]) -> None:
+        if not batch.futs:
+            return  # every load of it timed out before it was sent
         semaphore = self._semaphore
+        started = self._clock.now()
         try:
             if semaphore is None:
                 values = await self._call(batch.keys)
@@ -378,15 +521,56 @@ class Batcher(Generic[K, V]):
                     values = await self._call(batch.keys)
         except Exception as exc:
             self._settle_failed(batch, exc)
+            self._report(batch, started, "error", error=exc)
             return
         except BaseException:
             self._settle_cancelled(batch)
+            self._report(batch, started, "cancelled")
             raise
         error = _contract_error(batch.keys, values)
         if error is not None:
             self._settle_failed(batch, error)
+            self._report(batch, started, "error", error=error)
         else:
             self._settle(batch, values)
+            key_errors = sum(1 for v in values if isinstance(v, BaseException))
+            self._report(batch, started, "ok", key_errors=key_errors)
+
+    def _report(
+        self,
+        batch: _Batch[K, V],
+        started: float,
+        outcome: Literal["ok", "error", "cancelled"],
+        *,
+        key_errors: int = 0,
+        error: BaseException | None = None,
+    ) -> None:
+        hook = self._on_batch
+        if hook is None and not log.isEnabledFor(logging.DEBUG):
+            return
+        event = BatchEvent(
+            size=len(batch.keys),
+            group=batch.group,
+            duration_s=self._clock.now() - started,
+            outcome=outcome,
+            key_errors=key_errors,
+            error=error,
+        )
+        log.debug(
+            "batch of %d keys (group %r): %s in %.3f s, %d key errors%s",
+            event.size,
+            event.group,
+            outcome,
+            event.duration_s,
+            key_errors,
+            "" if error is None else f" ({type(error).__name__}: {error})",
+        )
+        if hook is not None:
+            try:
+                hook(event)
+            except Exception:
+                # A broken hook must not fail loads that already have their answers.
+                log.exception("Batcher on_batch hook raised for %r", event)
 
     async def _call(self, keys: list[K]) -> Sequence[V | BaseException]:
         breaker = self._breaker
@@ -534,9 +718,11 @@ def _check_options(
     group: object,
     max_concurrent_batches: object,
     max_pending: object,
+    overflow: object,
     retry: object,
     breaker: object,
     clock: object,
+    on_batch: object,
 ) -> None:
     if not callable(batch_fn):
         raise TypeError(
@@ -582,6 +768,19 @@ def _check_options(
     ):
         if limit is not None and (not _is_int(limit) or cast(int, limit) < 1):
             raise ValueError(f"Batcher({name}={limit!r}): must be an int >= 1, or None")
+    if overflow not in ("block", "raise"):
+        raise ValueError(
+            f"Batcher(overflow={overflow!r}): must be 'block' (wait for room) or 'raise' "
+            "(BatcherFullError at once)"
+        )
+    if overflow == "raise" and max_pending is None:
+        raise ValueError(
+            "Batcher(overflow='raise') needs max_pending=N: without a bound it never fills"
+        )
+    if on_batch is not None and not callable(on_batch):
+        raise TypeError(
+            f"Batcher(on_batch={on_batch!r}): pass a function taking a BatchEvent, or None"
+        )
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise TypeError(
             f"Batcher(retry={retry!r}): pass a batchops.RetryPolicy, e.g. "

@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 import tenacity
 
-from batchops._exceptions import ItemCancelledError, ItemSkippedError, TransientStoreError
+from batchops._exceptions import (
+    BatchOverRateLimitError,
+    ItemCancelledError,
+    ItemSkippedError,
+    TransientStoreError,
+)
 
 if TYPE_CHECKING:
     from batchops.engine._clock import Clock
@@ -93,9 +98,10 @@ def is_transient(exc: BaseException) -> bool:
     Timeouts, connection errors (``ConnectionError`` and its ``OSError`` family, httpx /
     aiohttp transport errors), :class:`~batchops.TransientStoreError`, and any error with
     an HTTP status of 408, 429, 502, 503 or 504. Everything else (a 400, a ``KeyError``…) is a
-    bug or a bad item, and retrying would only repeat it.
+    bug or a bad item, and retrying would only repeat it; so is a
+    :class:`~batchops.BatchOverRateLimitError`, a 429 no wait can clear.
     """
-    if isinstance(exc, ItemSkippedError | ItemCancelledError):
+    if isinstance(exc, ItemSkippedError | ItemCancelledError | BatchOverRateLimitError):
         return False
     if isinstance(exc, TimeoutError | ConnectionError | TransientStoreError):
         return True
@@ -105,7 +111,13 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def is_overload(exc: BaseException) -> bool:
-    """True for "you are sending too much" errors: 429/503, or any ``retry_after``."""
+    """True for "you are sending too much" errors: 429/503, or any ``retry_after``.
+
+    Not a :class:`~batchops.BatchOverRateLimitError`: that request is too big for any
+    pace, and going slower would not help it.
+    """
+    if isinstance(exc, BatchOverRateLimitError):
+        return False
     if status_code_of(exc) in OVERLOAD_STATUSES or retry_after_of(exc) is not None:
         return True
     return "RateLimit" in type(exc).__name__
