@@ -173,7 +173,12 @@ class AsyncClient:
           :class:`~batchops.APIError` of its error envelope (``NotFoundError``…).
         - Requests without an answer, and 408/429/502/503/504 answers, are retried with the same
           ``Idempotency-Key`` (the server replays instead of applying twice); operations
-          answered 429/503 inside a batch are sent again on their own.
+          answered 429/503 inside a batch are sent again on their own. A 429 for more
+          operations than the key's per-minute budget is never retried: the request is
+          split within the budget (an atomic one fails with
+          :class:`~batchops.BatchOverRateLimitError`).
+        - A whole-request 4xx that names one operation (``details.index`` or
+          ``details.path``) fails that operation alone; the others are sent again.
         - References (``${name…}``), ``depends_on`` and ``atomicity_group`` work within a
           request: the splitter never cuts between tied operations, and refuses (400
           ``REFERENCE_ACROSS_REQUESTS``, not sent) an operation whose tied group cannot
@@ -187,7 +192,10 @@ class AsyncClient:
           requests not yet sent are skipped (``"skipped"``) once a failure is seen.
         - ``parallel``: independent reads the server may run at once within a request
           (they see the data as committed before that request's writes).
-        - ``chunk_size``: operations per request (capped by the server's limit).
+        - ``chunk_size``: operations per request (capped by the server's limit), or an
+          :class:`~batchops.engine.AdaptiveChunkSize` that steers it between bounds.
+        - ``target_ms``: adapt the operations per request so that requests take about
+          this long (AIMD between 1 and ``chunk_size`` or the server's limit).
         - ``max_concurrent``: requests at once (default: the client's).
         - ``validate_only``: the server plans and validates, runs nothing.
         - ``on_progress(Progress)`` per finished operation; ``progress=True`` draws a

@@ -17,13 +17,26 @@ Retry rules, per request:
   already ran is replayed, never applied twice;
 - some operations answered 429/503: the others are final, and only those operations
   (plus the ones that failed only because they depended on them) are sent again — a new
-  request body, so a new key (``<key>:r<n>``).
+  request body, so a new key (``<key>:r<n>``);
+- a 429 that no wait can clear (:class:`~batchops.BatchOverRateLimitError`: more
+  operations than the key's per-minute budget): the request is split into requests
+  within that budget (later requests of the call are cut within it too), or, atomic or a
+  single operation, fails at once — never retried;
+- a whole-request 4xx that names one operation (``details.index``, or a ``details.path``
+  like ``operations[17]…``): that operation fails with it and the others are sent again
+  without it (one more request per such operation), instead of the error being copied
+  onto every operation of the request; a 413 without one halves the request. Nothing
+  else non-transient is retried.
+
+Each request's duration (and its 429/503s, its timeouts) feeds the call's
+:class:`~batchops.engine.AdaptiveChunkSize` when it has one (``target_ms=``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import uuid
 from collections.abc import (
     AsyncGenerator,
@@ -41,8 +54,10 @@ import orjson
 
 from batchops._exceptions import (
     APIError,
+    BatchOverRateLimitError,
     BatchTooLargeError,
     ConflictError,
+    ConnectionFailedError,
     ItemSkippedError,
     api_error_from_envelope,
 )
@@ -50,6 +65,7 @@ from batchops._results import BatchResult, Failure, Result, Success
 from batchops.client._split import (
     ENVELOPE_BYTES,
     Chunk,
+    ChunkLimit,
     PendingOp,
     Splitter,
     asplit_ops,
@@ -57,7 +73,13 @@ from batchops.client._split import (
     split_ops,
 )
 from batchops.client._transport import Transport
-from batchops.engine import MonotonicClock, Progress, RetryPolicy, batch_stream
+from batchops.engine import (
+    AdaptiveChunkSize,
+    MonotonicClock,
+    Progress,
+    RetryPolicy,
+    batch_stream,
+)
 from batchops.engine._progress import ProgressReporter
 from batchops.engine._retry import is_transient
 
@@ -107,7 +129,8 @@ class BatchOptions(TypedDict, total=False):
     atomic: bool
     continue_on_error: bool
     parallel: int | None
-    chunk_size: int | None
+    chunk_size: int | AdaptiveChunkSize | None
+    target_ms: float | None
     max_concurrent: int | None
     validate_only: bool
     on_progress: Callable[[Progress], object] | None
@@ -128,6 +151,9 @@ class _State:
     chunk: Chunk
     base_key: str
     pending: list[PendingOp]
+    #: Further requests of this chunk, sent one after another once ``pending`` is final
+    #: (a request split under a rate limit, or halved after a 413).
+    queued: list[list[PendingOp]] = dataclasses.field(default_factory=list)
     done: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     last: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     sends: dict[int, int] = dataclasses.field(default_factory=dict)
@@ -258,7 +284,8 @@ class BatchRunner:
         atomic: bool = False,
         continue_on_error: bool = True,
         parallel: int | None = None,
-        chunk_size: int | None = None,
+        chunk_size: int | AdaptiveChunkSize | None = None,
+        target_ms: float | None = None,
         validate_only: bool = False,
         max_concurrent: int | None = None,
         on_progress: Callable[[Progress], object] | None = None,
@@ -275,10 +302,7 @@ class BatchRunner:
         """
         if atomic and not continue_on_error:
             continue_on_error = True  # atomic already stops at the first failure
-        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(
-                f"chunk_size={chunk_size!r}: must be an int >= 1 (operations per request)"
-            )
+        limit = self._chunk_limit(chunk_size, target_ms)
         if parallel is not None and (not isinstance(parallel, int) or parallel < 1):
             raise ValueError(f"parallel={parallel!r}: must be an int >= 1, or None")
         options = _Options(atomic, continue_on_error, parallel, validate_only)
@@ -290,8 +314,7 @@ class BatchRunner:
             # Refused before anything is sent: an atomic batch is never silently split.
             chunks = [await self._one_request(operations, "atomic")]
         else:
-            max_ops = min(chunk_size or self.max_batch_operations, self.max_batch_operations)
-            splitter = Splitter(max_ops, self.max_batch_bytes)
+            splitter = Splitter(limit, self.max_batch_bytes)
             if isinstance(operations, AsyncIterable):
                 chunks = asplit_ops(operations, splitter)
             else:
@@ -302,7 +325,7 @@ class BatchRunner:
             return chunk
 
         async def send(chunk: Chunk) -> list[dict[str, Any]]:
-            return await self._send(states[chunk.number], options, stop)
+            return await self._send(states[chunk.number], options, stop, limit)
 
         total = len(operations) if isinstance(operations, list | tuple) else None
         reporter = None
@@ -330,6 +353,32 @@ class BatchRunner:
         finally:
             if reporter is not None:
                 reporter.close()
+
+    def _chunk_limit(
+        self, chunk_size: int | AdaptiveChunkSize | None, target_ms: float | None
+    ) -> ChunkLimit:
+        """Operations per request: the server's limit, under it a fixed ``chunk_size`` or
+        an adaptive one (``chunk_size=AdaptiveChunkSize(...)``, or ``target_ms=``)."""
+        server = self.max_batch_operations
+        if isinstance(chunk_size, AdaptiveChunkSize):
+            if target_ms is not None:
+                raise ValueError(
+                    "pass target_ms= or chunk_size=AdaptiveChunkSize(...), not both: the "
+                    "AdaptiveChunkSize has its own target_ms"
+                )
+            return ChunkLimit(server, chunk_size)
+        if chunk_size is not None and (
+            not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1
+        ):
+            raise ValueError(
+                f"chunk_size={chunk_size!r}: must be an int >= 1 (operations per request), "
+                "or an AdaptiveChunkSize"
+            )
+        cap = min(chunk_size or server, server)
+        if target_ms is None:
+            return ChunkLimit(cap)
+        # target_ms= alone: grow and shrink between 1 and the fixed or server limit.
+        return ChunkLimit(cap, AdaptiveChunkSize(target_ms, 1, cap))
 
     async def _one_request(
         self,
@@ -369,16 +418,26 @@ class BatchRunner:
             )
         return Chunk(0, ops)
 
-    async def _send(self, state: _State, options: _Options, stop: _Stop) -> list[dict[str, Any]]:
-        if state.pending and stop.stopped:
-            for op in state.pending:
-                state.done[op.index] = _NOT_SENT
-            state.pending = []
-        if state.pending:
-            await self._send_pending(state, options, stop)
-        return _finished(state)
+    async def _send(
+        self, state: _State, options: _Options, stop: _Stop, limit: ChunkLimit
+    ) -> list[dict[str, Any]]:
+        # One engine attempt: every request of this chunk until all are final, or an
+        # error the engine retries (the state keeps what is final) or fails the rest with.
+        while True:
+            if stop.stopped and (state.pending or state.queued):
+                for op in [*state.pending, *(op for ops in state.queued for op in ops)]:
+                    state.done[op.index] = _NOT_SENT
+                state.pending, state.queued = [], []
+            if not state.pending:
+                if not state.queued:
+                    return _finished(state)
+                state.pending = state.queued.pop(0)
+                state.subsets += 1  # another body: a key of its own
+            await self._send_pending(state, options, stop, limit)
 
-    async def _send_pending(self, state: _State, options: _Options, stop: _Stop) -> None:
+    async def _send_pending(
+        self, state: _State, options: _Options, stop: _Stop, limit: ChunkLimit
+    ) -> None:
         pending = state.pending
         body = b"".join(
             (
@@ -392,19 +451,30 @@ class BatchRunner:
         headers = {} if options.validate_only else {"Idempotency-Key": state.key}
         for op in pending:
             state.sends[op.index] = state.sends.get(op.index, 0) + 1
-        reply = await self.transport.request("POST", "/v1/batch", body=body, headers=headers)
+        clock = limit.clock
+        started = 0.0 if clock is None else clock.now()
+        try:
+            reply = await self.transport.request("POST", "/v1/batch", body=body, headers=headers)
+        except ConnectionFailedError as exc:
+            if isinstance(exc.__cause__, TimeoutError):
+                limit.timed_out(state.chunk.generation)
+            raise
+        if clock is not None:
+            limit.answered(reply.status, clock.now() - started, state.chunk.generation)
         payload = reply.json()
         results = payload.get("results") if isinstance(payload, dict) else None
         if not isinstance(results, list) or len(results) != len(pending):
-            # A whole-request answer (401, 413, 429, 503…): the engine decides on a retry.
-            raise (
-                reply.error()
-                if reply.status >= 400
-                else APIError(
+            if reply.status < 400:
+                raise APIError(
                     f"POST /v1/batch answered {reply.status} without one result per operation",
                     status=502,
                 )
-            )
+            # A whole-request answer (401, 413, 429, 503…): settled here when it names
+            # what to send instead; otherwise the engine decides on a retry.
+            error = reply.error()
+            if not self._answer_whole(state, options, stop, limit, error):
+                raise error
+            return
         by_index = sorted(results, key=lambda r: int(r.get("index", 0)))
         retry_idx = _retry_set(pending, by_index, atomic=options.atomic)
         if options.validate_only:
@@ -428,6 +498,80 @@ class BatchRunner:
             state.subsets += 1
             raise _wire_error(first_error, reply.request_id)
         state.pending = []
+
+    def _answer_whole(
+        self,
+        state: _State,
+        options: _Options,
+        stop: _Stop,
+        limit: ChunkLimit,
+        error: APIError,
+    ) -> bool:
+        """Settle a whole-request error without the engine, when it says what to send
+        instead; False when it does not (the engine retries it or fails the request)."""
+        pending = state.pending
+        if options.atomic or len(pending) < 2:
+            return False  # nothing to split: an atomic batch is one request by contract
+        if isinstance(error, BatchOverRateLimitError):
+            # More operations than a minute's budget: split within it, and cut every
+            # later request of this call within it too.
+            limit.lower_cap(error.limit)
+            self._resplit(state, error.limit)
+            return True
+        if error.status_code == 413 and _named_index(error, len(pending)) is None:
+            self._resplit(state, (len(pending) + 1) // 2)
+            return True
+        index = _named_index(error, len(pending))
+        if index is None or not 400 <= error.status_code < 500 or is_retryable(error):
+            return False
+        bad = pending[index]
+        state.done[bad.index] = {"status": error.status_code, "error": _envelope_of(error)}
+        if options.continue_on_error:
+            state.pending = pending[:index] + pending[index + 1 :]
+        else:
+            # The server would have stopped at this operation: the earlier ones run, the
+            # later ones are not sent.
+            state.pending = pending[:index]
+            for op in pending[index + 1 :]:
+                state.done[op.index] = _NOT_SENT
+            stop.stopped = True
+        state.subsets += 1  # the rest is another body: a key of its own
+        return True
+
+    def _resplit(self, state: _State, max_ops: int) -> None:
+        """Send ``state.pending`` as requests of at most ``max_ops`` operations instead
+        (cut where no reference or atomicity group is split, as the first split was)."""
+        splitter = Splitter(max_ops, self.max_batch_bytes)
+        parts: list[list[PendingOp]] = []
+        for op in state.pending:
+            for chunk in splitter.add(op):
+                parts.append(chunk.ops)
+                state.done.update(chunk.refused)
+        last = splitter.rest()
+        if last is not None:
+            parts.append(last.ops)
+            state.done.update(last.refused)
+        parts = [ops for ops in parts if ops]
+        state.pending = []
+        state.queued[:0] = parts
+
+
+#: ``operations[17]`` (or ``operations[17].data.x``) in an error's ``details.path``.
+_OP_PATH = re.compile(r"operations\[(\d+)\]")
+
+
+def _named_index(error: APIError, count: int) -> int | None:
+    """The request position of the one operation a whole-request error names, if any."""
+    index = error.details.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        path = error.details.get("path")
+        match = _OP_PATH.match(path) if isinstance(path, str) else None
+        index = int(match.group(1)) if match else None
+    return index if index is not None and 0 <= index < count else None
+
+
+def _envelope_of(error: APIError) -> dict[str, Any]:
+    return {"code": error.code, "message": error.message, "details": error.details}
 
 
 class _Stop:

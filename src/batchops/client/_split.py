@@ -8,6 +8,10 @@ when a cut is due it cuts at the *latest point no later operation is tied back a
 carrying the tied tail into the next request. Only when a tied group cannot fit one
 request at all (or an operation names one that is not earlier in its request) is the
 operation refused, with a 400 result naming it; it is never sent.
+
+How many operations a request may hold is read from a :class:`ChunkLimit` each time an
+operation is added, so a limit that moves while the stream is being split (an adaptive
+size, a rate limit learned from a 429) applies to the next request cut.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from typing import Any
 import orjson
 
 from batchops.client._ops import op_links, op_name
+from batchops.engine import AdaptiveChunkSize, Clock
 
 __all__ = [
     "ENVELOPE_BYTES",
     "Chunk",
+    "ChunkLimit",
     "PendingOp",
     "Splitter",
     "asplit_ops",
@@ -53,6 +59,58 @@ class Chunk:
     number: int
     ops: list[PendingOp]
     refused: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    #: The chunk-size policy's generation when this chunk was cut (see ChunkLimit).
+    generation: int = 0
+
+
+class ChunkLimit:
+    """Operations per request for one batch call: hard caps, and an optional policy.
+
+    ``cap`` is the hard bound (the server's operations per request, a fixed
+    ``chunk_size``, and lowered for good by :meth:`lower_cap`, e.g. to a per-minute
+    operation budget a 429 revealed). ``sizing``, when given, steers the size under the
+    cap (AIMD on request duration); the cap always wins.
+    """
+
+    __slots__ = ("cap", "sizing")
+
+    def __init__(self, cap: int, sizing: AdaptiveChunkSize | None = None) -> None:
+        self.cap = cap
+        self.sizing = sizing
+
+    def __call__(self) -> int:
+        """The operations the next request may hold, now."""
+        if self.sizing is None:
+            return self.cap
+        return min(self.cap, self.sizing.size)
+
+    @property
+    def generation(self) -> int:
+        """The sizing policy's generation (0 without one): stamped on each chunk cut."""
+        return 0 if self.sizing is None else self.sizing.generation
+
+    @property
+    def clock(self) -> Clock | None:
+        """Where request durations are read: the policy's clock, ``None`` without one."""
+        return None if self.sizing is None else self.sizing.clock
+
+    def lower_cap(self, cap: int) -> None:
+        """Never cut a request of more than ``cap`` operations from now on."""
+        self.cap = max(1, min(self.cap, cap))
+
+    def answered(self, status: int, duration_s: float, generation: int) -> None:
+        """A request of a chunk cut in ``generation`` got ``status`` after ``duration_s``."""
+        if self.sizing is None:
+            return
+        if status in (429, 503):
+            self.sizing.overloaded(generation)
+        elif status < 400:
+            self.sizing.observe(duration_s, generation)
+
+    def timed_out(self, generation: int) -> None:
+        """A request of a chunk cut in ``generation`` got no answer in time."""
+        if self.sizing is not None:
+            self.sizing.overloaded(generation)
 
 
 def refusal(status: int, code: str, message: str, **details: Any) -> dict[str, Any]:
@@ -67,8 +125,8 @@ class Splitter:
         "_bytes",
         "_closed_groups",
         "_groups",
+        "_limit",
         "_max_bytes",
-        "_max_ops",
         "_minref",
         "_names",
         "_number",
@@ -76,8 +134,8 @@ class Splitter:
         "_refused",
     )
 
-    def __init__(self, max_ops: int, max_bytes: int) -> None:
-        self._max_ops = max_ops
+    def __init__(self, max_ops: int | ChunkLimit, max_bytes: int) -> None:
+        self._limit = max_ops if isinstance(max_ops, ChunkLimit) else ChunkLimit(max_ops)
         self._max_bytes = max_bytes - ENVELOPE_BYTES
         self._ops: list[PendingOp] = []
         self._bytes = 0
@@ -112,7 +170,7 @@ class Splitter:
             )
             return
         while self._ops and (
-            len(self._ops) + 1 > self._max_ops or self._bytes + size > self._max_bytes
+            len(self._ops) + 1 > self._limit() or self._bytes + size > self._max_bytes
         ):
             ties = self._ties(op)
             cut = self._safe_cut(min(ties, default=len(self._ops)))
@@ -161,7 +219,7 @@ class Splitter:
         return cut
 
     def _flush(self, cut: int) -> Chunk:
-        chunk = Chunk(self._number, self._ops[:cut], self._refused)
+        chunk = Chunk(self._number, self._ops[:cut], self._refused, self._limit.generation)
         self._number += 1
         self._refused = []
         self._closed_groups.update(g for g, pos in self._groups.items() if pos < cut)
@@ -188,7 +246,7 @@ class Splitter:
                     400,
                     "REFERENCE_ACROSS_REQUESTS",
                     f"{what} is tied (references, depends_on or atomicity_group) to a group "
-                    f"of operations larger than one request ({self._max_ops} operations / "
+                    f"of operations larger than one request ({self._limit()} operations / "
                     "the byte limit); it was not sent. Split the group, or send it as its "
                     "own smaller batch",
                     index=op.index,

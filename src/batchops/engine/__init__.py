@@ -5,7 +5,9 @@ One engine (a bounded worker pool, :mod:`batchops.engine._core`) with thin layer
 - :func:`batch_execute` — await every result, in input order (a ``BatchResult``);
 - :func:`batch_stream` — an async iterator of results as they finish;
 - :func:`run_batch` — the blocking facade for scripts and notebooks;
-- :func:`chunked` / :func:`achunked` — split items into batches by count or bytes.
+- :func:`chunked` / :func:`achunked` — split items into batches by count or bytes;
+- :class:`AdaptiveChunkSize` — a chunk size steered by request duration (AIMD), which the
+  SDK's bulk calls use with ``target_ms=``.
 
 Their options are keywords or one :class:`EngineOptions` value (``options=``). Retries
 everywhere in batchops (engine, Batcher, SDK, stores) are one :class:`RetryPolicy` over
@@ -13,6 +15,7 @@ one pure :func:`backoff_s`. Tests drive time with :class:`VirtualClock` (``clock
 every function).
 """
 
+from batchops.engine._adaptive import AdaptiveChunkSize
 from batchops.engine._chunk import achunked, chunked
 from batchops.engine._clock import Clock, MonotonicClock, TimerHandle, VirtualClock
 from batchops.engine._execute import batch_execute
@@ -23,6 +26,7 @@ from batchops.engine._stream import batch_stream
 from batchops.engine._sync import run_batch
 
 __all__ = [
+    "AdaptiveChunkSize",
     "Clock",
     "EngineKwargs",
     "EngineOptions",
