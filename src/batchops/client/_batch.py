@@ -158,6 +158,9 @@ class _State:
     last: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
     sends: dict[int, int] = dataclasses.field(default_factory=dict)
     subsets: int = 0
+    #: ``continue_on_error=False`` and an operation failed on its own (a whole-request
+    #: error named it): ``pending`` (the operations before it) still goes, then stop.
+    stop_after: bool = False
 
     @property
     def key(self) -> str:
@@ -424,7 +427,7 @@ class BatchRunner:
         # One engine attempt: every request of this chunk until all are final, or an
         # error the engine retries (the state keeps what is final) or fails the rest with.
         while True:
-            if stop.stopped and (state.pending or state.queued):
+            if stop.stopped and not state.stop_after and (state.pending or state.queued):
                 for op in [*state.pending, *(op for ops in state.queued for op in ops)]:
                     state.done[op.index] = _NOT_SENT
                 state.pending, state.queued = [], []
@@ -434,6 +437,9 @@ class BatchRunner:
                 state.pending = state.queued.pop(0)
                 state.subsets += 1  # another body: a key of its own
             await self._send_pending(state, options, stop, limit)
+            if state.stop_after and not state.pending:  # the operations before it went
+                state.stop_after = False
+                stop.stopped = True
 
     async def _send_pending(
         self, state: _State, options: _Options, stop: _Stop, limit: ChunkLimit
@@ -534,7 +540,7 @@ class BatchRunner:
             state.pending = pending[:index]
             for op in pending[index + 1 :]:
                 state.done[op.index] = _NOT_SENT
-            stop.stopped = True
+            state.stop_after = True
         state.subsets += 1  # the rest is another body: a key of its own
         return True
 
