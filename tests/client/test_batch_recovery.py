@@ -159,7 +159,7 @@ async def test_a_single_operation_over_the_budget_fails_at_once() -> None:
 
 
 def is_17(op: dict[str, Any]) -> bool:
-    return op["data"]["i"] == 17
+    return bool(op["data"]["i"] == 17)
 
 
 async def test_a_400_naming_details_index_fails_that_operation_and_resends_the_others_once() -> (
