@@ -152,3 +152,32 @@ async def test_target_ms_and_an_adaptive_chunk_size_together_are_refused() -> No
     with pytest.raises(ValueError, match="not both"):
         await runner(server).execute(creates(3), target_ms=100, chunk_size=AdaptiveChunkSize(50))
     assert server.sizes == []
+
+
+async def test_operations_answered_503_inside_a_207_halve_the_size_too() -> None:
+    clock = VirtualClock()
+    busy_once = [True]
+
+    class PartlyBusy(TimedServer):
+        async def request(
+            self,
+            method: str,
+            path: str,
+            *,
+            body: bytes | None = None,
+            headers: dict[str, str] | None = None,
+        ) -> Reply:
+            reply = await super().request(method, path, body=body, headers=headers)
+            if not busy_once:
+                return reply
+            busy_once.clear()  # the first request only
+            results = orjson.loads(reply.data)["results"]
+            results[0] = {"index": 0, "status": 503, "error": {"code": "STORE_BUSY"}}
+            return Reply(207, orjson.dumps({"results": results}), None, None, False)
+
+    server = PartlyBusy(clock, lambda n: 0.01)
+    sizing = AdaptiveChunkSize(100, 1, 100, start=40, increase=2, clock=clock)
+    result = await runner(server).execute(creates(70), chunk_size=sizing)
+    assert result.ok
+    # 40 with one 503 inside: halved to 20; that operation alone again (+2); then 22, 8.
+    assert server.sizes == [40, 1, 22, 8]

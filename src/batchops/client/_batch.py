@@ -465,11 +465,15 @@ class BatchRunner:
             if isinstance(exc.__cause__, TimeoutError):
                 limit.timed_out(state.chunk.generation)
             raise
-        if clock is not None:
-            limit.answered(reply.status, clock.now() - started, state.chunk.generation)
+        elapsed = 0.0 if clock is None else clock.now() - started
         payload = reply.json()
         results = payload.get("results") if isinstance(payload, dict) else None
-        if not isinstance(results, list) or len(results) != len(pending):
+        whole = not isinstance(results, list) or len(results) != len(pending)
+        status = reply.status
+        if not whole and any(r.get("status") in _RETRY_STATUSES for r in results or ()):
+            status = 503  # operations turned away for load: as overloaded as a whole 503
+        limit.answered(status, elapsed, state.chunk.generation)
+        if whole:
             if reply.status < 400:
                 raise APIError(
                     f"POST /v1/batch answered {reply.status} without one result per operation",
@@ -481,6 +485,7 @@ class BatchRunner:
             if not self._answer_whole(state, options, stop, limit, error):
                 raise error
             return
+        assert results is not None  # not whole: one result per operation
         by_index = sorted(results, key=lambda r: int(r.get("index", 0)))
         retry_idx = _retry_set(pending, by_index, atomic=options.atomic)
         if options.validate_only:
