@@ -181,3 +181,14 @@ async def test_operations_answered_503_inside_a_207_halve_the_size_too() -> None
     assert result.ok
     # 40 with one 503 inside: halved to 20; that operation alone again (+2); then 22, 8.
     assert server.sizes == [40, 1, 22, 8]
+
+
+@pytest.mark.parametrize(
+    "resumable", [{"checkpoint": "journal.jsonl"}, {"idempotency_prefix": "p"}]
+)
+async def test_an_adaptive_size_in_a_resumable_run_is_refused(resumable: dict[str, Any]) -> None:
+    server = TimedServer(VirtualClock(), lambda n: 0.0)
+    stream = runner(server).stream(creates(3), target_ms=100, **resumable)
+    with pytest.raises(ValueError, match="needs a fixed chunk_size"):
+        await anext(stream)
+    assert server.sizes == []

@@ -306,6 +306,14 @@ class BatchRunner:
         if atomic and not continue_on_error:
             continue_on_error = True  # atomic already stops at the first failure
         limit = self._chunk_limit(chunk_size, target_ms)
+        if limit.sizing is not None and (checkpoint is not None or idempotency_prefix):
+            # A resumable run names request n by its number (key and journal): a rerun
+            # must cut the very same requests, and an adaptive size depends on timing.
+            raise ValueError(
+                "target_ms= / chunk_size=AdaptiveChunkSize(...) cut requests by how long "
+                "earlier ones took, so a rerun would cut them differently; a resumable "
+                "run (checkpoint=, idempotency_prefix=) needs a fixed chunk_size"
+            )
         if parallel is not None and (not isinstance(parallel, int) or parallel < 1):
             raise ValueError(f"parallel={parallel!r}: must be an int >= 1, or None")
         options = _Options(atomic, continue_on_error, parallel, validate_only)
