@@ -308,3 +308,14 @@ async def test_live_a_bulk_helper_with_target_ms_adapts_its_requests_end_to_end(
     assert result.ok
     assert [len(s.operations()) for s in proxy.batches()] == [20, 30, 40, 50, 60, 70, 30]
     assert len(await all_records(store, tenant_key.name, "c")) == 300
+
+
+async def test_a_resumable_run_splits_the_refused_request_but_keeps_later_cuts() -> None:
+    server = FakeServer(over_budget(10))
+    results = [
+        r async for r in runner(server).stream(creates(30), chunk_size=15, idempotency_prefix="p")
+    ]
+    assert all(r.is_success for r in results)
+    # Each request of 15 is split the same way; the second is still cut at 15, as a rerun
+    # with the same prefix must cut it.
+    assert server.sizes() == [15, 10, 5, 15, 10, 5]

@@ -314,6 +314,9 @@ class BatchRunner:
                 "earlier ones took, so a rerun would cut them differently; a resumable "
                 "run (checkpoint=, idempotency_prefix=) needs a fixed chunk_size"
             )
+        # Resumable: a 429 over the minute's budget splits its own request (the same way
+        # on a rerun) but does not move the cuts of the requests after it.
+        limit.fixed = checkpoint is not None or bool(idempotency_prefix)
         if parallel is not None and (not isinstance(parallel, int) or parallel < 1):
             raise ValueError(f"parallel={parallel!r}: must be an int >= 1, or None")
         options = _Options(atomic, continue_on_error, parallel, validate_only)

@@ -69,14 +69,19 @@ class ChunkLimit:
     ``cap`` is the hard bound (the server's operations per request, a fixed
     ``chunk_size``, and lowered for good by :meth:`lower_cap`, e.g. to a per-minute
     operation budget a 429 revealed). ``sizing``, when given, steers the size under the
-    cap (AIMD on request duration); the cap always wins.
+    cap (AIMD on request duration); the cap always wins. ``fixed``: the cuts must not
+    depend on what answers said (a resumable run names request n by its number), so
+    :meth:`lower_cap` does nothing.
     """
 
-    __slots__ = ("cap", "sizing")
+    __slots__ = ("cap", "fixed", "sizing")
 
-    def __init__(self, cap: int, sizing: AdaptiveChunkSize | None = None) -> None:
+    def __init__(
+        self, cap: int, sizing: AdaptiveChunkSize | None = None, *, fixed: bool = False
+    ) -> None:
         self.cap = cap
         self.sizing = sizing
+        self.fixed = fixed
 
     def __call__(self) -> int:
         """The operations the next request may hold, now."""
@@ -95,8 +100,10 @@ class ChunkLimit:
         return None if self.sizing is None else self.sizing.clock
 
     def lower_cap(self, cap: int) -> None:
-        """Never cut a request of more than ``cap`` operations from now on."""
-        self.cap = max(1, min(self.cap, cap))
+        """Never cut a request of more than ``cap`` operations from now on (unless
+        ``fixed``)."""
+        if not self.fixed:
+            self.cap = max(1, min(self.cap, cap))
 
     def answered(self, status: int, duration_s: float, generation: int) -> None:
         """A request of a chunk cut in ``generation`` got ``status`` after ``duration_s``."""
