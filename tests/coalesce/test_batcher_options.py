@@ -233,3 +233,17 @@ async def test_each_batch_is_a_debug_line_on_the_coalesce_logger(
 def test_on_batch_must_be_callable() -> None:
     with pytest.raises(TypeError, match="on_batch"):
         Batcher(Gated(), on_batch="print")  # type: ignore[arg-type]
+
+
+async def test_a_load_that_found_room_then_timed_out_leaves_its_unsent_batch() -> None:
+    fn, clock = Gated(), VirtualClock()
+    loader = Batcher(fn, max_pending=1, max_delay_ms=10_000, clock=clock)
+    held = asyncio.ensure_future(loader.load(1))
+    late = asyncio.ensure_future(loader.load(2, timeout=15.0))
+    await settle()
+    fn.gate.set()
+    assert await held == 10  # t=10: batch [1] sent; key 2 finds room, opens a batch
+    with pytest.raises(BatcherTimeoutError):
+        await late  # t=15: its batch (due at t=20) was not sent: key 2 leaves it
+    await loader.aclose()
+    assert fn.calls == [[1]]

@@ -16,7 +16,7 @@ import inspect
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, cast
@@ -257,28 +257,32 @@ class Batcher(Generic[K, V]):
         return self._load_within(key, loaded, seconds=timeout)
 
     async def _load_within(self, key: K, loaded: Awaitable[V], *, seconds: float) -> V:
-        # A Future is this load's own (its slot, or its dedupe Future); the room-waiting
-        # coroutine becomes a Task so the timer can cancel it.
-        fut: asyncio.Future[V] = (
-            loaded if isinstance(loaded, asyncio.Future) else asyncio.ensure_future(loaded)
-        )
+        # What the timer stops: this load's own Future (its slot, or its dedupe Future),
+        # or, while it waits for room, a Task the timer can cancel (the slot it then gets
+        # is stopped the same way).
+        current: asyncio.Future[Any]
+        if isinstance(loaded, asyncio.Future):
+            current = loaded
+        else:
+            cast(Coroutine[Any, Any, V], loaded).close()  # not started: nothing to undo
+            current = asyncio.ensure_future(self._slot_when_room(key))
         expired = False
 
         def expire() -> None:
             nonlocal expired
-            if fut.done():
+            if current.done():
                 return
             expired = True
-            if isinstance(fut, asyncio.Task):
-                fut.cancel()
-            else:
-                self._abandon(fut)
-                fut.cancel()
+            if not isinstance(current, asyncio.Task):
+                self._abandon(current)
+            current.cancel()
 
         clock = self._clock
         timer = clock.call_at(clock.now() + seconds, expire)
         try:
-            return await fut
+            if isinstance(current, asyncio.Task):
+                current = await current
+            return cast(V, await current)
         except asyncio.CancelledError:
             if not expired:
                 raise
@@ -381,6 +385,20 @@ class Batcher(Generic[K, V]):
         return await asyncio.gather(*[self.load(k) for k in keys], return_exceptions=True)
 
     async def _load_when_room(self, key: K) -> V:
+        return await (await self._slot_when_room(key))
+
+    async def _slot_when_room(self, key: K) -> asyncio.Future[V]:
+        """Wait for room under ``max_pending``, then queue ``key``: its Future."""
+        while True:
+            await self._room()
+            # _load, not load: a load accepted before aclose() still completes. Room was
+            # just seen, and nothing ran since: this queues (or answers) at once.
+            loaded = self._load(key)
+            if isinstance(loaded, asyncio.Future):
+                return loaded
+            cast(Coroutine[Any, Any, V], loaded).close()
+
+    async def _room(self) -> None:
         loop = asyncio.get_running_loop()
         self._waiting_for_room += 1
         try:
@@ -395,8 +413,6 @@ class Batcher(Generic[K, V]):
                     raise
         finally:
             self._waiting_for_room -= 1
-        # _load, not load: a load accepted before aclose() still completes.
-        return await self._load(key)
 
     # -- cache ----------------------------------------------------------------------------
 
