@@ -493,7 +493,7 @@ class BatchRunner:
             # A whole-request answer (401, 413, 429, 503…): settled here when it names
             # what to send instead; otherwise the engine decides on a retry.
             error = reply.error()
-            if not self._answer_whole(state, options, stop, limit, error):
+            if not self._answer_whole(state, options, limit, error):
                 raise error
             return
         assert results is not None  # not whole: one result per operation
@@ -525,7 +525,6 @@ class BatchRunner:
         self,
         state: _State,
         options: _Options,
-        stop: _Stop,
         limit: ChunkLimit,
         error: APIError,
     ) -> bool:
