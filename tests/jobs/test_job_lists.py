@@ -5,9 +5,11 @@ records list's (``?limit=`` 1-1000, default 100), with the same 422 — never Fa
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from batchops.server import _ids
@@ -156,7 +158,25 @@ async def test_a_cursor_from_another_filter_set_pages_on_from_its_point(
     assert not {job["id"] for job in theirs} & set(everything)
 
 
-@pytest.mark.parametrize("cursor", ["x!", "bm9wZQ", "W10", "WzEsMl0", "%%%"], ids=repr)
+def _forged(created_at: str, job_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([created_at, job_id])).decode().rstrip("=")
+
+
+FORGED = [
+    "x!",
+    "bm9wZQ",  # "nope"
+    "W10",  # []
+    "WzEsMl0",  # [1,2]
+    "%%%",
+    # Positions this API never hands out, holding what a database may refuse (a NUL):
+    # refused as cursors on both backends, never the store's error.
+    _forged("2026-01-01T00:00:00.000Z\x00", "01a2466e-d01f-76c2-9eec-b46813169d84"),
+    _forged("2026-01-01T00:00:00.000Z", "id\x00"),
+    _forged("yesterday", "01a2466e-d01f-76c2-9eec-b46813169d84"),
+]
+
+
+@pytest.mark.parametrize("cursor", FORGED, ids=repr)
 async def test_a_cursor_the_api_did_not_hand_out_is_a_400_naming_cursor(
     service: Service, cursor: str
 ) -> None:
