@@ -61,7 +61,7 @@ def _expected(exc: BaseException) -> tuple[int, str, str] | None:
     if isinstance(exc, CheckpointError):
         return EXIT_USAGE, "CHECKPOINT_ERROR", str(exc)
     if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
-        return EXIT_SERVICE, "PORT_UNAVAILABLE", str(exc)
+        return EXIT_SERVICE, "PORT_UNAVAILABLE", str(exc.strerror or exc)
     if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
         where = f"{exc.filename}: " if exc.filename else ""
         return EXIT_USAGE, "FILE_ERROR", f"{where}{exc.strerror or exc}"
@@ -83,6 +83,7 @@ class _Commands(click.Group):
             if known is None or ctx.params.get("debug"):
                 raise
             status, code, message = known
+            message = " ".join(message.split())  # one line, whatever the driver wrote
             command = f"batchops {ctx.invoked_subcommand or ''}".strip()
             click.echo(f"{command}: error {code}: {message}", err=True)
             ctx.exit(status)
@@ -165,7 +166,10 @@ def _database(db_url: str | None, config_file: str | None) -> str | None:
     help="Env BATCHOPS_MAX_BATCH_OPERATIONS; default 1000.",
 )
 @click.option(
-    "--max-batch-bytes", type=int, default=None, help="Env BATCHOPS_MAX_BATCH_BYTES; default 10 MiB."
+    "--max-batch-bytes",
+    type=int,
+    default=None,
+    help="Env BATCHOPS_MAX_BATCH_BYTES; default 10 MiB.",
 )
 @click.option(
     "--rate-limit-requests",
@@ -297,9 +301,7 @@ def serve(
         drain_delay_s=drain_delay_s,
         shutdown_grace_s=shutdown_grace_s,
     )
-    serving.serve(
-        settings, host=settings.host, port=settings.port, log_level=settings.log_level
-    )
+    serving.serve(settings, host=settings.host, port=settings.port, log_level=settings.log_level)
 
 
 @main.command()
@@ -339,9 +341,7 @@ def _with_store(db_url: str | None, fn: Any) -> Any:
 @click.option("--tenant", required=True, help="The tenant the key acts for.")
 @click.option("--name", default=None, help="A label to recognise the key by.")
 @_db_option
-def keys_create(
-    tenant: str, name: str | None, db_url: str | None, config_file: str | None
-) -> None:
+def keys_create(tenant: str, name: str | None, db_url: str | None, config_file: str | None) -> None:
     """Create a key; prints the key alone on stdout (it is not shown again)."""
     from batchops.server.auth import create_api_key
 

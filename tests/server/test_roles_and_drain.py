@@ -86,7 +86,7 @@ def test_run_jobs_follows_the_role() -> None:
         True,
         False,
     ]
-    with pytest.raises(ValueError, match="role must be one of all, api, worker"):
+    with pytest.raises(ValueError, match=r"role\n.*'all', 'api' or 'worker'"):
         Settings(role="jobs")  # type: ignore[arg-type]
 
 
@@ -237,4 +237,6 @@ def test_serve_refuses_a_role_it_does_not_know(monkeypatch: pytest.MonkeyPatch) 
     result = CliRunner().invoke(cli.main, ["serve"])
 
     assert result.exit_code == 2
-    assert "role must be one of all, api, worker, got 'jobs'" in result.output
+    assert "setting role (BATCHOPS_ROLE): Input should be 'all', 'api' or 'worker', got 'jobs'" in (
+        result.output
+    )

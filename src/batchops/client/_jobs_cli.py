@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,8 @@ async def _upload(client: AsyncClient, file: str, options: dict[str, Any]) -> di
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     ) as bar:
-        task = bar.add_task("upload", total=Path(file).stat().st_size)
+        size = os.stat(file).st_size
+        task = bar.add_task("upload", total=size)
         # Called from the thread that reads the file; rich's Progress takes a lock.
         return await client.jobs.create_import(
             file, on_upload_progress=lambda n: bar.advance(task, n), **options

@@ -8,7 +8,7 @@ defaults. An unknown key in the TOML file is an error naming it; an unknown ``BA
 variable is not, because the CLI's own variables (``BATCHOPS_URL``, ``BATCHOPS_API_KEY``,
 ``BATCHOPS_CONFIG``…) and other tools' share the prefix.
 
-Adding a setting is one declaration below: ``name: type = Field(default, description=…)``.
+Adding a setting is one declaration below: ``name: type = Field(default=default, description=…)``.
 Its variable is ``BATCHOPS_<NAME>`` and its TOML key ``name``; docs/configuration.md's table
 is generated from the fields (``python -m batchops.server.settings --markdown``, checked by
 tests/server/test_settings.py). A secret says so with ``json_schema_extra=SECRET`` (masked
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -90,186 +90,206 @@ class Settings(BaseSettings):
     )
 
     db_url: str | None = Field(
-        None,
+        default=None,
         validation_alias=_env("BATCHOPS_DB", "BATCHOPS_DB_URL"),
         description="Database URL: a SQLite path or `sqlite:///path.db` (default "
         "`./batchops.db`) or `postgresql://user:password@host:port/db`.",
         json_schema_extra=SECRET_URL,
     )
-    host: str = Field("127.0.0.1", description="The address `serve` listens on.")
-    port: int = Field(8000, ge=0, le=65535, description="The port `serve` listens on.")
-    log_level: str = Field("info", description="uvicorn's log level.")
+    host: str = Field(default="127.0.0.1", description="The address `serve` listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="The port `serve` listens on.")
+    log_level: str = Field(default="info", description="uvicorn's log level.")
     max_batch_operations: int = Field(
-        1000, ge=1, description="Most operations in one `POST /v1/batch`."
+        default=1000, ge=1, description="Most operations in one `POST /v1/batch`."
     )
     max_batch_bytes: int = Field(
-        10 * 1024 * 1024, ge=1, description="Largest `POST /v1/batch` body, in bytes."
+        default=10 * 1024 * 1024, ge=1, description="Largest `POST /v1/batch` body, in bytes."
     )
     max_body_bytes: int = Field(
-        1024 * 1024, ge=1, description="Largest body of any other request, in bytes."
+        default=1024 * 1024, ge=1, description="Largest body of any other request, in bytes."
     )
     rate_limit_requests_per_minute: int = Field(
-        6000,
+        default=6000,
         ge=0,
         validation_alias=_env("BATCHOPS_RATE_LIMIT_REQUESTS"),
         description="Requests per API key per minute; 0 disables the limit.",
     )
     rate_limit_operations_per_minute: int = Field(
-        600_000,
+        default=600_000,
         ge=0,
         validation_alias=_env("BATCHOPS_RATE_LIMIT_OPERATIONS"),
         description="Operations per API key per minute (a batch costs its operation "
         "count); 0 disables the limit.",
     )
     redis_url: str | None = Field(
-        None,
+        default=None,
         description="Where the rate limits' counters live: a Redis URL "
         "(`redis://host:6379/0`) shares them between every process that uses it; unset "
-        "keeps them per process (docs/limits.md, \"Rate limits\").",
+        'keeps them per process (docs/limits.md, "Rate limits").',
         json_schema_extra=SECRET_URL,
     )
     redis_timeout_ms: int = Field(
-        250,
+        default=250,
         ge=1,
         description="The longest one Redis call may take; past it (or when Redis is down) a "
         "hit is counted in the process instead.",
     )
-    batch_timeout_ms: int = Field(30_000, ge=1, description="Deadline of one batch.")
+    batch_timeout_ms: int = Field(default=30_000, ge=1, description="Deadline of one batch.")
     statement_timeout_ms: int = Field(
-        30_000,
+        default=30_000,
         ge=0,
         description="The longest one database statement may run (0: no bound), so that no "
         "request can hold the database and stall the others (docs/limits.md).",
     )
     db_pool_size: int = Field(
-        0,
+        default=0,
         ge=0,
         description="PostgreSQL connections (and database threads) of this process; 0: "
         "twice the cores plus one, from 4 to 32. SQLite has one writer and ignores it.",
     )
     idempotency_stale_after_s: float = Field(
-        30.0,
+        default=30.0,
         gt=0,
         description="An in-flight Idempotency-Key claim silent this long is presumed dead "
         "and a retry may take it over (fencing makes that safe whatever the value).",
     )
     auth_cache_ttl_s: float = Field(
-        5.0, ge=0, description="How long a checked API key is trusted without a lookup."
+        default=5.0, ge=0, description="How long a checked API key is trusted without a lookup."
     )
     print_first_key: bool = Field(
-        True,
+        default=True,
         description="On first start with no API key, create one and print it "
         "(`BATCHOPS_API_KEY=bo_…`).",
     )
     role: Role = Field(
-        "all",
+        default="all",
         description="What this process does: `all` (the API and the jobs), `api` (no jobs "
         "or webhooks) or `worker` (jobs and webhooks; only /healthz and /readyz).",
     )
     workers: int = Field(
-        1,
+        default=1,
         ge=1,
         description="Processes serving on one port; each has its own pool, runner and, "
         "without redis_url, its own rate-limit counters.",
     )
     drain_delay_s: float = Field(
-        5.0,
+        default=5.0,
         ge=0,
         description="On SIGTERM/SIGINT, answer /readyz 503 but go on serving this long, so a "
         "load balancer stops sending here (docs/deploy.md).",
     )
     shutdown_grace_s: float = Field(
-        30.0,
+        default=30.0,
         ge=0,
         description="Then how long in-flight requests, the jobs' current chunks and the "
         "webhooks in flight have to end.",
     )
-    job_concurrency: int = Field(2, ge=1, description="Jobs each process runs at once.")
+    job_concurrency: int = Field(default=2, ge=1, description="Jobs each process runs at once.")
     job_lease_s: float = Field(
-        30.0, gt=0, description="A job's lease; a runner that stops renewing it loses the job."
+        default=30.0,
+        gt=0,
+        description="A job's lease; a runner that stops renewing it loses the job.",
     )
-    job_poll_s: float = Field(1.0, gt=0, description="How often an idle runner looks for jobs.")
+    job_poll_s: float = Field(
+        default=1.0, gt=0, description="How often an idle runner looks for jobs."
+    )
     job_max_attempts: int = Field(
-        3,
+        default=3,
         ge=1,
         description="A job claimed more often than this (its process died each time) ends "
         "failed ATTEMPTS_EXHAUSTED; a clean shutdown's hand-back is no attempt.",
     )
     job_retention_s: float = Field(
-        7 * 86400.0,
+        default=7 * 86400.0,
         ge=0,
         description="Jobs that ended this long ago are deleted with everything that hangs on "
-        "them (docs/jobs.md, \"Retention\").",
+        'them (docs/jobs.md, "Retention").',
     )
     idempotency_retention_s: float = Field(
-        86400.0,
+        default=86400.0,
         ge=0,
         description="Idempotency-Keys last used this long ago are deleted; 0 keeps them.",
     )
     cleanup_interval_s: float = Field(
-        300.0, ge=0, description="How often retention runs; 0: never."
+        default=300.0, ge=0, description="How often retention runs; 0: never."
     )
     max_upload_bytes: int = Field(
-        1024 * 1024 * 1024, ge=1, description="Largest import upload, in bytes."
+        default=1024 * 1024 * 1024, ge=1, description="Largest import upload, in bytes."
     )
     bulk_inline_max: int = Field(
-        1000,
+        default=1000,
         ge=0,
         description="`POST /v1/bulk/*` handles at most this many matching records inline "
         "(200); more become a job (202).",
     )
-    upload_storage: UploadStorage | None = Field(
-        None,
+    upload_storage: str | None = Field(
+        default=None,
         description="Where uploaded import files wait for their job: `database` (any process "
         "can run the job) or `directory` (in data_dir, which the job runners must share); "
         "unset: `database` on PostgreSQL, `directory` on SQLite.",
     )
     data_dir: str | None = Field(
-        None,
+        default=None,
         description="The uploads directory and the runners' local copies; unset: beside the "
         "SQLite file, or ./batchops-uploads for PostgreSQL.",
     )
     allow_private_webhooks: bool = Field(
-        False,
+        default=False,
         description="Let webhooks target loopback, private or link-local addresses (an SSRF "
         "guard when off).",
     )
-    webhook_max_attempts: int = Field(10, ge=1, description="Deliveries of one webhook event.")
+    webhook_max_attempts: int = Field(
+        default=10, ge=1, description="Deliveries of one webhook event."
+    )
     webhook_retry_base_s: float = Field(
-        5.0, gt=0, description="Attempt n waits base * 2**(n-1), capped at webhook_retry_max_s."
+        default=5.0,
+        gt=0,
+        description="Attempt n waits base * 2**(n-1), capped at webhook_retry_max_s.",
     )
     webhook_retry_max_s: float = Field(
-        3600.0, gt=0, description="The longest wait between two attempts."
+        default=3600.0, gt=0, description="The longest wait between two attempts."
     )
-    webhook_timeout_s: float = Field(10.0, gt=0, description="One delivery's time bound.")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="One delivery's time bound.")
     webhook_poll_s: float = Field(
-        1.0, gt=0, description="How often the sender looks for due deliveries."
+        default=1.0, gt=0, description="How often the sender looks for due deliveries."
     )
     webhook_concurrency: int = Field(
-        8, ge=1, description="Webhook deliveries each process sends at once."
+        default=8, ge=1, description="Webhook deliveries each process sends at once."
     )
     max_inflation_ratio: float = Field(
-        100.0,
+        default=100.0,
         ge=0,
         description="A gzip body that inflates more than this many times its compressed size "
         "(past its first MiB) is refused with 413; 0 turns the guard off.",
     )
     body_read_timeout_s: float = Field(
-        30.0,
+        default=30.0,
         ge=0,
         description="A request whose body sends nothing for this long is answered 408; 0 "
         "turns the timeout off.",
     )
     graphql_max_depth: int = Field(
-        12, ge=1, description="`POST /graphql`: deepest document (docs/graphql.md, \"Limits\")."
+        default=12,
+        ge=1,
+        description='`POST /graphql`: deepest document (docs/graphql.md, "Limits").',
     )
-    graphql_max_aliases: int = Field(1000, ge=1, description="`POST /graphql`: most aliases.")
+    graphql_max_aliases: int = Field(
+        default=1000, ge=1, description="`POST /graphql`: most aliases."
+    )
     graphql_max_tokens: int = Field(
-        100_000, ge=1, description="`POST /graphql`: most tokens in a document."
+        default=100_000, ge=1, description="`POST /graphql`: most tokens in a document."
     )
     graphql_introspection: bool = Field(
-        True, description="Answer introspection (GraphiQL's schema view) on `POST /graphql`."
+        default=True,
+        description="Answer introspection (GraphiQL's schema view) on `POST /graphql`.",
     )
+
+    @field_validator("upload_storage")
+    @classmethod
+    def _one_of_the_storages(cls, value: str | None) -> str | None:
+        if value is not None and value not in UPLOAD_STORAGES:
+            raise ValueError(f"must be one of {', '.join(UPLOAD_STORAGES)}")
+        return value
 
     # Plain construction reads nothing but its arguments; load() adds the other sources.
     _config_file: ClassVar[Path | None] = None
@@ -340,9 +360,7 @@ class Settings(BaseSettings):
 
         # A throwaway subclass carries the file to settings_customise_sources (pydantic
         # builds the sources from the class, not the call); its values make a plain Settings.
-        loading = type(
-            "Settings", (cls,), {"_config_file": path, "_read_environment": True}
-        )
+        loading = type("Settings", (cls,), {"_config_file": path, "_read_environment": True})
         given = {name: value for name, value in flags.items() if value is not None}
         unknown = sorted(set(given) - set(cls.model_fields))
         if unknown:
