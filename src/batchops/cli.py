@@ -76,10 +76,17 @@ class _Commands(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
-            raise
+        except (click.UsageError, click.exceptions.Exit, click.Abort):
+            raise  # click's own: a flag misused prints the usage, exit 2
         except Exception as exc:
-            known = _expected(exc)
+            if isinstance(exc, click.ClickException):  # a command's bad input
+                known: tuple[int, str, str] | None = (
+                    exc.exit_code,
+                    "BAD_INPUT",
+                    exc.format_message(),
+                )
+            else:
+                known = _expected(exc)
             if known is None or ctx.params.get("debug"):
                 raise
             status, code, message = known

@@ -34,8 +34,11 @@ from batchops.client._async_client import AsyncClient
 __all__ = ["UsageError", "run"]
 
 
-class UsageError(click.UsageError):
-    """Bad input or options: the CLI prints it and exits 2 (click's usage error)."""
+class UsageError(click.ClickException):
+    """Bad input (a line that is not JSON, a missing file) or options that cannot go
+    together: the CLI prints it as one line, code BAD_INPUT, and exits 2."""
+
+    exit_code = 2
 
 
 def _scan(path: Path) -> tuple[str, int]:
