@@ -166,3 +166,23 @@ def test_docs_configuration_holds_the_table_generated_from_the_model() -> None:
     assert "".join(lines[start:end]) == markdown_table(), (
         "docs/configuration.md is stale: python -m batchops.server.settings --markdown"
     )
+
+
+def test_serve_takes_its_settings_from_the_config_file_under_its_flags(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import batchops.server.serve
+
+    config = tmp_path / "batchops.toml"
+    config.write_text('role = "api"\nworkers = 3\nport = 9100\nmax_batch_operations = 300\n')
+    seen: list[tuple[Settings, dict[str, object]]] = []
+    monkeypatch.setattr(
+        batchops.server.serve, "serve", lambda settings, **options: seen.append((settings, options))
+    )
+    result = CliRunner().invoke(
+        main, ["serve", "--config", str(config), "--max-batch-operations", "9", "--workers", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    settings, options = seen[0]
+    assert (settings.max_batch_operations, settings.workers) == (9, 2)  # the flags
+    assert (settings.role, options["port"]) == ("api", 9100)  # the file
