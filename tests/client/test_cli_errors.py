@@ -211,3 +211,11 @@ async def test_the_import_summary_of_a_dry_run_says_nothing_was_written(
     assert result.exit_code == 0, result.output
     summary = next(line for line in result.stdout.splitlines() if line.startswith("job "))
     assert summary.endswith(": succeeded (dry run, nothing written) — succeeded 2/2")
+
+
+def test_docs_cli_lists_every_exit_status_as_the_cli_defines_it() -> None:
+    from batchops.cli import EXIT_CODES
+
+    text = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    for status, meaning in EXIT_CODES.items():
+        assert f"| {status} | {meaning} |" in text
