@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 import batchops.client._batch
 from batchops.cli import main
 from batchops.client import AsyncClient
+from batchops.engine._progress import ProgressReporter
 from tests.client.conftest import Live, Tenant, free_port
 
 # No server listens there: the connection is refused at once.
@@ -152,9 +153,7 @@ async def test_the_batch_progress_total_is_the_files_operation_count(
     live: Live, tenant_key: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     totals: list[int | None] = []
-    reporter = batchops.client._batch.ProgressReporter
-
-    class Recording(reporter):  # type: ignore[valid-type,misc]
+    class Recording(ProgressReporter):
         def __init__(self, *, total: int | None, **rest: Any) -> None:
             totals.append(total)
             super().__init__(total=total, **rest)

@@ -120,7 +120,7 @@ def test_load_returns_plain_settings_equal_to_the_same_values() -> None:
 
 def test_the_settings_are_frozen() -> None:
     with pytest.raises(ValueError, match="frozen"):
-        Settings().max_batch_operations = 5  # type: ignore[misc]
+        Settings().max_batch_operations = 5
 
 
 def test_replace_checks_the_new_values_as_the_constructor_does() -> None:
