@@ -153,6 +153,7 @@ async def test_the_batch_progress_total_is_the_files_operation_count(
     live: Live, tenant_key: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     totals: list[int | None] = []
+
     class Recording(ProgressReporter):
         def __init__(self, *, total: int | None, **rest: Any) -> None:
             totals.append(total)
