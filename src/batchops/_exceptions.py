@@ -11,6 +11,7 @@ Every exception batchops raises (client side and server side) derives from
     ├── BatcherTimeoutError       load(key, timeout=...) got no answer in time (a TimeoutError)
     ├── CircuitOpenError          a circuit breaker refuses calls for now (retry_after)
     ├── CheckpointError           a checkpoint journal cannot be written or read
+    ├── ConfigurationError        a setting's value, an unknown key, an unreadable config file
     ├── ConnectionFailedError     no HTTP answer: refused, dropped, timed out (a ConnectionError)
     ├── ItemError                 set as Failure.error for items that never produced one
     │   ├── ItemSkippedError      not started (fail-fast, continue_on_error=false)
@@ -67,6 +68,7 @@ __all__ = [
     "BatchopsError",
     "CheckpointError",
     "CircuitOpenError",
+    "ConfigurationError",
     "ConflictError",
     "ConnectionFailedError",
     "FailedDependencyError",
@@ -153,6 +155,12 @@ class CircuitOpenError(BatchopsError):
 
 class CheckpointError(BatchopsError):
     """A checkpoint journal cannot be used: unwritable, corrupt, or a value is not JSON."""
+
+
+class ConfigurationError(BatchopsError, ValueError):
+    """The settings cannot be made: a value that is not the setting's type, an unknown key
+    in the config file, an unreadable config file. The message names the key at fault; the
+    CLI prints it and exits 2 (a ``ValueError``, as the settings' checks always raised)."""
 
 
 class ConnectionFailedError(BatchopsError, ConnectionError):

@@ -196,7 +196,7 @@ def test_import_cli_refuses_a_notify_url_without_a_secret_before_uploading(
 
 
 @pytest.mark.slow
-async def test_import_cli_reports_a_webhook_the_server_refuses_in_one_line_and_exits_1(
+async def test_import_cli_reports_a_webhook_the_server_refuses_in_one_line_and_exits_3(
     live: Live, tenant_key: Tenant, tmp_path: Path
 ) -> None:
     csv = write_csv(tmp_path / "people.csv")
@@ -206,6 +206,7 @@ async def test_import_cli_reports_a_webhook_the_server_refuses_in_one_line_and_e
         "--key", tenant_key.key, "--notify-url", "http://127.0.0.1:9/hook",
         "--notify-secret", SECRET,
     )  # fmt: skip
-    assert done.returncode == 1
-    assert b"WEBHOOK_TARGET_NOT_ALLOWED" in done.stderr
+    assert done.returncode == 3  # an API error (docs/cli.md, "Errors and exit codes")
+    assert done.stderr.startswith(b"batchops import: error WEBHOOK_TARGET_NOT_ALLOWED: ")
+    assert done.stderr.count(b"\n") == 1
     assert b"Traceback" not in done.stderr

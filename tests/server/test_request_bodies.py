@@ -13,7 +13,6 @@ import gzip
 import itertools
 import os
 import re
-import signal
 import socket
 import struct
 import threading
@@ -405,20 +404,13 @@ def test_the_body_settings_come_from_the_environment(monkeypatch: pytest.MonkeyP
 
 
 def test_serve_takes_the_body_settings_as_flags(monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
-
-    import batchops.server.app
+    import batchops.server.serve
     from batchops import cli
 
     seen: list[Settings] = []
-
-    def fake_create_app(settings: Settings) -> object:
-        seen.append(settings)
-        return object()
-
-    monkeypatch.setattr(batchops.server.app, "create_app", fake_create_app)
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)
-    monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's handlers
+    monkeypatch.setattr(
+        batchops.server.serve, "serve", lambda settings, **options: seen.append(settings)
+    )
     result = CliRunner().invoke(
         cli.main, ["serve", "--max-inflation-ratio", "20", "--body-read-timeout-s", "7"]
     )

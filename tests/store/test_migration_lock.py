@@ -145,7 +145,8 @@ def test_migrate_fails_with_the_reason_when_the_database_is_unreachable(
     run = _batchops("migrate", "--db", "postgresql://postgres@127.0.0.1:1/none", cwd=tmp_path)
     out, err = run.communicate(timeout=60)
 
-    assert run.returncode == 1
+    assert run.returncode == 3
     assert out == ""
-    assert err.startswith("batchops migrate: cannot migrate the database schema: ")
+    assert err.startswith("batchops migrate: error DATABASE_ERROR: cannot migrate the database ")
+    assert len(err.splitlines()) == 1
     assert "Traceback" not in err

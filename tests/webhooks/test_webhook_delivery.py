@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import replace
 
 import httpx
 import pytest
@@ -152,8 +151,7 @@ async def test_a_target_that_turned_private_is_refused_at_delivery_time(service:
 
 
 async def test_a_delivery_pending_at_shutdown_is_sent_after_a_restart(settings: Settings) -> None:
-    settings = replace(
-        settings,
+    settings = settings.replace(
         allow_private_webhooks=True,
         webhook_poll_s=0.05,
         webhook_max_attempts=50,

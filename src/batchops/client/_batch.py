@@ -297,12 +297,15 @@ class BatchRunner:
         idempotency_prefix: str | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
         wire: bool = False,
+        total: int | None = None,
     ) -> AsyncGenerator[Result[Any], None]:
         """Yield one ``Result`` per operation (``.index`` = input position) as requests finish.
 
         Within a request, results come in input order; requests finish in any order.
         ``wire=True`` (for the CLI) makes ``Success.value`` the whole wire result
-        ``{"status", "body"}`` instead of the body.
+        ``{"status", "body"}`` instead of the body. ``total``: the operation count, for the
+        progress (and its ETA) when ``operations`` has no ``len()`` (the CLI counts a file's
+        lines).
         """
         if atomic and not continue_on_error:
             continue_on_error = True  # atomic already stops at the first failure
@@ -342,7 +345,8 @@ class BatchRunner:
         async def send(chunk: Chunk) -> list[dict[str, Any]]:
             return await self._send(states[chunk.number], options, stop, limit)
 
-        total = len(operations) if isinstance(operations, list | tuple) else None
+        if total is None and isinstance(operations, list | tuple):
+            total = len(operations)
         reporter = None
         if on_progress is not None or progress:
             reporter = ProgressReporter(

@@ -24,28 +24,35 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import click
 import orjson
 
-from batchops._exceptions import APIError, BatchopsError
+from batchops._exceptions import APIError
 from batchops._results import Result, Success
 from batchops.client._async_client import AsyncClient
 
 __all__ = ["UsageError", "run"]
 
 
-class UsageError(Exception):
-    """Bad input or options: the CLI prints it and exits 2."""
+class UsageError(click.ClickException):
+    """Bad input (a line that is not JSON, a missing file) or options that cannot go
+    together: the CLI prints it as one line, code BAD_INPUT, and exits 2."""
+
+    exit_code = 2
 
 
-def _scan(path: Path) -> str:
-    """Check every line is a JSON object (before sending anything); the file's SHA-256."""
+def _scan(path: Path) -> tuple[str, int]:
+    """Check every line is a JSON object (before sending anything); the file's SHA-256 and
+    its operation count (the progress bar's total)."""
     digest = hashlib.sha256()
+    count = 0
     with path.open("rb") as f:
         for number, line in enumerate(f, 1):
             digest.update(line)
             if line.strip():
                 _parse(line, number)
-    return digest.hexdigest()
+                count += 1
+    return digest.hexdigest(), count
 
 
 def _parse(line: bytes, number: int) -> dict[str, Any]:
@@ -110,7 +117,7 @@ def run(
         run_file = Path(out + ".run.json")
     if resume and (source is None or journal is None or run_file is None):
         raise UsageError("--resume needs a FILE (not stdin) and --out, and not --dry-run")
-    digest = _scan(source) if source is not None else None
+    digest, total = _scan(source) if source is not None else (None, None)
     if journal is not None and run_file is not None:
         params = {"sha256": digest, "chunk_size": chunk_size, "atomic": atomic}
         if resume:
@@ -151,6 +158,7 @@ def run(
                 prefix=prefix,
                 journal=journal,
                 run_file=run_file,
+                total=total,
             )
         )
     finally:
@@ -175,44 +183,44 @@ async def _run(
     prefix: str | None,
     journal: Path | None,
     run_file: Path | None,
+    total: int | None,
 ) -> int:
     started = time.monotonic()
     counts = {"succeeded": 0, "failed": 0, "skipped": 0}
-    try:
-        async with AsyncClient(url, key, max_concurrent=concurrency) as client:
-            results = client._runner.stream(
-                _operations(stream),
-                atomic=atomic,
-                chunk_size=chunk_size,
-                validate_only=dry_run,
-                max_concurrent=concurrency,
-                progress=True,
-                idempotency_prefix=prefix,
-                checkpoint=journal,
-                wire=True,
-            )
-            async for result in results:
-                sink.write(_line(result) + b"\n")
-                if isinstance(result, Success):
-                    counts["succeeded"] += 1
-                elif result.status == "skipped":
-                    counts["skipped"] += 1
-                else:
-                    counts["failed"] += 1
-    except BatchopsError as exc:
-        print(f"batchops batch: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    # An error that ends the run (the server unreachable, the key refused) propagates: the
+    # CLI prints it as one line (batchops.cli); the journal stays for --resume.
+    async with AsyncClient(url, key, max_concurrent=concurrency) as client:
+        results = client._runner.stream(
+            _operations(stream),
+            atomic=atomic,
+            chunk_size=chunk_size,
+            validate_only=dry_run,
+            max_concurrent=concurrency,
+            progress=True,
+            idempotency_prefix=prefix,
+            checkpoint=journal,
+            wire=True,
+            total=total,
+        )
+        async for result in results:
+            sink.write(_line(result) + b"\n")
+            if isinstance(result, Success):
+                counts["succeeded"] += 1
+            elif result.status == "skipped":
+                counts["skipped"] += 1
+            else:
+                counts["failed"] += 1
     # Every request reached a result: the journal has served its purpose.
     for path in (journal, run_file):
         if path is not None and path.exists():
             os.unlink(path)
-    total = sum(counts.values())
+    done = sum(counts.values())
     elapsed = time.monotonic() - started
     what = "validated" if dry_run else "operations"
     print(
-        f"{total} {what}: {counts['succeeded']} succeeded, {counts['failed']} failed, "
+        f"{done} {what}: {counts['succeeded']} succeeded, {counts['failed']} failed, "
         f"{counts['skipped']} skipped in {elapsed:.2f}s"
-        + (f" ({total / elapsed:.0f}/s)" if elapsed > 0 else ""),
+        + (f" ({done / elapsed:.0f}/s)" if elapsed > 0 else ""),
         file=sys.stderr,
     )
     return 0 if counts["failed"] == 0 and counts["skipped"] == 0 else 1

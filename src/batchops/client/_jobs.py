@@ -9,7 +9,7 @@ is the blocking facade (``Client.jobs``): one bridge line per method, no logic.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,10 +122,13 @@ class AsyncJobs:
         dry_run: bool = False,
         chunk_size: int | None = None,
         notification_webhook: NotificationWebhook | None = None,
+        on_upload_progress: Callable[[int], object] | None = None,
     ) -> dict[str, Any]:
         """Upload ``file`` (streamed from disk); returns the queued job.
 
         ``notification_webhook``: be called (signed) when the job ends, instead of polling.
+        ``on_upload_progress(n)``: called as each ``n`` more bytes of the file are sent (from
+        a thread: the file is read off the event loop).
         """
         path = Path(file)
         fmt = format_of(path, format)
@@ -143,7 +146,11 @@ class AsyncJobs:
         if notification_webhook is not None:
             params["notification_webhook"] = json.dumps(_webhook_json(notification_webhook))
         reply = await self._transport.upload(
-            "/v1/imports", path, content_type=CONTENT_TYPES[fmt], params=params
+            "/v1/imports",
+            path,
+            content_type=CONTENT_TYPES[fmt],
+            params=params,
+            on_bytes=on_upload_progress,
         )
         job: dict[str, Any] = _ok(reply)
         return job

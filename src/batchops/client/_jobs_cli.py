@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from batchops._exceptions import APIError, BatchopsError
 from batchops.client._async_client import AsyncClient
 
 __all__ = ["run_import", "run_jobs"]
 
 
 def _summary(job: dict[str, Any]) -> str:
-    line = (
-        f"job {job['id']}: {job['state']} — {job['processed']}/{job['total']} rows processed, "
-        f"{job['succeeded']} succeeded, {job['failed']} failed"
-    )
+    """One line: the job's state and how its rows ended ("succeeded 3/4, 1 failed"); a dry
+    run says it wrote nothing."""
+    total = job["total"] if job["total"] is not None else job["processed"]
+    dry_run = bool((job.get("options") or {}).get("dry_run"))
+    state = f"{job['state']} (dry run, nothing written)" if dry_run else job["state"]
+    line = f"job {job['id']}: {state} — succeeded {job['succeeded']}/{total}"
+    if job["failed"]:
+        line += f", {job['failed']} failed"
     if job.get("error"):
         line += f"\n{job['error'].get('code')}: {job['error'].get('message')}"
     return line
@@ -27,12 +31,19 @@ def _summary(job: dict[str, Any]) -> str:
 async def _follow(client: AsyncClient, job_id: str, url: str) -> dict[str, Any]:
     job = await client.jobs.get(job_id)
     if sys.stdout.isatty():
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         with Progress(
             TextColumn("[bold]{task.fields[state]}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
             TimeRemainingColumn(),
         ) as bar:
             task = bar.add_task("import", total=job["total"], state=job["state"])
@@ -46,26 +57,50 @@ async def _follow(client: AsyncClient, job_id: str, url: str) -> dict[str, Any]:
     return job
 
 
+async def _upload(client: AsyncClient, file: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Create the import job; on a terminal, with a bar of the bytes sent (and their ETA)."""
+    if not sys.stdout.isatty():
+        return await client.jobs.create_import(file, **options)
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        TextColumn("[bold]upload"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    ) as bar:
+        size = os.stat(file).st_size
+        task = bar.add_task("upload", total=size)
+        # Called from the thread that reads the file; rich's Progress takes a lock.
+        return await client.jobs.create_import(
+            file, on_upload_progress=lambda n: bar.advance(task, n), **options
+        )
+
+
 def run_import(file: str, *, url: str, key: str, **options: Any) -> int:
-    """Upload, follow the events, print the summary; exit status 0 only if every row
-    succeeded. A refused upload (a bad option, a webhook the server will not call…) or a
-    lost server is one line on stderr and exit status 1, not a traceback."""
+    """Upload (a bar of the bytes sent), follow the events (a bar of the rows processed),
+    print the summary; exit status 0 only if every row succeeded. A refused upload (a bad
+    option, a webhook the server will not call…) or a lost server raises, and the CLI
+    prints it as one line (batchops.cli)."""
 
     async def go() -> int:
         async with AsyncClient(url, key) as client:
-            try:
-                job = await client.jobs.create_import(file, **options)
-            except BatchopsError as exc:
-                code = f" {exc.code}" if isinstance(exc, APIError) else ""
-                print(f"batchops import: {type(exc).__name__}{code}: {exc}", file=sys.stderr)
-                return 1
+            job = await _upload(client, file, options)
             print(f"uploaded {Path(file).name}: job {job['id']}", flush=True)
             job = await _follow(client, job["id"], url)
             print(_summary(job))
             if job["failed"]:
                 print(
                     "failed rows: batchops jobs failures "
-                    f"{job['id']} --url {url} --key $BATCHOPS_KEY > failures.ndjson"
+                    f"{job['id']} --url {url} --key $BATCHOPS_API_KEY > failures.ndjson"
                 )
             return 0 if job["state"] == "succeeded" and not job["failed"] else 1
 

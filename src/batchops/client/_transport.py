@@ -7,7 +7,8 @@ connector's ``limit`` caps requests in flight for the whole client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import io
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,12 +130,19 @@ class Transport:
             ) from exc
 
     async def upload(
-        self, path: str, file: Path, *, content_type: str, params: dict[str, str]
+        self,
+        path: str,
+        file: Path,
+        *,
+        content_type: str,
+        params: dict[str, str],
+        on_bytes: Callable[[int], object] | None = None,
     ) -> Reply:
-        """POST a file as the raw body, streamed from disk (never read whole)."""
+        """POST a file as the raw body, streamed from disk (never read whole).
+        ``on_bytes(n)`` is called as each ``n`` bytes are read to be sent (from a thread)."""
         session = self._open()
         try:
-            with file.open("rb") as f:
+            with _CountingReader(file, on_bytes) if on_bytes else file.open("rb") as f:
                 async with session.post(
                     self._base_url + path,
                     data=f,
@@ -173,3 +181,18 @@ class Transport:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+class _CountingReader(io.BufferedReader):
+    """A file opened for reading that reports the bytes read from it: aiohttp sends it as
+    a file (its size known, so with a Content-Length) and reads it in chunks, in a thread."""
+
+    def __init__(self, path: Path, on_bytes: Callable[[int], object]) -> None:
+        super().__init__(io.FileIO(path, "rb"))
+        self._on_bytes = on_bytes
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        if data:
+            self._on_bytes(len(data))
+        return data

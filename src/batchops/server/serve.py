@@ -28,7 +28,7 @@ from uvicorn.supervisors import multiprocess
 from batchops.server.drain import DRAIN_STATE, Drain
 from batchops.server.settings import Settings
 
-__all__ = ["SETTINGS_ENV", "DrainingServer", "app_from_environment", "serve"]
+__all__ = ["SETTINGS_ENV", "DrainingServer", "app_from_environment", "bind_socket", "serve"]
 
 log = logging.getLogger("batchops.server")
 
@@ -38,8 +38,21 @@ they set the ``BATCHOPS_*`` variables and flags that make the settings)."""
 
 
 def serve(settings: Settings, *, host: str, port: int, log_level: str) -> None:
-    """Serve until SIGTERM/SIGINT, then drain and exit 0 (exit 3 when a process fails to
-    start: the database unreachable, the port taken)."""
+    """Serve until SIGTERM/SIGINT, then drain and exit 0.
+
+    Before anything is created (the first API key above all), the port is bound (an
+    ``OSError`` when it is taken) and the database reached and migrated (a ``StoreError``
+    when it cannot be): the CLI prints either as one line and exits 3. A process that fails
+    to start later exits 3 too.
+    """
+    from batchops.store import migrate
+
+    sock = bind_socket(host, port)
+    try:
+        migrate(settings.db_url)
+    except BaseException:
+        sock.close()
+        raise
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -54,16 +67,31 @@ def serve(settings: Settings, *, host: str, port: int, log_level: str) -> None:
         from batchops.server.app import create_app
 
         _exit_0_after_signals()
-        DrainingServer(uvicorn.Config(create_app(settings), **options)).run()
+        DrainingServer(uvicorn.Config(create_app(settings), **options)).run(sockets=[sock])
         return
     os.environ[SETTINGS_ENV] = settings.to_json()
     config = uvicorn.Config(
         f"{__name__}:app_from_environment", factory=True, workers=workers, **options
     )
-    supervisor = _Supervisor(config, sockets=[config.bind_socket()])
+    supervisor = _Supervisor(config, sockets=[sock])
     supervisor.run()
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
         sys.exit(STARTUP_FAILURE)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, bound as uvicorn binds it (``SO_REUSEADDR``, inheritable by
+    the workers); raises ``OSError`` (``EADDRINUSE``) when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 def app_from_environment() -> FastAPI:

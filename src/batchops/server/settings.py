@@ -1,14 +1,49 @@
-"""Server settings: one frozen object built from CLI flags or the environment."""
+"""Server settings: one frozen model, read from flags, ``BATCHOPS_*`` variables and a TOML file.
+
+``Settings(...)`` is pure: it takes keyword fields and defaults, nothing else, so a test's
+settings never depend on the environment it runs in. :meth:`Settings.load` is what
+``batchops serve`` (and every command that opens the database) uses; it reads, in order of
+precedence, the flags it is given, the environment, the ``--config`` TOML file, then the
+defaults. An unknown key in the TOML file is an error naming it; an unknown ``BATCHOPS_*``
+variable is not, because the CLI's own variables (``BATCHOPS_URL``, ``BATCHOPS_API_KEY``,
+``BATCHOPS_CONFIG``…) and other tools' share the prefix.
+
+Adding a setting is one declaration below: ``name: type = Field(default=default, description=…)``.
+Its variable is ``BATCHOPS_<NAME>`` and its TOML key ``name``; docs/configuration.md's table
+is generated from the fields (``python -m batchops.server.settings --markdown``, checked by
+tests/server/test_settings.py). A secret says so with ``json_schema_extra=SECRET`` (masked
+whole) or ``SECRET_URL`` (the URL's password masked) and ``batchops config show`` masks it.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
-from dataclasses import dataclass
-from typing import Literal, TypeVar, get_args
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal, get_args
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["UPLOAD_STORAGES", "Role", "Settings"]
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from batchops._exceptions import ConfigurationError
+
+__all__ = [
+    "SECRET",
+    "SECRET_URL",
+    "UPLOAD_STORAGES",
+    "Role",
+    "Settings",
+    "env_names",
+    "markdown_table",
+    "masked",
+]
 
 Role = Literal["all", "api", "worker"]
 """What a ``batchops serve`` process does (docs/deploy.md, "Roles"): ``all`` answers the
@@ -17,152 +52,266 @@ runs jobs and sends webhooks, and answers only ``/healthz`` and ``/readyz``."""
 
 ROLES: tuple[Role, ...] = get_args(Role)
 
-UPLOAD_STORAGES = ("database", "directory")
+UploadStorage = Literal["database", "directory"]
+UPLOAD_STORAGES: tuple[UploadStorage, ...] = get_args(UploadStorage)
 """The values of ``Settings.upload_storage`` (None picks the database's default)."""
 
+ENV_PREFIX = "BATCHOPS_"
 
-_N = TypeVar("_N", int, float)
-
-
-def _env_number(name: str, default: _N, kind: type[_N], what: str) -> _N:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return kind(raw)
-    except ValueError as exc:
-        raise ValueError(f"environment variable {name} must be {what}, got {raw!r}") from exc
+SECRET: dict[str, Any] = {"secret": "value"}
+"""``json_schema_extra`` of a setting whose whole value is a secret (a token)."""
+SECRET_URL: dict[str, Any] = {"secret": "url"}
+"""``json_schema_extra`` of a URL setting whose password is a secret."""
 
 
-def _env_int(name: str, default: int) -> int:
-    return _env_number(name, default, int, "an integer")
+def _env(*names: str) -> AliasChoices:
+    """A setting read from variables whose names are not ``BATCHOPS_<FIELD>``: the first
+    name is the one documented, the others older names that keep working."""
+    return AliasChoices(*names)
 
 
-def _env_float(name: str, default: float) -> float:
-    return _env_number(name, default, float, "a number")
-
-
-def _env_bool(name: str) -> bool:
-    raw = (os.environ.get(name) or "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    raise ValueError(f"environment variable {name} must be 1 or 0, got {raw!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(BaseSettings):
     """How ``batchops serve`` behaves. Every limit is configurable.
 
     >>> Settings(db_url="sqlite:///tmp/x.db", max_batch_operations=500).max_batch_operations
     500
     """
 
-    db_url: str | None = None
-    max_batch_operations: int = 1000
-    max_batch_bytes: int = 10 * 1024 * 1024
-    max_body_bytes: int = 1024 * 1024
-    # Per API key, per minute; 0 disables the limit.
-    rate_limit_requests_per_minute: int = 6000
-    rate_limit_operations_per_minute: int = 600_000
-    # Where the rate limits' counters live: a Redis URL (redis://host:6379/0) shares them
-    # between every process that uses it; None keeps them per process. A Redis call may
-    # take redis_timeout_ms at most; past it (or when Redis is down) a hit is counted in
-    # the process instead (docs/limits.md, "Rate limits").
-    redis_url: str | None = None
-    redis_timeout_ms: int = 250
-    batch_timeout_ms: int = 30_000
-    # The longest one database statement may run (0: no bound), so that no request can
-    # hold the database and stall the others (docs/limits.md).
-    statement_timeout_ms: int = 30_000
-    # PostgreSQL connections (and database threads) of this process; 0: twice the cores
-    # plus one, from 4 to 32 (batchops.store.postgres.default_pool_size). SQLite has one
-    # writer and ignores it.
-    db_pool_size: int = 0
-    # An in-flight Idempotency-Key claim silent this long is presumed dead (its process was
-    # killed) and a retry may take it over; fencing makes that safe whatever the value
-    # (see batchops.server.batch.idempotency), so it only sets how soon a retry after a
-    # crash is answered.
-    idempotency_stale_after_s: float = 30.0
-    auth_cache_ttl_s: float = 5.0
-    print_first_key: bool = True
-    # What this process does (see Role): the API, the jobs (and webhooks), or both.
-    role: Role = "all"
-    # Processes serving on one port (`serve --workers N`): each has its own pool, runner
-    # and, without redis_url, its own rate-limit counters.
-    workers: int = 1
-    # Stopping (docs/deploy.md, "Stopping: the drain"). On SIGTERM/SIGINT the process answers
-    # /readyz with 503 but goes on serving for drain_delay_s, so that a load balancer stops
-    # sending to it; then it stops accepting, and in-flight requests, the jobs' current
-    # chunks and the webhooks in flight have shutdown_grace_s to end before it exits.
-    drain_delay_s: float = 5.0
-    shutdown_grace_s: float = 30.0
-    # Bulk jobs (see docs/jobs.md): the runner inside `serve`.
-    job_concurrency: int = 2
-    job_lease_s: float = 30.0
-    job_poll_s: float = 1.0
-    # A job claimed more often than this (its process died each time: out of memory, a
-    # poison input) ends failed ATTEMPTS_EXHAUSTED instead of running again; a clean
-    # shutdown's hand-back is no attempt (docs/jobs.md, "Attempts").
-    job_max_attempts: int = 3
-    # Retention (docs/jobs.md, "Retention"): the processes that run jobs delete, every
-    # cleanup_interval_s (0: never), jobs that ended job_retention_s ago with everything
-    # that hangs on them, and Idempotency-Keys last used idempotency_retention_s ago
-    # (0: keep them forever).
-    job_retention_s: float = 7 * 86400.0
-    idempotency_retention_s: float = 86400.0
-    cleanup_interval_s: float = 300.0
-    max_upload_bytes: int = 1024 * 1024 * 1024
-    # POST /v1/bulk/*: at most this many matching records are handled inline (200); more
-    # become a job (202).
-    bulk_inline_max: int = 1000
-    # Where uploaded import files wait for their job (see batchops.server.jobs.inputs):
-    # "database" (chunk rows in the database: any process of the database can run the job,
-    # no shared disk), "directory" (files in data_dir: the processes that run jobs must
-    # share it), or None for the database's default: "database" on PostgreSQL, "directory"
-    # on SQLite.
-    upload_storage: str | None = None
-    # The uploads directory, and where a process keeps its local copies of the uploads
-    # of the jobs it runs. None: beside the SQLite file, or ./batchops-uploads for
-    # PostgreSQL.
-    data_dir: str | None = None
-    # Webhooks of jobs (see docs/jobs.md, "Webhooks"). Targets on loopback, private,
-    # link-local or other non-public addresses are refused unless allow_private_webhooks.
-    allow_private_webhooks: bool = False
-    webhook_max_attempts: int = 10
-    webhook_retry_base_s: float = 5.0  # attempt n waits base * 2**(n-1), capped at max
-    webhook_retry_max_s: float = 3600.0
-    webhook_timeout_s: float = 10.0
-    webhook_poll_s: float = 1.0
-    webhook_concurrency: int = 8
-    # Request bodies (see docs/limits.md). A gzip body that inflates more than this many
-    # times its compressed size (past its first MiB) is refused with 413; 0 turns the guard
-    # off (the byte limits still hold).
-    max_inflation_ratio: float = 100.0
-    # A request whose body sends nothing for this long is answered 408 and its connection
-    # closed; 0 turns the timeout off.
-    body_read_timeout_s: float = 30.0
-    # POST /graphql (docs/graphql.md, "Limits"): a document deeper than graphql_max_depth
-    # levels, with more than graphql_max_aliases aliases or more than graphql_max_tokens
-    # tokens is refused before anything runs; introspection (and so GraphiQL's schema
-    # view) can be turned off.
-    graphql_max_depth: int = 12
-    graphql_max_aliases: int = 1000
-    graphql_max_tokens: int = 100_000
-    graphql_introspection: bool = True
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        # BATCHOPS_X= (set but empty) means the default, as `export X=` usually intends.
+        env_ignore_empty=True,
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        str_strip_whitespace=True,
+        validate_default=True,
+    )
 
-    def __post_init__(self) -> None:
-        if self.upload_storage not in (None, *UPLOAD_STORAGES):
-            raise ValueError(
-                f"upload_storage (BATCHOPS_UPLOAD_STORAGE) must be one of "
-                f"{', '.join(UPLOAD_STORAGES)}, got {self.upload_storage!r}"
-            )
-        if self.role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
-        for name in ("drain_delay_s", "shutdown_grace_s"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
+    db_url: str | None = Field(
+        default=None,
+        validation_alias=_env("BATCHOPS_DB", "BATCHOPS_DB_URL"),
+        description="Database URL: a SQLite path or `sqlite:///path.db` (default "
+        "`./batchops.db`) or `postgresql://user:password@host:port/db`.",
+        json_schema_extra=SECRET_URL,
+    )
+    host: str = Field(default="127.0.0.1", description="The address `serve` listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="The port `serve` listens on.")
+    log_level: str = Field(default="info", description="uvicorn's log level.")
+    max_batch_operations: int = Field(
+        default=1000, ge=1, description="Most operations in one `POST /v1/batch`."
+    )
+    max_batch_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="Largest `POST /v1/batch` body, in bytes."
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1, description="Largest body of any other request, in bytes."
+    )
+    rate_limit_requests_per_minute: int = Field(
+        default=6000,
+        ge=0,
+        validation_alias=_env("BATCHOPS_RATE_LIMIT_REQUESTS"),
+        description="Requests per API key per minute; 0 disables the limit.",
+    )
+    rate_limit_operations_per_minute: int = Field(
+        default=600_000,
+        ge=0,
+        validation_alias=_env("BATCHOPS_RATE_LIMIT_OPERATIONS"),
+        description="Operations per API key per minute (a batch costs its operation "
+        "count); 0 disables the limit.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Where the rate limits' counters live: a Redis URL "
+        "(`redis://host:6379/0`) shares them between every process that uses it; unset "
+        'keeps them per process (docs/limits.md, "Rate limits").',
+        json_schema_extra=SECRET_URL,
+    )
+    redis_timeout_ms: int = Field(
+        default=250,
+        ge=1,
+        description="The longest one Redis call may take; past it (or when Redis is down) a "
+        "hit is counted in the process instead.",
+    )
+    batch_timeout_ms: int = Field(default=30_000, ge=1, description="Deadline of one batch.")
+    statement_timeout_ms: int = Field(
+        default=30_000,
+        ge=0,
+        description="The longest one database statement may run (0: no bound), so that no "
+        "request can hold the database and stall the others (docs/limits.md).",
+    )
+    db_pool_size: int = Field(
+        default=0,
+        ge=0,
+        description="PostgreSQL connections (and database threads) of this process; 0: "
+        "twice the cores plus one, from 4 to 32. SQLite has one writer and ignores it.",
+    )
+    idempotency_stale_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="An in-flight Idempotency-Key claim silent this long is presumed dead "
+        "and a retry may take it over (fencing makes that safe whatever the value).",
+    )
+    auth_cache_ttl_s: float = Field(
+        default=5.0, ge=0, description="How long a checked API key is trusted without a lookup."
+    )
+    print_first_key: bool = Field(
+        default=True,
+        description="On first start with no API key, create one and print it "
+        "(`BATCHOPS_API_KEY=bo_…`).",
+    )
+    role: Role = Field(
+        default="all",
+        description="What this process does: `all` (the API and the jobs), `api` (no jobs "
+        "or webhooks) or `worker` (jobs and webhooks; only /healthz and /readyz).",
+    )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Processes serving on one port; each has its own pool, runner and, "
+        "without redis_url, its own rate-limit counters.",
+    )
+    drain_delay_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="On SIGTERM/SIGINT, answer /readyz 503 but go on serving this long, so a "
+        "load balancer stops sending here (docs/deploy.md).",
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Then how long in-flight requests, the jobs' current chunks and the "
+        "webhooks in flight have to end.",
+    )
+    job_concurrency: int = Field(default=2, ge=1, description="Jobs each process runs at once.")
+    job_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A job's lease; a runner that stops renewing it loses the job.",
+    )
+    job_poll_s: float = Field(
+        default=1.0, gt=0, description="How often an idle runner looks for jobs."
+    )
+    job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="A job claimed more often than this (its process died each time) ends "
+        "failed ATTEMPTS_EXHAUSTED; a clean shutdown's hand-back is no attempt.",
+    )
+    job_retention_s: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="Jobs that ended this long ago are deleted with everything that hangs on "
+        'them (docs/jobs.md, "Retention").',
+    )
+    idempotency_retention_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="Idempotency-Keys last used this long ago are deleted; 0 keeps them.",
+    )
+    cleanup_interval_s: float = Field(
+        default=300.0, ge=0, description="How often retention runs; 0: never."
+    )
+    max_upload_bytes: int = Field(
+        default=1024 * 1024 * 1024, ge=1, description="Largest import upload, in bytes."
+    )
+    bulk_inline_max: int = Field(
+        default=1000,
+        ge=0,
+        description="`POST /v1/bulk/*` handles at most this many matching records inline "
+        "(200); more become a job (202).",
+    )
+    upload_storage: str | None = Field(
+        default=None,
+        description="Where uploaded import files wait for their job: `database` (any process "
+        "can run the job) or `directory` (in data_dir, which the job runners must share); "
+        "unset: `database` on PostgreSQL, `directory` on SQLite.",
+    )
+    data_dir: str | None = Field(
+        default=None,
+        description="The uploads directory and the runners' local copies; unset: beside the "
+        "SQLite file, or ./batchops-uploads for PostgreSQL.",
+    )
+    allow_private_webhooks: bool = Field(
+        default=False,
+        description="Let webhooks target loopback, private or link-local addresses (an SSRF "
+        "guard when off).",
+    )
+    webhook_max_attempts: int = Field(
+        default=10, ge=1, description="Deliveries of one webhook event."
+    )
+    webhook_retry_base_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Attempt n waits base * 2**(n-1), capped at webhook_retry_max_s.",
+    )
+    webhook_retry_max_s: float = Field(
+        default=3600.0, gt=0, description="The longest wait between two attempts."
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="One delivery's time bound.")
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, description="How often the sender looks for due deliveries."
+    )
+    webhook_concurrency: int = Field(
+        default=8, ge=1, description="Webhook deliveries each process sends at once."
+    )
+    max_inflation_ratio: float = Field(
+        default=100.0,
+        ge=0,
+        description="A gzip body that inflates more than this many times its compressed size "
+        "(past its first MiB) is refused with 413; 0 turns the guard off.",
+    )
+    body_read_timeout_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="A request whose body sends nothing for this long is answered 408; 0 "
+        "turns the timeout off.",
+    )
+    graphql_max_depth: int = Field(
+        default=12,
+        ge=1,
+        description='`POST /graphql`: deepest document (docs/graphql.md, "Limits").',
+    )
+    graphql_max_aliases: int = Field(
+        default=1000, ge=1, description="`POST /graphql`: most aliases."
+    )
+    graphql_max_tokens: int = Field(
+        default=100_000, ge=1, description="`POST /graphql`: most tokens in a document."
+    )
+    graphql_introspection: bool = Field(
+        default=True,
+        description="Answer introspection (GraphiQL's schema view) on `POST /graphql`.",
+    )
+
+    @field_validator("upload_storage")
+    @classmethod
+    def _one_of_the_storages(cls, value: str | None) -> str | None:
+        if value is not None and value not in UPLOAD_STORAGES:
+            raise ValueError(f"must be one of {', '.join(UPLOAD_STORAGES)}")
+        return value
+
+    # Plain construction reads nothing but its arguments; load() adds the other sources.
+    _config_file: ClassVar[Path | None] = None
+    _read_environment: ClassVar[bool] = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (the keyword arguments), then the environment, then the TOML file; only the
+        arguments for plain construction."""
+        if not cls._read_environment:
+            return (init_settings,)
+        sources = [init_settings, env_settings]
+        if cls._config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._config_file))
+        return tuple(sources)
 
     @property
     def run_jobs(self) -> bool:
@@ -175,63 +324,151 @@ class Settings:
         answers only the health probes."""
         return self.role != "worker"
 
+    def replace(self, **changes: object) -> Settings:
+        """A copy with ``changes``, checked as the constructor checks (``dataclasses.replace``
+        for this frozen model)."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
     def to_json(self) -> str:
         """Every field, as JSON (:meth:`from_json` reads it back): how ``serve --workers``
         hands one process's settings to the others."""
-        return json.dumps(dataclasses.asdict(self))
+        return self.model_dump_json()
 
     @classmethod
     def from_json(cls, text: str) -> Settings:
-        """The settings :meth:`to_json` wrote."""
-        return cls(**json.loads(text))
+        """The settings :meth:`to_json` wrote (nothing else is read)."""
+        return cls.model_validate_json(text)
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **flags: object) -> Settings:
+        """The effective settings: ``flags`` (a ``None`` flag was not given), then the
+        ``BATCHOPS_*`` environment, then ``config_file`` (TOML), then the defaults.
+
+        Raises :class:`ConfigurationError` naming the key or variable at fault: an unknown
+        key in the file, a value that is not the setting's type, an unreadable file.
+        """
+        path = Path(config_file) if config_file is not None else None
+        if path is not None:
+            try:
+                tomllib.loads(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot read the config file {path}: {exc.strerror or exc}"
+                ) from exc
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+
+        # A throwaway subclass carries the file to settings_customise_sources (pydantic
+        # builds the sources from the class, not the call); its values make a plain Settings.
+        loading = type("Settings", (cls,), {"_config_file": path, "_read_environment": True})
+        given = {name: value for name, value in flags.items() if value is not None}
+        unknown = sorted(set(given) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"Settings.load() got unknown settings: {', '.join(unknown)}")
+        try:
+            loaded = loading(**given)
+        except ValidationError as exc:
+            raise ConfigurationError(_explain(exc, path)) from exc
+        return cls.model_validate(loaded.model_dump())
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
-        """Settings from ``BATCHOPS_*`` environment variables, then ``overrides``."""
-        values: dict[str, object] = {
-            "db_url": os.environ.get("BATCHOPS_DB") or None,
-            "max_batch_operations": _env_int("BATCHOPS_MAX_BATCH_OPERATIONS", 1000),
-            "max_batch_bytes": _env_int("BATCHOPS_MAX_BATCH_BYTES", 10 * 1024 * 1024),
-            "max_body_bytes": _env_int("BATCHOPS_MAX_BODY_BYTES", 1024 * 1024),
-            "rate_limit_requests_per_minute": _env_int("BATCHOPS_RATE_LIMIT_REQUESTS", 6000),
-            "rate_limit_operations_per_minute": _env_int("BATCHOPS_RATE_LIMIT_OPERATIONS", 600_000),
-            "redis_url": os.environ.get("BATCHOPS_REDIS_URL") or None,
-            "redis_timeout_ms": _env_int("BATCHOPS_REDIS_TIMEOUT_MS", 250),
-            "batch_timeout_ms": _env_int("BATCHOPS_BATCH_TIMEOUT_MS", 30_000),
-            "statement_timeout_ms": _env_int("BATCHOPS_STATEMENT_TIMEOUT_MS", 30_000),
-            "db_pool_size": _env_int("BATCHOPS_DB_POOL_SIZE", 0),
-            "auth_cache_ttl_s": _env_float("BATCHOPS_AUTH_CACHE_TTL_S", 5.0),
-            "idempotency_stale_after_s": float(
-                os.environ.get("BATCHOPS_IDEMPOTENCY_STALE_AFTER_S") or 30.0
-            ),
-            "role": (os.environ.get("BATCHOPS_ROLE") or "all").strip(),
-            "drain_delay_s": _env_float("BATCHOPS_DRAIN_DELAY_S", 5.0),
-            "shutdown_grace_s": _env_float("BATCHOPS_SHUTDOWN_GRACE_S", 30.0),
-            "job_concurrency": _env_int("BATCHOPS_JOB_CONCURRENCY", 2),
-            "job_lease_s": float(os.environ.get("BATCHOPS_JOB_LEASE_S") or 30.0),
-            "job_max_attempts": _env_int("BATCHOPS_JOB_MAX_ATTEMPTS", 3),
-            "job_retention_s": _env_float("BATCHOPS_JOB_RETENTION_S", 7 * 86400.0),
-            "idempotency_retention_s": _env_float("BATCHOPS_IDEMPOTENCY_RETENTION_S", 86400.0),
-            "cleanup_interval_s": _env_float("BATCHOPS_CLEANUP_INTERVAL_S", 300.0),
-            "job_poll_s": _env_float("BATCHOPS_JOB_POLL_S", 1.0),
-            "max_upload_bytes": _env_int("BATCHOPS_MAX_UPLOAD_BYTES", 1024 * 1024 * 1024),
-            "bulk_inline_max": _env_int("BATCHOPS_BULK_INLINE_MAX", 1000),
-            "upload_storage": os.environ.get("BATCHOPS_UPLOAD_STORAGE") or None,
-            "data_dir": os.environ.get("BATCHOPS_DATA_DIR") or None,
-            "allow_private_webhooks": _env_bool("BATCHOPS_ALLOW_PRIVATE_WEBHOOKS"),
-            "webhook_max_attempts": _env_int("BATCHOPS_WEBHOOK_MAX_ATTEMPTS", 10),
-            "webhook_retry_base_s": float(os.environ.get("BATCHOPS_WEBHOOK_RETRY_BASE_S") or 5.0),
-            "webhook_timeout_s": float(os.environ.get("BATCHOPS_WEBHOOK_TIMEOUT_S") or 10.0),
-            "webhook_concurrency": _env_int("BATCHOPS_WEBHOOK_CONCURRENCY", 8),
-            "webhook_retry_max_s": _env_float("BATCHOPS_WEBHOOK_RETRY_MAX_S", 3600.0),
-            "webhook_poll_s": _env_float("BATCHOPS_WEBHOOK_POLL_S", 1.0),
-            "max_inflation_ratio": float(os.environ.get("BATCHOPS_MAX_INFLATION_RATIO") or 100.0),
-            "body_read_timeout_s": float(os.environ.get("BATCHOPS_BODY_READ_TIMEOUT_S") or 30.0),
-            "graphql_max_depth": _env_int("BATCHOPS_GRAPHQL_MAX_DEPTH", 12),
-            "graphql_max_aliases": _env_int("BATCHOPS_GRAPHQL_MAX_ALIASES", 1000),
-            "graphql_max_tokens": _env_int("BATCHOPS_GRAPHQL_MAX_TOKENS", 100_000),
-            "graphql_introspection": os.environ.get("BATCHOPS_GRAPHQL_INTROSPECTION") is None
-            or _env_bool("BATCHOPS_GRAPHQL_INTROSPECTION"),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        """Settings from ``BATCHOPS_*`` environment variables, then ``overrides`` (no file):
+        :meth:`load` without ``config_file``."""
+        return cls.load(None, **overrides)
+
+
+def env_names(name: str) -> tuple[str, ...]:
+    """The environment variables of setting ``name``, the documented one first."""
+    alias = Settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(str(choice) for choice in alias.choices)
+    return (ENV_PREFIX + name.upper(),)
+
+
+def _explain(error: ValidationError, path: Path | None) -> str:
+    """One line per fault, naming the setting by its TOML key and variable."""
+    lines = []
+    for fault in error.errors():
+        key = str(fault["loc"][0]) if fault["loc"] else "?"
+        field = next(
+            (n for n in Settings.model_fields if key == n or key.upper() in env_names(n)), None
+        )
+        if fault["type"] == "extra_forbidden":
+            where = f" in {path}" if path is not None else ""
+            lines.append(f"unknown setting {key!r}{where} (docs/configuration.md lists them)")
+        elif field is not None:
+            lines.append(
+                f"setting {field} ({env_names(field)[0]}): {fault['msg']}, "
+                f"got {fault.get('input')!r}"
+            )
+        else:
+            lines.append(f"{key}: {fault['msg']}")
+    return "; ".join(lines)
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """Every setting, secrets hidden: a token as ``***``, a URL's password as ``***``."""
+    values = settings.model_dump()
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra
+        kind = extra.get("secret") if isinstance(extra, dict) else None
+        value = values[name]
+        if value is None or kind is None:
+            continue
+        values[name] = "***" if kind == "value" else _mask_url(str(value))
+    return values
+
+
+def _mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _type_name(name: str) -> str:
+    annotation = Settings.model_fields[name].annotation
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    if "Literal" in str(annotation):
+        text = " \\| ".join(repr(v).replace("'", '"') for v in _literal_values(annotation))
+        if "None" in str(annotation):
+            text += " (optional)"
+    elif "None" in str(annotation):
+        text = str(annotation).replace(" | None", "").replace("NoneType", "") + " (optional)"
+    return text
+
+
+def _literal_values(annotation: Any) -> list[object]:
+    values: list[object] = []
+    for arg in get_args(annotation) or ():
+        values.extend(_literal_values(arg) if get_args(arg) else [arg])
+    return [v for v in values if v is not type(None)] or list(get_args(annotation))
+
+
+def _default(name: str) -> str:
+    value = Settings.model_fields[name].default
+    return "unset" if value is None else f"`{json.dumps(value)}`"
+
+
+def markdown_table() -> str:
+    """docs/configuration.md's table of every setting, generated from the fields."""
+    lines = [
+        "| TOML key | Environment variable | Type | Default | Description |",
+        "|---|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        env = " or ".join(f"`{n}`" for n in env_names(name))
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(
+            f"| `{name}` | {env} | {_type_name(name)} | {_default(name)} | {description} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m batchops.server.settings --markdown
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python -m batchops.server.settings --markdown")
+    sys.stdout.write(markdown_table())
