@@ -1,0 +1,78 @@
+// The batchops console's only script (served from this origin; the page's CSP allows no
+// inline script). It follows the live progress of the jobs on the page: one EventSource per
+// job that has not ended, on /console/jobs/{id}/events (the API's event stream, read with
+// the session cookie). Each event is the whole job; the bar, counters, rows/s and ETA are
+// updated from it. A job page reloads when its job ends, to show its failures and actions.
+"use strict";
+
+(function () {
+  var TERMINAL = { succeeded: true, failed: true, cancelled: true };
+  // Browsers allow ~6 connections per origin over HTTP/1.1: a list page follows at most
+  // this many jobs live, so that links and forms still have connections to use.
+  var MAX_STREAMS = 4;
+
+  function field(root, name) {
+    return root.querySelector('[data-field="' + name + '"]');
+  }
+
+  function setText(root, name, text) {
+    var el = field(root, name);
+    if (el) el.textContent = text;
+  }
+
+  function follow(bar) {
+    var id = bar.getAttribute("data-live-job");
+    var row = bar.closest("[data-job-row]") || bar.closest("[data-job-page]") || bar;
+    var samples = [];
+    var source = new EventSource("/console/jobs/" + encodeURIComponent(id) + "/events");
+
+    function update(event) {
+      var job = JSON.parse(event.data);
+      var progress = bar.querySelector("progress");
+      progress.value = job.percentage;
+      progress.textContent = job.percentage + "%";
+      setText(bar, "percentage", job.percentage + "%");
+      setText(bar, "processed", String(job.processed));
+      setText(bar, "total", job.total === null ? "?" : String(job.total));
+      setText(bar, "eta", job.eta_s === null ? "–" : Math.round(job.eta_s) + " s");
+      // Rows/s from this browser's own clock between events: no skew with the server's.
+      samples.push([Date.now(), job.processed]);
+      if (samples.length > 10) samples.shift();
+      if (samples.length > 1) {
+        var first = samples[0], last = samples[samples.length - 1];
+        var seconds = (last[0] - first[0]) / 1000;
+        if (seconds > 0) setText(bar, "rate", Math.round((last[1] - first[1]) / seconds).toLocaleString());
+      }
+      var state = field(row, "state");
+      if (state) {
+        state.textContent = job.state;
+        state.className = "state state-" + job.state;
+      }
+      setText(row, "failed", String(job.failed));
+      setText(row, "succeeded", String(job.succeeded));
+      bar.setAttribute("data-state", job.state);
+      if (TERMINAL[job.state]) {
+        source.close();
+        if (row.hasAttribute("data-job-page")) window.location.reload();
+      }
+    }
+
+    source.addEventListener("progress", update);
+    source.addEventListener("complete", update);
+    source.addEventListener("error", function (event) {
+      if (event.data) update(event); // the job failed: its last snapshot
+      else if (source.readyState === EventSource.CLOSED) bar.setAttribute("data-stream", "closed");
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var bars = document.querySelectorAll("[data-live-job]");
+    var followed = 0;
+    for (var i = 0; i < bars.length && followed < MAX_STREAMS; i++) {
+      if (!TERMINAL[bars[i].getAttribute("data-state")]) {
+        follow(bars[i]);
+        followed++;
+      }
+    }
+  });
+})();
