@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from batchops.server.app import create_app
 from batchops.server.auth import create_api_key
@@ -36,11 +37,6 @@ from batchops.store import open_store
 from tests.client.conftest import free_port
 from tests.conftest import make_sqlite_url
 from tests.server.conftest import settings_for
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
-Browser = playwright_sync.Browser
-Page = playwright_sync.Page
-expect = playwright_sync.expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -120,7 +116,7 @@ def browser() -> Iterator[Browser]:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    with playwright_sync.sync_playwright() as p:
+    with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             yield launched

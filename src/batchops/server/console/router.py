@@ -107,10 +107,10 @@ def _templates() -> jinja2.Environment:
 
 
 def _rate(job: dict[str, Any]) -> str:
-    """Rows per second so far ('' before the job has started)."""
+    """Rows per second so far ('–' before the job has processed a row)."""
     started = _epoch(job.get("started_at"))
     if started is None or not job["processed"]:
-        return ""
+        return "–"
     ended = _epoch(job.get("finished_at")) or time.time()
     elapsed = max(ended - started, 0.001)
     return f"{job['processed'] / elapsed:,.0f}"
