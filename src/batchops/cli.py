@@ -375,17 +375,26 @@ def import_(
 
 @main.command("jobs")
 @click.argument(
-    "action", type=click.Choice(["list", "show", "watch", "cancel", "results", "failures"])
+    "action",
+    type=click.Choice(["list", "show", "watch", "cancel", "results", "failures", "retry-failures"]),
 )
 @click.argument("job_id", required=False)
 @click.option("--state", default=None, help="list: only jobs in this state.")
+@click.option("--type", "job_type", default=None, help="list: only jobs of this type.")
 @click.option("--csv", "as_csv", is_flag=True, help="failures: CSV instead of NDJSON.")
 @_url_option
 @_key_option
 def jobs(
-    action: str, job_id: str | None, state: str | None, as_csv: bool, url: str, key: str
+    action: str,
+    job_id: str | None,
+    state: str | None,
+    job_type: str | None,
+    as_csv: bool,
+    url: str,
+    key: str,
 ) -> None:
-    """Bulk jobs: list | show ID | watch ID | cancel ID | results ID | failures ID [--csv]."""
+    """Bulk jobs: list (every page) | show ID | watch ID | cancel ID | results ID |
+    failures ID [--csv] | retry-failures ID (prints the new import job)."""
     from batchops.client._jobs_cli import run_jobs
 
     if action != "list" and not job_id:
@@ -393,6 +402,7 @@ def jobs(
     options: dict[str, Any] = {}
     if action == "list":
         options["state"] = state
+        options["type"] = job_type
     elif action == "failures":
         options["format"] = "csv" if as_csv else "ndjson"
     sys.exit(run_jobs(action, job_id, url=url, key=key, **options))

@@ -15,7 +15,8 @@ rules — the smallest change that does — and leave the rest of it as drawn:
   is still replayed.
 - a list ``cursor`` (a query parameter, or a typed list operation's option) is one the
   API handed out (an opaque token: the encoded id a page ends at), so a drawn one becomes
-  the encoding of the drawn text.
+  the encoding of the drawn text; a jobs list's (a job's created_at and id) the encoding
+  of a fixed time and an id made from the drawn text.
 
 Negative cases are never touched: what makes them invalid must reach the server.
 """
@@ -48,6 +49,8 @@ def map_case(context: HookContext, case: Case[Any]) -> Case[Any]:
         _batch(case)
     elif where == "GET /v1/collections/{collection}/records" and case.query:
         case.query = _with_real_cursor(case.query)
+    elif where == "GET /v1/jobs" and case.query:
+        case.query = _with_real_job_cursor(case.query)
     return case
 
 
@@ -105,3 +108,11 @@ def _with_real_cursor(query: dict[str, Any]) -> dict[str, Any]:
     if not _RECORD_ID.fullmatch(text):
         return {name: value for name, value in query.items() if name != "cursor"}
     return {**query, "cursor": base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")}
+
+
+def _with_real_job_cursor(query: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(query.get("cursor"), str):
+        return query
+    job_id = "j" + hashlib.sha256(query["cursor"].encode()).hexdigest()[:32]
+    position = json.dumps(["2026-01-01T00:00:00.000Z", job_id]).encode()
+    return {**query, "cursor": base64.urlsafe_b64encode(position).decode().rstrip("=")}

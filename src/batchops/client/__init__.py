@@ -7,7 +7,10 @@
 - :class:`AsyncCollection` / :class:`Collection` — ``client.collection("people")``:
   create/get/update/replace/delete/list/search, and ``*_many`` bulk helpers;
 - :class:`AsyncJobs` / :class:`Jobs` — ``client.jobs``: imports, bulk update/delete,
-  async batches (``create_batch``), and following jobs;
+  async batches (``create_batch``; ``submit_batch`` hands back an :class:`AsyncBatchJob` /
+  :class:`BatchJob` whose ``results()`` is a ``BatchResult``), listing every job (pages
+  followed), failures as :class:`JobFailure` values, retrying an import's failed rows,
+  and following jobs;
 - :class:`NotificationWebhook` — a job's own webhook (``notification_webhook=``);
 - :class:`GraphQLRequest`, :class:`GraphQLResponse`, :class:`GraphQLError` —
   ``client.graphql(query, variables)`` and ``client.graphql_batch(requests)`` (one
@@ -24,13 +27,22 @@ from batchops.client._async_client import AsyncClient, ClientOptions
 from batchops.client._batch import BatchOptions, StreamOptions, is_retryable
 from batchops.client._collection import AsyncCollection, Collection
 from batchops.client._graphql import GraphQLError, GraphQLRequest, GraphQLResponse
-from batchops.client._jobs import AsyncJobs, Jobs, NotificationWebhook
+from batchops.client._jobs import (
+    AsyncBatchJob,
+    AsyncJobs,
+    BatchJob,
+    JobFailure,
+    Jobs,
+    NotificationWebhook,
+)
 from batchops.client._sync_client import Client
 
 __all__ = [
+    "AsyncBatchJob",
     "AsyncClient",
     "AsyncCollection",
     "AsyncJobs",
+    "BatchJob",
     "BatchOptions",
     "Client",
     "ClientOptions",
@@ -38,6 +50,7 @@ __all__ = [
     "GraphQLError",
     "GraphQLRequest",
     "GraphQLResponse",
+    "JobFailure",
     "Jobs",
     "NotificationWebhook",
     "StreamOptions",

@@ -66,6 +66,7 @@ __all__ = [
     "BatchOptions",
     "BatchRunner",
     "StreamOptions",
+    "batch_answer_result",
     "client_retry_policy",
     "is_retryable",
 ]
@@ -510,6 +511,23 @@ def _result_of(wire: Mapping[str, Any], full: bool = False) -> Result[Any]:
             return Success(index, {"status": status, "body": wire.get("body")}, attempts)
         return Success(index, wire.get("body"), attempts)
     return Failure(index, _wire_error(wire), "failed", attempts)
+
+
+def batch_answer_result(answer: Mapping[str, Any]) -> BatchResult[Any]:
+    """A ``POST /v1/batch`` answer as the server sends it (``{"results": [{"index",
+    "status", "body" | "error"}], "meta": {"duration_ms"}}``; an async batch's
+    ``GET /v1/jobs/{id}/results``) as a :class:`BatchResult` in input order: the same
+    Success / Failure per operation as :meth:`BatchRunner.execute` gives."""
+    results = answer.get("results")
+    if not isinstance(results, list):
+        raise APIError("a batch answer without results", status=502)
+    wires = sorted(results, key=lambda r: int(r.get("index", 0)))
+    meta = answer.get("meta")
+    duration_ms = meta.get("duration_ms", 0) if isinstance(meta, Mapping) else 0
+    return BatchResult(
+        [_result_of({"n": 1, **wire, "i": wire.get("index", 0)}) for wire in wires],
+        duration_s=float(duration_ms or 0) / 1000,
+    )
 
 
 def _results_of(

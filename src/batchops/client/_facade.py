@@ -20,11 +20,12 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-__all__ = ["Facade", "LoopThread", "blocking", "iterating"]
+__all__ = ["Facade", "LoopThread", "blocking", "handing", "iterating"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 A = TypeVar("A")
+F = TypeVar("F", bound="Facade[Any]")
 
 
 class LoopThread:
@@ -161,3 +162,16 @@ def blocking(
 def iterating(method: Callable[Concatenate[Any, P], AsyncIterator[R]]) -> _Bridge[P, Iterator[R]]:
     """``name = iterating(AsyncThing.name)``: the async iterator, as a blocking iterator."""
     return _Bridge(method, _iterate, returns=Iterator)
+
+
+def handing(
+    method: Callable[Concatenate[Any, P], Coroutine[Any, Any, A]],
+    facade: Callable[[LoopThread, A], F],
+) -> _Bridge[P, F]:
+    """``name = handing(AsyncThing.name, Thing)``: the coroutine method, run to its result
+    (an async SDK object), handed back as its blocking facade ``Thing`` on the same loop."""
+
+    def wrap(loop: LoopThread, coro: Any) -> F:
+        return facade(loop, loop.run(coro))
+
+    return _Bridge(method, wrap, returns=facade)

@@ -18,11 +18,21 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from batchops._exceptions import ConnectionFailedError
-from batchops.client._batch import BatchRunner
-from batchops.client._facade import Facade, blocking, iterating
+from batchops._results import BatchResult
+from batchops.client._batch import BatchRunner, batch_answer_result
+from batchops.client._facade import Facade, blocking, handing, iterating
 from batchops.client._transport import Reply
 
-__all__ = ["CONTENT_TYPES", "AsyncJobs", "JobEvent", "Jobs", "NotificationWebhook"]
+__all__ = [
+    "CONTENT_TYPES",
+    "AsyncBatchJob",
+    "AsyncJobs",
+    "BatchJob",
+    "JobEvent",
+    "JobFailure",
+    "Jobs",
+    "NotificationWebhook",
+]
 
 CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "json": "application/json"}
 
@@ -52,6 +62,18 @@ class NotificationWebhook:
             )
         if self.events is not None:
             object.__setattr__(self, "events", tuple(self.events))  # frozen: no list inside
+
+
+@dataclass(frozen=True, slots=True)
+class JobFailure:
+    """One row a job could not apply (``GET /v1/jobs/{id}/failures``): its 1-based
+    ``row`` among the input's data rows, why (``code``, ``message``), and ``input``, the
+    row as text (a CSV line without the header, or JSON; an id for a bulk delete)."""
+
+    row: int
+    code: str
+    message: str
+    input: str
 
 
 def _webhook_json(hook: NotificationWebhook) -> dict[str, Any]:
@@ -156,17 +178,64 @@ class AsyncJobs:
             ),
         )
 
+    async def submit_batch(
+        self,
+        operations: Iterable[Mapping[str, Any]],
+        *,
+        atomic: bool = False,
+        continue_on_error: bool = True,
+        parallel: int | None = None,
+        idempotency_key: str | None = None,
+        notification_webhook: NotificationWebhook | None = None,
+    ) -> AsyncBatchJob:
+        """:meth:`create_batch`, handed back as an :class:`AsyncBatchJob`: ``await
+        job.results()`` waits for it and gives its answer as a :class:`~batchops.BatchResult`.
+        """
+        job = await self.create_batch(
+            operations,
+            atomic=atomic,
+            continue_on_error=continue_on_error,
+            parallel=parallel,
+            idempotency_key=idempotency_key,
+            notification_webhook=notification_webhook,
+        )
+        return AsyncBatchJob(self, job)
+
     async def get(self, job_id: str) -> dict[str, Any]:
         """A job's state and progress."""
         job: dict[str, Any] = _ok(await self._transport.request("GET", f"/v1/jobs/{quote(job_id)}"))
         return job
 
-    async def list(self, *, state: str | None = None, type: str | None = None) -> list[Any]:
-        """The caller's jobs, newest first."""
-        query = urlencode({k: v for k, v in (("state", state), ("type", type)) if v})
-        jobs: list[Any] = _ok(
-            await self._transport.request("GET", "/v1/jobs" + (f"?{query}" if query else ""))
-        )["jobs"]
+    async def iter(
+        self, *, state: str | None = None, type: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every job of the caller, newest first, ``page_size`` (1-1000) fetched at a time:
+        the pages of ``GET /v1/jobs`` followed through their ``next_cursor`` (each job
+        once, even while new ones are queued). Filter by ``state`` and ``type``."""
+        cursor: str | None = None
+        while True:
+            params = {"state": state, "type": type, "limit": str(page_size), "cursor": cursor}
+            query = urlencode({k: v for k, v in params.items() if v})
+            page = _ok(await self._transport.request("GET", f"/v1/jobs?{query}"))
+            for job in page["jobs"]:
+                yield job
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    async def list(
+        self, *, state: str | None = None, type: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The caller's jobs, newest first: all of them (every page, see :meth:`iter`), or
+        the first ``limit``."""
+        jobs: list[dict[str, Any]] = []
+        if limit is not None and limit < 1:
+            return jobs
+        size = 1000 if limit is None else min(limit, 1000)
+        async for job in self.iter(state=state, type=type, page_size=size):
+            jobs.append(job)
+            if limit is not None and len(jobs) >= limit:
+                break
         return jobs
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
@@ -176,13 +245,55 @@ class AsyncJobs:
         )
         return job
 
-    async def failures(self, job_id: str, *, format: str = "ndjson") -> bytes:
-        """The failed rows, as NDJSON or CSV bytes."""
+    async def failures(self, job_id: str) -> AsyncIterator[JobFailure]:
+        """The rows the job could not apply, in row order, as :class:`JobFailure` values,
+        read as the server streams them (a job's failures are never held whole)."""
+        async for line in self._transport.lines(
+            f"/v1/jobs/{quote(job_id)}/failures?format=ndjson",
+            headers={"Accept": "application/x-ndjson"},
+        ):
+            if line.strip():
+                raw = orjson.loads(line)
+                yield JobFailure(
+                    int(raw["row"]), str(raw["code"]), str(raw["message"]), str(raw["input"])
+                )
+
+    async def failures_file(self, job_id: str, *, format: str = "ndjson") -> bytes:
+        """The failed rows as the server's download: NDJSON (one JobFailure object a line)
+        or CSV (``row,code,message,input``) bytes, to save or hand on as they are."""
         reply = await self._transport.request(
             "GET", f"/v1/jobs/{quote(job_id)}/failures?format={quote(format)}"
         )
         _ok(reply)
         return reply.data
+
+    async def retry_failures(self, job_id: str) -> dict[str, Any]:
+        """Import a finished import's failed rows again: the new, queued import job (same
+        collection and options; ``options.retry_of`` names ``job_id``). ConflictError
+        ``NO_FAILURES``, ``JOB_NOT_FINISHED``, ``NOT_AN_IMPORT`` when there is nothing to
+        retry (docs/jobs.md, "Retrying failed rows")."""
+        job: dict[str, Any] = _ok(
+            await self._transport.request("POST", f"/v1/jobs/{quote(job_id)}/retry-failures")
+        )
+        return job
+
+    async def wait(self, job_id: str) -> dict[str, Any]:
+        """The job once it has ended (succeeded, failed or cancelled), followed through
+        its events (:meth:`events`), not by polling."""
+        job: dict[str, Any] | None = None
+        async for event in self.events(job_id):
+            job = event["data"]
+        if job is None or job.get("state") in ("queued", "running"):
+            job = await self.get(job_id)  # (the stream ended early: ask)
+        return job
+
+    async def batch_results(self, job_id: str) -> BatchResult[Any]:
+        """An async batch's answer, once its job has ended (waited for, see :meth:`wait`),
+        as a :class:`~batchops.BatchResult` in input order: the Success (the operation's
+        body) or Failure (its APIError) of each operation, as a synchronous ``batch``
+        gives them. :meth:`results` has the raw JSON."""
+        await self.wait(job_id)
+        return batch_answer_result(await self.results(job_id))
 
     async def results(self, job_id: str) -> dict[str, Any]:
         """What a finished ``batch`` job (the synchronous batch answer) or bulk job (counts
@@ -289,19 +400,71 @@ class AsyncJobs:
                     raise
 
 
+class AsyncBatchJob:
+    """An async batch's job (:meth:`AsyncJobs.submit_batch`): ``id``, ``job`` (the job as
+    queued), :meth:`wait` and :meth:`results`."""
+
+    __slots__ = ("_jobs", "id", "job")
+
+    def __init__(self, jobs: AsyncJobs, job: dict[str, Any]) -> None:
+        self._jobs = jobs
+        self.job = job
+        self.id: str = job["id"]
+
+    def __repr__(self) -> str:
+        return f"<AsyncBatchJob {self.id}>"
+
+    async def wait(self) -> dict[str, Any]:
+        """The job once it has ended (:meth:`AsyncJobs.wait`)."""
+        return await self._jobs.wait(self.id)
+
+    async def results(self) -> BatchResult[Any]:
+        """The batch's answer once the job has ended (:meth:`AsyncJobs.batch_results`)."""
+        return await self._jobs.batch_results(self.id)
+
+
+class BatchJob(Facade[AsyncBatchJob]):
+    """The blocking :class:`AsyncBatchJob` (``Client.jobs.submit_batch``)."""
+
+    __slots__ = ()
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return self._async.id
+
+    @property
+    def job(self) -> dict[str, Any]:
+        """The job as queued."""
+        return self._async.job
+
+    def __repr__(self) -> str:
+        return f"<BatchJob {self.id}>"
+
+    wait = blocking(AsyncBatchJob.wait)
+    results = blocking(AsyncBatchJob.results)
+
+
 class Jobs(Facade[AsyncJobs]):
-    """``Client.jobs``: the blocking :class:`AsyncJobs` (same methods; ``events`` is a
-    plain iterator)."""
+    """``Client.jobs``: the blocking :class:`AsyncJobs` (same methods; ``iter``,
+    ``failures`` and ``events`` are plain iterators, ``submit_batch`` hands back a
+    :class:`BatchJob`)."""
 
     __slots__ = ()
 
     create_import = blocking(AsyncJobs.create_import)
     create_batch = blocking(AsyncJobs.create_batch)
+    submit_batch = handing(AsyncJobs.submit_batch, BatchJob)
     bulk_update = blocking(AsyncJobs.bulk_update)
     bulk_delete = blocking(AsyncJobs.bulk_delete)
     get = blocking(AsyncJobs.get)
+    iter = iterating(AsyncJobs.iter)
     list = blocking(AsyncJobs.list)
     cancel = blocking(AsyncJobs.cancel)
-    failures = blocking(AsyncJobs.failures)
+    failures = iterating(AsyncJobs.failures)
+    failures_file = blocking(AsyncJobs.failures_file)
+    retry_failures = blocking(AsyncJobs.retry_failures)
+    wait = blocking(AsyncJobs.wait)
     results = blocking(AsyncJobs.results)
+    batch_results = blocking(AsyncJobs.batch_results)
     events = iterating(AsyncJobs.events)

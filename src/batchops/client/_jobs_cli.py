@@ -72,14 +72,20 @@ def run_import(file: str, *, url: str, key: str, **options: Any) -> int:
     return asyncio.run(go())
 
 
+def _line(job: dict[str, Any]) -> str:
+    """A job as ``jobs list`` prints it: id, type, state, percentage, tab-separated."""
+    return f"{job['id']}\t{job['type']}\t{job['state']}\t{job['percentage']}%"
+
+
 def run_jobs(action: str, job_id: str | None, *, url: str, key: str, **options: Any) -> int:
-    """``list``, ``show``, ``watch``, ``cancel``, ``results`` or ``failures``."""
+    """``list``, ``show``, ``watch``, ``cancel``, ``results``, ``failures`` or
+    ``retry-failures``."""
 
     async def go() -> int:
         async with AsyncClient(url, key) as client:
-            if action == "list":
-                for job in await client.jobs.list(**options):
-                    print(f"{job['id']}\t{job['type']}\t{job['state']}\t{job['percentage']}%")
+            if action == "list":  # every job: the pages followed as they come
+                async for job in client.jobs.iter(**options):
+                    print(_line(job), flush=True)
                 return 0
             assert job_id is not None
             if action == "show":
@@ -90,8 +96,10 @@ def run_jobs(action: str, job_id: str | None, *, url: str, key: str, **options: 
                 print(_summary(await client.jobs.cancel(job_id)))
             elif action == "results":
                 print(json.dumps(await client.jobs.results(job_id), indent=2))
-            else:
-                sys.stdout.buffer.write(await client.jobs.failures(job_id, **options))
+            elif action == "retry-failures":
+                print(_line(await client.jobs.retry_failures(job_id)))
+            else:  # the server's download as it is (NDJSON or CSV)
+                sys.stdout.buffer.write(await client.jobs.failures_file(job_id, **options))
             return 0
 
     return asyncio.run(go())

@@ -495,8 +495,18 @@ SCHEMAS: dict[str, Any] = {
     },
     "JobList": {
         "type": "object",
-        "required": ["jobs"],
-        "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
+        "required": ["jobs", "next_cursor"],
+        "properties": {
+            "jobs": {
+                "type": "array",
+                "maxItems": MAX_PAGE_SIZE,
+                "items": {"$ref": "#/components/schemas/Job"},
+            },
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "Pass as `cursor` for the next page; null on the last one.",
+            },
+        },
         "additionalProperties": False,
     },
     "JobEvent": {

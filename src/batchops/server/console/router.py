@@ -33,7 +33,6 @@ from sse_starlette import EventSourceResponse
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from batchops._exceptions import APIError, AuthenticationError, NotFoundError
-from batchops.server.console.retry import retry_failures
 from batchops.server.console.session import (
     ConsoleCallerDep,
     SameOriginDep,
@@ -42,6 +41,7 @@ from batchops.server.console.session import (
     set_session,
 )
 from batchops.server.deps import ServicesDep
+from batchops.server.imports.retry import retry_failures
 from batchops.server.imports.router import accept_import
 from batchops.server.jobs.router import JobKindsDep, tenant_job
 from batchops.server.jobs.schemas import (

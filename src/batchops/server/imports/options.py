@@ -46,6 +46,10 @@ class ImportOptions:
     chunk_size: int = DEFAULT_IMPORT_CHUNK_SIZE
     mapping: dict[str, FieldSpec] | None = None
     bytes: int = 0
+    # A CSV upload's header cells, as read at upload: a failure's input is its data line
+    # alone, so retrying failures (batchops.server.imports.retry) puts this header back on
+    # top. None for JSON formats, and for a job stored before it was kept.
+    header: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The stored (and shown) form."""
@@ -61,6 +65,7 @@ class ImportOptions:
                 else None
             ),
             "bytes": self.bytes,
+            **({"header": list(self.header)} if self.header is not None else {}),
         }
 
     @classmethod
@@ -79,6 +84,7 @@ class ImportOptions:
                 else None
             ),
             bytes=int(raw.get("bytes", 0)),
+            header=list(raw["header"]) if raw.get("header") is not None else None,
         )
 
     @classmethod

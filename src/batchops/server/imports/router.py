@@ -28,6 +28,7 @@ from batchops.server.http import JSONResponse
 from batchops.server.imports.csv_rows import csv_header
 from batchops.server.imports.openapi import import_parameters
 from batchops.server.imports.options import ImportOptions
+from batchops.server.imports.retry import retry_failures
 from batchops.server.imports.uploads import is_multipart, receive_upload
 from batchops.server.jobs.schemas import job_body
 from batchops.server.openapi_routes import (
@@ -37,6 +38,7 @@ from batchops.server.openapi_routes import (
     LOCATION,
     STORE,
     json_answer,
+    param,
     ref,
     responses,
 )
@@ -157,10 +159,13 @@ def _first_byte(open_input: Callable[[], BinaryIO]) -> bytes:
                 return stripped[:1]
 
 
-async def _check_file(open_input: Callable[[], BinaryIO], options: ImportOptions) -> None:
+async def _check_file(
+    open_input: Callable[[], BinaryIO], options: ImportOptions
+) -> list[str] | None:
     """Cheap checks of the stored file that deserve an answer now rather than a failed job:
     empty, not a JSON array, a CSV without a header or lacking mapped columns. The file is
-    read from its start by ``open_input`` (blocking: in a worker thread)."""
+    read from its start by ``open_input`` (blocking: in a worker thread). A CSV file's
+    header cells (kept with the job's options), else None."""
     first = await asyncio.to_thread(_first_byte, open_input)
     if not first:
         raise InvalidRequestError("the uploaded file is empty", code="EMPTY_UPLOAD")
@@ -184,6 +189,8 @@ async def _check_file(open_input: Callable[[], BinaryIO], options: ImportOptions
                     f"mapped columns are not in the CSV header: {', '.join(missing)}",
                     details={"path": "mapping", "missing": missing, "header": header},
                 )
+        return header
+    return None
 
 
 @router.post(
@@ -279,9 +286,11 @@ async def accept_import(
                 filename=upload.filename,
                 part=True,
             )
-        await _check_file(writer.open, checked.options)
+        header = await _check_file(writer.open, checked.options)
         hook = checked.hook
-        stored = ImportOptions(**{**_fields(checked.options), "bytes": upload.size})
+        stored = ImportOptions(
+            **{**_fields(checked.options), "bytes": upload.size, "header": header}
+        )
         job = JobRow(
             id=job_id,
             tenant=tenant,
@@ -306,6 +315,30 @@ async def accept_import(
     if svc.jobs is not None:
         svc.jobs.wake()
     return job
+
+
+@router.post(
+    "/v1/jobs/{job_id}/retry-failures",
+    status_code=202,
+    summary="Import a finished import's failed rows again, as a new job",
+    openapi_extra={"parameters": [param("job_id")]},
+    responses=responses(
+        {202: json_answer(_JOB, "The new import job, queued.", LOCATION, JOB_LINKS)},
+        (*_ALWAYS, 404, 409),
+        notes={
+            404: "No job with this id for this tenant (JOB_NOT_FOUND).",
+            409: "Not an import (NOT_AN_IMPORT), not finished (JOB_NOT_FINISHED, with "
+            "Retry-After), a CSV import uploaded before its header was kept "
+            "(CSV_HEADER_UNKNOWN), or no failed row to retry (NO_FAILURES).",
+        },
+    ),
+)
+async def retry_job_failures(job_id: str, caller: CallerDep, svc: ServicesDep) -> Response:
+    """The failed rows of a finished import become the upload of a new import job: the
+    same collection and options, the rows in their order (see
+    :mod:`batchops.server.imports.retry`)."""
+    job = await retry_failures(svc, caller.tenant, job_id)
+    return JSONResponse(job_body(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
 def _fields(options: ImportOptions) -> dict[str, Any]:

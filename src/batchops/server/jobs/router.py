@@ -26,6 +26,8 @@ from batchops.server.jobs.schemas import (
     JOB_STATES,
     JOB_TYPES,
     TERMINAL_STATES,
+    decode_job_cursor,
+    encode_job_cursor,
     job_body,
     job_not_found,
     validate_job_filters,
@@ -75,20 +77,27 @@ async def tenant_job(svc: Services, tenant: str, job_id: str) -> JobRow:
 
 @router.get(
     "/v1/jobs",
-    summary="The caller's jobs, newest first",
+    summary="The caller's jobs, newest first, a page at a time",
     openapi_extra={
         "parameters": [
             param("state", **{"in": "query"}, schema={"type": "string", "enum": list(JOB_STATES)}),
             param("type", **{"in": "query"}, schema={"type": "string", "enum": list(JOB_TYPES)}),
             LIMIT_PARAM,
+            param(
+                "cursor",
+                **{"in": "query"},
+                description="The `next_cursor` of the previous page.",
+                schema={"type": "string"},
+            ),
         ]
     },
     responses=responses(
-        {200: json_answer(ref("JobList"), "The jobs.")},
-        (*_ALWAYS, 422),
+        {200: json_answer(ref("JobList"), "A page of jobs, and the cursor of the next.")},
+        (*_ALWAYS, 400, 422),
         notes={
+            400: "A cursor this API did not hand out (INVALID_REQUEST, details.path: cursor).",
             422: "An unknown state or type, or a limit that is not an integer from 1 to "
-            f"{MAX_PAGE_SIZE} (VALIDATION_ERROR, details.path names it)."
+            f"{MAX_PAGE_SIZE} (VALIDATION_ERROR, details.path names it).",
         },
     ),
 )
@@ -98,15 +107,27 @@ async def list_jobs(
     state: str | None = None,
     type: str | None = None,
     limit: str | None = None,
+    cursor: str | None = None,
 ) -> Response:
     """Filter with ``?state=`` and ``?type=``; ``limit`` by the rule of every list (1-1000,
-    default 100: :func:`~batchops.server.limits.validate_limit`)."""
+    default 100: :func:`~batchops.server.limits.validate_limit`); ``cursor``: the previous
+    page's ``next_cursor`` (keyset paging on (created_at, id), as GraphQL's ``jobs``).
+
+    A cursor names a position, not a query: one from another filter set pages that list
+    from the same point in time, never an error and never another tenant's job."""
     validate_job_filters(state, type)
     size = validate_limit(None if limit is None else parse_limit_param(limit))
+    position = decode_job_cursor(cursor)
+    # One more than the page tells whether another page follows without a second query.
     rows = await svc.store.run(
-        lambda tx: tx.list_jobs(caller.tenant, state=state, type=type, limit=size)
+        lambda tx: tx.list_jobs(
+            caller.tenant, state=state, type=type, limit=size + 1, after=position
+        )
     )
-    return JSONResponse({"jobs": [job_body(row) for row in rows]})
+    more = len(rows) > size
+    rows = rows[:size]
+    next_cursor = encode_job_cursor(rows[-1]) if more and rows else None
+    return JSONResponse({"jobs": [job_body(row) for row in rows], "next_cursor": next_cursor})
 
 
 @router.get(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import orjson
 
 from batchops._exceptions import InvalidRequestError, NotFoundError, ValidationError
+from batchops.server._ids import is_id
 from batchops.store.base import JobRow
 
 __all__ = [
@@ -35,6 +37,8 @@ MAX_CHUNK_SIZE = 10_000
 JOB_TYPES = ("import", "bulk_update", "bulk_delete", "batch")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+# A job's created_at as rows carry it (batchops.server._ids.now_iso).
+_CREATED_AT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -120,7 +124,14 @@ def decode_job_cursor(cursor: str | None, *, path: str = "cursor") -> tuple[str,
         created_at, job_id = orjson.loads(base64.b64decode(padded, altchars=b"-_", validate=True))
     except (binascii.Error, ValueError, TypeError):
         created_at = job_id = None
-    if not isinstance(created_at, str) or not isinstance(job_id, str):
+    # Only what encode_job_cursor can make: a forged position holding what a database
+    # refuses (PostgreSQL: a NUL) would otherwise be the store's error, not this one.
+    if (
+        not isinstance(created_at, str)
+        or not isinstance(job_id, str)
+        or _CREATED_AT.fullmatch(created_at) is None
+        or not is_id(job_id)
+    ):
         raise InvalidRequestError(
             f"{path!r} is not a cursor returned by this API", details={"path": path}
         )
