@@ -152,7 +152,7 @@ def start_import(page: Page, path: Path, *, chunk_size: str = "", lenient: bool 
     return page.url.rsplit("/", 1)[1]
 
 
-def test_a_signed_in_user_imports_watches_the_bar_cancels_and_downloads_failures(
+def test_a_signed_in_user_imports_watches_the_bar_cancels_downloads_and_retries_failures(
     browser: Browser, live: Live
 ) -> None:
     page = signed_in(browser, live, live.key)
@@ -196,9 +196,16 @@ def test_a_signed_in_user_imports_watches_the_bar_cancels_and_downloads_failures
     assert len(lines) == 2
     assert "Bob,not-a-number" in lines[1]
 
+    # Retry the failed row: a new import of just that row, which fails again the same way.
+    watcher.get_by_role("button", name="Retry failed rows").click()
+    expect(watcher.locator(".summary dd a")).to_have_text(small_id)  # "Retry of"
+    expect(watcher.locator(".summary [data-field=state]")).to_have_text("succeeded")
+    expect(watcher.locator(".summary [data-field=failed]")).to_have_text("1")
+    assert not watcher.url.endswith(small_id)
+
     watcher.goto("/console/jobs")
     rows = watcher.locator("tr[data-job-row]")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)
     expect(watcher.locator(f'tr[data-job-row="{long_id}"] [data-field=state]')).to_have_text(
         "cancelled"
     )

@@ -483,3 +483,54 @@ async def test_the_collections_page_counts_each_collections_live_records(
     html = (await console.get("/console/collections")).text
     rows = re.findall(r"<tr><td>([^<]+)</td><td class=\"num\">([^<]+)</td></tr>", html)
     assert rows == [("people", "3"), ("teams", "1")]
+
+
+# -- retry failed rows --------------------------------------------------------------------------
+
+
+async def test_retrying_failed_rows_starts_a_new_import_of_just_those_rows(
+    service: Service, console: httpx.AsyncClient
+) -> None:
+    done = await import_with_one_bad_row(service)
+    page = (await console.get(f"/console/jobs/{done['id']}")).text
+    assert f'action="/console/jobs/{done["id"]}/retry-failures"' in page
+    answer = await console.post(f"/console/jobs/{done['id']}/retry-failures")
+    assert answer.status_code == 303
+    retry_id = answer.headers["location"].rsplit("/", 1)[1]
+    assert retry_id != done["id"]
+    retried = await wait_done(service.client, retry_id)
+    assert retried["options"]["retry_of"] == done["id"]
+    assert (retried["total"], retried["succeeded"], retried["failed"]) == (1, 0, 1)
+    assert f"/console/jobs/{done['id']}" in (await console.get(f"/console/jobs/{retry_id}")).text
+
+
+async def test_retrying_a_job_without_failures_is_a_409_page(
+    service: Service, console: httpx.AsyncClient
+) -> None:
+    answer = await upload(service.client, b"name\nAda\n", collection="people")
+    done = await wait_done(service.client, answer.json()["id"])
+    assert "retry-failures" not in (await console.get(f"/console/jobs/{done['id']}")).text
+    refused = await console.post(f"/console/jobs/{done['id']}/retry-failures")
+    assert refused.status_code == 409
+    assert "NO_FAILURES" in refused.text
+
+
+@queued_only
+async def test_retrying_another_tenants_job_is_a_404(
+    service: Service, console: httpx.AsyncClient
+) -> None:
+    theirs = await queued_job(service, tenant=f"{service.tenant}_other")
+    answer = await console.post(f"/console/jobs/{theirs.id}/retry-failures")
+    assert answer.status_code == 404
+
+
+async def test_retrying_from_another_site_is_refused(
+    service: Service, console: httpx.AsyncClient
+) -> None:
+    done = await import_with_one_bad_row(service)
+    answer = await console.post(
+        f"/console/jobs/{done['id']}/retry-failures", headers={"Origin": "https://evil.example"}
+    )
+    assert answer.status_code == 403
+    jobs = (await service.client.get("/v1/jobs")).json()["jobs"]
+    assert [job["id"] for job in jobs] == [done["id"]]
