@@ -85,12 +85,14 @@ def _server(tmp: Path) -> Iterator[tuple[str, str]]:
         thread.join(timeout=30)
 
 
-def _wait(client: httpx.Client, job_id: str, states: tuple[str, ...]) -> None:
-    for _ in range(600):
-        if client.get(f"/v1/jobs/{job_id}").json()["state"] in states:
+def _wait(client: httpx.Client, job_id: str, states: tuple[str, ...], *, rows: int = 0) -> None:
+    """Until the job is in one of ``states`` with at least ``rows`` processed."""
+    for _ in range(1200):
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] in states and job["processed"] >= rows:
             return
         time.sleep(0.05)
-    raise SystemExit(f"job {job_id} never reached {states}")
+    raise SystemExit(f"job {job_id} never reached {states} with {rows} rows")
 
 
 def _import(client: httpx.Client, body: bytes, **params: str) -> str:
@@ -127,8 +129,7 @@ def _seed(url: str, key: str) -> tuple[str, str]:
         running = _import(
             client, ("name,age\n" + long_rows).encode(), collection="people", chunk_size="2"
         )
-        _wait(client, running, ("running",))
-        time.sleep(2)  # let its bar move and its rate settle
+        _wait(client, running, ("running",), rows=2000)  # its bar has moved, its rate settled
         return done, running
 
 

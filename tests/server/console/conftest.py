@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from batchops.server.auth import create_api_key
 from tests.jobs.conftest import db_url, service, settings
 from tests.server.conftest import Service
 
@@ -40,10 +39,3 @@ async def console(service: Service) -> AsyncIterator[httpx.AsyncClient]:
         answer = await sign_in(client, service.key)
         assert answer.status_code == 303, answer.text
         yield client
-
-
-async def other_tenant_key(service: Service, tenant: str = "") -> str:
-    """A key of another tenant of the same server."""
-    name = tenant or f"{service.tenant}_other"
-    key, _ = await service.store.run(lambda tx: create_api_key(tx, name))
-    return key

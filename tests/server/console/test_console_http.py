@@ -534,3 +534,15 @@ async def test_retrying_from_another_site_is_refused(
     assert answer.status_code == 403
     jobs = (await service.client.get("/v1/jobs")).json()["jobs"]
     assert [job["id"] for job in jobs] == [done["id"]]
+
+
+@pytest.mark.limits(rate_limit_requests_per_minute=2)
+async def test_console_pages_count_against_the_keys_request_budget(
+    console: httpx.AsyncClient,
+) -> None:
+    assert (await console.get("/console/jobs")).status_code == 200
+    assert (await console.get("/console/collections")).status_code == 200
+    refused = await console.get("/console/jobs")
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["content-type"].startswith("text/html")

@@ -150,6 +150,9 @@ class _ConsoleRoute(APIRoute):
                     signed_in=caller is not None,
                     tenant=caller.tenant if caller is not None else "",
                 )
+                response.headers.update(exc.headers)  # a 429's RateLimit-*, a 408's close
+                if exc.retry_after is not None:
+                    response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
             for name, value in _SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response

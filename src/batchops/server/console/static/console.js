@@ -30,8 +30,9 @@
       var job = JSON.parse(event.data);
       var progress = bar.querySelector("progress");
       progress.value = job.percentage;
-      progress.textContent = job.percentage + "%";
-      setText(bar, "percentage", job.percentage + "%");
+      var shown = job.percentage.toFixed(1) + "%"; // as the server renders it: 0.0%, 42.5%
+      progress.textContent = shown;
+      setText(bar, "percentage", shown);
       setText(bar, "processed", String(job.processed));
       setText(bar, "total", job.total === null ? "?" : String(job.total));
       setText(bar, "eta", job.eta_s === null ? "–" : Math.round(job.eta_s) + " s");
