@@ -149,7 +149,7 @@ def main() -> None:
         done, running = _seed(url, key)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page(base_url=url, viewport={"width": 1100, "height": 680})
+            page = browser.new_page(base_url=url, viewport={"width": 1280, "height": 720})
             page.goto("/console/login")
             _shot(page, out, "login")
             page.locator("[name=key]").fill(key)

@@ -23,7 +23,6 @@
   function follow(bar) {
     var id = bar.getAttribute("data-live-job");
     var row = bar.closest("[data-job-row]") || bar.closest("[data-job-page]") || bar;
-    var samples = [];
     var source = new EventSource("/console/jobs/" + encodeURIComponent(id) + "/events");
 
     function update(event) {
@@ -36,13 +35,11 @@
       setText(bar, "processed", String(job.processed));
       setText(bar, "total", job.total === null ? "?" : String(job.total));
       setText(bar, "eta", job.eta_s === null ? "–" : Math.round(job.eta_s) + " s");
-      // Rows/s from this browser's own clock between events: no skew with the server's.
-      samples.push([Date.now(), job.processed]);
-      if (samples.length > 10) samples.shift();
-      if (samples.length > 1) {
-        var first = samples[0], last = samples[samples.length - 1];
-        var seconds = (last[0] - first[0]) / 1000;
-        if (seconds > 0) setText(bar, "rate", Math.round((last[1] - first[1]) / seconds).toLocaleString());
+      // Rows/s as the server counts it (rows done over the time since the job started, the
+      // figure its ETA is made from), so the page agrees with itself after a reload.
+      if (job.state === "running" && job.total && job.eta_s > 0) {
+        var rate = (job.total - job.processed) / job.eta_s;
+        setText(bar, "rate", Math.round(rate).toLocaleString("en-US"));
       }
       var state = field(row, "state");
       if (state) {
