@@ -1,13 +1,15 @@
 """``/console``: the jobs console, server-rendered pages over the services the API uses.
 
 Every page and action calls the same service code as the REST route that does the same
-thing, in process (no HTTP to itself): the jobs list pages with the store's ``list_jobs``
-and the API's filter and cursor rules; cancel is :func:`batchops.server.jobs.service.cancel_job`;
-the upload is :func:`batchops.server.imports.router.accept_import`; the failures download is
+thing, in process (no HTTP to itself): the jobs list is
+:func:`batchops.server.jobs.service.jobs_page`, as ``GET /v1/jobs``; cancel is
+:func:`batchops.server.jobs.service.cancel_job`; the upload is
+:func:`batchops.server.imports.router.accept_import`; the failures download is
 :func:`batchops.server.jobs.service.failure_lines`; the live bar's events are
-:func:`batchops.server.jobs.sse.job_events`; deliveries are
-:func:`batchops.server.webhooks.router.read_deliveries`. Every read is scoped by the signed-in
-key's tenant: another tenant's job is a 404, as in the API.
+:func:`batchops.server.jobs.sse.job_events`; retry is
+:func:`batchops.server.imports.retry.retry_failures`; deliveries are
+:func:`batchops.server.webhooks.router.read_deliveries`. Every read is scoped by the
+signed-in key's tenant: another tenant's job is a 404, as in the API.
 
 Pages are Jinja2 templates (autoescaped); the scripts and styles are files of ``static/``,
 served by this router, so the Content-Security-Policy allows no inline script and nothing
@@ -48,16 +50,14 @@ from batchops.server.jobs.schemas import (
     JOB_STATES,
     JOB_TYPES,
     TERMINAL_STATES,
-    decode_job_cursor,
-    encode_job_cursor,
     job_body,
-    validate_job_filters,
 )
 from batchops.server.jobs.service import (
     FAILURE_FORMATS,
     cancel_job,
     check_failure_format,
     failure_lines,
+    jobs_page,
 )
 from batchops.server.jobs.sse import job_events
 from batchops.server.webhooks.router import read_deliveries
@@ -210,7 +210,7 @@ async def logout(request: Request, _: SameOriginDep) -> Response:
 
 
 @router.get("/jobs")
-async def jobs_page(
+async def jobs_list(
     caller: ConsoleCallerDep,
     svc: ServicesDep,
     state: str = "",
@@ -218,22 +218,20 @@ async def jobs_page(
     cursor: str = "",
 ) -> Response:
     """The tenant's jobs, newest first, filtered by state and type, a page at a time."""
-    state_filter, type_filter = state or None, type or None
-    validate_job_filters(state_filter, type_filter)
-    position = decode_job_cursor(cursor or None)
-    rows = await svc.store.run(
-        lambda tx: tx.list_jobs(
-            caller.tenant, state=state_filter, type=type_filter, limit=PAGE_SIZE + 1, after=position
-        )
+    rows, next_cursor = await jobs_page(
+        svc,
+        caller.tenant,
+        state=state or None,
+        type=type or None,
+        limit=PAGE_SIZE,
+        cursor=cursor or None,
     )
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
     filters = {"state": state, "type": type}
     kept = {name: value for name, value in filters.items() if value}
     next_url = None
-    if more and rows:
-        next_url = "/console/jobs?" + urlencode({**kept, "cursor": encode_job_cursor(rows[-1])})
-    first_url = None if position is None else "/console/jobs?" + urlencode(kept)
+    if next_cursor is not None:
+        next_url = "/console/jobs?" + urlencode({**kept, "cursor": next_cursor})
+    first_url = "/console/jobs?" + urlencode(kept) if cursor else None
     return _page(
         "jobs.html",
         jobs=[job_body(row) for row in rows],

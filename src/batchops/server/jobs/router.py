@@ -26,15 +26,12 @@ from batchops.server.jobs.schemas import (
     JOB_STATES,
     JOB_TYPES,
     TERMINAL_STATES,
-    decode_job_cursor,
-    encode_job_cursor,
     job_body,
     job_not_found,
-    validate_job_filters,
 )
 from batchops.server.jobs.service import FAILURE_FORMATS, check_failure_format, failure_lines
 from batchops.server.jobs.sse import job_events
-from batchops.server.limits import MAX_PAGE_SIZE, parse_limit_param, validate_limit
+from batchops.server.limits import MAX_PAGE_SIZE
 from batchops.server.openapi_routes import (
     AUTH,
     LIMIT_PARAM,
@@ -115,18 +112,9 @@ async def list_jobs(
 
     A cursor names a position, not a query: one from another filter set pages that list
     from the same point in time, never an error and never another tenant's job."""
-    validate_job_filters(state, type)
-    size = validate_limit(None if limit is None else parse_limit_param(limit))
-    position = decode_job_cursor(cursor)
-    # One more than the page tells whether another page follows without a second query.
-    rows = await svc.store.run(
-        lambda tx: tx.list_jobs(
-            caller.tenant, state=state, type=type, limit=size + 1, after=position
-        )
+    rows, next_cursor = await service.jobs_page(
+        svc, caller.tenant, state=state, type=type, limit=limit, cursor=cursor
     )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = encode_job_cursor(rows[-1]) if more and rows else None
     return JSONResponse({"jobs": [job_body(row) for row in rows], "next_cursor": next_cursor})
 
 

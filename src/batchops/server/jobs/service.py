@@ -17,10 +17,23 @@ from batchops.server import _ids
 from batchops.server._ids import is_id
 from batchops.server.deps import Services
 from batchops.server.jobs.runner import JobKinds
-from batchops.server.jobs.schemas import TERMINAL_STATES, job_not_found
+from batchops.server.jobs.schemas import (
+    TERMINAL_STATES,
+    decode_job_cursor,
+    encode_job_cursor,
+    job_not_found,
+    validate_job_filters,
+)
+from batchops.server.limits import parse_limit_param, validate_limit
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
-__all__ = ["FAILURE_FORMATS", "cancel_job", "check_failure_format", "failure_lines"]
+__all__ = [
+    "FAILURE_FORMATS",
+    "cancel_job",
+    "check_failure_format",
+    "failure_lines",
+    "jobs_page",
+]
 
 FAILURE_FORMATS: Final = {"ndjson": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 """The formats a job's failures download in, and the media type of each."""
@@ -59,6 +72,34 @@ async def cancel_job(svc: Services, kinds: JobKinds, tenant: str, job_id: str) -
     if svc.jobs is not None:
         svc.jobs.events.notify()
     return job
+
+
+async def jobs_page(
+    svc: Services,
+    tenant: str,
+    *,
+    state: str | None,
+    type: str | None,
+    limit: str | int | None,
+    cursor: str | None,
+) -> tuple[list[JobRow], str | None]:
+    """A page of the tenant's jobs, newest first, filtered by ``state`` and ``type`` (422
+    naming a bad one), after ``cursor`` (400 for one this API did not hand out): the page
+    and the cursor of the next (None on the last page). Keyset paging on
+    (created_at, id); a cursor names a position, not a query, so one from another filter
+    set pages that list from the same point, never an error and never another tenant's job.
+    ``limit``: the page size by the rule of every list, as ``?limit=`` text or a number (None:
+    the default; :func:`~batchops.server.limits.validate_limit`)."""
+    validate_job_filters(state, type)
+    size = validate_limit(parse_limit_param(limit) if isinstance(limit, str) else limit)
+    position = decode_job_cursor(cursor)
+    # One more than the page tells whether another page follows without a second query.
+    rows = await svc.store.run(
+        lambda tx: tx.list_jobs(tenant, state=state, type=type, limit=size + 1, after=position)
+    )
+    more = len(rows) > size
+    rows = rows[:size]
+    return rows, encode_job_cursor(rows[-1]) if more and rows else None
 
 
 def check_failure_format(format: str) -> None:
