@@ -25,6 +25,7 @@ from batchops.server.batch import endpoint as batch
 from batchops.server.batch import job as batch_job
 from batchops.server.bulk import job as bulk_job
 from batchops.server.bulk.router import router as bulk_router
+from batchops.server.console.router import router as console_router
 from batchops.server.deps import Services
 from batchops.server.drain import DRAIN_STATE, Drain
 from batchops.server.graphql import endpoint as graphql
@@ -159,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(bulk_router)
     app.include_router(webhooks_router)
+    app.include_router(console_router)  # the browser console (not in the OpenAPI document)
     app.router.routes[0:0] = [*batch.routes, *graphql.routes]
     app.state.graphql_schema = build_schema(settings)
     app.batch_fast_path = batch.BatchFastPath(app.exception_handlers)

@@ -156,6 +156,11 @@ class Authenticator:
                 "send your API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
                 code="MISSING_API_KEY",
             )
+        return await self.authenticate(key, request)
+
+    async def authenticate(self, key: str, request: Request) -> Caller:
+        """The caller ``key`` is, made the request's caller (else 401): the one check of
+        every way a key arrives (the API's headers, the console's session cookie)."""
         digest = hash_key(key)
         now = time.monotonic()
         cached = self._cache.get(digest)

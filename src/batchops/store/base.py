@@ -370,6 +370,11 @@ class RecordsTx(TxBase, Protocol):
         """How many live records match every filter (same semantics as list_records)."""
         ...
 
+    def collection_counts(self, tenant: str) -> list[tuple[str, int]]:
+        """The tenant's collections that hold live records, by name, each with how many
+        (one grouped scan of the tenant's records: the console's collections page)."""
+        ...
+
     def search_records(
         self,
         tenant: str,

@@ -51,7 +51,7 @@ from batchops.server.webhooks.schemas import (
 )
 from batchops.store.base import JobRow, Tx
 
-__all__ = ["router"]
+__all__ = ["accept_import", "router"]
 
 router = APIRouter(tags=["jobs"])
 
@@ -242,6 +242,24 @@ async def create_import(
         "mapping": mapping,
         "notification_webhook": notification_webhook,
     }
+    job = await accept_import(request, svc, caller.tenant, query)
+    return JSONResponse(job_body(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+
+
+async def accept_import(
+    request: Request,
+    svc: Services,
+    tenant: str,
+    query: dict[str, str | None],
+    *,
+    blank_is_absent: bool = False,
+) -> JobRow:
+    """Receive the import file of ``request`` (its raw body, or the part named ``file`` of
+    a multipart body whose text fields may carry options too), check it with its options
+    (``query``: the options given outside the body) and queue its job for ``tenant``: what
+    ``POST /v1/imports`` does, and the console's upload form. ``blank_is_absent``: an empty
+    text field means the option is not given (an HTML form sends every field it has).
+    Returns the queued job; nothing stored is left behind when it raises."""
     content_type = request.headers.get("content-type", "")
     # A raw body's options are all in the query string: refuse bad ones before reading it.
     # A multipart body's may follow the file, so they are checked once it has arrived.
@@ -258,8 +276,11 @@ async def create_import(
         )
         await writer.finish()
         if checked is None:
+            fields = upload.fields
+            if blank_is_absent:
+                fields = {name: value for name, value in fields.items() if value != ""}
             checked = await _import_request(
-                _merge_options(query, upload.fields),
+                _merge_options(query, fields),
                 svc,
                 content_type=upload.content_type,
                 filename=upload.filename,
@@ -272,7 +293,7 @@ async def create_import(
         )
         job = JobRow(
             id=job_id,
-            tenant=caller.tenant,
+            tenant=tenant,
             type="import",
             state="queued",
             collection=checked.collection,
@@ -293,7 +314,7 @@ async def create_import(
         raise
     if svc.jobs is not None:
         svc.jobs.wake()
-    return JSONResponse(job_body(job), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
+    return job
 
 
 @router.post(

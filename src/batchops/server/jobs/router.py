@@ -10,34 +10,28 @@ Every route is scoped to the caller's tenant: another tenant's job id is a 404.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from sse_starlette import EventSourceResponse
 from starlette.responses import Response, StreamingResponse
 
-from batchops._exceptions import ConflictError, ValidationError
-from batchops.server import _ids
+from batchops._exceptions import ConflictError
 from batchops.server._ids import is_id
 from batchops.server.deps import CallerDep, Services, ServicesDep
 from batchops.server.http import JSONResponse
+from batchops.server.jobs import service
 from batchops.server.jobs.runner import JobKinds
 from batchops.server.jobs.schemas import (
     JOB_STATES,
     JOB_TYPES,
     TERMINAL_STATES,
-    decode_job_cursor,
-    encode_job_cursor,
     job_body,
     job_not_found,
-    validate_job_filters,
 )
+from batchops.server.jobs.service import FAILURE_FORMATS, check_failure_format, failure_lines
 from batchops.server.jobs.sse import job_events
-from batchops.server.limits import MAX_PAGE_SIZE, parse_limit_param, validate_limit
+from batchops.server.limits import MAX_PAGE_SIZE
 from batchops.server.openapi_routes import (
     AUTH,
     LIMIT_PARAM,
@@ -47,7 +41,7 @@ from batchops.server.openapi_routes import (
     ref,
     responses,
 )
-from batchops.store.base import JobFailureRow, JobRow, Tx
+from batchops.store.base import JobRow
 
 __all__ = ["JobKindsDep", "registered_kinds", "router", "tenant_job"]
 
@@ -118,18 +112,9 @@ async def list_jobs(
 
     A cursor names a position, not a query: one from another filter set pages that list
     from the same point in time, never an error and never another tenant's job."""
-    validate_job_filters(state, type)
-    size = validate_limit(None if limit is None else parse_limit_param(limit))
-    position = decode_job_cursor(cursor)
-    # One more than the page tells whether another page follows without a second query.
-    rows = await svc.store.run(
-        lambda tx: tx.list_jobs(
-            caller.tenant, state=state, type=type, limit=size + 1, after=position
-        )
+    rows, next_cursor = await service.jobs_page(
+        svc, caller.tenant, state=state, type=type, limit=limit, cursor=cursor
     )
-    more = len(rows) > size
-    rows = rows[:size]
-    next_cursor = encode_job_cursor(rows[-1]) if more and rows else None
     return JSONResponse({"jobs": [job_body(row) for row in rows], "next_cursor": next_cursor})
 
 
@@ -160,35 +145,7 @@ async def cancel_job(
 ) -> Response:
     """A queued job is cancelled at once; a running one stops before its next chunk
     (chunks already committed stay). 409 if the job has finished."""
-
-    if not is_id(job_id):
-        raise job_not_found(job_id)
-
-    def cancel(tx: Tx) -> JobRow:
-        job = tx.get_job(job_id, tenant=caller.tenant, for_update=True)
-        if job is None:
-            raise job_not_found(job_id)
-        if job.state in TERMINAL_STATES:
-            raise ConflictError(
-                f"job {job_id!r} has finished ({job.state})",
-                code="JOB_FINISHED",
-                details={"id": job_id, "state": job.state},
-            )
-        job.cancel_requested = True
-        if job.state == "queued":
-            job.state = "cancelled"
-            job.finished_at = _ids.now_iso()
-        job.revision += 1
-        tx.save_job(job)
-        if job.state == "cancelled":
-            kinds.ended(tx, job)  # the end hooks (webhooks' outbox): same transaction
-        return job
-
-    job = await svc.store.run(cancel, retries=3)
-    if job.state == "cancelled":  # it never started: its input file is of no further use
-        await svc.inputs.discard(job_id)  # (its chunk rows went with the cancel: kinds.ended)
-    if svc.jobs is not None:
-        svc.jobs.events.notify()
+    job = await service.cancel_job(svc, kinds, caller.tenant, job_id)
     return JSONResponse(job_body(job), status_code=202)
 
 
@@ -226,45 +183,9 @@ async def job_failures(
 ) -> Response:
     """Streamed in row order: ``{"row", "code", "message", "input"}`` per line, or CSV with
     the columns ``row,code,message,input``."""
-    if format not in ("ndjson", "csv"):
-        raise ValidationError("'format' must be ndjson or csv", details={"path": "format"})
+    check_failure_format(format)
     await tenant_job(svc, caller.tenant, job_id)
-
-    async def lines() -> AsyncIterator[bytes]:
-        after = 0
-        if format == "csv":
-            yield b"row,code,message,input\r\n"
-        while True:
-
-            def fetch(tx: Tx, a: int = after) -> list[JobFailureRow]:
-                return tx.list_job_failures(job_id, after_row=a, limit=1000)
-
-            page = await svc.store.run(fetch)
-            if not page:
-                return
-            if format == "csv":
-                out = io.StringIO()
-                writer = csv.writer(out)
-                for f in page:
-                    writer.writerow([f.row_number, f.code, f.message, f.input])
-                yield out.getvalue().encode()
-            else:
-                yield b"".join(
-                    orjson.dumps(
-                        {
-                            "row": f.row_number,
-                            "code": f.code,
-                            "message": f.message,
-                            "input": f.input,
-                        }
-                    )
-                    + b"\n"
-                    for f in page
-                )
-            after = page[-1].row_number
-
-    media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
-    return StreamingResponse(lines(), media_type=media)
+    return StreamingResponse(failure_lines(svc, job_id, format), media_type=FAILURE_FORMATS[format])
 
 
 @router.get(

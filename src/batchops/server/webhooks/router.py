@@ -35,7 +35,7 @@ from batchops.server.webhooks.signing import new_secret
 from batchops.server.webhooks.targets import check_target
 from batchops.store.base import Tx, WebhookRow
 
-__all__ = ["router"]
+__all__ = ["read_deliveries", "router"]
 
 router = APIRouter(tags=["webhooks"])
 
@@ -165,7 +165,10 @@ async def delete_webhook(webhook_id: str, caller: CallerDep, svc: ServicesDep) -
     return Response(status_code=204)
 
 
-def _deliveries(tenant: str, *, webhook_id: str | None, job_id: str | None, limit: int) -> Any:
+def read_deliveries(tenant: str, *, webhook_id: str | None, job_id: str | None, limit: int) -> Any:
+    """A unit of work that reads the tenant's deliveries (of one webhook and/or job), newest
+    first, each with its attempts, as the API shows them (the console shows them too)."""
+
     def fn(tx: Tx) -> list[dict[str, Any]]:
         rows = tx.list_webhook_deliveries(tenant, webhook_id=webhook_id, job_id=job_id, limit=limit)
         attempts = tx.list_webhook_attempts([r.id for r in rows])
@@ -188,7 +191,7 @@ async def webhook_deliveries(
     _known(webhook_id)
     if await svc.store.run(lambda tx: tx.get_webhook(caller.tenant, webhook_id)) is None:
         raise _not_found(webhook_id)
-    fn = _deliveries(caller.tenant, webhook_id=webhook_id, job_id=None, limit=size)
+    fn = read_deliveries(caller.tenant, webhook_id=webhook_id, job_id=None, limit=size)
     return JSONResponse({"deliveries": await svc.store.run(fn)})
 
 
@@ -207,5 +210,5 @@ async def job_deliveries(
     """Deliveries to the job's own webhook and to the tenant's subscriptions."""
     size = _limit(limit)
     await tenant_job(svc, caller.tenant, job_id)
-    fn = _deliveries(caller.tenant, webhook_id=None, job_id=job_id, limit=size)
+    fn = read_deliveries(caller.tenant, webhook_id=None, job_id=job_id, limit=size)
     return JSONResponse({"deliveries": await svc.store.run(fn)})

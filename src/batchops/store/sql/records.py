@@ -57,6 +57,10 @@ class RecordStatements:
         live = "FROM records WHERE tenant = ? AND collection = ? AND deleted_at IS NULL"
         self.list = d.render(f"SELECT {COLS} {live}")
         self.count = d.render(f"SELECT count(*) {live}")
+        self.collection_counts = d.render(
+            "SELECT collection, count(*) FROM records WHERE tenant = ? AND deleted_at IS NULL "
+            "GROUP BY collection ORDER BY collection"
+        )
         self.after_id = d.render("AND id > ?")
         self.page = d.render("ORDER BY id LIMIT ?")
         self.page_locked = d.render("ORDER BY id LIMIT ?" + d.for_update())
@@ -146,6 +150,11 @@ class RecordsSQL(SqlTx):
             params.extend(values)
         row = self._execute(" ".join(sql), params).fetchone()
         return int(row[0])
+
+    def collection_counts(self, tenant: str) -> list[tuple[str, int]]:
+        """The tenant's collections with live records, by name, and how many each holds."""
+        cur = self._execute(self._records_sql.collection_counts, (tenant,))
+        return [(row[0], int(row[1])) for row in cur]
 
     def find_ids_by_field(
         self, tenant: str, collection: str, path: str, values: Sequence[str]
