@@ -303,6 +303,8 @@ async def test_jobs_are_invisible_to_other_tenants(service: Service) -> None:
         ),
         ({"collection": "c", "chunk_size": "0"}, "text/csv", b"a\n1\n", 422, "VALIDATION_ERROR"),
         ({"collection": "c", "validation": "x"}, "text/csv", b"a\n1\n", 422, "VALIDATION_ERROR"),
+        ({"collection": "c", "format": ""}, "text/csv", b"a\n1\n", 422, "VALIDATION_ERROR"),
+        ({"collection": "c", "validation": ""}, "text/csv", b"a\n1\n", 422, "VALIDATION_ERROR"),
     ],
 )
 async def test_bad_uploads_are_refused_with_the_error_envelope(
@@ -317,6 +319,17 @@ async def test_bad_uploads_are_refused_with_the_error_envelope(
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
     assert (await service.client.get("/v1/jobs")).json()["jobs"] == []
+
+
+@pytest.mark.parametrize("option", ["format", "validation"])
+async def test_an_empty_enumerated_option_is_refused_naming_it_not_read_as_absent(
+    service: Service, option: str
+) -> None:
+    response = await upload(
+        service.client, b"a\n1\n", content_type="text/csv", collection="c", **{option: ""}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"]["path"] == option
 
 
 @pytest.mark.limits(max_upload_bytes=1000)

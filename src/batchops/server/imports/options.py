@@ -103,7 +103,9 @@ class ImportOptions:
             raise ValidationError(
                 f"'format' must be one of {', '.join(FORMATS)}", details={"path": "format"}
             )
-        checked_validation = validation or "strict"
+        # An empty validation= is refused like any value outside the enum, not read as
+        # absent (schemathesis found the document and the server disagreeing).
+        checked_validation = "strict" if validation is None else validation
         if checked_validation not in ("strict", "lenient"):
             raise ValidationError(
                 "'validation' must be strict or lenient", details={"path": "validation"}

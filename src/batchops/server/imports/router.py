@@ -72,8 +72,9 @@ _EXTENSION_FORMATS = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson", ".
 
 def _format_of(explicit: str | None, content_type: str, filename: str | None, *, part: bool) -> str:
     """``format`` if given, else the file's media type, else (a multipart ``part``) its
-    name's extension."""
-    if explicit:
+    name's extension. An empty ``format=`` is not "absent": it is refused as any value
+    outside csv|ndjson|json is (the document declares the option an enum)."""
+    if explicit is not None:
         return explicit
     media = content_type.split(";", 1)[0].strip().lower()
     found = _MEDIA_FORMATS.get(media)
