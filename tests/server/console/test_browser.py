@@ -17,10 +17,7 @@ not reachable here). Missing, these tests skip on a developer's machine and fail
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,27 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from batchops.server.app import create_app
 from batchops.server.auth import create_api_key
 from batchops.store import open_store
-from tests.client.conftest import free_port
+from tests.browser_support import chromium, serving_in_thread
 from tests.conftest import make_sqlite_url
 from tests.server.conftest import settings_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("BATCHOPS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SMALL_CSV = b"name,age\nAda,36\nBob,not-a-number\nCy,41\n"
 MAPPING = '{"name": {"field": "name"}, "age": {"field": "age", "type": "int"}}'
 LONG_ROWS = 50_000  # one row per chunk: minutes of work, cancelled within seconds
@@ -90,38 +77,15 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         rate_limit_requests_per_minute=0,
         rate_limit_operations_per_minute=0,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    for _ in range(600):
-        if server.started or not thread.is_alive():
-            break
-        threading.Event().wait(0.05)
-    assert server.started, "the test server did not start"
-    try:
-        yield Live(f"http://127.0.0.1:{port}", key, other_key, tmp)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving_in_thread(create_app(settings)) as url:
+        yield Live(url, key, other_key, tmp)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Debian's Chromium, headless (skipped without it, except in CI)."""
-    if shutil.which(CHROMIUM) is None:
-        message = f"Chromium is not at {CHROMIUM} (apt-get install -y chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 def signed_in(browser: Browser, live: Live, key: str) -> Page:
