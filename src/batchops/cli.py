@@ -118,6 +118,32 @@ def main() -> None:
     "current chunks and webhooks have to end (env BATCHOPS_SHUTDOWN_GRACE_S; default 30).",
 )
 @click.option("--log-level", envvar="BATCHOPS_LOG_LEVEL", default="info", show_default=True)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as human text or JSON, the access log included "
+    "(env BATCHOPS_LOG_FORMAT; default text).",
+)
+@click.option(
+    "--metrics-token",
+    default=None,
+    help="GET /metrics wants 'Authorization: Bearer <token>' (env BATCHOPS_METRICS_TOKEN; "
+    "default: open).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    default=None,
+    help="Serve GET /metrics on this port only (env BATCHOPS_METRICS_PORT; default: on "
+    "the API's port).",
+)
+@click.option(
+    "--tracing/--no-tracing",
+    default=None,
+    help="OpenTelemetry spans per request, batch and job chunk (env BATCHOPS_TRACING=1; "
+    "default off; needs opentelemetry installed and configured).",
+)
 def serve(
     db_url: str | None,
     host: str,
@@ -138,6 +164,10 @@ def serve(
     drain_delay_s: float | None,
     shutdown_grace_s: float | None,
     log_level: str,
+    log_format: str | None,
+    metrics_token: str | None,
+    metrics_port: int | None,
+    tracing: bool | None,
 ) -> None:
     """Run the records service (OpenAPI docs at /docs). SIGTERM/SIGINT stop it in two
     steps: /readyz turns 503 while requests are still served (--drain-delay-s), then no
@@ -164,10 +194,15 @@ def serve(
             webhook_concurrency=webhook_concurrency,
             drain_delay_s=drain_delay_s,
             shutdown_grace_s=shutdown_grace_s,
+            log_level=log_level,
+            log_format=log_format,
+            metrics_token=metrics_token,
+            metrics_port=metrics_port,
+            tracing=tracing,
         )
     except ValueError as exc:  # an environment variable that is not a setting's value
         raise click.UsageError(str(exc)) from exc
-    serving.serve(settings, host=host, port=port, log_level=log_level)
+    serving.serve(settings, host=host, port=port, log_level=settings.log_level)
 
 
 @main.command()

@@ -151,6 +151,19 @@ class Settings:
     graphql_max_aliases: int = 1000
     graphql_max_tokens: int = 100_000
     graphql_introspection: bool = True
+    # --- Observability (docs/operations.md) -------------------------------------------
+    # Logs: every record (ours, uvicorn's) as "text" or "json" lines on stderr, at
+    # log_level and above; one access line per request (batchops.access).
+    log_format: str = "text"
+    log_level: str = "info"
+    # GET /metrics (Prometheus): open unless metrics_token is set (then it wants
+    # "Authorization: Bearer <token>"); served on the API's port, or only on metrics_port
+    # when one is set (the API's port then answers /metrics 404).
+    metrics_token: str | None = None
+    metrics_port: int | None = None
+    # OpenTelemetry spans per request, batch and job chunk (needs opentelemetry-api and a
+    # configured SDK); off: opentelemetry is not even imported.
+    tracing: bool = False
 
     def __post_init__(self) -> None:
         if self.upload_storage not in (None, *UPLOAD_STORAGES):
@@ -160,6 +173,10 @@ class Settings:
             )
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be text or json, got {self.log_format!r}")
+        if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
+            raise ValueError(f"metrics_port must be a TCP port, got {self.metrics_port!r}")
         for name in ("drain_delay_s", "shutdown_grace_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
@@ -232,6 +249,12 @@ class Settings:
             "graphql_max_tokens": _env_int("BATCHOPS_GRAPHQL_MAX_TOKENS", 100_000),
             "graphql_introspection": os.environ.get("BATCHOPS_GRAPHQL_INTROSPECTION") is None
             or _env_bool("BATCHOPS_GRAPHQL_INTROSPECTION"),
+            # Observability
+            "log_format": (os.environ.get("BATCHOPS_LOG_FORMAT") or "text").strip(),
+            "log_level": (os.environ.get("BATCHOPS_LOG_LEVEL") or "info").strip(),
+            "metrics_token": os.environ.get("BATCHOPS_METRICS_TOKEN") or None,
+            "metrics_port": _env_int("BATCHOPS_METRICS_PORT", 0) or None,
+            "tracing": _env_bool("BATCHOPS_TRACING"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

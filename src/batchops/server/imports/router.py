@@ -29,6 +29,7 @@ from batchops.server.imports.csv_rows import csv_header
 from batchops.server.imports.openapi import import_parameters
 from batchops.server.imports.options import ImportOptions
 from batchops.server.imports.uploads import is_multipart, receive_upload
+from batchops.server.jobs.runner import queued
 from batchops.server.jobs.schemas import job_body
 from batchops.server.openapi_routes import (
     AUTH,
@@ -282,8 +283,7 @@ async def create_import(
     except BaseException:
         await writer.abort()
         raise
-    if svc.jobs is not None:
-        svc.jobs.wake()
+    queued(svc.jobs, job)
     return JSONResponse(job_body(job), status_code=202, headers={"Location": f"/v1/jobs/{job_id}"})
 
 

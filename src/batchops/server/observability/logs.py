@@ -1,0 +1,145 @@
+"""Structured logs (docs/operations.md, "Logs"): one formatter for every record of the
+process — ours, uvicorn's, the libraries' — as JSON lines or human text.
+
+The code logs with the standard library (``logging.getLogger``) and passes fields as
+``extra``; :func:`configure_logging` puts structlog's ``ProcessorFormatter`` on the root
+logger, which renders a stdlib record's message and its extra fields alike. Three loggers
+carry the events an operator reads:
+
+- ``batchops.access``: one line per HTTP request (:func:`access`), written by
+  :mod:`batchops.server.observability.middleware`; uvicorn's own access log stays off;
+- ``batchops.jobs``: a job's life (:func:`job_event`): queued, claimed, taken over,
+  started, progress (at most every :data:`PROGRESS_EVERY_S` per job), and its end;
+- ``batchops.server`` and the rest: warnings and errors as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import sys
+from typing import Any
+
+__all__ = [
+    "ACCESS",
+    "JOBS",
+    "LOG_FORMATS",
+    "PROGRESS_EVERY_S",
+    "access",
+    "configure_logging",
+    "formatter",
+    "job_event",
+    "request_id",
+]
+
+LOG_FORMATS = ("text", "json")
+
+ACCESS = logging.getLogger("batchops.access")
+JOBS = logging.getLogger("batchops.jobs")
+
+PROGRESS_EVERY_S = 10.0
+"""A running job logs its progress after a chunk at most this often."""
+
+_SANE_REQUEST_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+"""A request id taken from the client: 1-128 visible ASCII characters."""
+
+
+def request_id(given: bytes | None) -> str:
+    """The request's ``X-Request-Id`` if it is sane (1-128 printable ASCII characters, no
+    space), else a new one: the value is echoed in a response header and written to logs,
+    so nothing that could break a header or a log line (control characters, newlines) is
+    taken from the client."""
+    if given is not None and _SANE_REQUEST_ID.fullmatch(given):
+        return given.decode("ascii")
+    return secrets.token_hex(16)
+
+
+def access(
+    *,
+    method: str,
+    route: str,
+    status: int,
+    duration_ms: float,
+    size: int,
+    request_id: str,
+    tenant: str | None,
+    key_id: str | None,
+    batch_id: str | None,
+) -> None:
+    """One access-log line (``batchops.access`` at INFO)."""
+    ACCESS.info(
+        "request",
+        extra={
+            "method": method,
+            "path": route,
+            "status": status,
+            "duration_ms": round(duration_ms, 3),
+            "bytes": size,
+            "request_id": request_id,
+            "tenant": tenant,
+            "key_id": key_id,
+            "batch_id": batch_id,
+        },
+    )
+
+
+def job_event(event: str, job_id: str, job_type: str, **fields: Any) -> None:
+    """One line of a job's life (``batchops.jobs`` at INFO): ``job <event>`` with the job's
+    id and type, and ``fields``."""
+    if JOBS.isEnabledFor(logging.INFO):
+        JOBS.info(
+            "job %s",
+            event,
+            extra={"job_event": event, "job_id": job_id, "job_type": job_type, **fields},
+        )
+
+
+def formatter(log_format: str) -> logging.Formatter:
+    """The formatter of every record: JSON lines (``json``) or aligned text (``text``)."""
+    import structlog
+
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    renderer: Any
+    if log_format == "json":
+        renderer = structlog.processors.JSONRenderer()
+        exc: list[Any] = [structlog.processors.dict_tracebacks]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        exc = []
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *exc,
+            renderer,
+        ],
+    )
+
+
+def configure_logging(log_format: str = "text", log_level: str = "info") -> None:
+    """Send every record of the process at ``log_level`` or above to stderr through
+    :func:`formatter` (called once per process by ``batchops serve``, before uvicorn
+    starts: uvicorn is told to configure no logging of its own)."""
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise ValueError(f"unknown log level {log_level!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # uvicorn's loggers keep no handler of their own: their records reach the root's.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        uv = logging.getLogger(name)
+        uv.handlers.clear()
+        uv.propagate = True
+        uv.setLevel(level)
