@@ -181,9 +181,9 @@ class JobContext:
         self._claimed_at = runner.claimed_at.get(job.id, time.monotonic())
         self._logged_at = time.monotonic()
 
-    def _committed(self, job: JobRow) -> None:
-        """After a transaction of the job committed: its rows' metrics, a progress line
-        now and then, and its end."""
+    def _committed(self, job: JobRow, *, chunk: bool = False) -> None:
+        """After a transaction of the job committed: its rows' metrics, its end, and after
+        a chunk a progress line now and then."""
         succeeded, failed = job.succeeded - self._counted[0], job.failed - self._counted[1]
         self._counted = (job.succeeded, job.failed)
         if succeeded > 0 or failed > 0:
@@ -202,7 +202,7 @@ class JobContext:
                 duration_s=round(seconds, 3),
                 **({"error_code": error} if error else {}),
             )
-        elif time.monotonic() - self._logged_at >= PROGRESS_EVERY_S:
+        elif chunk and time.monotonic() - self._logged_at >= PROGRESS_EVERY_S:
             self._logged_at = time.monotonic()
             job_event(
                 "progress",
@@ -335,7 +335,7 @@ class JobContext:
         ):
             job = await self.store.run(apply, retries=retries)
         self.notify()
-        self._committed(job)
+        self._committed(job, chunk=True)
         if job.state != "running":
             if job.state in TERMINAL_STATES:
                 await self._discard_input()

@@ -2,9 +2,9 @@
 process — ours, uvicorn's, the libraries' — as JSON lines or human text.
 
 The code logs with the standard library (``logging.getLogger``) and passes fields as
-``extra``; :func:`configure_logging` puts structlog's ``ProcessorFormatter`` on the root
-logger, which renders a stdlib record's message and its extra fields alike. Three loggers
-carry the events an operator reads:
+``extra``; :func:`configure_logging` puts one formatter on the root logger (see
+:func:`formatter`), which renders a record's message and its extra fields alike, uvicorn's
+records too. Three loggers carry the events an operator reads:
 
 - ``batchops.access``: one line per HTTP request (:func:`access`), written by
   :mod:`batchops.server.observability.middleware`; uvicorn's own access log stays off;
@@ -19,7 +19,10 @@ import logging
 import re
 import secrets
 import sys
+import time
 from typing import Any
+
+import orjson
 
 __all__ = [
     "ACCESS",
@@ -67,9 +70,17 @@ def access(
     key_id: str | None,
     batch_id: str | None,
 ) -> None:
-    """One access-log line (``batchops.access`` at INFO)."""
-    ACCESS.info(
+    """One access-log line (``batchops.access`` at INFO; the caller checks the level)."""
+    # makeRecord + handle: Logger.info would also walk the stack for the caller's file
+    # and line (~3 µs a request), which an access line has no use for.
+    record = ACCESS.makeRecord(
+        ACCESS.name,
+        logging.INFO,
+        "",
+        0,
         "request",
+        (),
+        None,
         extra={
             "method": method,
             "path": route,
@@ -82,6 +93,7 @@ def access(
             "batch_id": batch_id,
         },
     )
+    ACCESS.handle(record)
 
 
 def job_event(event: str, job_id: str, job_type: str, **fields: Any) -> None:
@@ -95,32 +107,55 @@ def job_event(event: str, job_id: str, job_type: str, **fields: Any) -> None:
         )
 
 
+# The attributes every LogRecord has: anything else on a record came from ``extra``.
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+
+
+class _Formatter(logging.Formatter):
+    """One line per record: the time (UTC, ms), the level, the logger, the message and
+    the record's ``extra`` fields.
+
+    Written here rather than taken from structlog's ``ProcessorFormatter`` for its cost:
+    the access log writes a line per request, and structlog's formatter measured 41 µs
+    (JSON) and 62 µs (text) a line against 8-12 µs for this one — 7-10% of the server
+    CPU of a 100-create batch (~630 µs). It keeps structlog's field names (``timestamp``,
+    ``level``, ``logger``, ``event``)."""
+
+    def __init__(self, as_json: bool) -> None:
+        super().__init__()
+        self.as_json = as_json
+
+    def format(self, record: logging.LogRecord) -> str:
+        created = record.created
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        stamp = f"{stamp}.{int(created % 1 * 1000):03d}Z"
+        fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        message = record.getMessage()
+        error = self.formatException(record.exc_info) if record.exc_info else None
+        if record.stack_info:
+            error = f"{error}\n{record.stack_info}" if error else record.stack_info
+        if self.as_json:
+            line = {
+                "timestamp": stamp,
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "event": message,
+                **fields,
+            }
+            if error:
+                line["exception"] = error
+            return orjson.dumps(line, default=str).decode()
+        pairs = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        text = f"{stamp} [{record.levelname.lower():<7}] {record.name}: {message}"
+        text = f"{text}  {pairs}" if pairs else text
+        return f"{text}\n{error}" if error else text
+
+
 def formatter(log_format: str) -> logging.Formatter:
     """The formatter of every record: JSON lines (``json``) or aligned text (``text``)."""
-    import structlog
-
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
-    renderer: Any
-    if log_format == "json":
-        renderer = structlog.processors.JSONRenderer()
-        exc: list[Any] = [structlog.processors.dict_tracebacks]
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
-        exc = []
-    return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[
-            structlog.stdlib.add_log_level,
-            structlog.stdlib.add_logger_name,
-            structlog.stdlib.ExtraAdder(),
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-        ],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *exc,
-            renderer,
-        ],
-    )
+    return _Formatter(as_json=log_format == "json")
 
 
 def configure_logging(log_format: str = "text", log_level: str = "info") -> None:
