@@ -146,6 +146,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
         # A worker serves the probes alone: no document, no docs pages.
         openapi_url="/openapi.json" if api else None,
+        # FastAPI's own OpenTelemetry layer (on by default since 0.16x) is off: our spans
+        # (Settings.tracing, batchops.server.observability.tracing) are the one source,
+        # covering /v1/batch's fast path too, and off they cost nothing per request; left
+        # on, it would add a span per FastAPI route and send metrics and logs to whatever
+        # global providers are set.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.job_kinds = kinds  # the /v1/jobs routes answer kind-specific parts from it
     app.state.drain = app.drain = drain
