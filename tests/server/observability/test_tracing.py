@@ -1,6 +1,7 @@
 """OpenTelemetry spans: one per request, per batch and per job chunk (none per operation),
-seen with the SDK's in-memory exporter; with tracing off, opentelemetry is never imported.
-On both backends."""
+seen with the SDK's in-memory exporter; with tracing off, no batchops module imports
+opentelemetry (FastAPI and redis-py import it themselves when it is installed). On both
+backends."""
 
 from __future__ import annotations
 

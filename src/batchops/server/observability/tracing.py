@@ -6,7 +6,10 @@ the operator sets up (``opentelemetry-instrument``, or the SDK configured in cod
 API alone records nothing.
 
 Off (the default), this module imports no opentelemetry module at all and :func:`span`
-returns one shared no-op context manager: no cost beyond a global read and a call.
+returns one shared no-op context manager: no cost beyond a global read and a call. (FastAPI
+and redis-py import ``opentelemetry-api`` themselves whenever it is installed; FastAPI's
+own tracing layer is turned off by ``create_app``, so that ours is the one source of
+spans.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-"""``batchops serve --workers 2``: a scrape of either worker sums both workers' counts
-(prometheus-client's multiprocess mode in a directory the supervisor makes and removes),
-and ``--log-format json`` writes the access lines as JSON. A real server in a subprocess."""
+"""The real ``batchops serve`` in a subprocess: with ``--workers 2`` a scrape of either
+worker sums both workers' counts (prometheus-client's multiprocess mode in a directory the
+supervisor makes and removes) and ``--log-format json`` writes the access lines as JSON;
+``--metrics-port`` and ``--metrics-token`` keep /metrics on a port of its own, behind a
+token, with one process and with two."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.conftest import make_sqlite_url
 from tests.server.observability.conftest import Samples
-from tests.server.test_serve_process import Server
+from tests.server.test_serve_process import Server, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +31,8 @@ def per_process_counts(metrics_dir: Path) -> dict[str, float]:
     """Each worker's own /healthz count, from its file in the multiprocess directory."""
     counts: dict[str, float] = {}
     for path in metrics_dir.glob("counter_*.db"):
-        for metric in MultiProcessCollector.merge([str(path)], accumulate=True):
+        merged = MultiProcessCollector.merge([str(path)], accumulate=True)  # type: ignore[no-untyped-call]
+        for metric in merged:
             for sample in metric.samples:
                 if sample.name == "batchops_http_requests_total" and sample.labels == HEALTHZ:
                     counts[path.name] = counts.get(path.name, 0.0) + sample.value
@@ -77,3 +80,23 @@ def test_two_workers_counts_are_summed_and_the_directory_is_removed(tmp_path: Pa
     ]
     assert access
     assert {"method", "path", "status", "duration_ms", "bytes", "request_id"} <= set(access[-1])
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_metrics_on_its_own_port_behind_a_token(tmp_path: Path, workers: str) -> None:
+    port = free_port()
+    server = Server(
+        make_sqlite_url(tmp_path / "p.db"),
+        tmp_path,
+        args=("--workers", workers, "--metrics-port", str(port), "--metrics-token", "tok"),
+    )
+    metrics_url = f"http://127.0.0.1:{port}"
+    with server.running():
+        assert httpx.get(f"{server.url}/metrics").status_code == 404
+        assert httpx.get(f"{metrics_url}/metrics").status_code == 401
+        scraped = httpx.get(f"{metrics_url}/metrics", headers={"Authorization": "Bearer tok"})
+        assert httpx.get(f"{metrics_url}/healthz").status_code == 404
+        assert httpx.get(f"{server.url}/healthz").status_code == 200
+        assert server.stop() == 0
+    assert scraped.status_code == 200
+    assert healthz_count(Samples(scraped.text)) >= 1  # the start-up probes
