@@ -246,3 +246,19 @@ async def test_a_job_taken_over_from_a_dead_server_says_so_and_logs_its_progress
     assert events[2:-1] == ["progress"] * 3  # the kind's three chunks; then it finishes
     assert lines[0].attempt == 2
     assert [r.processed for r in lines[2:-1]] == [1, 2, 3]
+
+
+@pytest.mark.limits(role="api")
+async def test_a_queued_job_cancelled_by_the_route_logs_its_end(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="batchops.jobs")
+    operations = [{"type": "create", "collection": "people", "data": {}}]
+    response = await service.client.post(
+        "/v1/batch", json={"operations": operations}, headers={"Prefer": "respond-async"}
+    )
+    job_id = response.json()["id"]  # an api process runs no job: it stays queued
+
+    assert (await service.client.post(f"/v1/jobs/{job_id}/cancel")).status_code == 202
+
+    assert [r.job_event for r in job_lines(caplog, job_id)] == ["queued", "cancelled"]

@@ -36,6 +36,7 @@ from batchops.server.jobs.schemas import (
 )
 from batchops.server.jobs.sse import job_events
 from batchops.server.limits import MAX_PAGE_SIZE, parse_limit_param, validate_limit
+from batchops.server.observability.logs import job_event
 from batchops.server.openapi_routes import (
     AUTH,
     LIMIT_PARAM,
@@ -165,7 +166,10 @@ async def cancel_job(
 
     job = await svc.store.run(cancel, retries=3)
     if job.state == "cancelled":  # it never started: its input file is of no further use
+        job_event("cancelled", job.id, job.type, processed=0, succeeded=0, failed=0)
         await svc.inputs.discard(job_id)  # (its chunk rows went with the cancel: kinds.ended)
+    else:
+        job_event("cancel requested", job.id, job.type)
     if svc.jobs is not None:
         svc.jobs.events.notify()
     return JSONResponse(job_body(job), status_code=202)
