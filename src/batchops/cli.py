@@ -117,7 +117,13 @@ def main() -> None:
     help="Then, once no connection is accepted, how long in-flight requests, the jobs' "
     "current chunks and webhooks have to end (env BATCHOPS_SHUTDOWN_GRACE_S; default 30).",
 )
-@click.option("--log-level", envvar="BATCHOPS_LOG_LEVEL", default="info", show_default=True)
+@click.option(
+    "--log-level",
+    envvar="BATCHOPS_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    help="Every logger's level (env BATCHOPS_LOG_LEVEL); warning turns the access log off.",
+)
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),

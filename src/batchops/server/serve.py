@@ -72,7 +72,11 @@ def serve(settings: Settings, *, host: str, port: int, log_level: str) -> None:
         if settings.metrics_port is None:
             DrainingServer(single).run()
         else:
-            sockets = [single.bind_socket(), _metrics_socket(host, settings.metrics_port)]
+            try:
+                api_socket = single.bind_socket()
+            except SystemExit:  # uvicorn said why (the port taken); exit as a failed start
+                sys.exit(STARTUP_FAILURE)
+            sockets = [api_socket, _metrics_socket(host, settings.metrics_port)]
             DrainingServer(single).run(sockets=sockets)
         return
     os.environ[SETTINGS_ENV] = settings.to_json()
