@@ -11,9 +11,21 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from batchops.server.settings import Settings
-from tests.server.conftest import Service, db_url, service, settings_for
+from tests.server.conftest import Service, service, settings_for
 
 __all__ = ["Samples", "Service", "db_url", "scrape", "service", "settings_for"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for each backend. PostgreSQL: a database of this module's own, since
+    the jobs gauge counts every tenant's jobs and an app's runner and webhook sender work
+    every tenant's queue: another module's leftovers would move the counts asserted here
+    (and the jobs these tests leave queued would run in theirs)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'service.db'}"
+    url: str = request.getfixturevalue("own_pg_url")
+    return url
 
 
 @pytest.fixture
