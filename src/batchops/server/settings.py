@@ -21,6 +21,9 @@ UPLOAD_STORAGES = ("database", "directory")
 """The values of ``Settings.upload_storage`` (None picks the database's default)."""
 
 
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+"""``log_level``'s values (``trace``: uvicorn's, below ``debug``)."""
+
 _N = TypeVar("_N", int, float)
 
 
@@ -175,6 +178,10 @@ class Settings:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"log_format must be text or json, got {self.log_format!r}")
+        if self.log_level.lower() not in _LOG_LEVELS:
+            raise ValueError(
+                f"log_level must be one of {', '.join(_LOG_LEVELS)}, got {self.log_level!r}"
+            )
         if self.metrics_port is not None and not 0 < self.metrics_port < 65536:
             raise ValueError(f"metrics_port must be a TCP port, got {self.metrics_port!r}")
         for name in ("drain_delay_s", "shutdown_grace_s"):

@@ -196,6 +196,7 @@ async def test_metrics_wants_the_bearer_token_when_one_is_set(service: Service) 
     wrong = await client.get("/metrics", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401
     assert wrong.headers["www-authenticate"] == "Bearer"
+    assert wrong.json()["error"]["code"] == "INVALID_METRICS_TOKEN"
     samples = await scrape(client, Authorization="Bearer scrape-me")
     assert samples.labels(REQUESTS)
 
@@ -220,8 +221,20 @@ async def test_with_a_metrics_port_metrics_is_served_there_alone(service: Servic
             "/v1/collections/people/records", headers={"Authorization": f"Bearer {service.key}"}
         )
         assert elsewhere.status_code == 404
+        assert elsewhere.json()["error"]["code"] == "NOT_FOUND"
     assert (await service.client.get("/metrics")).status_code == 404
     assert (await service.client.get("/v1/collections/people/records")).status_code == 200
+
+
+async def test_metrics_answers_only_get_and_head(service: Service) -> None:
+    refused = await service.client.post("/metrics")
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, HEAD"
+    assert refused.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    head = await service.client.head("/metrics")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert int(head.headers["content-length"]) > 0
 
 
 async def test_metrics_is_not_in_the_openapi_document(service: Service) -> None:

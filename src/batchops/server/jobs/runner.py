@@ -260,6 +260,7 @@ class JobContext:
     async def start(self) -> JobRow:
         """Mark the job started (once: a resumed job keeps its first ``started_at``)."""
         if self.job.started_at is not None:
+            job_event("started", self.id, self.job.type, attempt=self.job.attempts, resumed=True)
             return self.job
 
         def started(tx: Tx, job: JobRow) -> None:

@@ -24,8 +24,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from starlette.types import Message, Receive, Scope, Send
 
+from batchops._exceptions import (
+    APIError,
+    AuthenticationError,
+    MethodNotAllowedError,
+    NotFoundError,
+)
 from batchops.server.observability import logs, metrics, tracing
 
 __all__ = ["METRICS_PATH", "RequestObserver"]
@@ -111,14 +118,15 @@ class RequestObserver:
             and (scope.get("server") or (None, None))[1] == self.metrics_port
         )
         route: str | None = None
-        with tracing.span(f"{method} {path}" if tracing.enabled() else "") as current:
+        # Named by the route template once it is known (the path may hold ids).
+        with tracing.span(f"HTTP {method}" if tracing.enabled() else "") as current:
             try:
                 if is_metrics and (self.metrics_port is None or on_metrics_port):
                     route = METRICS_PATH
                     await self._metrics(scope, sending)
                 elif on_metrics_port or (is_metrics and self.metrics_port is not None):
                     route = metrics.UNMATCHED
-                    await _plain(sending, 404, b"not found")
+                    await _error(sending, NotFoundError("Not Found"))
                 else:
                     await call(scope, receive, sending)
             finally:
@@ -149,27 +157,50 @@ class RequestObserver:
 
     async def _metrics(self, scope: Scope, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):
-            await _plain(send, 405, b"method not allowed", [(b"allow", b"GET, HEAD")])
+            refused = MethodNotAllowedError(
+                f"{scope['method']} is not allowed on /metrics; allowed: GET, HEAD",
+                details={"allowed": ["GET", "HEAD"]},
+            )
+            await _error(send, refused, [(b"allow", b"GET, HEAD")])
             return
         if self.token is not None:
             given = next((v for n, v in scope["headers"] if n == b"authorization"), b"")
             if not hmac.compare_digest(given, self.token):
-                await _plain(
-                    send, 401, b"a bearer token is required", [(b"www-authenticate", b"Bearer")]
+                refused = AuthenticationError(
+                    "send the metrics token as 'Authorization: Bearer <token>'",
+                    code="INVALID_METRICS_TOKEN",
                 )
+                await _error(send, refused, [(b"www-authenticate", b"Bearer")])
                 return
         counts = await self.job_counts() if self.job_counts is not None else None
         body = metrics.render(counts)
-        await _plain(send, 200, body, content_type=metrics.CONTENT_TYPE.encode())
+        await _send(
+            send,
+            200,
+            body,
+            content_type=metrics.CONTENT_TYPE.encode(),
+            head=scope["method"] == "HEAD",
+        )
 
 
-async def _plain(
+async def _error(
+    send: Send, error: APIError, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """``error`` as the JSON envelope every error of the service is."""
+    body = orjson.dumps(error.to_envelope())
+    await _send(send, error.status_code, body, headers, content_type=b"application/json")
+
+
+async def _send(
     send: Send,
     status: int,
     body: bytes,
     headers: list[tuple[bytes, bytes]] | None = None,
-    content_type: bytes = b"text/plain; charset=utf-8",
+    *,
+    content_type: bytes,
+    head: bool = False,
 ) -> None:
+    """One whole answer (a HEAD's: the headers alone, the length the body would have)."""
     await send(
         {
             "type": "http.response.start",
@@ -181,4 +212,4 @@ async def _plain(
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})
