@@ -157,7 +157,7 @@ class RequestObserver:
 
     async def _metrics(self, scope: Scope, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):
-            refused = MethodNotAllowedError(
+            refused: APIError = MethodNotAllowedError(
                 f"{scope['method']} is not allowed on /metrics; allowed: GET, HEAD",
                 details={"allowed": ["GET", "HEAD"]},
             )
