@@ -108,7 +108,13 @@ def job_event(event: str, job_id: str, job_type: str, **fields: Any) -> None:
 
 
 # The attributes every LogRecord has: anything else on a record came from ``extra``.
-_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# (uvicorn adds ``color_message``: its message with terminal colours, of no use here.)
+_STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 class _Formatter(logging.Formatter):
@@ -172,6 +178,8 @@ def configure_logging(log_format: str = "text", log_level: str = "info") -> None
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # yoyo logs each step of each migration at INFO: a screenful at a first start.
+    logging.getLogger("yoyo").setLevel(max(level, logging.WARNING))
     # uvicorn's loggers keep no handler of their own: their records reach the root's.
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
         uv = logging.getLogger(name)
