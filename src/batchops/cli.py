@@ -253,7 +253,37 @@ def _database(db_url: str | None, config_file: str | None) -> str | None:
     "current chunks and webhooks have to end (env BATCHOPS_SHUTDOWN_GRACE_S; default 30).",
 )
 @click.option(
-    "--log-level", default=None, help="uvicorn's log level (env BATCHOPS_LOG_LEVEL; default info)."
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug", "trace"]),
+    default=None,
+    help="Every logger's level (env BATCHOPS_LOG_LEVEL; default info); warning turns the "
+    "access log off.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as human text or JSON, the access log included "
+    "(env BATCHOPS_LOG_FORMAT; default text).",
+)
+@click.option(
+    "--metrics-token",
+    default=None,
+    help="GET /metrics wants 'Authorization: Bearer <token>' (env BATCHOPS_METRICS_TOKEN; "
+    "default: open).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    default=None,
+    help="Serve GET /metrics on this port only (env BATCHOPS_METRICS_PORT; default: on "
+    "the API's port).",
+)
+@click.option(
+    "--tracing/--no-tracing",
+    default=None,
+    help="OpenTelemetry spans per request, batch and job chunk (env BATCHOPS_TRACING=1; "
+    "default off; needs opentelemetry installed and configured).",
 )
 def serve(
     db_url: str | None,
@@ -276,6 +306,10 @@ def serve(
     drain_delay_s: float | None,
     shutdown_grace_s: float | None,
     log_level: str | None,
+    log_format: str | None,
+    metrics_token: str | None,
+    metrics_port: int | None,
+    tracing: bool | None,
 ) -> None:
     """Run the records service (OpenAPI docs at /docs). Settings come from the flags, then
     BATCHOPS_* variables, then --config FILE (docs/configuration.md). SIGTERM/SIGINT stop
@@ -307,6 +341,10 @@ def serve(
         webhook_concurrency=webhook_concurrency,
         drain_delay_s=drain_delay_s,
         shutdown_grace_s=shutdown_grace_s,
+        log_format=log_format,
+        metrics_token=metrics_token,
+        metrics_port=metrics_port,
+        tracing=tracing,
     )
     serving.serve(settings, host=settings.host, port=settings.port, log_level=settings.log_level)
 

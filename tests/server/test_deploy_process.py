@@ -186,7 +186,7 @@ def test_two_workers_serve_one_port_print_one_first_key_and_drain_on_sigterm(
         assert 503 in states  # the workers drained: still listening, not ready
         _, alive = psutil.wait_procs(workers, timeout=10)
         assert not alive
-        drained = [line for line in srv.stdout if line.startswith("shutting down: ")]
+        drained = [line for line in srv.stdout if "batchops.server: shutting down: " in line]
         assert len(drained) == 2, srv.stdout  # each worker said so
 
 

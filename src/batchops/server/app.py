@@ -37,6 +37,8 @@ from batchops.server.imports.router import router as imports_router
 from batchops.server.jobs.inputs import job_inputs
 from batchops.server.jobs.router import router as jobs_router
 from batchops.server.jobs.runner import JobKinds, JobRunner
+from batchops.server.observability import metrics, tracing
+from batchops.server.observability.middleware import RequestObserver
 from batchops.server.openapi import install
 from batchops.server.ratelimit import KeyRateLimits
 from batchops.server.records.router import router as records_router
@@ -45,6 +47,7 @@ from batchops.server.webhooks.delivery import WebhookSender
 from batchops.server.webhooks.outbox import enqueue_job_event
 from batchops.server.webhooks.router import router as webhooks_router
 from batchops.store import open_store
+from batchops.store.observe import set_run_observer
 
 __all__ = ["create_app", "job_kinds"]
 
@@ -72,6 +75,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """
     settings = settings or Settings.from_env()
     kinds = job_kinds()
+    # Process-wide, like the metrics they feed (one app per process when served).
+    set_run_observer(metrics.observe_store_run)
+    tracing.configure_tracing(settings.tracing)
     drain = Drain(settings.drain_delay_s, settings.shutdown_grace_s)
 
     @asynccontextmanager
@@ -141,9 +147,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=JSONResponse,
         # A worker serves the probes alone: no document, no docs pages.
         openapi_url="/openapi.json" if api else None,
+        # FastAPI's own OpenTelemetry layer (on by default since 0.16x) is off: our spans
+        # (Settings.tracing, batchops.server.observability.tracing) are the one source,
+        # covering /v1/batch's fast path too, and off they cost nothing per request; left
+        # on, it would add a span per FastAPI route and send metrics and logs to whatever
+        # global providers are set.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.job_kinds = kinds  # the /v1/jobs routes answer kind-specific parts from it
     app.state.drain = app.drain = drain
+
+    async def job_counts() -> list[tuple[str, str, int]]:
+        services: Services = app.state.services
+        return await services.store.run(lambda tx: tx.count_jobs())
+
+    app.observer = RequestObserver(
+        app,
+        metrics_token=settings.metrics_token,
+        metrics_port=settings.metrics_port,
+        job_counts=job_counts,
+    )
     install_error_handlers(app)
 
     async def on_store_error(request: Request, exc: Exception) -> Response:
@@ -191,6 +214,7 @@ class _App(FastAPI):
 
     batch_fast_path: batch.BatchFastPath | None = None
     drain: Drain | None = None
+    observer: RequestObserver | None = None
     _body_watch: _BodyWatch | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -209,14 +233,22 @@ class _App(FastAPI):
         # where a server runs requests in a task that outlives them (ASGI test clients).
         token = forget_caller()
         try:
-            fast = self.batch_fast_path
-            if fast is not None and fast.matches(scope):
-                scope["app"] = self  # what Starlette's __call__ would have set
-                await fast(scope, receive, send)
-                return
-            await super().__call__(scope, receive, send)
+            observer = self.observer
+            if observer is not None and scope["type"] == "http":
+                await observer(scope, receive, send, self._answer)
+            else:
+                await self._answer(scope, receive, send)
         finally:
             restore_caller(token)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.batch_fast_path
+        if fast is not None and fast.matches(scope):
+            scope["app"] = self  # what Starlette's __call__ would have set
+            scope["endpoint"] = batch.post_batch  # what routing would have (the route label)
+            await fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _drop_trailing_slash(scope: Scope) -> None:

@@ -49,6 +49,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.errors import StorageError
 
 from batchops._exceptions import RateLimitedError
+from batchops.server.observability import metrics
 
 __all__ = ["KeyRateLimits"]
 
@@ -162,6 +163,7 @@ class KeyRateLimits:
         if self._operations is None or count <= 0:
             return dict(charged)
         if count > self._operations.amount:
+            metrics.observe_rate_limited("operations")
             raise RateLimitedError(
                 f"a batch of {count} operations exceeds the limit of "
                 f"{self._operations.amount} operations per minute; send smaller batches",
@@ -183,6 +185,7 @@ class KeyRateLimits:
         allowed = await self._counted(lambda limiter: limiter.hit(item, kind, key_id, cost=cost))
         headers, reset = await self._headers(item, kind, key_id, charged)
         if not allowed:
+            metrics.observe_rate_limited(unit)
             raise RateLimitedError(
                 f"rate limit of {item.amount} {unit} per minute reached for this API key",
                 details={"limit": item.amount, "unit": f"{unit}/minute"},

@@ -7,15 +7,24 @@ the app from :func:`app_from_environment`, reading the settings this process ser
 (:meth:`Settings.to_json`) into :data:`SETTINGS_ENV`. SIGTERM or SIGINT to the supervisor
 is passed to every worker as SIGTERM, and each drains as a single process does; the
 supervisor waits for them, then exits 0. Every process exits 0 after a signal.
+
+Observability (docs/operations.md): every process formats its logs itself
+(:func:`~batchops.server.observability.logs.configure_logging`; uvicorn configures none).
+With several workers the supervisor makes a temporary ``PROMETHEUS_MULTIPROC_DIR`` for
+their metrics (unless the operator gave one), tells prometheus-client when a worker dies
+(its live gauges go; its counters stay in the sums), and removes the directory when it
+exits. ``metrics_port`` is one more listening socket, shared like the API's.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from types import FrameType
 from typing import Any
@@ -26,6 +35,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import multiprocess
 
 from batchops.server.drain import DRAIN_STATE, Drain
+from batchops.server.observability.logs import configure_logging
 from batchops.server.settings import Settings
 
 __all__ = ["SETTINGS_ENV", "DrainingServer", "app_from_environment", "bind_socket", "serve"]
@@ -47,16 +57,23 @@ def serve(settings: Settings, *, host: str, port: int, log_level: str) -> None:
     """
     from batchops.store import migrate
 
-    sock = bind_socket(host, port)
+    configure_logging(settings.log_format, log_level)
+    sockets = [bind_socket(host, port)]
     try:
+        if settings.metrics_port is not None:
+            sockets.append(bind_socket(host, settings.metrics_port))
         migrate(settings.db_url)
     except BaseException:
-        sock.close()
+        for sock in sockets:
+            sock.close()
         raise
     options: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_level": log_level,
+        # Ours (configure_logging above; each worker its own), not uvicorn's dictConfig.
+        "log_config": None,
+        # The access log is ours too (batchops.server.observability.middleware).
         "access_log": False,
         # The wait for in-flight requests (uvicorn takes seconds as a float too); the jobs
         # and webhooks get what is left of it.
@@ -67,14 +84,25 @@ def serve(settings: Settings, *, host: str, port: int, log_level: str) -> None:
         from batchops.server.app import create_app
 
         _exit_0_after_signals()
-        DrainingServer(uvicorn.Config(create_app(settings), **options)).run(sockets=[sock])
+        DrainingServer(uvicorn.Config(create_app(settings), **options)).run(sockets=sockets)
         return
     os.environ[SETTINGS_ENV] = settings.to_json()
-    config = uvicorn.Config(
-        f"{__name__}:app_from_environment", factory=True, workers=workers, **options
-    )
-    supervisor = _Supervisor(config, sockets=[sock])
-    supervisor.run()
+    # Before any worker imports prometheus-client (see batchops.server.observability.metrics).
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+            prefix="batchops-metrics-"
+        )
+    try:
+        config = uvicorn.Config(
+            f"{__name__}:app_from_environment", factory=True, workers=workers, **options
+        )
+        supervisor = _Supervisor(config, sockets=sockets)
+        supervisor.run()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
         sys.exit(STARTUP_FAILURE)
 
@@ -99,7 +127,9 @@ def app_from_environment() -> FastAPI:
     settings its supervisor left in :data:`SETTINGS_ENV`."""
     from batchops.server.app import create_app
 
-    return create_app(Settings.from_json(os.environ[SETTINGS_ENV]))
+    settings = Settings.from_json(os.environ[SETTINGS_ENV])
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)
 
 
 class DrainingServer(uvicorn.Server):
@@ -196,6 +226,23 @@ class _Supervisor(multiprocess.Multiprocess):
         super().terminate_all()
         for sock in self.sockets:
             sock.close()
+        self._mark_dead(p.pid for p in self.processes)
+
+    def keep_subprocess_alive(self) -> None:
+        before = {p.pid for p in self.processes}
+        super().keep_subprocess_alive()
+        # A worker that died was replaced: its metrics' live gauges are dropped.
+        self._mark_dead(before - {p.pid for p in self.processes})
+
+    @staticmethod
+    def _mark_dead(pids: Any) -> None:
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return
+        from prometheus_client import multiprocess as prometheus_multiprocess
+
+        for pid in pids:
+            if pid is not None:
+                prometheus_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def _exit_0_after_signals() -> None:

@@ -38,6 +38,8 @@ __all__ = [
     "SECRET",
     "SECRET_URL",
     "UPLOAD_STORAGES",
+    "LogFormat",
+    "LogLevel",
     "Role",
     "Settings",
     "env_names",
@@ -57,6 +59,11 @@ UPLOAD_STORAGES: tuple[UploadStorage, ...] = get_args(UploadStorage)
 """The values of ``Settings.upload_storage`` (None picks the database's default)."""
 
 ENV_PREFIX = "BATCHOPS_"
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+"""``log_level``'s values (``trace``: uvicorn's, below ``debug``)."""
+LogFormat = Literal["text", "json"]
+"""``log_format``'s values."""
 
 SECRET: dict[str, Any] = {"secret": "value"}
 """``json_schema_extra`` of a setting whose whole value is a secret (a token)."""
@@ -98,7 +105,11 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="The address `serve` listens on.")
     port: int = Field(default=8000, ge=0, le=65535, description="The port `serve` listens on.")
-    log_level: str = Field(default="info", description="uvicorn's log level.")
+    log_level: LogLevel = Field(
+        default="info",
+        description="Log records (ours and uvicorn's) at this level and above; `warning` "
+        "turns the access log off (docs/operations.md).",
+    )
     max_batch_operations: int = Field(
         default=1000, ge=1, description="Most operations in one `POST /v1/batch`."
     )
@@ -283,6 +294,43 @@ class Settings(BaseSettings):
         default=True,
         description="Answer introspection (GraphiQL's schema view) on `POST /graphql`.",
     )
+
+    # --- Observability (docs/operations.md) -------------------------------------------
+    log_format: LogFormat = Field(
+        default="text",
+        description="Every log record (ours and uvicorn's) as `text` or `json` lines on "
+        "stderr; one access line per request (logger `batchops.access`).",
+    )
+    metrics_token: str | None = Field(
+        default=None,
+        description="`GET /metrics` wants `Authorization: Bearer <token>` when set; open "
+        "otherwise.",
+        json_schema_extra=SECRET,
+    )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve `/metrics` only on this port (the API's port then answers it "
+        "404); unset: on the API's port.",
+    )
+    tracing: bool = Field(
+        default=False,
+        description="OpenTelemetry spans per request, batch and job chunk (needs "
+        "opentelemetry-api and an SDK the operator configures); off: batchops imports no "
+        "opentelemetry module.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _no_metrics_port(cls, value: object) -> object:
+        # BATCHOPS_METRICS_PORT=0 means "none", as 0 means "off" for the other settings.
+        return None if value in (0, "0") else value
 
     @field_validator("upload_storage")
     @classmethod

@@ -546,6 +546,11 @@ class JobsTx(TxBase, Protocol):
         clock, never the caller's. None if none."""
         ...
 
+    def count_jobs(self) -> list[tuple[str, str, int]]:
+        """How many jobs there are, as (type, state, count), all tenants together: what
+        the metrics' jobs gauge shows (a bounded set: the job kinds times the states)."""
+        ...
+
     def heartbeat_jobs(self, worker: str) -> None:
         """Renew ``worker``'s lease on its running jobs (the database's clock now)."""
         ...

@@ -75,6 +75,7 @@ from batchops.store.base import (
     RecordRow,
     Tx,
 )
+from batchops.store.observe import observed
 from batchops.store.pg_search import INDEX_CHUNK, SearchSQL, index_step
 from batchops.store.sql.dialect import POSTGRES
 from batchops.store.sql.idempotency import IdempotencySQL, IdempotencyStatements
@@ -612,7 +613,9 @@ class PostgresStore:
         if self._closed:
             raise StoreError("the store is closed")
         self._last_run = asyncio.get_running_loop().time()
-        return await retry_transient(lambda: self._call(lambda: self._run_once(fn)), retries)
+        return await observed(
+            "postgresql", retry_transient(lambda: self._call(lambda: self._run_once(fn)), retries)
+        )
 
     async def close(self) -> None:
         """Close the pool and stop the threads. Idempotent."""

@@ -38,7 +38,7 @@ from batchops.server.batch.idempotency import Claim
 from batchops.server.batch.model import BatchPlan
 from batchops.server.batch.planner import plan_batch
 from batchops.server.batch.response import Answer
-from batchops.server.jobs.runner import JobContext, JobKind
+from batchops.server.jobs.runner import JobContext, JobKind, queued
 from batchops.server.jobs.schemas import job_body, job_not_found
 from batchops.server.webhooks.schemas import (
     NOTIFICATION_WEBHOOK,
@@ -149,8 +149,7 @@ async def submit_batch(
     await svc.store.run(submit, retries=3)
     if claim is not None:
         claim.settled = True
-    if svc.jobs is not None:
-        svc.jobs.wake()
+    queued(svc.jobs, job)
     return Response(
         answer,
         status_code=202,

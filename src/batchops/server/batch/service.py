@@ -29,6 +29,7 @@ nothing; ``keep(tx, answer)`` stores the answer. The deadline is the batch's
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -56,6 +57,7 @@ from batchops.server.batch.executor import (
 from batchops.server.batch.idempotency import Claim, meta_line, ndjson_lines, release_soon
 from batchops.server.batch.model import BatchPlan, PlannedOp
 from batchops.server.batch.response import Answer, answer, batch_payload
+from batchops.server.observability import metrics, tracing
 from batchops.store.base import Store, Tx
 
 __all__ = [
@@ -103,6 +105,51 @@ async def run_whole(
     retries: int | None = None,
 ) -> Answer:
     """Run ``plan`` in one transaction and answer it (see the module docstring)."""
+    with tracing.span("batch", _span_attributes(batch_id, plan, "whole")):
+        done = await _run_whole(
+            store,
+            tenant,
+            plan,
+            batch_id=batch_id,
+            started=started,
+            deadline=deadline,
+            guard=guard,
+            keep=keep,
+            retries=retries,
+        )
+    _observe("whole", plan, started, done)
+    return done
+
+
+def _span_attributes(batch_id: str, plan: BatchPlan, mode: str) -> dict[str, str | int] | None:
+    if not tracing.enabled():
+        return None
+    return {
+        "batchops.batch_id": batch_id,
+        "batchops.batch.operations": plan.count,
+        "batchops.batch.mode": mode,
+    }
+
+
+def _observe(mode: str, plan: BatchPlan, started: float, done: Answer) -> None:
+    """The batch's metrics: its size, its time and how each type's operations ended."""
+    metrics.observe_batch(
+        mode, plan.count, time.perf_counter() - started, done.payload["meta"]["by_type"]
+    )
+
+
+async def _run_whole(
+    store: Store,
+    tenant: str,
+    plan: BatchPlan,
+    *,
+    batch_id: str,
+    started: float,
+    deadline: float | None,
+    guard: Guard | None,
+    keep: Keep | None,
+    retries: int | None,
+) -> Answer:
     kept: list[Answer] = []
 
     def finish(tx: Tx, result: Result) -> None:
@@ -205,7 +252,10 @@ async def stream(
                     claim.save_progress(tx, start, _progress_part(state, start, stop))
 
             try:
-                await store.run(run_slice, retries=plan.options.max_retries)
+                # One span a slice (a span held across the stream's yields would be the
+                # current span of whatever the event loop ran meanwhile).
+                with tracing.span("batch slice", _span_attributes(batch_id, plan, "stream")):
+                    await store.run(run_slice, retries=plan.options.max_retries)
             except StoreTimeoutError as exc:
                 if not exc.unit_lost:
                     raise
@@ -222,6 +272,7 @@ async def stream(
         if claim is not None:
             await _keep_apart(store, claim.hold, keeper(claim), done)
             claim.settled = True
+        _observe("stream", plan, started, done)
         yield orjson.dumps(meta_line(done.payload, done.status)) + b"\n"
     except (APIError, StoreError) as exc:
         # The 200 went out before the first transaction ran: a failure can only be said

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from batchops.server.bulk.service import Operation, parse_request, submit_bulk
 from batchops.server.deps import CallerDep, ServicesDep
 from batchops.server.http import JSONResponse, parse_json, read_body, require_json
+from batchops.server.jobs.runner import queued
 from batchops.server.jobs.schemas import job_body
 from batchops.server.openapi_routes import (
     AUTH,
@@ -72,8 +73,7 @@ async def _bulk(operation: Operation, request: Request, caller: Any, svc: Any) -
     headers = dict(getattr(request.state, "rate_headers", None) or {})
     if job is None:
         return JSONResponse(answer, headers=headers)
-    if svc.jobs is not None:
-        svc.jobs.wake()
+    queued(svc.jobs, job)
     headers["Location"] = f"/v1/jobs/{job.id}"
     return JSONResponse(job_body(job), status_code=202, headers=headers)
 

@@ -53,6 +53,7 @@ from batchops.server.graphql.context import OperationContext
 from batchops.server.graphql.documents import CACHED_DOCUMENT_CHARS, parse_document
 from batchops.server.graphql.errors import coded_rule, renamed_for_graphql
 from batchops.server.graphql.mutations import ATOMIC, record_mutation, refuse_if_atomic
+from batchops.server.jobs.runner import queued
 from batchops.server.jobs.schemas import (
     decode_job_cursor,
     encode_job_cursor,
@@ -566,8 +567,7 @@ async def _bulk(
     )
     if row is None:
         return answer, None
-    if svc.jobs is not None:
-        svc.jobs.wake()
+    queued(svc.jobs, row)
     return answer, Job.of(job_body(row))
 
 

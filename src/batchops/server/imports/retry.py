@@ -31,6 +31,7 @@ from batchops.server.deps import Services
 from batchops.server.imports.options import ImportOptions
 from batchops.server.imports.rows import Format, csv_line
 from batchops.server.jobs.inputs import InputWriter
+from batchops.server.jobs.runner import queued
 from batchops.server.jobs.schemas import TERMINAL_STATES, job_not_found
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
@@ -204,6 +205,5 @@ async def retry_failures(svc: Services, tenant: str, job_id: str) -> JobRow:
     except BaseException:
         await writer.abort()
         raise
-    if svc.jobs is not None:
-        svc.jobs.wake()
+    queued(svc.jobs, job)
     return job

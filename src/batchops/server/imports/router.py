@@ -30,6 +30,7 @@ from batchops.server.imports.openapi import import_parameters
 from batchops.server.imports.options import ImportOptions
 from batchops.server.imports.retry import retry_failures
 from batchops.server.imports.uploads import is_multipart, receive_upload
+from batchops.server.jobs.runner import queued
 from batchops.server.jobs.schemas import job_body
 from batchops.server.openapi_routes import (
     AUTH,
@@ -313,8 +314,7 @@ async def accept_import(
     except BaseException:
         await writer.abort()
         raise
-    if svc.jobs is not None:
-        svc.jobs.wake()
+    queued(svc.jobs, job)
     return job
 
 

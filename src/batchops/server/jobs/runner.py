@@ -50,6 +50,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,8 @@ from batchops.server import _ids
 from batchops.server.jobs.cleanup import Cleanup
 from batchops.server.jobs.inputs import JobInputs, job_inputs
 from batchops.server.jobs.schemas import TERMINAL_STATES
+from batchops.server.observability import metrics, tracing
+from batchops.server.observability.logs import PROGRESS_EVERY_S, job_event
 from batchops.server.settings import Settings
 from batchops.store.base import JobFailureRow, JobRow, Store, Tx
 
@@ -76,6 +79,7 @@ __all__ = [
     "JobRunner",
     "JobStopped",
     "ResultsHandler",
+    "queued",
 ]
 
 log = logging.getLogger("batchops.jobs")
@@ -171,6 +175,44 @@ class JobContext:
         self.id = job.id
         self.store: Store = runner.store
         self.settings: Settings = runner.settings
+        # For the metrics and the progress lines: what the job had counted when it was
+        # last seen committed, when this process claimed it, when progress was logged.
+        self._counted = (job.succeeded, job.failed)
+        self._claimed_at = runner.claimed_at.get(job.id, time.monotonic())
+        self._logged_at = time.monotonic()
+
+    def _committed(self, job: JobRow, *, chunk: bool = False) -> None:
+        """After a transaction of the job committed: its rows' metrics, its end, and after
+        a chunk a progress line now and then."""
+        succeeded, failed = job.succeeded - self._counted[0], job.failed - self._counted[1]
+        self._counted = (job.succeeded, job.failed)
+        if succeeded > 0 or failed > 0:
+            metrics.observe_job_rows(job.type, max(succeeded, 0), max(failed, 0))
+        if job.state in TERMINAL_STATES:
+            seconds = time.monotonic() - self._claimed_at
+            metrics.observe_job_end(job.type, job.state, seconds)
+            error = (job.error or {}).get("code")
+            job_event(
+                job.state,
+                job.id,
+                job.type,
+                processed=job.processed,
+                succeeded=job.succeeded,
+                failed=job.failed,
+                duration_s=round(seconds, 3),
+                **({"error_code": error} if error else {}),
+            )
+        elif chunk and time.monotonic() - self._logged_at >= PROGRESS_EVERY_S:
+            self._logged_at = time.monotonic()
+            job_event(
+                "progress",
+                job.id,
+                job.type,
+                processed=job.processed,
+                total=job.total,
+                succeeded=job.succeeded,
+                failed=job.failed,
+            )
 
     async def input_file(self, *, size: int | None = None) -> Path | None:
         """The job's input (an import's upload) as a file on this machine, wherever it is
@@ -210,6 +252,7 @@ class JobContext:
 
         job = await self.store.run(fn, retries=3)
         self.notify()
+        self._committed(job)
         if job.state in TERMINAL_STATES:
             await self._discard_input()
         return job
@@ -217,6 +260,7 @@ class JobContext:
     async def start(self) -> JobRow:
         """Mark the job started (once: a resumed job keeps its first ``started_at``)."""
         if self.job.started_at is not None:
+            job_event("started", self.id, self.job.type, attempt=self.job.attempts, resumed=True)
             return self.job
 
         def started(tx: Tx, job: JobRow) -> None:
@@ -224,6 +268,7 @@ class JobContext:
                 job.started_at = _ids.now_iso()
 
         self.job = await self.update(started)
+        job_event("started", self.id, self.job.type, attempt=self.job.attempts)
         return self.job
 
     async def finish(self, state: str, error: dict[str, Any] | None = None) -> JobRow | None:
@@ -283,8 +328,15 @@ class JobContext:
         """Run one chunk's transaction (``apply``: :meth:`own`, the chunk, then
         :meth:`checkpoint` or :meth:`cancel`) and wake the job's watchers. Raises
         :class:`JobStopped` when the job is no longer running after it."""
-        job = await self.store.run(apply, retries=retries)
+        with tracing.span(
+            "job chunk",
+            {"batchops.job_id": self.id, "batchops.job_type": self.job.type}
+            if tracing.enabled()
+            else None,
+        ):
+            job = await self.store.run(apply, retries=retries)
         self.notify()
+        self._committed(job, chunk=True)
         if job.state != "running":
             if job.state in TERMINAL_STATES:
                 await self._discard_input()
@@ -296,6 +348,14 @@ class JobContext:
 
     async def _discard_input(self) -> None:
         await self._runner.inputs.discard(self.id)
+
+
+def queued(runner: JobRunner | None, job: JobRow) -> None:
+    """A route committed ``job`` (queued): say so in the log, and wake this process's
+    runner (None: this process runs no jobs; another one's poll finds it)."""
+    job_event("queued", job.id, job.type, total=job.total)
+    if runner is not None:
+        runner.wake()
 
 
 class JobRunner:
@@ -325,6 +385,8 @@ class JobRunner:
         self._stopping = False
         #: Set by :meth:`stop`: this runner's jobs stop at their next transaction.
         self.handing_back = False
+        #: When this process claimed each job it runs (monotonic): a job's duration.
+        self.claimed_at: dict[str, float] = {}
 
     async def start(self) -> None:
         """Start claiming jobs (called by the app's lifespan), and sweep the job inputs once
@@ -406,8 +468,19 @@ class JobRunner:
                 self.events.notify()
                 if job.state != "running":  # its attempts were exhausted: it ended here
                     log.warning("job %s failed: %s", job.id, (job.error or {}).get("message"))
+                    job_event("failed", job.id, job.type, error_code="ATTEMPTS_EXHAUSTED")
                     await self.inputs.discard(job.id)
                     continue
+                # A claim past the first that no clean hand-back undid: the process that
+                # ran it before stopped without ending it (its lease ran out).
+                job_event(
+                    "taken over" if job.attempts > 1 else "claimed",
+                    job.id,
+                    job.type,
+                    attempt=job.attempts,
+                    checkpoint=job.checkpoint,
+                )
+                self.claimed_at[job.id] = time.monotonic()
                 task = asyncio.create_task(self._run(job), name=f"batchops-job-{job.id}")
                 self._active[job.id] = task
                 task.add_done_callback(self._on_done(job.id))
@@ -444,6 +517,7 @@ class JobRunner:
     def _on_done(self, job_id: str) -> Callable[[asyncio.Task[None]], None]:
         def done(_task: asyncio.Task[None]) -> None:
             self._active.pop(job_id, None)
+            self.claimed_at.pop(job_id, None)
             self._wake.set()
 
         return done

@@ -25,6 +25,7 @@ from batchops.server.jobs.schemas import (
     validate_job_filters,
 )
 from batchops.server.limits import parse_limit_param, validate_limit
+from batchops.server.observability.logs import job_event
 from batchops.store.base import JobFailureRow, JobRow, Tx
 
 __all__ = [
@@ -68,7 +69,10 @@ async def cancel_job(svc: Services, kinds: JobKinds, tenant: str, job_id: str) -
 
     job = await svc.store.run(cancel, retries=3)
     if job.state == "cancelled":  # it never started: its input file is of no further use
+        job_event("cancelled", job.id, job.type, processed=0, succeeded=0, failed=0)
         await svc.inputs.discard(job_id)  # (its chunk rows went with the cancel: kinds.ended)
+    else:
+        job_event("cancel requested", job.id, job.type)
     if svc.jobs is not None:
         svc.jobs.events.notify()
     return job

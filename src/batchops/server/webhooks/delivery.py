@@ -37,6 +37,7 @@ from batchops._exceptions import ValidationError
 from batchops.engine import backoff_s
 from batchops.server import _ids
 from batchops.server.jobs.runner import JobEvents
+from batchops.server.observability import metrics
 from batchops.server.settings import Settings
 from batchops.server.webhooks.schemas import iso_from_epoch
 from batchops.server.webhooks.signing import signed_headers
@@ -213,3 +214,5 @@ class WebhookSender:
             await self._write(record)
         except Exception:
             log.exception("recording webhook delivery %s failed", delivery.id)
+        else:
+            metrics.observe_webhook("retrying" if retry_in is not None else delivery.state)

@@ -86,6 +86,7 @@ class JobStatements:
             f"ORDER BY created_at, id LIMIT 1{d.for_update(skip_locked=True)}) "
             f"RETURNING {_JOB_COLS}"
         )
+        self.count = d.render("SELECT type, state, COUNT(*) FROM jobs GROUP BY type, state")
         self.heartbeat = d.render(
             f"UPDATE jobs SET heartbeat_at = {d.now} WHERE worker = ? AND state = 'running'"
         )
@@ -239,6 +240,11 @@ class JobsSQL(SqlTx):
         # only when its rows are read).
         rows = self._execute(s.claim, (worker, lease_s)).fetchall()
         return s.job(rows[0]) if rows else None
+
+    def count_jobs(self) -> list[tuple[str, str, int]]:
+        """How many jobs there are, by type and state, all tenants together."""
+        rows = self._execute(self._jobs_sql.count, ()).fetchall()
+        return [(str(t), str(s), int(n)) for t, s, n in rows]
 
     def heartbeat_jobs(self, worker: str) -> None:
         """Renew ``worker``'s lease on its running jobs (the database's clock)."""

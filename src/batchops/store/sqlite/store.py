@@ -20,6 +20,7 @@ from batchops._exceptions import StoreError
 from batchops.store._retry import retry_transient
 from batchops.store._url import sqlite_url
 from batchops.store.base import DEFAULT_STATEMENT_TIMEOUT_MS, Dialect, Tx
+from batchops.store.observe import observed
 from batchops.store.sqlite.checkpoint import Checkpointer
 from batchops.store.sqlite.lanes import ReadConnections
 from batchops.store.sqlite.tx import SQLiteTx
@@ -145,7 +146,7 @@ class SQLiteStore:
         self._last_run = loop.time()
         self._maybe_pending = True
         writer = self._writer
-        return await retry_transient(lambda: writer.enqueue(loop, fn), retries)
+        return await observed("sqlite", retry_transient(lambda: writer.enqueue(loop, fn), retries))
 
     async def close(self) -> None:
         """Close the connection and stop the threads. Idempotent."""
