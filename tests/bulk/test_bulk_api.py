@@ -345,7 +345,7 @@ async def test_a_patch_the_records_api_refuses_is_a_422_before_any_job_is_made(
     error = response.json()["error"]
     assert error["code"] == code
     assert error["details"]["path"].startswith(where)
-    assert (await service.client.get("/v1/jobs")).json() == {"jobs": []}
+    assert (await service.client.get("/v1/jobs")).json() == {"jobs": [], "next_cursor": None}
 
 
 async def test_bulk_requests_need_json_and_a_key(service: Service) -> None:

@@ -102,7 +102,7 @@ async def test_an_async_batch_whose_webhook_embeds_a_non_public_ipv4_is_refused(
     error = answer.json()["error"]
     assert error["code"] == "WEBHOOK_TARGET_NOT_ALLOWED"
     assert error["details"]["path"] == "notification_webhook.url"
-    assert (await service.client.get("/v1/jobs")).json() == {"jobs": []}
+    assert (await service.client.get("/v1/jobs")).json() == {"jobs": [], "next_cursor": None}
 
 
 BAD_HOST_NAMES = [
@@ -143,7 +143,7 @@ async def test_a_notification_webhook_whose_host_name_cannot_be_encoded_is_a_422
         answer = await service.client.post(url, json=body, headers=headers)
         assert answer.status_code == 422, answer.text
         assert answer.json()["error"]["details"]["path"] == "notification_webhook.url"
-    assert (await service.client.get("/v1/jobs")).json() == {"jobs": []}
+    assert (await service.client.get("/v1/jobs")).json() == {"jobs": [], "next_cursor": None}
 
 
 async def test_a_webhook_whose_ipv6_target_embeds_a_public_ipv4_is_registered(

@@ -97,7 +97,7 @@ async def test_an_import_with_a_private_notification_webhook_is_refused_and_crea
     assert answer.status_code == 422
     assert answer.json()["error"]["code"] == "WEBHOOK_TARGET_NOT_ALLOWED"
     assert answer.json()["error"]["details"]["path"] == "notification_webhook.url"
-    assert (await service.client.get("/v1/jobs")).json() == {"jobs": []}
+    assert (await service.client.get("/v1/jobs")).json() == {"jobs": [], "next_cursor": None}
 
 
 @pytest.mark.parametrize(
