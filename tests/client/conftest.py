@@ -12,10 +12,12 @@ import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from batchops.server.app import create_app
 from batchops.server.auth import create_api_key
@@ -32,6 +34,28 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@contextmanager
+def serving_in_thread(app: FastAPI) -> Iterator[str]:
+    """``app`` under uvicorn on a free loopback port, in a thread of its own (a test's
+    blocking client, or Playwright's sync API, keeps the test's thread); its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    for _ in range(600):
+        if server.started or not thread.is_alive():
+            break
+        threading.Event().wait(0.05)
+    assert server.started, "the test server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 @dataclass
@@ -52,23 +76,8 @@ def live(db_url: str, request: pytest.FixtureRequest) -> Iterator[Live]:
     }
     if marker is not None:
         overrides.update(marker.kwargs)
-    app = create_app(settings_for(db_url, **overrides))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    for _ in range(600):
-        if server.started or not thread.is_alive():
-            break
-        threading.Event().wait(0.05)
-    assert server.started, "the test server did not start"
-    try:
-        yield Live(f"http://127.0.0.1:{port}", db_url)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serving_in_thread(create_app(settings_for(db_url, **overrides))) as url:
+        yield Live(url, db_url)
 
 
 @pytest.fixture

@@ -193,7 +193,8 @@ async def test_a_job_taken_over_after_its_runner_died_copies_its_input_again_and
 
     # Worker A claims the job, commits its first chunk, then "dies": its heartbeat stops,
     # and its job task never comes back from that chunk (as if kill -9'd mid-import).
-    dead = await start_node("dead")
+    # Its stuck job task is given no grace when the test stops its app (30 s otherwise).
+    dead = await start_node("dead", shutdown_grace_s=0.1)
     first_chunk = asyncio.Event()
     copy_of_dead: list[str] = []
 
