@@ -19,11 +19,12 @@ import asyncio
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, MutableMapping
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import orjson
 
+from _serve import asgi_request
 from batchops.server import auth
 from batchops.server.app import create_app
 from batchops.server.auth import create_api_key
@@ -56,38 +57,10 @@ async def main(db: str | None, requests: int, rounds: int) -> None:
         auth_header = (b"authorization", f"Bearer {key}".encode())
 
         async def call(method: str, path: str, body: bytes = b"") -> bytes:
-            statuses: list[int] = []
-            chunks: list[bytes] = []
-
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            async def send(message: MutableMapping[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    statuses.append(message["status"])
-                elif message["type"] == "http.response.body":
-                    chunks.append(message.get("body", b""))
-
             headers = [auth_header, (b"content-type", b"application/json")]
-            if body:
-                headers.append((b"content-length", str(len(body)).encode()))
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": method,
-                "scheme": "http",
-                "path": path,
-                "raw_path": path.encode(),
-                "root_path": "",
-                "query_string": b"",
-                "headers": headers,
-                "client": ("127.0.0.1", 1),
-                "server": ("127.0.0.1", 80),
-            }
-            await app(scope, receive, send)
-            assert statuses[0] in (200, 201), (statuses, b"".join(chunks))
-            return b"".join(chunks)
+            statuses, answer = await asgi_request(app, method, path, headers, body)
+            assert statuses[0] in (200, 201), (statuses, answer)
+            return answer
 
         created = orjson.loads(
             await call("POST", "/v1/collections/people/records", orjson.dumps({"data": {"n": 0}}))
