@@ -26,38 +26,12 @@ from batchops import (
 from batchops._results import Failure
 from batchops.client import AsyncClient
 from batchops.client._batch import BatchRunner
-from batchops.client._transport import Reply, Transport
+from batchops.client._transport import Reply
 from batchops.engine import is_overload, is_transient
 from batchops.store import Store
 from tests.client.conftest import Tenant, all_records
+from tests.client.fake_batch_server import Answer, FakeServer
 from tests.client.fault_proxy import FaultProxy
-
-Answer = Callable[[list[dict[str, Any]]], Reply]
-
-
-class FakeServer(Transport):
-    """Records each /v1/batch's operations and answers with ``answer(operations)``."""
-
-    def __init__(self, answer: Answer) -> None:
-        super().__init__("http://fake.invalid", "key", timeout=10, max_connections=10)
-        self.answer = answer
-        self.sent: list[list[dict[str, Any]]] = []
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        assert body is not None
-        ops: list[dict[str, Any]] = orjson.loads(body)["operations"]
-        self.sent.append(ops)
-        return self.answer(ops)
-
-    def sizes(self) -> list[int]:
-        return [len(ops) for ops in self.sent]
 
 
 def ok(ops: list[dict[str, Any]]) -> Reply:
@@ -134,14 +108,14 @@ async def test_a_request_over_the_budget_is_split_and_later_requests_are_cut_wit
     server = FakeServer(over_budget(10))
     result = await runner(server).execute(creates(30), chunk_size=15)
     assert result.ok
-    assert server.sizes() == [15, 10, 5, 10, 5]
+    assert server.sizes == [15, 10, 5, 10, 5]
     assert result.values() == [{"i": i} for i in range(30)]
 
 
 async def test_an_atomic_request_over_the_budget_fails_at_once_without_a_retry() -> None:
     server = FakeServer(over_budget(10))
     result = await runner(server).execute(creates(12), atomic=True)
-    assert server.sizes() == [12]
+    assert server.sizes == [12]
     assert len(result.failures()) == 12
     assert all(isinstance(f.error, BatchOverRateLimitError) for f in result.failures())
 
@@ -149,7 +123,7 @@ async def test_an_atomic_request_over_the_budget_fails_at_once_without_a_retry()
 async def test_a_single_operation_over_the_budget_fails_at_once() -> None:
     server = FakeServer(over_budget(0))
     result = await runner(server).execute(creates(1))
-    assert server.sizes() == [1]
+    assert server.sizes == [1]
     [failure] = result.failures()
     assert isinstance(failure.error, BatchOverRateLimitError)
     assert failure.attempts == 1
@@ -167,7 +141,7 @@ async def test_a_400_naming_details_index_fails_that_operation_and_resends_the_o
 ):
     server = FakeServer(refusing(is_17, lambda i: {"index": i, "path": f"operations[{i}]"}))
     result = await runner(server).execute(creates(1000))
-    assert server.sizes() == [1000, 999]
+    assert server.sizes == [1000, 999]
     [failure] = result.failures()
     assert failure.index == 17
     assert isinstance(failure.error, InvalidBatchRequestError)
@@ -178,7 +152,7 @@ async def test_a_400_naming_details_index_fails_that_operation_and_resends_the_o
 async def test_a_400_naming_only_a_path_fails_that_operation() -> None:
     server = FakeServer(refusing(is_17, lambda i: {"path": f"operations[{i}].ref"}))
     result = await runner(server).execute(creates(40))
-    assert server.sizes() == [40, 39]
+    assert server.sizes == [40, 39]
     assert [f.index for f in result.failures()] == [17]
 
 
@@ -207,7 +181,7 @@ async def test_with_continue_on_error_false_the_operations_after_the_named_one_a
 ):
     server = FakeServer(refusing(is_17, lambda i: {"index": i}))
     result = await runner(server).execute(creates(20), continue_on_error=False)
-    assert server.sizes() == [20, 17]
+    assert server.sizes == [20, 17]
     assert len(result.successes()) == 17
     assert [(f.index, f.status) for f in result.failures()] == [(17, "failed")] + [
         (i, "skipped") for i in range(18, 20)
@@ -217,7 +191,7 @@ async def test_with_continue_on_error_false_the_operations_after_the_named_one_a
 async def test_a_400_naming_no_operation_fails_the_request_once_without_a_retry() -> None:
     server = FakeServer(refusing(is_17, lambda i: {"path": "options.parallel"}))
     result = await runner(server).execute(creates(20))
-    assert server.sizes() == [20]
+    assert server.sizes == [20]
     assert len(result.failures()) == 20
 
 
@@ -230,7 +204,7 @@ async def test_a_413_without_a_name_halves_the_request() -> None:
     server = FakeServer(answer)
     result = await runner(server).execute(creates(20))
     assert result.ok
-    assert server.sizes() == [20, 10, 5, 5, 10, 5, 5]
+    assert server.sizes == [20, 10, 5, 5, 10, 5, 5]
 
 
 # -- live: the real server ------------------------------------------------------------------
@@ -318,4 +292,4 @@ async def test_a_resumable_run_splits_the_refused_request_but_keeps_later_cuts()
     assert all(r.is_success for r in results)
     # Each request of 15 is split the same way; the second is still cut at 15, as a rerun
     # with the same prefix must cut it.
-    assert server.sizes() == [15, 10, 5, 15, 10, 5]
+    assert server.sizes == [15, 10, 5, 15, 10, 5]

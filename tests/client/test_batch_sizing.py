@@ -15,11 +15,12 @@ import pytest
 
 from batchops import RetryPolicy
 from batchops.client._batch import BatchRunner
-from batchops.client._transport import Reply, Transport
+from batchops.client._transport import Reply
 from batchops.engine import AdaptiveChunkSize, VirtualClock
+from tests.client.fake_batch_server import FakeServer
 
 
-class TimedServer(Transport):
+class TimedServer(FakeServer):
     """Answers each batch 207 (every operation 201) after ``seconds(n_ops)`` on ``clock``,
     or with the next status of ``statuses`` first (a whole-request error)."""
 
@@ -29,23 +30,13 @@ class TimedServer(Transport):
         seconds: Callable[[int], float],
         statuses: list[int] | None = None,
     ) -> None:
-        super().__init__("http://fake.invalid", "key", timeout=10, max_connections=10)
+        super().__init__(self._timed)
         self.clock = clock
         self.seconds = seconds
         self.statuses = list(statuses or [])
-        self.sizes: list[int] = []
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        assert body is not None
-        count = len(orjson.loads(body)["operations"])
-        self.sizes.append(count)
+    async def _timed(self, ops: list[dict[str, Any]]) -> Reply:
+        count = len(ops)
         await self.clock.sleep(self.seconds(count))
         if self.statuses:
             status = self.statuses.pop(0)
