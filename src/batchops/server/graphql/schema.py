@@ -54,13 +54,8 @@ from batchops.server.graphql.documents import CACHED_DOCUMENT_CHARS, parse_docum
 from batchops.server.graphql.errors import coded_rule, renamed_for_graphql
 from batchops.server.graphql.mutations import ATOMIC, record_mutation, refuse_if_atomic
 from batchops.server.jobs.runner import queued
-from batchops.server.jobs.schemas import (
-    decode_job_cursor,
-    encode_job_cursor,
-    job_body,
-    validate_job_filters,
-)
-from batchops.server.limits import validate_limit
+from batchops.server.jobs.schemas import job_body
+from batchops.server.jobs.service import jobs_page
 from batchops.server.records import service
 from batchops.server.settings import Settings
 from batchops.server.webhooks.schemas import check_notification_target
@@ -334,20 +329,20 @@ class Query:
         after: str | None = None,
     ) -> JobPage | None:
         context = _context(info)
-        tenant = context.tenant
-        validate_job_filters(state, type)
-        size = validate_limit(first, path="first")
-        position = decode_job_cursor(after, path="after")
-        rows = await _run(
-            context,
-            lambda tx: tx.list_jobs(tenant, state=state, type=type, limit=size + 1, after=position),
-        )
-        more = len(rows) > size
-        rows = rows[:size]
-        return JobPage(
-            jobs=[Job.of(job_body(row)) for row in rows],
-            next_cursor=encode_job_cursor(rows[-1]) if more and rows else None,
-        )
+        try:  # REST's page of jobs, its errors naming the GraphQL arguments
+            rows, next_cursor = await jobs_page(
+                context.services,
+                context.tenant,
+                state=state,
+                type=type,
+                limit=first,
+                cursor=after,
+                limit_path="first",
+                cursor_path="after",
+            )
+        except APIError as exc:
+            raise renamed_for_graphql(exc) from None
+        return JobPage(jobs=[Job.of(job_body(row)) for row in rows], next_cursor=next_cursor)
 
 
 async def _run(context: OperationContext, fn: Any) -> Any:

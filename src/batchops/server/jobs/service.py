@@ -86,6 +86,8 @@ async def jobs_page(
     type: str | None,
     limit: str | int | None,
     cursor: str | None,
+    limit_path: str = "limit",
+    cursor_path: str = "cursor",
 ) -> tuple[list[JobRow], str | None]:
     """A page of the tenant's jobs, newest first, filtered by ``state`` and ``type`` (422
     naming a bad one), after ``cursor`` (400 for one this API did not hand out): the page
@@ -93,10 +95,13 @@ async def jobs_page(
     (created_at, id); a cursor names a position, not a query, so one from another filter
     set pages that list from the same point, never an error and never another tenant's job.
     ``limit``: the page size by the rule of every list, as ``?limit=`` text or a number (None:
-    the default; :func:`~batchops.server.limits.validate_limit`)."""
+    the default; :func:`~batchops.server.limits.validate_limit`). ``limit_path`` and
+    ``cursor_path``: the names errors give them (GraphQL's ``first`` and ``after``)."""
     validate_job_filters(state, type)
-    size = validate_limit(parse_limit_param(limit) if isinstance(limit, str) else limit)
-    position = decode_job_cursor(cursor)
+    size = validate_limit(
+        parse_limit_param(limit) if isinstance(limit, str) else limit, path=limit_path
+    )
+    position = decode_job_cursor(cursor, path=cursor_path)
     # One more than the page tells whether another page follows without a second query.
     rows = await svc.store.run(
         lambda tx: tx.list_jobs(tenant, state=state, type=type, limit=size + 1, after=position)
